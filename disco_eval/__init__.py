@@ -1,0 +1,3 @@
+"""disco-eval: evaluate discovered RL update rules with honest statistics."""
+
+__version__ = "0.1.0"

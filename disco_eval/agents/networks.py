@@ -1,0 +1,149 @@
+"""Agent networks (Flax): a torso, per-state heads and an action model.
+
+The agent produces whatever outputs the rule's :class:`OutputSpec` asks for:
+
+* ``flat`` outputs (e.g. logits [A], y [600]) are linear heads on the torso;
+* ``model`` outputs (e.g. z, q, aux_pi) come from a one-step LSTM action
+  model: the torso is embedded into an LSTM state (cell = linear(torso),
+  hidden = tanh(cell)); one LSTM step per one-hot action, then an MLP per head.
+  They have shape [A, *spec].
+
+Torsos are pluggable (``TORSOS``): later suites add conv and NetHack torsos.
+Weights follow Haiku's defaults (truncated normal, std 1/sqrt(fan_in); zero
+biases); heads use a truncated normal of std ``head_init_std``.
+"""
+
+import math
+from typing import Any, Callable, Sequence
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from disco_eval.rules.base import OutputSpec
+
+Array = jax.Array
+
+
+def _haiku_default_init(key, shape, dtype=jnp.float32):
+  """Normal truncated at 2 std, scaled by 1/sqrt(fan_in), as Haiku's Linear."""
+  fan_in = math.prod(shape[:-1])
+  std = 1.0 / math.sqrt(fan_in)
+  return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
+
+
+def _trunc_normal(std: float):
+  def init(key, shape, dtype=jnp.float32):
+    return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
+  return init
+
+
+def _dense(features: int, name: str | None = None, init=_haiku_default_init) -> nn.Dense:
+  return nn.Dense(features, kernel_init=init, name=name)
+
+
+class MLPTorso(nn.Module):
+  """Flatten then MLP; relu between layers, none after the last (Haiku MLP)."""
+  hidden: Sequence[int] = (512, 512)
+
+  @nn.compact
+  def __call__(self, obs: Array) -> Array:
+    x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+    for i, h in enumerate(self.hidden):
+      x = _dense(h, name=f"dense_{i}")(x)
+      if i < len(self.hidden) - 1:
+        x = nn.relu(x)
+    return x
+
+
+TORSOS: dict[str, Callable[..., nn.Module]] = {
+    "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
+}
+
+
+class LSTMActionModel(nn.Module):
+  """One LSTM step per action from an embedding of the torso."""
+  spec: dict[str, tuple[int, ...]]
+  num_actions: int
+  lstm_size: int = 128
+  head_hidden: Sequence[int] = (128,)
+
+  @nn.compact
+  def __call__(self, torso: Array) -> dict[str, Array]:
+    b, a = torso.shape[0], self.num_actions
+    cell = _dense(self.lstm_size, name="root")(torso)
+    hidden = jnp.tanh(cell)
+    # LSTM step on one-hot actions, state repeated per action: [B*A, H].
+    one_hot = jnp.tile(jnp.eye(a, dtype=torso.dtype), (b, 1))
+    h = jnp.repeat(hidden, a, axis=0)
+    c = jnp.repeat(cell, a, axis=0)
+    gates = _dense(4 * self.lstm_size, name="lstm")(jnp.concatenate([one_hot, h], -1))
+    i, g, f, o = jnp.split(gates, 4, axis=-1)
+    c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+    out = jax.nn.sigmoid(o) * jnp.tanh(c)
+    result = {}
+    for key in sorted(self.spec):
+      shape = self.spec[key]
+      x = out
+      for j, width in enumerate(self.head_hidden):
+        x = nn.relu(_dense(width, name=f"{key}_hidden_{j}")(x))
+      x = _dense(math.prod(shape), name=f"{key}_out")(x)
+      result[key] = x.reshape((b, a) + tuple(shape))
+    return result
+
+
+class AgentNet(nn.Module):
+  """Torso + flat heads + (optional) action model, for a batch [B, ...]."""
+  torso: nn.Module
+  spec: OutputSpec
+  num_actions: int
+  head_init_std: float = 1e-2
+  model_lstm_size: int = 128
+  model_head_hidden: Sequence[int] = (128,)
+
+  @nn.compact
+  def __call__(self, obs: Array) -> dict[str, Array]:
+    emb = self.torso(obs)
+    out = {}
+    for key in sorted(self.spec.flat):
+      shape = self.spec.flat[key]
+      x = _dense(math.prod(shape), name=f"head_{key}",
+                 init=_trunc_normal(self.head_init_std))(emb)
+      out[key] = x.reshape((obs.shape[0],) + tuple(shape))
+    if self.spec.model:
+      out.update(LSTMActionModel(
+          self.spec.model, self.num_actions, self.model_lstm_size,
+          tuple(self.model_head_hidden), name="model")(emb))
+    return out
+
+
+class Agent:
+  """Pure init/apply functions of an agent network.
+
+  ``apply(params, obs)`` accepts any leading dims: obs [..., *obs_shape] ->
+  outputs [..., *spec].
+  """
+
+  def __init__(self, agent_settings: dict[str, Any], spec: OutputSpec,
+               num_actions: int, obs_shape: tuple[int, ...]):
+    torso_name = agent_settings.get("torso", "mlp")
+    if torso_name not in TORSOS:
+      raise ValueError(f"unknown torso '{torso_name}'; known: {sorted(TORSOS)}")
+    self.obs_shape = tuple(obs_shape)
+    self.spec = spec
+    self.net = AgentNet(
+        torso=TORSOS[torso_name](agent_settings), spec=spec,
+        num_actions=num_actions,
+        head_init_std=float(agent_settings.get("head_init_std", 1e-2)),
+        model_lstm_size=int(agent_settings.get("model_lstm_size", 128)),
+        model_head_hidden=tuple(agent_settings.get("model_head_hidden", (128,))))
+
+  def init(self, rng: Array) -> Any:
+    dummy = jnp.zeros((1,) + self.obs_shape, jnp.float32)
+    return self.net.init(rng, dummy)
+
+  def apply(self, params: Any, obs: Array) -> dict[str, Array]:
+    lead = obs.shape[:obs.ndim - len(self.obs_shape)]
+    flat = obs.reshape((-1,) + self.obs_shape)
+    out = self.net.apply(params, flat)
+    return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)

@@ -1,0 +1,307 @@
+"""The `disco-eval` command line: parse, call, print."""
+
+import json
+import sys
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn,
+                           TimeElapsedColumn, TimeRemainingColumn)
+from rich.table import Table
+
+from disco_eval.errors import UserError
+
+app = typer.Typer(help="Evaluate discovered RL update rules on held-out suites, "
+                       "with honest statistics.", no_args_is_help=True,
+                  pretty_exceptions_enable=False, add_completion=False)
+rules_app = typer.Typer(help="Rule manifests and checkpoints.", no_args_is_help=True)
+suites_app = typer.Typer(help="Suite manifests and their protocols.", no_args_is_help=True)
+app.add_typer(rules_app, name="rules")
+app.add_typer(suites_app, name="suites")
+
+# Piped output gets a wide console so that tables are not squeezed.
+out = Console(width=None if sys.stdout.isatty() else 160)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 160)
+
+
+def _print_json(obj) -> None:
+  sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def _split_csv(text: Optional[str]) -> tuple[str, ...]:
+  return tuple(t.strip() for t in text.split(",") if t.strip()) if text else ()
+
+
+# ---------------------------------------------------------------------------
+# rules
+
+
+@rules_app.command("list")
+def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
+  """List the known rules."""
+  from disco_eval import checkpoints, manifests
+  ms = manifests.list_rule_manifests()
+  rows = []
+  for m in ms:
+    cached = None
+    if m.filename:
+      p = checkpoints.cached_path(m)
+      cached = p.is_file()
+    rows.append({"name": m.name, "kind": m.kind, "architecture": m.architecture,
+                 "description": m.description, "learned": bool(m.filename),
+                 "cached": cached})
+  if as_json:
+    return _print_json(rows)
+  t = Table(title="Rules")
+  for c in ("name", "kind", "weights", "description"):
+    t.add_column(c)
+  for r in rows:
+    w = "-" if not r["learned"] else ("cached" if r["cached"] else "not pulled")
+    t.add_row(r["name"], r["kind"], w, r["description"])
+  out.print(t)
+
+
+@rules_app.command("show")
+def rules_show(name: str, as_json: bool = typer.Option(False, "--json")):
+  """Show a rule's manifest: source, checksum, licence and default settings."""
+  from disco_eval import manifests
+  m = manifests.load_rule_manifest(name)
+  info = {"name": m.name, "kind": m.kind, "architecture": m.architecture,
+          "description": m.description, "source_url": m.source_url,
+          "sha256": m.sha256, "licence": m.licence, "citation": m.citation,
+          "manifest": str(m.path), "settings": m.settings(),
+          "suite_overrides": m.suites}
+  if as_json:
+    return _print_json(info)
+  t = Table(title=f"Rule {m.name}", show_header=False)
+  for k in ("kind", "architecture", "description", "source_url", "sha256",
+            "licence", "citation", "manifest"):
+    t.add_row(k, str(info[k]))
+  for table, vals in info["settings"].items():
+    for k, v in vals.items():
+      t.add_row(f"{table}.{k}", str(v))
+  for suite, vals in m.suites.items():
+    for k, v in vals.items():
+      t.add_row(f"[{suite}] {k}", str(v))
+  out.print(t)
+
+
+@rules_app.command("pull")
+def rules_pull(name: str,
+               force: bool = typer.Option(False, help="Download again even if cached."),
+               url: Optional[str] = typer.Option(None, help="Download from this URL instead."),
+               file: Optional[Path] = typer.Option(
+                   None, "--file", help="Import a local copy (checked against the manifest's sha256).")):
+  """Download a learned rule's checkpoint into the cache and verify its sha256."""
+  from disco_eval import checkpoints, manifests
+  m = manifests.load_rule_manifest(name)
+  if not m.filename:
+    raise UserError(f"rule '{name}' is hand-designed: it has no checkpoint to pull")
+  if file is not None:
+    if not file.is_file():
+      raise UserError(f"file not found: {file}")
+    url = file.resolve().as_uri()
+  path = checkpoints.pull(m, url=url, force=force)
+  out.print(f"{m.name}: {path} (sha256 {m.sha256})")
+
+
+@rules_app.command("verify")
+def rules_verify(name: str = typer.Argument(..., help="Rule name or PATH.npz."),
+                 golden: list[Path] = typer.Option(..., "--golden", help="Golden rule-step file(s): "
+                                                   "--golden F1 F2 ... or --golden F1 --golden F2."),
+                 more: Optional[list[Path]] = typer.Argument(None, hidden=True),
+                 as_json: bool = typer.Option(False, "--json")):
+  """Check the rule against golden rule steps of the reference implementation.
+
+  Prints, per output key, the max absolute and relative error and the bound;
+  exits 1 if any key is out of bounds. Consecutive files of one sequence carry
+  the meta-state computed here from step to step.
+  """
+  from disco_eval import checkpoints, verify
+  rule = checkpoints.resolve_rule(name)
+  if rule.manifest.kind != "disco" or rule.params is None:
+    raise UserError(f"rule '{name}' is not a Disco103-architecture checkpoint; "
+                    "golden files check the discovered rule")
+  results, ok_all = [], True
+  for path, checks in verify.check_files(rule.params, list(golden) + list(more or [])):
+    ok = all(c.ok for c in checks)
+    ok_all &= ok
+    results.append({"file": str(path), "ok": ok,
+                    "checks": [c.__dict__ for c in checks]})
+    if not as_json:
+      t = Table(title=f"{path.name}: {'PASS' if ok else 'FAIL'}")
+      t.add_column("key", no_wrap=True)
+      for c in ("max abs err", "max rel err", "bound"):
+        t.add_column(c, justify="right", no_wrap=True)
+      t.add_column("bound rule")
+      t.add_column("")
+      for c in checks:
+        t.add_row(c.key, f"{c.max_abs_err:.3g}", f"{c.max_rel_err:.3g}",
+                  f"{c.bound:.3g}", c.bound_text,
+                  "[green]ok[/]" if c.ok else "[red]OUT OF BOUNDS[/]")
+      out.print(t)
+  if as_json:
+    _print_json({"rule": rule.label, "sha256": rule.sha256, "ok": ok_all,
+                 "files": results})
+  else:
+    n = len(results)
+    out.print(f"{rule.label} (sha256 {rule.sha256}): "
+              + (f"[green]all {n} file(s) within bounds[/]" if ok_all
+                 else "[red]some keys out of bounds[/]"))
+  if not ok_all:
+    raise typer.Exit(1)
+
+
+# ---------------------------------------------------------------------------
+# suites
+
+
+@suites_app.command("list")
+def suites_list(as_json: bool = typer.Option(False, "--json")):
+  """List the known suites."""
+  from disco_eval import suites
+  ss = suites.list_suites()
+  rows = [{"name": s.name, "backend": s.backend, "tasks": list(s.tasks),
+           "default_protocol": s.default_protocol,
+           "protocols": sorted(s.protocols), "description": s.description}
+          for s in ss]
+  if as_json:
+    return _print_json(rows)
+  t = Table(title="Suites")
+  for c in ("name", "backend", "tasks", "protocols", "description"):
+    t.add_column(c)
+  for r in rows:
+    t.add_row(r["name"], r["backend"], str(len(r["tasks"])),
+              ", ".join(p + (" (default)" if p == r["default_protocol"] else "")
+                        for p in r["protocols"]), r["description"])
+  out.print(t)
+
+
+@suites_app.command("show")
+def suites_show(name: str, protocol: Optional[str] = typer.Option(None),
+                as_json: bool = typer.Option(False, "--json")):
+  """Print a suite's tasks and a protocol in full."""
+  from disco_eval import suites
+  s = suites.load_suite(name)
+  p = s.protocol(protocol)
+  info = {"name": s.name, "description": s.description, "backend": s.backend,
+          "tasks": list(s.tasks), "protocol": p.name,
+          "protocol_description": p.description, "settings": p.settings,
+          "normalization": s.normalization,
+          "published": s.raw.get("published", [])}
+  if as_json:
+    return _print_json(info)
+  t = Table(title=f"Suite {s.name}, protocol {p.name}", show_header=False)
+  t.add_row("description", s.description)
+  t.add_row("backend", s.backend)
+  t.add_row("tasks", ", ".join(s.tasks))
+  t.add_row("protocol", f"{p.name}: {p.description}")
+  for k, v in p.settings.items():
+    t.add_row(f"  {k}", str(v))
+  for task, n in s.normalization.items():
+    t.add_row(f"normalisation {task}", f"(score - {n['min']}) / ({n['max']} - {n['min']})")
+  out.print(t)
+
+
+# ---------------------------------------------------------------------------
+# run
+
+
+def _parse_set(items: list[str]) -> tuple[tuple[str, str], ...]:
+  pairs = []
+  for item in items:
+    if "=" not in item:
+      raise UserError(f"--set expects KEY=VALUE (e.g. optimizer.learning_rate=1e-3), got '{item}'")
+    k, v = item.split("=", 1)
+    k = k.strip()
+    # Accept "RULE.table.key" only as "table.key" for now: one override set for all rules.
+    pairs.append((k, v.strip()))
+  return tuple(pairs)
+
+
+@app.command("run")
+def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suites list`)."),
+        rule: list[str] = typer.Option(["disco103"], "--rule", "-r",
+                                       help="Rule name or PATH.npz; repeat for several."),
+        seeds: int = typer.Option(3, help="Number of seeds (0..N-1)."),
+        seed_start: int = typer.Option(0, help="First seed."),
+        tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks (default: all)."),
+        steps: Optional[int] = typer.Option(None, help="Env-step budget per run (default: the protocol's)."),
+        protocol: Optional[str] = typer.Option(None, help="Protocol (default: the suite's)."),
+        out_dir: Path = typer.Option(Path("results"), "--out", help="Results folder."),
+        set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value "
+                                       "(rule tables: hyperparams, rule, agent, optimizer; loop: train)."),
+        as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON.")):
+  """Train fresh agents with each rule on a suite's tasks and record every run."""
+  from disco_eval import experiment
+  spec = experiment.SweepSpec(
+      suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
+      tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
+      overrides=_parse_set(set_))
+  console = err if as_json else out
+  with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                TimeRemainingColumn(), console=console, transient=False) as progress:
+    bars: dict[tuple, int] = {}
+
+    def on_progress(p):
+      key = (p.rule, p.task, p.seeds)
+      label = f"{p.rule} / {p.task} / seeds {','.join(map(str, p.seeds))}"
+      if p.kind in ("skip",):
+        progress.console.print(f"skip {label}: already complete")
+        return
+      if p.kind == "resume":
+        progress.console.print(p.message)
+        return
+      if p.kind == "failed":
+        progress.console.print(f"[red]failed[/] {label}: {p.message}")
+        return
+      if key not in bars:
+        bars[key] = progress.add_task(label, total=p.total_steps, completed=p.env_steps, info="")
+      info = f"{p.steps_per_s:,.0f} steps/s  return {p.latest_return:+.3f}" if p.kind == "chunk" else ""
+      progress.update(bars[key], completed=p.env_steps, info=info)
+
+    results = experiment.run_sweep(spec, on_progress)
+  rows = [{"rule": r.rule, "task": r.task, "seed": r.seed, "status": r.status,
+           "path": str(r.path), "score": (r.summary or {}).get("score"),
+           "normalized_score": (r.summary or {}).get("normalized_score"),
+           "error": r.error} for r in results]
+  if as_json:
+    _print_json(rows)
+  else:
+    t = Table(title=f"{suite}: runs")
+    for c in ("rule", "task", "seed", "status", "score", "folder"):
+      t.add_column(c)
+    for r in rows:
+      score = "-" if r["score"] is None else f"{r['score']:+.3f}"
+      status = r["status"] if r["status"] != "failed" else f"[red]failed[/]: {r['error']}"
+      t.add_row(r["rule"], r["task"], str(r["seed"]), status, score, r["path"])
+    out.print(t)
+  if any(r.status == "failed" for r in results):
+    raise typer.Exit(1)
+
+
+def _register_results_commands() -> None:
+  from disco_eval import cli_results
+  cli_results.register(app)
+
+
+try:
+  _register_results_commands()
+except ImportError:  # pragma: no cover - only while the module is absent
+  pass
+
+
+def main() -> None:
+  """Console-script entry point: one-line errors, no tracebacks, for UserError."""
+  try:
+    app()
+  except UserError as e:
+    err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+
+
+if __name__ == "__main__":
+  main()

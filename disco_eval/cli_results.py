@@ -1,0 +1,116 @@
+"""Command-line commands for results: ``compare``, ``export csv`` and ``plot``.
+
+Thin wrappers: parse the options, call ``report``, ``export`` or ``plots``,
+print. Errors are ``UserError``s, which the main CLI prints as
+``error: MESSAGE`` (exit status 1). Warnings go to stderr, so that
+``compare --json`` and ``export csv`` without ``--out`` print only their
+output on stdout.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from disco_eval import export, plots, report, stats
+
+DEFAULT_DIR = Path("results")
+
+DirArg = Annotated[Path, typer.Argument(
+    help="Results folder (the --out of `disco-eval run`).")]
+SuiteOpt = Annotated[Optional[str], typer.Option(
+    "--suite", help="Only this suite.")]
+RulesOpt = Annotated[Optional[str], typer.Option(
+    "--rules", help="Only these rules, comma-separated (also their order).")]
+ProtocolOpt = Annotated[Optional[str], typer.Option(
+    "--protocol", help="Only this protocol (a name, or NAME@STEPS for runs "
+    "with another step budget).")]
+RepsOpt = Annotated[int, typer.Option(
+    "--reps", min=1, help="Bootstrap replicates.")]
+SeedOpt = Annotated[int, typer.Option(
+    "--seed", help="Seed of the bootstrap generators.")]
+
+
+def _warn(message: str) -> None:
+  """Prints a warning on stderr."""
+  typer.echo(f"warning: {message}", err=True)
+
+
+def compare_command(
+    root: DirArg = DEFAULT_DIR,
+    suite: SuiteOpt = None,
+    rules: RulesOpt = None,
+    metrics: Annotated[str, typer.Option(
+        "--metrics", help="Aggregate metrics, comma-separated: "
+        + ", ".join(stats.metric_names()) + ".")] = ",".join(
+            report.DEFAULT_METRICS),
+    reps: RepsOpt = stats.DEFAULT_REPS,
+    seed: SeedOpt = 0,
+    protocol: ProtocolOpt = None,
+    as_json: Annotated[bool, typer.Option(
+        "--json", help="Print the result as JSON (only JSON on stdout).")
+    ] = False,
+) -> None:
+  """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
+  result = report.compare(root, suite=suite, rules=rules, metrics=metrics,
+                          reps=reps, seed=seed, protocol=protocol)
+  if as_json:
+    typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    return
+  from rich.console import Console
+  report.render(result, Console())
+
+
+def export_csv_command(
+    root: DirArg = DEFAULT_DIR,
+    out: Annotated[Optional[Path], typer.Option(
+        "--out", help="Write the CSV to this file (default: stdout).")] = None,
+    aggregate: Annotated[bool, typer.Option(
+        "--aggregate", help="Add aggregate rows (IQM, median, mean, optimality "
+        "gap with bootstrap CIs).")] = False,
+    suite: SuiteOpt = None,
+    rules: RulesOpt = None,
+    reps: RepsOpt = stats.DEFAULT_REPS,
+    seed: SeedOpt = 0,
+    protocol: ProtocolOpt = None,
+) -> None:
+  """Export runs as one tidy CSV (training curves, final scores, published)."""
+  text = export.export_csv(root, out=out, suite=suite, rules=rules,
+                           aggregate=aggregate, reps=reps, seed=seed,
+                           protocol=protocol, warn=_warn)
+  if out is None:
+    typer.echo(text, nl=False)
+  else:
+    typer.echo(f"wrote {out}", err=True)
+
+
+def plot_command(
+    kind: Annotated[str, typer.Argument(
+        help="Plot kind: " + ", ".join(plots.KINDS) + ".")],
+    root: DirArg = DEFAULT_DIR,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Output file; the suffix picks the format: "
+        + ", ".join(plots.FORMATS) + ".")] = ...,
+    suite: SuiteOpt = None,
+    rules: RulesOpt = None,
+    reps: RepsOpt = stats.DEFAULT_REPS,
+    seed: SeedOpt = 0,
+    protocol: ProtocolOpt = None,
+) -> None:
+  """Draw a publication plot (intervals, curves, profiles, improvement)."""
+  path = plots.plot(kind, root, out, suite=suite, rules=rules, reps=reps,
+                    seed=seed, protocol=protocol, warn=_warn)
+  typer.echo(f"wrote {path}", err=True)
+
+
+def register(app: typer.Typer) -> None:
+  """Adds ``compare``, ``export csv`` and ``plot`` to `app`."""
+  app.command("compare")(compare_command)
+  export_app = typer.Typer(help="Export results for papers and notebooks.",
+                           no_args_is_help=True)
+  export_app.command("csv")(export_csv_command)
+  app.add_typer(export_app, name="export")
+  app.command("plot")(plot_command)

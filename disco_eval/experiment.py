@@ -1,0 +1,278 @@
+"""Sweeps: train every (rule, task, seed) of a suite and record each run.
+
+The seeds of one (rule, task) share one compiled program: their training
+states are stacked and the loop is vmapped over them. Every run writes its
+record folder (``disco_eval.store``): config, status, metrics over env steps,
+periodic checkpoints of the whole training state, and the final summary.
+Complete runs are skipped; interrupted runs resume from their checkpoint.
+"""
+
+import dataclasses
+import math
+import time
+import traceback
+from contextlib import ExitStack
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from disco_eval import checkpoints, store, suites
+from disco_eval.agents.networks import Agent
+from disco_eval.envs import registry as envs
+from disco_eval.errors import UserError
+from disco_eval.rules.registry import build_rule
+from disco_eval.train.loop import TrainConfig, Trainer
+from disco_eval.train.optim import make_optimizer
+
+TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
+              "sample_entries", "updates_per_iteration", "chunk")
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepSpec:
+  """What to run."""
+  suite: str
+  rules: tuple[str, ...] = ("disco103",)
+  seeds: tuple[int, ...] = (0, 1, 2)
+  tasks: tuple[str, ...] = ()
+  steps: int | None = None                 # env-step budget override
+  protocol: str | None = None
+  out: Path = Path("results")
+  overrides: tuple[tuple[str, str], ...] = ()   # ("table.key", "value")
+  checkpoint_every: int = 10               # chunks between checkpoints
+
+
+@dataclasses.dataclass
+class Progress:
+  """An event for progress displays."""
+  kind: str            # "start" | "chunk" | "done" | "skip" | "failed" | "resume"
+  rule: str
+  task: str
+  seeds: tuple[int, ...]
+  env_steps: int = 0
+  total_steps: int = 0
+  steps_per_s: float = 0.0
+  latest_return: float = float("nan")
+  message: str = ""
+
+
+@dataclasses.dataclass
+class RunResult:
+  rule: str
+  task: str
+  seed: int
+  status: str          # "complete" | "skipped" | "failed"
+  path: Path
+  summary: dict[str, Any] | None = None
+  error: str | None = None
+
+
+def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str]]:
+  """Separates ``train.*`` loop overrides from rule-manifest overrides."""
+  rule_over, train_over = {}, {}
+  for key, value in overrides:
+    if key.startswith("train."):
+      name = key.split(".", 1)[1]
+      if name not in TRAIN_KEYS:
+        raise UserError(f"unknown setting '{key}'; train settings: "
+                        + ", ".join(f"train.{k}" for k in TRAIN_KEYS))
+      train_over[name] = value
+    else:
+      rule_over[key] = value
+  return rule_over, train_over
+
+
+def train_config(protocol: suites.Protocol, steps: int | None,
+                 train_over: dict[str, str]) -> TrainConfig:
+  """The loop settings of a protocol, with a step budget and overrides."""
+  vals = {k: int(protocol.get(k)) for k in TRAIN_KEYS if protocol.get(k) is not None}
+  vals.update({k: int(v) for k, v in train_over.items()})
+  cfg = TrainConfig(**{k: v for k, v in vals.items() if k in TRAIN_KEYS})
+  budget = int(steps if steps is not None else protocol.get("env_steps"))
+  if budget <= 0:
+    raise UserError(f"--steps must be positive, got {budget}")
+  iterations = math.ceil(budget / cfg.steps_per_iteration)
+  return dataclasses.replace(cfg, iterations=iterations)
+
+
+def _now() -> str:
+  return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _take(tree, i):
+  return jax.tree.map(lambda x: x[i], tree)
+
+
+def _stack(trees):
+  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+
+
+def run_sweep(spec: SweepSpec,
+              on_progress: Callable[[Progress], None] = lambda p: None
+              ) -> list[RunResult]:
+  """Runs the sweep rule x task x seed; returns one result per run."""
+  suite = suites.load_suite(spec.suite)
+  protocol = suite.protocol(spec.protocol)
+  tasks = suite.check_tasks(list(spec.tasks))
+  rule_over, train_over = _split_overrides(spec.overrides)
+  cfg = train_config(protocol, spec.steps, train_over)
+  if not spec.seeds:
+    raise UserError("--seeds must be at least 1")
+  resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
+  labels = [r.label for r in resolved]
+  if len(set(labels)) != len(labels):
+    raise UserError(f"the same rule is named twice: {', '.join(labels)}")
+  results = []
+  for rule in resolved:
+    settings = rule.manifest.settings(spec.suite, rule_over or None)
+    for task in tasks:
+      results += _run_group(spec, suite, protocol, task, rule, settings, cfg,
+                            on_progress)
+  return results
+
+
+def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
+  env = envs.make(suite, task)
+  kind = rule.manifest.kind
+  rule_obj = build_rule(kind, settings, rule.label)
+  agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
+                env.num_actions, env.observation_shape)
+  trainer = Trainer(env, agent, rule_obj, make_optimizer(settings["optimizer"]), cfg)
+  total_steps = cfg.iterations * cfg.steps_per_iteration
+  base_config = {
+      "suite": suite.name, "task": task,
+      "protocol": {"name": protocol.name, **protocol.settings},
+      "rule": {"name": rule.label, "kind": kind, "sha256": rule.sha256,
+               "source": str(rule.path) if rule.path else None},
+      "settings": settings,
+      "train": dataclasses.asdict(cfg), "env_steps": total_steps,
+      "overrides": dict(spec.overrides),
+  }
+  results, pending = [], []
+  with ExitStack() as stack:
+    records = {}
+    for seed in spec.seeds:
+      config = {**base_config, "seed": seed, "versions": store.versions(),
+                "created": _now()}
+      rec = store.RunRecord.open(spec.out, suite.name, task, rule.label, seed, config)
+      stack.enter_context(rec.lock())
+      if rec.is_complete():
+        results.append(RunResult(rule.label, task, seed, "skipped", rec.path, rec.summary))
+        on_progress(Progress("skip", rule.label, task, (seed,), total_steps, total_steps))
+        continue
+      records[seed] = rec
+      pending.append(seed)
+    if not pending:
+      return results
+    template = trainer.init(0)
+    starts: dict[int, list[int]] = {}
+    states = {}
+    for seed in pending:
+      ckpt = records[seed].load_checkpoint(template)
+      if ckpt is None:
+        start, states[seed] = 0, None
+        records[seed].truncate_metrics(0)
+      else:
+        state, env_steps, extra = ckpt
+        start = int(extra["iteration"])
+        states[seed] = state
+        records[seed].truncate_metrics(env_steps)
+        on_progress(Progress("resume", rule.label, task, (seed,), env_steps, total_steps,
+                             message=f"resuming seed {seed} at {env_steps} env steps"))
+      starts.setdefault(start, []).append(seed)
+    for start, seeds in sorted(starts.items()):
+      try:
+        summaries = _train_seeds(trainer, rule, task, seeds, start, states,
+                                 records, cfg, protocol, suite, spec,
+                                 on_progress)
+        for seed in seeds:
+          results.append(RunResult(rule.label, task, seed, "complete",
+                                   records[seed].path, summaries[seed]))
+      except (KeyboardInterrupt, SystemExit):
+        raise
+      except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
+        msg = f"{type(e).__name__}: {e}"
+        for seed in seeds:
+          records[seed].mark_failed(msg + "\n" + traceback.format_exc(limit=5))
+          results.append(RunResult(rule.label, task, seed, "failed",
+                                   records[seed].path, error=msg))
+        on_progress(Progress("failed", rule.label, task, tuple(seeds), message=msg))
+  return results
+
+
+def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
+                 protocol, suite, spec, on_progress) -> dict[int, dict]:
+  """Trains `seeds` (all at iteration `start`) in one vmapped program."""
+  spi = cfg.steps_per_iteration
+  total = cfg.iterations * spi
+  fresh = [s for s in seeds if states[s] is None]
+  init = {}
+  if fresh:
+    stacked = trainer.init_seeds(fresh)
+    for i, s in enumerate(fresh):
+      init[s] = _take(stacked, i)
+  state = _stack([states[s] if states[s] is not None else init[s] for s in seeds])
+  for s in seeds:
+    records[s].mark_running(start * spi)
+  on_progress(Progress("start", rule.label, task, tuple(seeds), start * spi, total))
+  t0, chunks = time.time(), 0
+  it = start
+  while it < cfg.iterations:
+    count = min(cfg.chunk, cfg.iterations - it)
+    tc = time.time()
+    state, m = trainer.run_chunk(state, rule.params, it, count, seeds_axis=True)
+    m = jax.device_get(m)
+    for j, s in enumerate(seeds):
+      rows = []
+      for k in range(count):
+        n = int(m.episodes[j, k])
+        rows.append({
+            "iteration": it + k, "env_steps": (it + k + 1) * spi,
+            "episodes": n,
+            "avg_return": float(m.return_sum[j, k]) / n if n else float("nan"),
+            "learner_steps": int(m.learned[j, k]),
+            "loss": float(m.loss[j, k]) if m.learned[j, k] else float("nan")})
+      records[s].append_metrics(rows)
+    it += count
+    chunks += 1
+    if chunks % spec.checkpoint_every == 0 and it < cfg.iterations:
+      for j, s in enumerate(seeds):
+        records[s].save_checkpoint(_take(state, j), it * spi, {"iteration": it})
+    for s in seeds:
+      records[s].mark_running(it * spi)
+    recent = m.return_sum[:, :count].sum() / max(1, m.episodes[:, :count].sum())
+    on_progress(Progress("chunk", rule.label, task, tuple(seeds), it * spi, total,
+                         steps_per_s=count * spi * len(seeds) / (time.time() - tc),
+                         latest_return=float(recent)))
+  wall = time.time() - t0
+  eval_episodes = int(protocol.get("eval_episodes", 100))
+  window = int(protocol.get("final_window", 100))
+  summaries = {}
+  for j, s in enumerate(seeds):
+    params = _take(state.params, j)
+    returns = np.asarray(trainer.evaluate(params, jax.random.PRNGKey(10_000 + s),
+                                          eval_episodes))
+    rows = records[s].read_metrics()
+    tail = [r["avg_return"] for r in rows[-window:]
+            if r["avg_return"] is not None and not math.isnan(r["avg_return"])]
+    score = float(np.mean(returns))
+    summary = {
+        "suite": suite.name, "task": task, "rule": rule.label, "seed": s,
+        "protocol": protocol.name, "env_steps": total,
+        "score": score, "normalized_score": suite.normalize(task, score),
+        "metric": protocol.get("metric", "return"),
+        "eval_episodes": eval_episodes,
+        "eval_return_std": float(np.std(returns)),
+        "final_window_iterations": window,
+        "final_window_return": float(np.mean(tail)) if tail else float("nan"),
+        "train_wall_s": wall, "seeds_in_program": len(seeds),
+        "rule_sha256": rule.sha256,
+    }
+    records[s].mark_complete(summary, env_steps=total)
+    summaries[s] = summary
+  on_progress(Progress("done", rule.label, task, tuple(seeds), total, total))
+  return summaries

@@ -1,0 +1,178 @@
+"""Export run results as one tidy CSV table (long format).
+
+Every row has every column (empty where it does not apply), so
+``pandas.read_csv`` loads the file directly. Only usable runs are exported
+(complete, with finite scores; see ``disco_eval.report``): failed, incomplete,
+corrupt and NaN-score runs are left out, and ``disco-eval compare`` lists them.
+
+| column             | meaning                                                                                  |
+|--------------------|------------------------------------------------------------------------------------------|
+| `suite`            | suite name                                                                               |
+| `protocol`         | protocol label: the manifest's protocol name, or `NAME@STEPS` for a non-default budget   |
+| `task`             | task name; `*` on aggregate rows (and on aggregate published rows)                       |
+| `rule`             | update rule name (published rows: the name given in the suite manifest)                  |
+| `seed`             | run seed; empty on aggregate and published rows                                          |
+| `env_steps`        | environment steps at the row; the run's budget on `final` and `aggregate` rows           |
+| `kind`             | `train`, `final`, `aggregate` or `published` (see below)                                 |
+| `score`            | raw score: training return (`train`), final evaluation score (`final`, `published`)      |
+| `normalized_score` | `score` normalised with the suite manifest; on aggregate rows the metric's point value   |
+| `metric`           | `avg_return` (`train`), the protocol's metric e.g. `return` (`final`), or the aggregate metric `iqm`, `median`, `mean`, `og` (`aggregate`, aggregate `published`) |
+| `ci_low`           | lower bound of the confidence interval (`aggregate`; published aggregates from per-seed scores) |
+| `ci_high`          | upper bound of the confidence interval                                                    |
+| `num_seeds`        | seeds behind the row (`aggregate`: rows of the score matrix; `published`: as published)   |
+| `citation`         | source of a `published` row                                                               |
+
+Kinds of rows:
+
+* `train`: one per row of a run's ``metrics.csv``; `score` is `avg_return`, the
+  mean return of the training episodes that ended in that iteration (empty
+  when none ended).
+* `final`: one per run; the evaluation score of the final policy
+  (``summary.json``) at the run's final env steps.
+* `aggregate` (with ``--aggregate``): one per suite, protocol, rule and metric;
+  the metric over the ``[seeds, tasks]`` matrix of normalised final scores
+  (tasks every rule has) with a 95% stratified-bootstrap percentile interval.
+* `published`: one per ``[[published]]`` entry of the suite manifest whose
+  protocol appears in the results (never part of any statistic); with
+  ``--aggregate`` also the published rules' aggregates (task `*`), as
+  ``disco-eval compare`` shows them.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+from disco_eval import report, stats, store, suites
+from disco_eval.errors import UserError
+
+COLUMNS = ("suite", "protocol", "task", "rule", "seed", "env_steps", "kind",
+           "score", "normalized_score", "metric", "ci_low", "ci_high",
+           "num_seeds", "citation")
+KINDS = ("train", "final", "aggregate", "published")
+
+
+def _cell(value: Any) -> str:
+  """A value as CSV text: floats in round-trip form, None and NaN empty."""
+  if value is None:
+    return ""
+  if isinstance(value, float):
+    return repr(value) if math.isfinite(value) else ""
+  return str(value)
+
+
+def _row(**values: Any) -> list[str]:
+  """A full row in COLUMNS order (missing columns empty)."""
+  unknown = set(values) - set(COLUMNS)
+  if unknown:
+    raise ValueError(f"unknown export columns: {sorted(unknown)}")
+  return [_cell(values.get(c)) for c in COLUMNS]
+
+
+def _number(value: Any) -> float | None:
+  """A metrics cell as a finite float, else None."""
+  if isinstance(value, bool) or not isinstance(value, (int, float)):
+    return None
+  value = float(value)
+  return value if math.isfinite(value) else None
+
+
+def run_rows(run: report.Run, manifest: suites.SuiteManifest | None
+             ) -> Iterator[list[str]]:
+  """The `train` rows of one run's metrics.csv, then its `final` row."""
+  base = dict(suite=run.suite, protocol=run.protocol_label, task=run.task,
+              rule=run.rule, seed=run.seed)
+  for row in store.RunRecord(run.path).read_metrics():
+    score = _number(row.get("avg_return"))
+    normalized = (manifest.normalize(run.task, score)
+                  if manifest is not None and score is not None else None)
+    yield _row(**base, env_steps=row.get("env_steps"), kind="train",
+               score=score, normalized_score=normalized, metric="avg_return")
+  yield _row(**base, env_steps=run.env_steps, kind="final", score=run.score,
+             normalized_score=run.normalized_score, metric=run.metric)
+
+
+def published_csv_rows(group: report.GroupResult) -> Iterator[list[str]]:
+  """The per-task `published` rows of a group."""
+  for pub in group.published:
+    yield _row(suite=group.key.suite, protocol=pub.protocol, task=pub.task,
+               rule=pub.rule, kind="published", score=pub.score,
+               normalized_score=pub.normalized_score, num_seeds=pub.seeds,
+               citation=pub.citation)
+
+
+def aggregate_csv_rows(group: report.GroupResult,
+                       citations: dict[str, str]) -> Iterator[list[str]]:
+  """The `aggregate` rows of a group, then its published aggregates."""
+  steps = group.env_steps[0] if len(group.env_steps) == 1 else None
+  for row in group.aggregate:
+    yield _row(suite=group.key.suite, protocol=group.key.protocol, task="*",
+               rule=row.rule, env_steps=steps, kind="aggregate",
+               normalized_score=row.point, metric=row.metric, ci_low=row.lo,
+               ci_high=row.hi, num_seeds=row.seeds)
+  for row in group.published_aggregate:
+    yield _row(suite=group.key.suite, protocol=group.key.protocol, task="*",
+               rule=row.rule, kind="published", normalized_score=row.point,
+               metric=row.metric, ci_low=row.lo, ci_high=row.hi,
+               num_seeds=row.seeds or None, citation=citations.get(row.rule))
+
+
+def export_csv(root: str | Path, out: str | Path | None = None,
+               suite: str | None = None,
+               rules: Sequence[str] | str | None = None,
+               aggregate: bool = False, reps: int = stats.DEFAULT_REPS,
+               seed: int = 0, protocol: str | None = None,
+               metrics: Sequence[str] | str = report.DEFAULT_METRICS,
+               confidence: float = stats.DEFAULT_CONFIDENCE,
+               warn: Callable[[str], None] | None = None) -> str:
+  """The runs under `root` as a tidy CSV (columns: see the module docstring).
+
+  Args:
+    root: the results folder.
+    out: write the CSV here (atomically) when given.
+    suite, rules, protocol: filters, as for ``report.collect``.
+    aggregate: add `aggregate` rows (and published aggregates).
+    reps, seed, metrics, confidence: bootstrap settings of aggregate rows.
+    warn: called with each warning (excluded runs, missing manifests, ...).
+
+  Returns:
+    The CSV text (also when written to `out`).
+
+  Raises:
+    UserError: no runs, a filter that matches nothing, no usable run, or
+      `out` cannot be written.
+  """
+  rules = report.parse_list(rules)
+  collection = report.collect(root, suite=suite, rules=rules,
+                              protocol=protocol)
+  result = report.compare_collection(
+      collection, metrics, reps, seed, confidence, rule_order=rules,
+      improvement=False, aggregate=aggregate)
+  if warn is not None:
+    for warning in result.warnings + [w for g in result.groups
+                                      for w in g.warnings]:
+      warn(warning)
+  manifests = {g.key.suite: report.load_manifest(g.key.suite)[0]
+               for g in result.groups}
+  buffer = io.StringIO(newline="")
+  writer = csv.writer(buffer, lineterminator="\n")
+  writer.writerow(COLUMNS)
+  for key, runs in collection.groups().items():
+    for run in sorted(runs, key=lambda r: (r.task, r.rule, r.seed)):
+      writer.writerows(run_rows(run, manifests[key.suite]))
+  for group in result.groups:
+    writer.writerows(published_csv_rows(group))
+    if aggregate:
+      citations = {p.rule: p.citation for p in group.published}
+      writer.writerows(aggregate_csv_rows(group, citations))
+  text = buffer.getvalue()
+  if out is not None:
+    out = Path(out)
+    if not out.parent.is_dir():
+      raise UserError(f"cannot write {out}: folder {out.parent} does not "
+                             "exist")
+    store.write_atomic(out, text.encode("utf-8"))
+  return text

@@ -1,0 +1,300 @@
+"""Rule manifests: the TOML files in ``rules/`` that describe each update rule.
+
+A manifest names a rule, says where its weights come from (for learned rules)
+and holds the settings it is used with, in four tables: ``hyperparams``,
+``rule``, ``agent`` and ``optimizer``. A ``[suites.NAME]`` table overrides
+settings for one suite with dotted keys such as ``"optimizer.learning_rate"``.
+
+Everything here is pure: reading manifests never touches the network or the
+cache. Every problem is reported as a one-line :class:`UserError`.
+"""
+
+import copy
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+from disco_eval import paths
+from disco_eval.errors import UserError
+
+SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer")
+REQUIRED_FIELDS = ("name", "kind", "description", "licence", "citation")
+OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256")
+KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + SETTINGS_TABLES + ("suites",)
+
+_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+_SHA256_RE = re.compile(r"[0-9a-f]{64}")
+
+
+@dataclass(frozen=True)
+class RuleManifest:
+  """One update rule as described by its manifest file."""
+
+  name: str
+  kind: str
+  architecture: str | None
+  description: str
+  source_url: str | None
+  filename: str | None
+  sha256: str | None
+  licence: str
+  citation: str
+  hyperparams: dict = field(default_factory=dict)
+  rule: dict = field(default_factory=dict)
+  agent: dict = field(default_factory=dict)
+  optimizer: dict = field(default_factory=dict)
+  suites: dict = field(default_factory=dict)
+  path: Path = Path()
+
+  @property
+  def learned(self) -> bool:
+    """True for rules with a weights file (discovered rules)."""
+    return self.filename is not None
+
+  def settings(
+      self,
+      suite: str | None = None,
+      overrides: Mapping[str, object] | None = None,
+  ) -> dict[str, dict[str, Any]]:
+    """The four settings tables, with suite then user overrides applied.
+
+    Args:
+      suite: apply this suite's ``[suites.SUITE]`` overrides, if it has any.
+      overrides: ``{"table.key": value}`` set after the suite overrides. A
+        value keeps the type of the default (an int may set a float; a string
+        is read as a TOML value, so ``"1e-3"`` or ``"[64, 64]"`` work).
+
+    Returns:
+      A deep copy ``{"hyperparams": ..., "rule": ..., "agent": ...,
+      "optimizer": ...}``; the manifest itself is never changed.
+    """
+    tables = {name: copy.deepcopy(getattr(self, name)) for name in SETTINGS_TABLES}
+    if suite is not None:
+      where = f"{self.path}: [suites.{suite}]"
+      tables = apply_overrides(tables, self.suites.get(suite, {}), where)
+    if overrides:
+      tables = apply_overrides(tables, overrides, f"rule '{self.name}'")
+    return tables
+
+
+def apply_overrides(
+    tables: dict[str, dict[str, Any]],
+    overrides: Mapping[str, object],
+    where: str,
+) -> dict[str, dict[str, Any]]:
+  """A copy of `tables` with dotted-key `overrides` applied (see settings)."""
+  result = copy.deepcopy(tables)
+  for dotted, value in overrides.items():
+    table, key = split_setting_key(tables, dotted, where)
+    result[table][key] = coerce_setting(value, tables[table][key], dotted, where)
+  return result
+
+
+def split_setting_key(
+    tables: Mapping[str, Mapping[str, Any]], dotted: str, where: str
+) -> tuple[str, str]:
+  """Split ``"table.key"`` and check that both parts exist in `tables`."""
+  table, dot, key = str(dotted).partition(".")
+  if not dot or table not in tables:
+    valid = ", ".join(sorted(tables))
+    raise UserError(
+        f"{where}: unknown setting '{dotted}'; use TABLE.KEY with TABLE one of: {valid}"
+    )
+  if key not in tables[table]:
+    valid = ", ".join(sorted(tables[table])) or "(none)"
+    raise UserError(
+        f"{where}: unknown setting '{dotted}'; valid keys in [{table}]: {valid}"
+    )
+  return table, key
+
+
+def coerce_setting(value: object, default: object, dotted: str, where: str) -> Any:
+  """`value` converted to the type of `default`, or a UserError."""
+  if isinstance(value, str) and not isinstance(default, str):
+    value = _parse_toml_value(value, dotted, where)
+  expected = _type_name(default)
+  if isinstance(default, bool):
+    ok = isinstance(value, bool)
+  elif isinstance(default, int):
+    ok = isinstance(value, int) and not isinstance(value, bool)
+  elif isinstance(default, float):
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    value = float(value) if ok else value
+  elif isinstance(default, list):
+    ok = isinstance(value, (list, tuple))
+    value = list(value) if ok else value
+    if ok and default:
+      value = [coerce_setting(v, default[0], dotted, where) for v in value]
+  else:
+    ok = isinstance(value, type(default))
+  if not ok:
+    raise UserError(
+        f"{where}: setting '{dotted}' takes {expected} (default {default!r}), got {value!r}"
+    )
+  return value
+
+
+def _parse_toml_value(text: str, dotted: str, where: str) -> Any:
+  """Read `text` as a TOML value (``"3e-4"``, ``"true"``, ``"[1, 2]"``)."""
+  try:
+    return tomllib.loads(f"v = {text}")["v"]
+  except tomllib.TOMLDecodeError:
+    raise UserError(
+        f"{where}: can't read {text!r} as a value for setting '{dotted}'"
+    ) from None
+
+
+def _type_name(value: object) -> str:
+  """A short English name of `value`'s type, for error messages."""
+  names = {bool: "true/false", int: "an integer", float: "a number",
+           str: "a string", list: "a list"}
+  return names.get(type(value), type(value).__name__)
+
+
+def list_rule_manifests() -> list[RuleManifest]:
+  """All built-in rule manifests, sorted by name."""
+  manifests = [read_rule_manifest(path) for path in _manifest_files()]
+  return sorted(manifests, key=lambda m: m.name)
+
+
+def known_rule_names() -> list[str]:
+  """Names of the built-in rules (manifest file stems), sorted."""
+  return sorted(path.stem for path in _manifest_files())
+
+
+def load_rule_manifest(name: str) -> RuleManifest:
+  """The manifest of rule `name`; a UserError listing known rules if none."""
+  path = paths.manifest_dir("rules") / f"{name}.toml"
+  if not _NAME_RE.fullmatch(name) or not path.is_file():
+    known = ", ".join(known_rule_names()) or "(none)"
+    raise UserError(
+        f"unknown rule '{name}'; known rules: {known} "
+        "(or pass a checkpoint path ending in .npz)"
+    )
+  return read_rule_manifest(path)
+
+
+def read_rule_manifest(path: Path) -> RuleManifest:
+  """Parse and validate one manifest file."""
+  path = Path(path)
+  try:
+    with path.open("rb") as f:
+      data = tomllib.load(f)
+  except tomllib.TOMLDecodeError as e:
+    raise UserError(f"{path}: invalid TOML: {_one_line(str(e))}") from None
+  except OSError as e:
+    raise UserError(f"can't read manifest {path}: {e.strerror or e}") from None
+  return manifest_from_dict(data, path)
+
+
+def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
+  """Validate the parsed TOML `data` of `path` and build a RuleManifest."""
+  unknown = sorted(set(data) - set(KNOWN_FIELDS))
+  if unknown:
+    raise UserError(
+        f"{path}: unknown field '{unknown[0]}'; valid fields: {', '.join(KNOWN_FIELDS)}"
+    )
+  for key in REQUIRED_FIELDS:
+    if key not in data:
+      raise UserError(f"{path}: missing required field '{key}'")
+  for key in REQUIRED_FIELDS + OPTIONAL_FIELDS:
+    if key in data and not (isinstance(data[key], str) and data[key].strip()):
+      raise UserError(f"{path}: field '{key}' must be a non-empty string")
+  for key in SETTINGS_TABLES + ("suites",):
+    if not isinstance(data.get(key, {}), dict):
+      raise UserError(f"{path}: field '{key}' must be a table ([{key}])")
+  _check_name(data["name"], path)
+  _check_weights_fields(data, path)
+  tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
+  suites = _check_suites(data.get("suites", {}), tables, path)
+  return RuleManifest(
+      name=data["name"],
+      kind=data["kind"],
+      architecture=data.get("architecture"),
+      description=data["description"],
+      source_url=data.get("source_url"),
+      filename=data.get("filename"),
+      sha256=data.get("sha256"),
+      licence=data["licence"],
+      citation=data["citation"],
+      suites=suites,
+      path=path,
+      **tables,
+  )
+
+
+def _check_name(name: str, path: Path) -> None:
+  """The rule name must be simple and match the file name."""
+  if not _NAME_RE.fullmatch(name):
+    raise UserError(
+        f"{path}: field 'name' must use letters, digits, '_', '.' or '-', got {name!r}"
+    )
+  if path.suffix == ".toml" and path.stem != name:
+    raise UserError(
+        f"{path}: field 'name' is {name!r} but the file is named {path.name}; make them match"
+    )
+
+
+def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:
+  """A learned rule needs architecture and sha256; names must be plain."""
+  if "filename" in data:
+    for key in ("architecture", "sha256"):
+      if key not in data:
+        raise UserError(
+            f"{path}: field '{key}' is required when 'filename' is given"
+        )
+    filename = data["filename"]
+    if Path(filename).name != filename or filename.startswith("."):
+      raise UserError(
+          f"{path}: field 'filename' must be a plain file name, got {filename!r}"
+      )
+  if "sha256" in data and not _SHA256_RE.fullmatch(data["sha256"]):
+    raise UserError(
+        f"{path}: field 'sha256' must be 64 lowercase hex digits, got {data['sha256']!r}"
+    )
+  if "source_url" in data and "filename" not in data:
+    raise UserError(f"{path}: field 'source_url' needs a 'filename' to save it as")
+
+
+def _check_suites(
+    suites: Mapping[str, Any],
+    tables: dict[str, dict[str, Any]],
+    path: Path,
+) -> dict[str, dict[str, Any]]:
+  """Check every ``[suites.NAME]`` override against the settings tables."""
+  checked = {}
+  for suite, overrides in suites.items():
+    where = f"{path}: [suites.{suite}]"
+    if not isinstance(overrides, dict):
+      raise UserError(f"{where} must be a table of \"table.key\" = value")
+    flat = _flatten(overrides)
+    apply_overrides(tables, flat, where)
+    checked[suite] = flat
+  return checked
+
+
+def _flatten(table: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+  """Nested tables as dotted keys (TOML reads bare ``a.b = 1`` as nested)."""
+  flat = {}
+  for key, value in table.items():
+    dotted = f"{prefix}{key}"
+    if isinstance(value, dict):
+      flat.update(_flatten(value, f"{dotted}."))
+    else:
+      flat[dotted] = value
+  return flat
+
+
+def _manifest_files() -> list[Path]:
+  """The ``*.toml`` files in the rules manifest folder (none if it's absent)."""
+  folder = paths.manifest_dir("rules")
+  if not folder.is_dir():
+    return []
+  return sorted(folder.glob("*.toml"))
+
+
+def _one_line(text: str) -> str:
+  """`text` with line breaks folded into spaces."""
+  return " ".join(text.split())

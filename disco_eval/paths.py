@@ -1,0 +1,32 @@
+"""Where disco-eval keeps things: the project root and the user cache.
+
+``$DISCO_EVAL_HOME`` overrides the cache folder (default: the user's cache
+directory, ``$XDG_CACHE_HOME/disco-eval`` or ``~/.cache/disco-eval``).
+"""
+
+import os
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+PROJECT_ROOT = PACKAGE_DIR.parent
+
+
+def home() -> Path:
+  """The cache folder (rules, data). Not created here."""
+  env = os.environ.get("DISCO_EVAL_HOME")
+  if env:
+    return Path(env).expanduser()
+  xdg = os.environ.get("XDG_CACHE_HOME")
+  base = Path(xdg).expanduser() if xdg else Path.home() / ".cache"
+  return base / "disco-eval"
+
+
+def manifest_dir(kind: str) -> Path:
+  """Folder of the built-in manifests of `kind` ('rules' or 'suites').
+
+  ``$DISCO_EVAL_MANIFESTS`` may point at a folder holding ``rules/`` and
+  ``suites/`` to use instead of the ones shipped with the project.
+  """
+  env = os.environ.get("DISCO_EVAL_MANIFESTS")
+  root = Path(env) if env else PROJECT_ROOT
+  return root / kind

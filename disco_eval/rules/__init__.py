@@ -1,0 +1,1 @@
+"""Update rules: Disco103 (discovered) and hand-designed baselines."""

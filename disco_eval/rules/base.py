@@ -1,0 +1,96 @@
+"""The update-rule interface every rule implements.
+
+A rule is a small object of pure functions; the trainer never special-cases a
+rule. Per learner step the trainer:
+
+1. unrolls the agent on a batch of trajectories (``agent_out``);
+2. calls ``rule.targets(...)`` outside the gradient: targets and the rule's
+   new state (meta-RNN state, EMA statistics, target parameters...);
+3. for ``rule.num_epochs`` epochs of ``rule.num_minibatches`` minibatches,
+   takes the gradient of the masked mean of ``rule.loss(agent_out, targets,
+   batch)`` with respect to the agent parameters and applies the optimiser.
+
+A rule that needs several passes over a batch (PPO) sets ``num_epochs`` and
+``num_minibatches``; its targets are computed once per batch.
+
+Batches are :class:`Rollout` s of T+1 actor steps (index T only bootstraps).
+"""
+
+from typing import Any, Callable, NamedTuple, Protocol
+
+import jax
+
+Array = jax.Array
+Params = Any
+AgentOut = dict[str, Array]
+# unroll_fn(agent_params, observations [T+1, B, ...]) -> agent_out [T+1, B, ...]
+UnrollFn = Callable[[Params, Array], AgentOut]
+
+
+class Rollout(NamedTuple):
+  """T+1 actor steps of B trajectories (time-major).
+
+  Attributes:
+    observations: [T+1, B, ...] observation at each actor step.
+    actions: [T+1, B] int32 action taken at each step.
+    rewards: [T+1, B] reward that arrived with each step (index 0 unused).
+    discounts: [T+1, B] 0 where the step was the last of an episode, else 1.
+    behaviour_logits: [T+1, B, A] policy logits of the actor (mu).
+  """
+  observations: Array
+  actions: Array
+  rewards: Array
+  discounts: Array
+  behaviour_logits: Array
+
+  @property
+  def transition_rewards(self) -> Array:
+    """[T, B] reward of transition t (``rewards[t+1]``)."""
+    return self.rewards[1:]
+
+  @property
+  def is_terminal(self) -> Array:
+    """[T, B] bool: the episode ended after transition t."""
+    return self.discounts[1:] == 0
+
+  @property
+  def loss_mask(self) -> Array:
+    """[T, B] float: 1 where step t is a valid start of a transition."""
+    return (self.discounts[:-1] > 0).astype(jax.numpy.float32)
+
+
+class OutputSpec(NamedTuple):
+  """Agent outputs a rule needs, by name -> trailing shape.
+
+  ``flat`` outputs are per state (e.g. logits [A], y [600]); ``model``
+  outputs are per state and action, from an action-conditional model
+  (e.g. z [600] becomes [A, 600]).
+  """
+  flat: dict[str, tuple[int, ...]]
+  model: dict[str, tuple[int, ...]]
+
+
+class UpdateRule(Protocol):
+  """Interface of an update rule (see module docstring)."""
+
+  name: str
+  num_epochs: int
+  num_minibatches: int
+
+  def output_spec(self, num_actions: int) -> OutputSpec:
+    ...
+
+  def init_state(self, rng: Array, agent_params: Params) -> Any:
+    """The rule's own state (meta-RNN state, EMAs, target params...)."""
+    ...
+
+  def targets(self, rule_params: Params, state: Any, batch: Rollout,
+              agent_out: AgentOut, agent_params: Params,
+              unroll_fn: UnrollFn) -> tuple[Any, Any, dict[str, Array]]:
+    """Targets (no gradient), the new rule state and scalar logs."""
+    ...
+
+  def loss(self, agent_out: AgentOut, targets: Any,
+           batch: Rollout) -> tuple[Array, dict[str, Array]]:
+    """Per-step loss [T, B] whose masked mean trains the agent, and logs."""
+    ...

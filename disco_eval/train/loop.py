@@ -1,0 +1,276 @@
+"""The training core for pure-JAX environments: act, store, sample, learn.
+
+One *iteration* unrolls the actor for `rollout_len` steps in `num_envs`
+environments (one replay entry of trajectories of T+1 = rollout_len steps),
+adds it to a FIFO replay buffer, and, once the buffer holds `min_buffer`
+entries, makes `updates_per_iteration` learner steps on `sample_entries`
+entries each (batch B = sample_entries * num_envs trajectories). This is the
+loop of DiscoRL's reference Catch example.
+
+Iterations run in fixed-size chunks compiled once (``lax.scan``); a chunk is a
+pure function of a :class:`TrainState`, so seeds can be vmapped and the state
+checkpointed and resumed bit-for-bit.
+"""
+
+import dataclasses
+import functools
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from disco_eval.agents.networks import Agent
+from disco_eval.rules.base import Rollout, UpdateRule
+from disco_eval.train import replay
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """Loop settings (defaults: the reference Catch example)."""
+  num_envs: int = 2
+  rollout_len: int = 29            # actor steps per trajectory (T + 1)
+  iterations: int = 1000
+  buffer_capacity: int = 1024      # entries
+  min_buffer: int = 64             # entries before learning starts
+  sample_entries: int = 64         # entries per learner batch
+  updates_per_iteration: int = 1
+  chunk: int = 25                  # iterations per compiled chunk
+
+  @property
+  def steps_per_iteration(self) -> int:
+    return self.num_envs * self.rollout_len
+
+  @property
+  def replay_ratio(self) -> float:
+    """Trajectories learned from per trajectory generated."""
+    return self.sample_entries * self.updates_per_iteration
+
+
+class TrainState(NamedTuple):
+  params: Any
+  opt_state: Any
+  rule_state: Any
+  env_state: Any       # batched [E]
+  timestep: Any        # batched [E]
+  episode_return: Array  # [E] return so far of the running episode
+  buffer: replay.ReplayState
+  rng: Array
+
+
+class IterationMetrics(NamedTuple):
+  """Per iteration (arrays [K] per chunk)."""
+  active: Array
+  return_sum: Array    # summed returns of the episodes that ended
+  episodes: Array      # number of episodes that ended
+  learned: Array       # learner steps made
+  loss: Array          # mean loss of those steps (0 if none)
+
+
+class Trainer:
+  """Builds the jitted pieces for one (env, agent, rule, optimiser) setup."""
+
+  def __init__(self, env: Any, agent: Agent, rule: UpdateRule,
+               optimizer: optax.GradientTransformation, cfg: TrainConfig):
+    self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
+    self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
+    self._chunk_seeds = jax.jit(jax.vmap(self._run_chunk, in_axes=(0, None, None, None)),
+                                donate_argnums=(0,))
+
+  # -- state -----------------------------------------------------------------
+
+  def init(self, seed: int | Array) -> TrainState:
+    """Fresh state for one seed (vmappable over `seed`)."""
+    rng = jax.random.PRNGKey(seed)
+    rng, k_net, k_rule, k_env = jax.random.split(rng, 4)
+    params = self.agent.init(k_net)
+    env_keys = jax.random.split(k_env, self.cfg.num_envs)
+    env_state, ts = jax.vmap(self.env.reset)(env_keys)
+    entry = self._empty_entry(ts)
+    state = TrainState(
+        params=params, opt_state=self.opt.init(params),
+        rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
+        env_state=env_state,
+        timestep=ts, episode_return=jnp.zeros((self.cfg.num_envs,), jnp.float32),
+        buffer=replay.init(entry, self.cfg.buffer_capacity), rng=rng)
+    # Distinct buffers for every leaf, so that the state can be donated.
+    return jax.tree.map(jnp.copy, state)
+
+  def init_seeds(self, seeds: list[int]) -> TrainState:
+    return jax.jit(jax.vmap(self.init))(jnp.asarray(seeds, jnp.uint32))
+
+  def _empty_entry(self, ts) -> Rollout:
+    t, e = self.cfg.rollout_len, self.cfg.num_envs
+    return Rollout(
+        observations=jnp.zeros((t,) + ts.observation.shape, jnp.float32),
+        actions=jnp.zeros((t, e), jnp.int32),
+        rewards=jnp.zeros((t, e), jnp.float32),
+        discounts=jnp.zeros((t, e), jnp.float32),
+        behaviour_logits=jnp.zeros((t, e, self.env.num_actions), jnp.float32))
+
+  # -- actor -----------------------------------------------------------------
+
+  def _actor(self, params, env_state, ts, episode_return, rng):
+    """Unrolls `rollout_len` steps; returns the entry and episode stats."""
+
+    def step(carry, key):
+      env_state, ts, ep_ret = carry
+      logits = self.agent.apply(params, ts.observation)["logits"]   # [E, A]
+      action = jax.random.categorical(key, logits).astype(jnp.int32)
+      record = Rollout(ts.observation.astype(jnp.float32), action, ts.reward,
+                       1.0 - ts.last.astype(jnp.float32), logits)
+      ended = ts.last
+      stats = (jnp.sum(jnp.where(ended, ep_ret + ts.reward, 0.0)),
+               jnp.sum(ended.astype(jnp.int32)))
+      ep_ret = jnp.where(ended, 0.0, ep_ret + ts.reward)
+      env_state, ts = jax.vmap(self.env.step)(env_state, action)
+      return (env_state, ts, ep_ret), (record, stats)
+
+    keys = jax.random.split(rng, self.cfg.rollout_len)
+    (env_state, ts, episode_return), (entry, (ret, n)) = jax.lax.scan(
+        step, (env_state, ts, episode_return), keys)
+    return entry, env_state, ts, episode_return, jnp.sum(ret), jnp.sum(n)
+
+  # -- learner ---------------------------------------------------------------
+
+  def _masked_loss(self, agent_out, targets, batch):
+    per_step, logs = self.rule.loss(agent_out, targets, batch)
+    mask = batch.loss_mask
+    return jnp.sum(per_step * mask) / (jnp.sum(mask) + 1e-8), logs
+
+  def learner_step(self, params, opt_state, rule_state, rule_params,
+                   batch: Rollout, rng: Array):
+    """One update: rule targets outside the gradient, then the agent loss.
+
+    With one epoch of one minibatch the agent is unrolled once and its
+    outputs' cotangent is pulled back through the network (``jax.vjp``);
+    otherwise each minibatch is unrolled again with the current parameters.
+    """
+    unroll = self.agent.apply
+    rule = self.rule
+    passes = rule.num_epochs * rule.num_minibatches
+    if passes == 1:
+      agent_out, pullback = jax.vjp(lambda p: unroll(p, batch.observations), params)
+      targets, rule_state, tlogs = rule.targets(
+          rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out),
+          params, unroll)
+      (loss, logs), g_out = jax.value_and_grad(self._masked_loss, has_aux=True)(
+          agent_out, targets, batch)
+      (grads,) = pullback(g_out)
+      updates, opt_state = self.opt.update(grads, opt_state, params)
+      params = optax.apply_updates(params, updates)
+      return params, opt_state, rule_state, loss, {**tlogs, **logs}
+
+    agent_out = unroll(params, batch.observations)
+    targets, rule_state, tlogs = rule.targets(
+        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out),
+        params, unroll)
+    b = batch.actions.shape[1]
+    mb = b // rule.num_minibatches
+    perms = jax.vmap(lambda k: jax.random.permutation(k, b))(
+        jax.random.split(rng, rule.num_epochs))
+    order = perms[:, :mb * rule.num_minibatches].reshape(passes, mb)
+
+    def one(carry, idx):
+      params, opt_state = carry
+      take = lambda x: jnp.take(x, idx, axis=1)
+      mb_batch = jax.tree.map(take, batch)
+      mb_targets = jax.tree.map(take, targets)
+      def loss_fn(p):
+        return self._masked_loss(unroll(p, mb_batch.observations), mb_targets, mb_batch)
+      (loss, logs), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
+      updates, opt_state = self.opt.update(grads, opt_state, params)
+      return (optax.apply_updates(params, updates), opt_state), (loss, logs)
+
+    (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
+    return (params, opt_state, rule_state, jnp.mean(losses),
+            {**tlogs, **jax.tree.map(jnp.mean, logs)})
+
+  # -- iterations ------------------------------------------------------------
+
+  def _iteration(self, s: TrainState, rule_params, it: Array):
+    cfg = self.cfg
+    rng, k_act, k_learn = jax.random.split(s.rng, 3)
+    entry, env_state, ts, ep_ret, ret_sum, n_eps = self._actor(
+        s.params, s.env_state, s.timestep, s.episode_return, k_act)
+    buffer = replay.add(s.buffer, entry)
+
+    def learn(args):
+      params, opt_state, rule_state = args
+
+      def one(carry, key):
+        params, opt_state, rule_state = carry
+        k_sample, k_step = jax.random.split(key)
+        batch = replay.sample(buffer, k_sample, cfg.sample_entries)
+        params, opt_state, rule_state, loss, _ = self.learner_step(
+            params, opt_state, rule_state, rule_params, batch, k_step)
+        return (params, opt_state, rule_state), loss
+
+      keys = jax.random.split(k_learn, cfg.updates_per_iteration)
+      carry, losses = jax.lax.scan(one, (params, opt_state, rule_state), keys)
+      return carry, jnp.mean(losses), jnp.asarray(cfg.updates_per_iteration, jnp.int32)
+
+    def skip(args):
+      return args, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
+
+    ready = it >= cfg.min_buffer - 1   # the buffer holds min_buffer entries now
+    (params, opt_state, rule_state), loss, learned = jax.lax.cond(
+        ready, learn, skip, (s.params, s.opt_state, s.rule_state))
+    new = TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
+                     buffer, rng)
+    return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss)
+
+  def _run_chunk(self, s: TrainState, rule_params, its: Array, active: Array):
+    def body(s, xs):
+      it, on = xs
+      def run(s):
+        return self._iteration(s, rule_params, it)
+      def idle(s):
+        z = jnp.zeros((), jnp.float32)
+        return s, IterationMetrics(jnp.zeros((), bool), z, jnp.zeros((), jnp.int32),
+                                   jnp.zeros((), jnp.int32), z)
+      return jax.lax.cond(on, run, idle, s)
+    return jax.lax.scan(body, s, (its, active))
+
+  def run_chunk(self, state: TrainState, rule_params, start: int,
+                count: int, seeds_axis: bool = False):
+    """Runs iterations [start, start + count) (count <= cfg.chunk).
+
+    Returns the new state and per-iteration metrics (numpy-convertible,
+    [chunk] or [S, chunk]; rows past `count` are inactive).
+    """
+    k = self.cfg.chunk
+    its = jnp.arange(start, start + k, dtype=jnp.int32)
+    active = jnp.arange(k) < count
+    fn = self._chunk_seeds if seeds_axis else self._chunk
+    return fn(state, rule_params, its, active)
+
+  # -- evaluation ------------------------------------------------------------
+
+  @functools.partial(jax.jit, static_argnums=(0, 3))
+  def evaluate(self, params, rng: Array, episodes: int) -> Array:
+    """Returns of the first `episodes` episodes of the sampling policy.
+
+    Runs `episodes` environments in parallel until each has ended one
+    episode (auto-reset environments; pure JAX). Returns [episodes].
+    """
+    keys = jax.random.split(rng, episodes + 1)
+    env_state, ts = jax.vmap(self.env.reset)(keys[1:])
+
+    def cond(c):
+      return ~jnp.all(c[3])
+
+    def body(c):
+      env_state, ts, ret, done, key = c
+      key, sub = jax.random.split(key)
+      logits = self.agent.apply(params, ts.observation)["logits"]
+      action = jax.random.categorical(sub, logits).astype(jnp.int32)
+      env_state, ts = jax.vmap(self.env.step)(env_state, action)
+      ret = jnp.where(done, ret, ret + ts.reward)
+      return env_state, ts, ret, done | ts.last, key
+
+    init = (env_state, ts, jnp.zeros((episodes,), jnp.float32),
+            jnp.zeros((episodes,), bool), keys[0])
+    return jax.lax.while_loop(cond, body, init)[2]

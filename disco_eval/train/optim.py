@@ -1,0 +1,46 @@
+"""The reference optimiser: Adam whose denominator carries no (meta-)gradient,
+updates clipped elementwise, then scaled by the learning rate."""
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+
+
+def scale_by_adam_sg_denom(b1: float = 0.9, b2: float = 0.999,
+                           eps: float = 1e-8) -> optax.GradientTransformation:
+  """Adam's rescaling with ``stop_gradient`` on the second-moment term.
+
+  Identical to Adam in value; under a meta-gradient only the first moment
+  carries gradient, as in DiscoRL's reference optimiser.
+  """
+
+  def init_fn(params):
+    zeros = jax.tree.map(jnp.zeros_like, params)
+    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
+                                  nu=jax.tree.map(jnp.zeros_like, params))
+
+  def update_fn(updates, state, params=None):
+    del params
+    mu = optax.tree.update_moment(updates, state.mu, b1, 1)
+    nu = optax.tree.update_moment(updates, state.nu, b2, 2)
+    count = optax.safe_increment(state.count)
+    mu_hat = optax.tree.bias_correction(mu, b1, count)
+    nu_hat = optax.tree.bias_correction(nu, b2, count)
+    new = jax.tree.map(lambda m, v: m / (jnp.sqrt(jax.lax.stop_gradient(v)) + eps),
+                       mu_hat, nu_hat)
+    return new, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
+
+  return optax.GradientTransformation(init_fn, update_fn)
+
+
+def make_optimizer(settings: dict[str, Any]) -> optax.GradientTransformation:
+  """From a manifest's ``[optimizer]`` table."""
+  return optax.chain(
+      scale_by_adam_sg_denom(float(settings.get("b1", 0.9)),
+                             float(settings.get("b2", 0.999)),
+                             float(settings.get("eps", 1e-8))),
+      optax.clip(float(settings.get("max_abs_update", 1.0))),
+      optax.scale(-float(settings["learning_rate"])),
+  )

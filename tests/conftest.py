@@ -1,0 +1,32 @@
+"""Shared fixtures: the read-only shared data folder and an isolated cache."""
+
+from pathlib import Path
+
+import pytest
+
+
+@pytest.fixture
+def shared_dir() -> Path:
+  """The shared data folder next to the repository (tests skip without it)."""
+  folder = Path(__file__).resolve().parents[2] / "shared"
+  if not folder.is_dir():
+    pytest.skip(f"shared data folder {folder} is missing")
+  return folder
+
+
+@pytest.fixture
+def disco103_npz(shared_dir: Path) -> Path:
+  """The published Disco103 checkpoint (read it; never write to it)."""
+  path = shared_dir / "rules" / "disco_103.npz"
+  if not path.is_file():
+    pytest.skip(f"{path} is missing")
+  return path
+
+
+@pytest.fixture(autouse=True)
+def disco_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+  """Point DISCO_EVAL_HOME at a fresh, not yet created, temporary folder."""
+  home = tmp_path / "disco-eval-home"
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(home))
+  monkeypatch.delenv("DISCO_EVAL_MANIFESTS", raising=False)
+  return home
