@@ -233,35 +233,48 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
         out_dir: Path = typer.Option(Path("results"), "--out", help="Results folder."),
         set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value "
                                        "(rule tables: hyperparams, rule, agent, optimizer; loop: train)."),
+        checkpoint_every: int = typer.Option(10, help="Chunks of iterations between checkpoints."),
         as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON.")):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
   from disco_eval import experiment
   spec = experiment.SweepSpec(
       suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
       tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
-      overrides=_parse_set(set_))
+      overrides=_parse_set(set_), checkpoint_every=max(1, checkpoint_every))
   console = err if as_json else out
   with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                 TimeRemainingColumn(), console=console, transient=False) as progress:
-    bars: dict[tuple, int] = {}
+    lines: dict[tuple, int] = {}
+    overall = None
+    done: dict[tuple, int] = {}
 
     def on_progress(p):
-      key = (p.rule, p.task, p.seeds)
-      label = f"{p.rule} / {p.task} / seeds {','.join(map(str, p.seeds))}"
-      if p.kind in ("skip",):
-        progress.console.print(f"skip {label}: already complete")
+      nonlocal overall
+      if p.kind == "plan":
+        overall = progress.add_task(f"all ({p.message})", total=p.total_steps, info="")
         return
-      if p.kind == "resume":
-        progress.console.print(p.message)
-        return
-      if p.kind == "failed":
-        progress.console.print(f"[red]failed[/] {label}: {p.message}")
-        return
-      if key not in bars:
-        bars[key] = progress.add_task(label, total=p.total_steps, completed=p.env_steps, info="")
-      info = f"{p.steps_per_s:,.0f} steps/s  return {p.latest_return:+.3f}" if p.kind == "chunk" else ""
-      progress.update(bars[key], completed=p.env_steps, info=info)
+      if p.kind in ("skip", "resume", "failed"):
+        note = {"skip": "[dim]skip[/] {r}/{t} seed {s}: already complete",
+                "resume": "{m}", "failed": "[red]failed[/] {r}/{t} seeds {s}: {m}"}[p.kind]
+        progress.console.print(note.format(r=p.rule, t=p.task, m=p.message,
+                                           s=",".join(map(str, p.seeds))))
+      for seed in p.seeds:
+        key = (p.rule, p.task, seed)
+        if p.kind in ("failed",):
+          continue
+        if key not in lines:
+          lines[key] = progress.add_task(f"{p.rule} / {p.task} / seed {seed}",
+                                         total=p.total_steps, info="")
+        if p.kind == "chunk":
+          ret = p.latest_returns.get(seed, float("nan"))
+          info = f"{p.steps_per_s / max(1, len(p.seeds)):,.0f} steps/s  return {ret:+.3f}"
+          progress.update(lines[key], completed=p.env_steps, info=info)
+        else:
+          progress.update(lines[key], completed=p.env_steps)
+        if overall is not None:
+          progress.advance(overall, p.env_steps - done.get(key, 0))
+          done[key] = p.env_steps
 
     results = experiment.run_sweep(spec, on_progress)
   rows = [{"rule": r.rule, "task": r.task, "seed": r.seed, "status": r.status,

@@ -49,14 +49,15 @@ class SweepSpec:
 @dataclasses.dataclass
 class Progress:
   """An event for progress displays."""
-  kind: str            # "start" | "chunk" | "done" | "skip" | "failed" | "resume"
+  kind: str  # "plan" | "start" | "chunk" | "done" | "skip" | "failed" | "resume"
   rule: str
   task: str
   seeds: tuple[int, ...]
   env_steps: int = 0
   total_steps: int = 0
   steps_per_s: float = 0.0
-  latest_return: float = float("nan")
+  latest_return: float = float("nan")          # over the seeds
+  latest_returns: dict[int, float] = dataclasses.field(default_factory=dict)  # per seed
   message: str = ""
 
 
@@ -127,6 +128,10 @@ def run_sweep(spec: SweepSpec,
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
   results = []
+  on_progress(Progress("plan", "", "", tuple(spec.seeds),
+                       total_steps=cfg.iterations * cfg.steps_per_iteration
+                       * len(resolved) * len(tasks) * len(spec.seeds),
+                       message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"))
   for rule in resolved:
     settings = rule.manifest.settings(spec.suite, rule_over or None)
     for task in tasks:
@@ -168,39 +173,39 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
       pending.append(seed)
     if not pending:
       return results
+    # Seeds trained together resume together, from the newest checkpoint
+    # they all have (each run keeps its two newest), so that a resumed sweep
+    # computes exactly what an uninterrupted one does.
+    common = set.intersection(*(set(records[s].checkpoint_steps()) for s in pending))
+    start_steps = max(common) if common else 0
     template = trainer.init(0)
-    starts: dict[int, list[int]] = {}
     states = {}
     for seed in pending:
-      ckpt = records[seed].load_checkpoint(template)
-      if ckpt is None:
-        start, states[seed] = 0, None
-        records[seed].truncate_metrics(0)
-      else:
-        state, env_steps, extra = ckpt
-        start = int(extra["iteration"])
-        states[seed] = state
-        records[seed].truncate_metrics(env_steps)
-        on_progress(Progress("resume", rule.label, task, (seed,), env_steps, total_steps,
-                             message=f"resuming seed {seed} at {env_steps} env steps"))
-      starts.setdefault(start, []).append(seed)
-    for start, seeds in sorted(starts.items()):
-      try:
-        summaries = _train_seeds(trainer, rule, task, seeds, start, states,
-                                 records, cfg, protocol, suite, spec,
-                                 on_progress)
-        for seed in seeds:
-          results.append(RunResult(rule.label, task, seed, "complete",
-                                   records[seed].path, summaries[seed]))
-      except (KeyboardInterrupt, SystemExit):
-        raise
-      except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
-        msg = f"{type(e).__name__}: {e}"
-        for seed in seeds:
-          records[seed].mark_failed(msg + "\n" + traceback.format_exc(limit=5))
-          results.append(RunResult(rule.label, task, seed, "failed",
-                                   records[seed].path, error=msg))
-        on_progress(Progress("failed", rule.label, task, tuple(seeds), message=msg))
+      if start_steps:
+        state, _, extra = records[seed].load_checkpoint(template, start_steps)
+        states[seed] = (state, int(extra["iteration"]))
+      records[seed].truncate_metrics(start_steps)
+    if start_steps:
+      on_progress(Progress("resume", rule.label, task, tuple(pending), start_steps, total_steps,
+                           message=f"resuming {rule.label}/{task} seeds "
+                                   f"{','.join(map(str, pending))} at {start_steps} env steps"))
+    start = states[pending[0]][1] if start_steps else 0
+    try:
+      summaries = _train_seeds(trainer, rule, task, pending, start,
+                               {s: states[s][0] if start_steps else None for s in pending},
+                               records, cfg, protocol, suite, spec, on_progress)
+      for seed in pending:
+        results.append(RunResult(rule.label, task, seed, "complete",
+                                 records[seed].path, summaries[seed]))
+    except (KeyboardInterrupt, SystemExit):
+      raise
+    except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
+      msg = f"{type(e).__name__}: {e}"
+      for seed in pending:
+        records[seed].mark_failed(msg + "\n" + traceback.format_exc(limit=5))
+        results.append(RunResult(rule.label, task, seed, "failed",
+                                 records[seed].path, error=msg))
+      on_progress(Progress("failed", rule.label, task, tuple(pending), message=msg))
   return results
 
 
@@ -244,10 +249,13 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
         records[s].save_checkpoint(_take(state, j), it * spi, {"iteration": it})
     for s in seeds:
       records[s].mark_running(it * spi)
-    recent = m.return_sum[:, :count].sum() / max(1, m.episodes[:, :count].sum())
+    sums, eps = m.return_sum[:, :count].sum(1), m.episodes[:, :count].sum(1)
+    per_seed = {s: float(sums[j] / eps[j]) if eps[j] else float("nan")
+                for j, s in enumerate(seeds)}
     on_progress(Progress("chunk", rule.label, task, tuple(seeds), it * spi, total,
                          steps_per_s=count * spi * len(seeds) / (time.time() - tc),
-                         latest_return=float(recent)))
+                         latest_return=float(sums.sum() / max(1, eps.sum())),
+                         latest_returns=per_seed))
   wall = time.time() - t0
   eval_episodes = int(protocol.get("eval_episodes", 100))
   window = int(protocol.get("final_window", 100))

@@ -5,22 +5,22 @@ Every row has every column (empty where it does not apply), so
 (complete, with finite scores; see ``disco_eval.report``): failed, incomplete,
 corrupt and NaN-score runs are left out, and ``disco-eval compare`` lists them.
 
-| column             | meaning                                                                                  |
-|--------------------|------------------------------------------------------------------------------------------|
-| `suite`            | suite name                                                                               |
-| `protocol`         | protocol label: the manifest's protocol name, or `NAME@STEPS` for a non-default budget   |
-| `task`             | task name; `*` on aggregate rows (and on aggregate published rows)                       |
-| `rule`             | update rule name (published rows: the name given in the suite manifest)                  |
-| `seed`             | run seed; empty on aggregate and published rows                                          |
-| `env_steps`        | environment steps at the row; the run's budget on `final` and `aggregate` rows           |
-| `kind`             | `train`, `final`, `aggregate` or `published` (see below)                                 |
-| `score`            | raw score: training return (`train`), final evaluation score (`final`, `published`)      |
-| `normalized_score` | `score` normalised with the suite manifest; on aggregate rows the metric's point value   |
-| `metric`           | `avg_return` (`train`), the protocol's metric e.g. `return` (`final`), or the aggregate metric `iqm`, `median`, `mean`, `og` (`aggregate`, aggregate `published`) |
-| `ci_low`           | lower bound of the confidence interval (`aggregate`; published aggregates from per-seed scores) |
-| `ci_high`          | upper bound of the confidence interval                                                    |
-| `num_seeds`        | seeds behind the row (`aggregate`: rows of the score matrix; `published`: as published)   |
-| `citation`         | source of a `published` row                                                               |
+| column | meaning |
+|---|---|
+| `suite` | suite name |
+| `protocol` | protocol label: the manifest's protocol name, or `NAME@STEPS` for runs trained with another step budget |
+| `task` | task name; `*` on aggregate rows (and on published aggregates) |
+| `rule` | update rule; on published rows the name given in the suite manifest |
+| `seed` | run seed; empty on aggregate and published rows |
+| `env_steps` | env steps at the row (`train`); the run's budget (`final`, `aggregate`); empty on published rows |
+| `kind` | `train`, `final`, `aggregate` or `published` (see below) |
+| `score` | raw score: mean training return (`train`), final evaluation score (`final`), published score (`published`); empty on aggregates |
+| `normalized_score` | `score` normalised with the suite manifest; on aggregate rows and published aggregates, the metric's point estimate |
+| `metric` | `avg_return` (`train`); the protocol's metric, e.g. `return` (`final`); `iqm`, `median`, `mean` or `og` (aggregates); empty on published per-task rows |
+| `ci_low` | lower bound of the 95% stratified-bootstrap percentile interval (aggregates; published aggregates only when per-seed scores are published) |
+| `ci_high` | upper bound of that interval |
+| `num_seeds` | seeds behind the row: rows of the score matrix (aggregates), or the number published (`published`, empty if not given) |
+| `citation` | source of a `published` row |
 
 Kinds of rows:
 

@@ -101,7 +101,7 @@ def single_group(collection: report.Collection
   """The one (suite, protocol) group of `collection`, else a UserError."""
   groups = collection.groups()
   if not groups:
-    raise report._nothing_usable(collection)
+    raise report.nothing_usable_error(collection)
   if len(groups) > 1:
     names = ", ".join(f"{k.suite}/{k.protocol}" for k in groups)
     raise UserError(f"the results hold several suites or protocols ({names}); "
@@ -131,7 +131,7 @@ class Context:
             f"reps, seed {self.seed})")
 
   def seeds_text(self) -> str:
-    return report._seed_phrase(self.group.seeds)
+    return report.seed_phrase(self.group.seeds)
 
   def excluded_text(self) -> str:
     counts: dict[str, int] = {}

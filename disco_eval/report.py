@@ -106,7 +106,8 @@ class Run:
   normalized_score: float
   metric: str
   path: Path
-  train: Mapping[str, Any]
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict,
+                                               compare=False, hash=False)
 
   @property
   def key(self) -> GroupKey:
@@ -150,13 +151,15 @@ class Collection:
 
   def table(self) -> dict[GroupKey, dict[str, dict[str, dict[int, Run]]]]:
     """Usable runs as ``[group][task][rule][seed] -> Run``."""
-    out: dict[GroupKey, dict[str, dict[str, dict[int, Run]]]] = {}
-    for key, runs in self.groups().items():
-      nested: dict[str, dict[str, dict[int, Run]]] = {}
-      for run in runs:
-        nested.setdefault(run.task, {}).setdefault(run.rule, {})[run.seed] = run
-      out[key] = nested
-    return out
+    return {key: nest_runs(runs) for key, runs in self.groups().items()}
+
+
+def nest_runs(runs: Iterable[Run]) -> dict[str, dict[str, dict[int, Run]]]:
+  """Runs as ``[task][rule][seed] -> Run``."""
+  nested: dict[str, dict[str, dict[int, Run]]] = {}
+  for run in runs:
+    nested.setdefault(run.task, {}).setdefault(run.rule, {})[run.seed] = run
+  return nested
 
 
 def _first_line(text: Any) -> str:
@@ -224,28 +227,10 @@ def _status_detail(path: Path) -> dict:
     return {}
 
 
-def _real_problem(info: store.RunInfo) -> str | None:
-  """``info.problem`` without the rule-name mismatch that is not one.
-
-  Run configs store the rule as a table ``{"name", "kind", ...}``; a scan
-  that compares that table with the folder's rule name reports a mismatch
-  even when ``rule.name`` matches the folder. That note is dropped here (and
-  only when the names agree); every other problem is kept.
-  """
-  problem = info.problem
-  rule = (info.config or {}).get("rule")
-  if not problem or not isinstance(rule, dict) or rule.get("name") != info.rule:
-    return problem
-  benign = (f"{store.CONFIG_FILE} says rule {rule!r} but the folder says "
-            f"{info.rule!r}")
-  parts = [p for p in problem.split("; ") if p != benign]
-  return "; ".join(parts) or None
-
-
 def _classify(info: store.RunInfo) -> Run | Excluded:
   """A usable Run, or an Excluded with its reason."""
   where = dict(suite=info.suite, task=info.task, rule=info.rule, seed=info.seed)
-  problem = _real_problem(info)
+  problem = info.problem
   if problem:
     return Excluded(info.path, "corrupt", problem, **where)
   if info.status is None:
@@ -479,11 +464,14 @@ def check_settings(metrics: Sequence[str] | str, reps: int,
                    confidence: float) -> tuple[str, ...]:
   """Validated metric names (UserError on bad metrics, reps or confidence)."""
   names = parse_list(metrics) or ()
+  valid = ", ".join(stats.metric_names())
+  if not names:
+    raise UserError(f"no metrics selected; valid metrics: {valid}")
   bad = [m for m in names if m not in stats.metric_names()]
-  if bad or not names:
-    raise UserError(f"unknown metric '{bad[0] if bad else ''}'; valid metrics: "
-                    f"{', '.join(stats.metric_names())}")
-  if isinstance(reps, bool) or not isinstance(reps, int) or reps < 1:
+  if bad:
+    raise UserError(f"unknown metric '{bad[0]}'; valid metrics: {valid}")
+  if (isinstance(reps, bool) or not isinstance(reps, (int, np.integer))
+      or reps < 1):
     raise UserError(f"--reps must be a positive integer, got {reps!r}")
   if not 0.0 < confidence < 1.0:
     raise UserError(f"confidence must be between 0 and 1, got {confidence!r}")
@@ -780,9 +768,7 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
   improvement on or off; matrices, per-task rows and warnings are always
   computed.
   """
-  nested: dict[str, dict[str, dict[int, Run]]] = {}
-  for run in runs:
-    nested.setdefault(run.task, {}).setdefault(run.rule, {})[run.seed] = run
+  nested = nest_runs(runs)
   rules = _ordered_rules({r.rule for r in runs}, rule_order)
   tasks = _ordered_tasks(nested, manifest)
   warnings: list[str] = []
@@ -853,7 +839,7 @@ def protocol_warning(keys: Iterable[GroupKey]) -> str | None:
           "protocols (pass --protocol to pick one)")
 
 
-def _nothing_usable(collection: Collection) -> UserError:
+def nothing_usable_error(collection: Collection) -> UserError:
   """The error for a folder whose selected runs are all excluded."""
   counts = defaultdict(int)
   for e in collection.excluded:
@@ -879,7 +865,7 @@ def compare_collection(collection: Collection,
   """
   metrics = check_settings(metrics, reps, confidence)
   if not collection.runs:
-    raise _nothing_usable(collection)
+    raise nothing_usable_error(collection)
   groups = collection.groups()
   warnings = [e.describe() for e in collection.excluded]
   mixed = protocol_warning(groups)
@@ -956,7 +942,7 @@ def ci_caption(result: CompareResult) -> str:
           f"{result.reps:,} reps, seed {result.seed}")
 
 
-def _seed_phrase(seeds: Mapping[str, int]) -> str:
+def seed_phrase(seeds: Mapping[str, int]) -> str:
   """``5 seeds per rule`` or ``seeds per rule: a 5, b 3``."""
   counts = set(seeds.values())
   if len(counts) == 1:
@@ -1008,7 +994,7 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
   table = Table(
       title=f"Aggregate normalised scores over {len(group.aggregate_tasks)} "
             f"task(s) — {group.key.suite}, protocol {group.key.protocol}",
-      caption=(f"{_seed_phrase(group.seeds)} · {ci_caption(result)} · protocol "
+      caption=(f"{seed_phrase(group.seeds)} · {ci_caption(result)} · protocol "
                f"{group.key.protocol} · metric: normalised {group.metric} · "
                "optimality gap: lower is better"
                + (" · published rows: from the manifest, not bootstrapped "
@@ -1040,7 +1026,7 @@ def _improvement_table(result: CompareResult, group: GroupResult):
       title=f"Probability of improvement — {group.key.suite}, protocol "
             f"{group.key.protocol}",
       caption=(f"P(X > Y): chance that a run of X beats a run of Y on a "
-               f"random task · {_seed_phrase(group.seeds)} · "
+               f"random task · {seed_phrase(group.seeds)} · "
                f"{ci_caption(result)} · metric: normalised {group.metric}"),
       caption_justify="left")
   table.add_column("X")

@@ -84,7 +84,7 @@ STATUSES = ("running", "complete", "failed")
 # The metrics column that truncate_metrics cuts on.
 STEP_COLUMN = "env_steps"
 
-_CHECKPOINT_FORMAT = "disco-eval-checkpoint/1"
+_CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
 _SEED_DIR = re.compile(r"seed(\d+)")
 _TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{12}\.tmp")
 _INT = re.compile(r"[+-]?\d+")
@@ -655,14 +655,18 @@ class RunRecord:
 
   # -- checkpoints -------------------------------------------------------------
 
-  def save_checkpoint(self, state: Any, env_steps: int, extra: dict | None = None) -> None:
-    """Save `state` (a pytree of arrays) as the run's latest checkpoint.
+  def save_checkpoint(self, state: Any, env_steps: int, extra: dict | None = None,
+                      keep: int = 2) -> None:
+    """Save `state` (a pytree of arrays) as the run's newest checkpoint.
 
     The arrays go to a new ``state-*.npz`` first; then ``checkpoint.json``
-    (leaf paths from jax.tree_util.tree_flatten_with_path, shapes, dtypes,
-    env_steps, `extra` and the npz's sha256) is replaced, which is the commit
-    point; only then are older npz files deleted. A crash at any moment leaves
-    the old or the new checkpoint loadable.
+    (for each of the `keep` newest checkpoints: leaf paths from
+    jax.tree_util.tree_flatten_with_path, shapes, dtypes, env_steps, `extra`
+    and the npz's sha256) is replaced, which is the commit point; only then
+    are npz files no longer listed deleted. A crash at any moment leaves the
+    old or the new list loadable. Keeping two lets runs trained together
+    (vmapped seeds) resume together from a checkpoint they all have, even if
+    a kill came while their newest ones were being written.
     """
     arrays, leaves = _flatten_state(state)
     folder = self.path / CHECKPOINT_DIR
@@ -671,24 +675,50 @@ class RunRecord:
     np.savez(buffer, **arrays)
     data = buffer.getvalue()
     name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
-    meta = _dumps({  # encoded first: a bad `extra` fails before any write
-        "format": _CHECKPOINT_FORMAT,
+    entry = {
         "npz": name,
         "sha256": hashlib.sha256(data).hexdigest(),
         "env_steps": int(env_steps),
         "extra": extra or {},
         "leaves": leaves,
         "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }).encode("utf-8")
+    }
+    try:
+      older = [c for c in self._checkpoint_entries() if c["env_steps"] != int(env_steps)]
+    except UserError:
+      older = []
+    entries = [entry] + older[:max(0, keep - 1)]
+    meta = _dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": entries}).encode("utf-8")
     write_atomic(folder / name, data)
     write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
-    for entry in os.scandir(folder):
-      if entry.name.startswith("state-") and entry.name.endswith(".npz") and entry.name != name:
+    listed = {c["npz"] for c in entries}
+    for item in os.scandir(folder):
+      if item.name.startswith("state-") and item.name.endswith(".npz") and item.name not in listed:
         with contextlib.suppress(FileNotFoundError):
-          os.unlink(entry.path)
+          os.unlink(item.path)
 
-  def load_checkpoint(self, template: Any) -> tuple[Any, int, dict] | None:
-    """(state, env_steps, extra) of the latest checkpoint, or None if none.
+  def _checkpoint_entries(self) -> list[dict]:
+    """The committed checkpoints, newest first ([] if none)."""
+    folder = self.path / CHECKPOINT_DIR
+    fix = f"delete {folder} to start over or pass --out DIR"
+    try:
+      meta = _read_json(folder / CHECKPOINT_META)
+    except FileNotFoundError:
+      return []
+    except (OSError, ValueError) as exc:
+      raise UserError(f"checkpoint {folder} is unreadable ({exc}); {fix}") from exc
+    if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+      raise UserError(f"checkpoint {folder} has an unknown format; {fix}")
+    return list(meta.get("checkpoints", []))
+
+  def checkpoint_steps(self) -> list[int]:
+    """env_steps of the committed checkpoints, newest first."""
+    return [int(c["env_steps"]) for c in self._checkpoint_entries()]
+
+  def load_checkpoint(self, template: Any, env_steps: int | None = None
+                      ) -> tuple[Any, int, dict] | None:
+    """(state, env_steps, extra) of the newest checkpoint (or of the one at
+    `env_steps`), or None if there is none.
 
     The state has the structure of `template` (a pytree of arrays, of
     jax.ShapeDtypeStruct or of scalars); each leaf is matched by its key path
@@ -699,15 +729,15 @@ class RunRecord:
     import jax
     folder = self.path / CHECKPOINT_DIR
     fix = f"delete {folder} to start over or pass --out DIR"
-    try:
-      meta = _read_json(folder / CHECKPOINT_META)
-    except FileNotFoundError:
+    entries = self._checkpoint_entries()
+    if env_steps is not None:
+      entries = [c for c in entries if int(c["env_steps"]) == int(env_steps)]
+      if not entries:
+        raise UserError(f"run {self.path} has no checkpoint at {env_steps} env steps; {fix}")
+    if not entries:
       return None
-    except (OSError, ValueError) as exc:
-      raise UserError(f"checkpoint {folder} is unreadable ({exc}); {fix}") from exc
+    meta = entries[0]
     try:
-      if meta.get("format") != _CHECKPOINT_FORMAT:
-        raise ValueError(f"unknown format {meta.get('format')!r}")
       data = (folder / meta["npz"]).read_bytes()
       if hashlib.sha256(data).hexdigest() != meta["sha256"]:
         raise ValueError(f"{meta['npz']} does not match its sha256")
@@ -782,6 +812,11 @@ def _load_for_scan(path: Path, problems: list[str]) -> Any:
   return doc
 
 
+def _named(value: Any) -> Any:
+  """A config entry's name: tables such as the rule's carry it as ``name``."""
+  return value.get("name") if isinstance(value, dict) else value
+
+
 def _run_info(root: Path, path: Path) -> RunInfo:
   """RunInfo of the run folder `path` (never raises)."""
   problems: list[str] = []
@@ -804,13 +839,14 @@ def _run_info(root: Path, path: Path) -> RunInfo:
     suite, task, rule = parts[:3]
     seed: int | None = int(place.group(1))
     for key, value in (("suite", suite), ("task", task), ("rule", rule), ("seed", seed)):
-      if config is not None and key in config and config[key] != value:
-        problems.append(f"{CONFIG_FILE} says {key} {config[key]!r} but the folder says {value!r}")
+      if config is not None and key in config and _named(config[key]) != value:
+        problems.append(f"{CONFIG_FILE} says {key} {_named(config[key])!r} but the folder "
+                        f"says {value!r}")
   else:
     problems.append("folder is not at <suite>/<task>/<rule>/seed<k> under the root")
     config_ = config or {}
-    suite, task, rule = (config_.get(k) if isinstance(config_.get(k), str) else None
-                         for k in ("suite", "task", "rule"))
+    suite, task, rule = (_named(config_.get(k)) if isinstance(_named(config_.get(k)), str)
+                         else None for k in ("suite", "task", "rule"))
     seed = config_.get("seed") if isinstance(config_.get("seed"), int) else None
   return RunInfo(path=path, suite=suite, task=task, rule=rule, seed=seed, status=status,
                  config=config, summary=summary, problem="; ".join(problems) or None)

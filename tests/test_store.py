@@ -411,18 +411,26 @@ def test_checkpoint_round_trip(tmp_path):
   _assert_trees_equal(state, template)
   assert isinstance(state["step"], int) and isinstance(state["scale"], np.float16)
   meta = json.loads((record.path / "checkpoint" / "checkpoint.json").read_text())
-  assert {leaf["path"] for leaf in meta["leaves"]} >= {"['params']['w']", "['opt'][0]"}
+  assert {leaf["path"] for leaf in meta["checkpoints"][0]["leaves"]} >= {"['params']['w']", "['opt'][0]"}
 
 
-def test_checkpoint_keeps_only_the_latest(tmp_path):
+def test_checkpoint_keeps_the_two_latest(tmp_path):
   import jax.numpy as jnp
   record = _open(tmp_path)
   for steps in (100, 200, 200, 300):
     record.save_checkpoint({"w": jnp.full((2,), steps, jnp.float32)}, env_steps=steps)
   files = sorted(p.name for p in (record.path / "checkpoint").iterdir())
-  assert len(files) == 2 and files[0] == "checkpoint.json"
+  assert len(files) == 3 and files[0] == "checkpoint.json"
+  assert record.checkpoint_steps() == [300, 200]
   state, steps, extra = record.load_checkpoint({"w": np.zeros(2, np.float32)})
   assert steps == 300 and extra == {} and state["w"].tolist() == [300.0, 300.0]
+  state, steps, _ = record.load_checkpoint({"w": np.zeros(2, np.float32)}, env_steps=200)
+  assert steps == 200 and state["w"].tolist() == [200.0, 200.0]
+  with pytest.raises(UserError, match="no checkpoint at 100 env steps"):
+    record.load_checkpoint({"w": np.zeros(2, np.float32)}, env_steps=100)
+  record.save_checkpoint({"w": jnp.zeros((2,), jnp.float32)}, env_steps=400, keep=1)
+  assert record.checkpoint_steps() == [400]
+  assert len(list((record.path / "checkpoint").glob("state-*.npz"))) == 1
 
 
 def test_checkpoint_survives_a_crash_before_the_commit(tmp_path, monkeypatch):
@@ -442,7 +450,8 @@ def test_checkpoint_survives_a_crash_before_the_commit(tmp_path, monkeypatch):
   state, steps, _ = record.load_checkpoint({"w": np.zeros(3)})
   assert steps == 10 and state["w"].tolist() == [1.0, 1.0, 1.0]
   record.save_checkpoint({"w": np.full(3, 3.0)}, env_steps=30)  # cleans the orphan
-  assert len(list((record.path / "checkpoint").glob("state-*.npz"))) == 1
+  assert record.checkpoint_steps() == [30, 10]
+  assert len(list((record.path / "checkpoint").glob("state-*.npz"))) == 2
 
 
 def test_checkpoint_refuses_a_template_that_does_not_fit(tmp_path):
@@ -600,3 +609,17 @@ def test_scan_runs_reports_folders_it_cannot_list(tmp_path, monkeypatch):
   monkeypatch.undo()
   assert [r.seed for r in runs] == [None, 0, 1]
   assert runs[0].path == blocked and "cannot list folder" in runs[0].problem
+
+
+def test_scan_accepts_a_rule_table_in_the_config(tmp_path):
+  cfg = {"rule": {"name": "disco103", "kind": "disco", "sha256": "ab"}, "suite": "catch",
+         "task": "catch", "seed": 0}
+  rec = store.RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, cfg)
+  rec.mark_complete({"score": 1.0})
+  (info,) = store.scan_runs(tmp_path)
+  assert info.problem is None and info.rule == "disco103"
+  other = store.RunRecord.open(tmp_path, "catch", "catch", "ppo", 0,
+                               {**cfg, "rule": {"name": "disco103"}})
+  other.mark_complete({"score": 1.0})
+  bad = [i for i in store.scan_runs(tmp_path) if i.path == other.path][0]
+  assert "says rule 'disco103' but the folder says 'ppo'" in bad.problem

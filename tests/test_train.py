@@ -134,7 +134,7 @@ def test_disco103_learns_catch(tmp_path):
   if not WEIGHTS.is_file():
     pytest.skip(f"{WEIGHTS} is missing")
   res = run_sweep(SweepSpec(
-      suite="catch", rules=(str(WEIGHTS),), seeds=(0,), steps=5000, out=tmp_path,
+      suite="catch", rules=(str(WEIGHTS),), seeds=(0,), steps=6000, out=tmp_path,
       overrides=(("train.min_buffer", "8"), ("train.sample_entries", "16"),
                  ("train.updates_per_iteration", "8"),
                  ("agent.torso_hidden", "[64, 64]"), ("agent.model_lstm_size", "32"),
@@ -143,3 +143,25 @@ def test_disco103_learns_catch(tmp_path):
   assert r.status == "complete", r.error
   # A uniformly random policy scores about -0.7 on Catch 8x8.
   assert r.summary["score"] > 0.5, r.summary
+
+
+def test_several_epochs_of_minibatches_through_the_same_interface():
+  """A rule asking for 2 epochs x 2 minibatches (as PPO will) needs no trainer fork."""
+  import dataclasses
+  settings = manifests.load_rule_manifest("actor_critic").settings("catch")
+  rule = dataclasses.replace(actor_critic.from_settings(settings), num_epochs=2,
+                             num_minibatches=2)
+  env = Catch()
+  agent = Agent(TINY_AGENT, rule.output_spec(3), 3, env.observation_shape)
+  cfg = TrainConfig(min_buffer=2, sample_entries=2, chunk=4, buffer_capacity=8)
+  trainer = Trainer(env, agent, rule, make_optimizer(settings["optimizer"]), cfg)
+  state = trainer.init(0)
+  before = jax.tree.map(np.asarray, state.params)
+  state, metrics = trainer.run_chunk(state, None, 0, 4)
+  assert int(np.sum(metrics.learned)) == 3
+  assert np.all(np.isfinite(np.asarray(metrics.loss)))
+  # Each learner step made 4 optimiser updates: the Adam step count says so.
+  assert int(state.opt_state[0].count) == 12
+  changed = [not np.array_equal(a, b) for a, b in
+             zip(jax.tree.leaves(before), jax.tree.leaves(state.params))]
+  assert all(changed)

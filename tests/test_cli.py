@@ -1,0 +1,109 @@
+"""The command line, run as a user runs it (subprocesses)."""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TINY = ["--set", "train.min_buffer=4", "--set", "train.sample_entries=4",
+        "--set", "train.chunk=8", "--set", "agent.torso_hidden=[32]"]
+
+
+def cli(*args, home: Path, timeout=600):
+  env = dict(os.environ, DISCO_EVAL_HOME=str(home))
+  return subprocess.run([sys.executable, "-m", "disco_eval.cli", *map(str, args)],
+                        capture_output=True, text=True, env=env, timeout=timeout)
+
+
+def one_line_error(res) -> str:
+  assert res.returncode == 1, res.stdout + res.stderr
+  lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+  assert len(lines) == 1, res.stderr
+  assert lines[0].startswith("error:")
+  assert "Traceback" not in res.stderr
+  return lines[0]
+
+
+def test_rules_list_and_show(disco_home):
+  res = cli("rules", "list", "--json", home=disco_home)
+  names = {r["name"] for r in json.loads(res.stdout)}
+  assert {"disco103", "actor_critic"} <= names
+  res = cli("rules", "show", "disco103", "--json", home=disco_home)
+  info = json.loads(res.stdout)
+  assert info["sha256"] == "dac840a15b81e8805326363458c33979626172618f620d9e6e170315388530aa"
+  assert info["settings"]["hyperparams"]["value_cost"] == 0.2
+
+
+def test_unknown_names_give_one_line(disco_home, tmp_path):
+  line = one_line_error(cli("rules", "show", "nope", home=disco_home))
+  assert "disco103" in line and "actor_critic" in line
+  line = one_line_error(cli("run", "nosuite", "--out", tmp_path, home=disco_home))
+  assert "catch" in line
+  line = one_line_error(cli("run", "catch", "--tasks", "pong", "--out", tmp_path, home=disco_home))
+  assert "valid tasks: catch" in line
+  line = one_line_error(cli("run", "catch", "--protocol", "x", "--out", tmp_path, home=disco_home))
+  assert "reference" in line
+  line = one_line_error(cli("run", "catch", "--rule", tmp_path / "missing.npz", "--out",
+                            tmp_path / "r", home=disco_home))
+  assert "missing.npz" in line
+  assert not (tmp_path / "r").exists()
+
+
+def test_offline_pull_names_where_to_put_the_file(disco_home, tmp_path, monkeypatch):
+  # No network here: point the download at a closed local port.
+  res = cli("rules", "pull", "disco103", "--url", "http://127.0.0.1:9/disco_103.npz",
+            home=disco_home)
+  line = one_line_error(res)
+  assert str(disco_home / "rules" / "disco_103.npz") in line
+
+
+def test_pull_from_file_then_run_and_resume(disco_home, tmp_path):
+  weights = SHARED / "rules" / "disco_103.npz"
+  if not weights.is_file():
+    pytest.skip("weights missing")
+  res = cli("rules", "pull", "disco103", "--file", weights, home=disco_home)
+  assert res.returncode == 0, res.stderr
+  assert (disco_home / "rules" / "disco_103.npz").is_file()
+  out = tmp_path / "res"
+  args = ["run", "catch", "--rule", "disco103", "--rule", "actor_critic", "--seeds", "2",
+          "--steps", "600", "--out", out, "--json", *TINY]
+  res = cli(*args, home=disco_home)
+  assert res.returncode == 0, res.stderr
+  rows = json.loads(res.stdout)
+  assert {(r["rule"], r["seed"], r["status"]) for r in rows} == {
+      ("disco103", 0, "complete"), ("disco103", 1, "complete"),
+      ("actor_critic", 0, "complete"), ("actor_critic", 1, "complete")}
+  run = out / "catch" / "catch" / "disco103" / "seed1"
+  config = json.loads((run / "config.json").read_text())
+  assert config["rule"]["sha256"].startswith("dac840a1")
+  assert config["seed"] == 1 and config["protocol"]["name"] == "reference"
+  assert config["overrides"]["agent.torso_hidden"] == "[32]"
+  assert "jax" in config["versions"]
+  summary = json.loads((run / "summary.json").read_text())
+  assert -1.0 <= summary["score"] <= 1.0
+  assert summary["normalized_score"] == pytest.approx((summary["score"] + 1) / 2)
+  header, *lines = (run / "metrics.csv").read_text().strip().splitlines()
+  assert header.split(",")[:2] == ["iteration", "env_steps"]
+  assert len(lines) == 11   # ceil(600 / 58) iterations
+  assert json.loads((run / "status.json").read_text())["status"] == "complete"
+  # Same command again: every run is skipped, nothing is redone.
+  res = cli(*args, home=disco_home)
+  assert res.returncode == 0
+  assert {r["status"] for r in json.loads(res.stdout)} == {"skipped"}
+  # A different config for the same run folder is refused.
+  line = one_line_error(cli("run", "catch", "--rule", "actor_critic", "--seeds", "1", "--steps",
+                            "600", "--out", out, *TINY[:-2], "--set", "agent.torso_hidden=[16]",
+                            home=disco_home))
+  assert "different config" in line
+
+
+def test_suites_show(disco_home):
+  res = cli("suites", "show", "catch", "--json", home=disco_home)
+  info = json.loads(res.stdout)
+  assert info["protocol"] == "reference"
+  assert info["settings"]["env_steps"] == 58000
