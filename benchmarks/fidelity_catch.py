@@ -68,11 +68,11 @@ def main():
     fig, ax = plt.subplots(figsize=(7, 4), dpi=150)
     for k in names:
       x, y = curves[k]
-      sm = np.convolve(np.nan_to_num(y, nan=0.0), np.ones(20) / 20, mode="same")
-      ax.plot(x, sm, lw=2.2 if k.startswith("reference") else 1.2,
+      sm = np.convolve(np.nan_to_num(y, nan=0.0), np.ones(20) / 20, mode="valid")
+      ax.plot(x[19:], sm, lw=2.2 if k.startswith("reference") else 1.2,
               ls="--" if k.startswith("reference") else "-", label=k)
     ax.set_xlabel("env steps")
-    ax.set_ylabel("average episode return (20-iteration moving mean)")
+    ax.set_ylabel("average episode return\n(trailing 20-iteration mean)")
     ax.set_title("Catch 8x8, reference example config")
     ax.set_ylim(-1.05, 1.05)
     ax.grid(alpha=0.3)

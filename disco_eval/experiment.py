@@ -1,7 +1,8 @@
 """Sweeps: train every (rule, task, seed) of a suite and record each run.
 
 The seeds of one (rule, task) share one compiled program: their training
-states are stacked and the loop is vmapped over them. Every run writes its
+states are stacked and, on accelerators, the loop is vmapped over them (on the
+CPU the seeds take turns, chunk by chunk, which is faster there). Every run writes its
 record folder (``disco_eval.store``): config, status, metrics over env steps,
 periodic checkpoints of the whole training state, and the final summary.
 Complete runs are skipped; interrupted runs resume from their checkpoint.
@@ -29,7 +30,7 @@ from disco_eval.train.loop import TrainConfig, Trainer
 from disco_eval.train.optim import make_optimizer
 
 TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
-              "sample_entries", "updates_per_iteration", "chunk")
+              "sample_entries", "updates_per_iteration", "chunk", "vmap_seeds")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -211,16 +212,11 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
 
 def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
                  protocol, suite, spec, on_progress) -> dict[int, dict]:
-  """Trains `seeds` (all at iteration `start`) in one vmapped program."""
+  """Trains `seeds` (all at iteration `start`) together, chunk by chunk."""
   spi = cfg.steps_per_iteration
   total = cfg.iterations * spi
-  fresh = [s for s in seeds if states[s] is None]
-  init = {}
-  if fresh:
-    stacked = trainer.init_seeds(fresh)
-    for i, s in enumerate(fresh):
-      init[s] = _take(stacked, i)
-  state = _stack([states[s] if states[s] is not None else init[s] for s in seeds])
+  # Each seed starts from its own init (independent of the other seeds).
+  state = _stack([states[s] if states[s] is not None else trainer.init(s) for s in seeds])
   for s in seeds:
     records[s].mark_running(start * spi)
   on_progress(Progress("start", rule.label, task, tuple(seeds), start * spi, total))
@@ -229,7 +225,7 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
   while it < cfg.iterations:
     count = min(cfg.chunk, cfg.iterations - it)
     tc = time.time()
-    state, m = trainer.run_chunk(state, rule.params, it, count, seeds_axis=True)
+    state, m = trainer.run_chunk_group(state, rule.params, it, count)
     m = jax.device_get(m)
     for j, s in enumerate(seeds):
       rows = []
@@ -277,7 +273,8 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
         "eval_return_std": float(np.std(returns)),
         "final_window_iterations": window,
         "final_window_return": float(np.mean(tail)) if tail else float("nan"),
-        "train_wall_s": wall, "seeds_in_program": len(seeds),
+        "train_wall_s": wall,
+        "seeds_in_program": len(seeds) if trainer.vmaps_seeds else 1,
         "rule_sha256": rule.sha256,
     }
     records[s].mark_complete(summary, env_steps=total)

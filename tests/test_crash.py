@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pytest
 
 ARGS = ["run", "catch", "--rule", "actor_critic", "--seeds", "2", "--steps", str(58 * 36),
         "--checkpoint-every", "1", "--set", "train.min_buffer=4",

@@ -149,11 +149,6 @@ def _backward_lstm(p: dict[str, Array], x: Array, reset: Array,
   return hs
 
 
-def _pair(x: Array) -> Array:
-  """(t, t+1) pairs: [T+1, B, ...] -> [T, B, 2, ...] stacked on a new axis."""
-  return jnp.stack([x[:-1], x[1:]], axis=2)
-
-
 # ---------------------------------------------------------------------------
 # Values and normalised statistics.
 
@@ -212,12 +207,42 @@ def value_outputs(inp: MetaInputs, state: MetaState, cfg: RuleConfig,
 # Meta-network inputs.
 
 
+def _embeddings(params: Params, inp: MetaInputs) -> dict[str, tuple[Array, ...]]:
+  """y- and z-embeddings of online and target predictions, for both nets.
+
+  The main network ("lstm") and the meta-LSTM each have their own y-net and
+  z-net (MLPs 600 -> 16 -> relu -> 1 on softmax probabilities). Their first
+  layers are applied as one matrix product so that each softmax is read once.
+
+  Returns:
+    prefix -> (ynet(y) [T+1,B], ynet(y_tgt) [T+1,B], znet(z) [T+1,B,A],
+    znet(z_tgt) [T+1,B,A]).
+  """
+  prefixes = ("lstm", _META)
+
+  def both(kind, logits):
+    first = [params[f"{p}/{kind}/~/linear_0"] for p in prefixes]
+    w = jnp.concatenate([f["w"] for f in first], axis=-1)
+    b = jnp.concatenate([f["b"] for f in first], axis=-1)
+    hidden = jax.nn.relu(jax.nn.softmax(logits) @ w + b)
+    width = first[0]["w"].shape[-1]
+    return [_linear(params[f"{p}/{kind}/~/linear_1"],
+                    hidden[..., i * width:(i + 1) * width])[..., 0]
+            for i, p in enumerate(prefixes)]
+
+  y_on, y_tg = both("mlp", inp.agent_out["y"]), both("mlp", inp.target_out["y"])
+  z_on, z_tg = both("mlp_1", inp.agent_out["z"]), both("mlp_1", inp.target_out["z"])
+  return {p: (y_on[i], y_tg[i], z_on[i], z_tg[i]) for i, p in enumerate(prefixes)}
+
+
 def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
-                         vals: ValueOuts) -> tuple[Array, Array]:
+                         vals: ValueOuts, embeddings: tuple[Array, ...]
+                         ) -> tuple[Array, Array]:
   """The 27 per-step features and the action embedding.
 
-  ``prefix`` selects the main network's nets ("lstm") or the meta-LSTM's own
-  copies.
+  ``prefix`` selects the main network's action net ("lstm") or the
+  meta-LSTM's own copy; ``embeddings`` are that network's y/z embeddings
+  (see :func:`_embeddings`).
 
   Returns:
     features [T, B, 27] and action embedding [T, B, A, 2].
@@ -228,14 +253,7 @@ def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
   mu = jax.nn.softmax(inp.behaviour_logits)
   pi_t = jax.nn.softmax(tgt["logits"])
   num_actions = pi.shape[-1]
-
-  def ynet(y):  # [..., Y] logits -> [...]
-    return _mlp2(params, f"{prefix}/mlp", jax.nn.softmax(y))[..., 0]
-
-  def znet(z):  # [..., A, Y] logits -> [..., A]
-    return _mlp2(params, f"{prefix}/mlp_1", jax.nn.softmax(z))[..., 0]
-
-  z_on, z_tg = znet(out["z"]), znet(tgt["z"])          # [T+1, B, A]
+  y_on, y_tg, z_on, z_tg = embeddings                  # [T+1,B], [T+1,B,A]
   sel = lambda x: nx.select(x[:-1], actions)           # [T+1,B,A] -> [T,B]
   pair = lambda x: jnp.stack([x[:-1], x[1:]], axis=-1)  # [T+1,B] -> [T,B,2]
   one_hot = jax.nn.one_hot(actions, num_actions, dtype=jnp.float32)
@@ -257,8 +275,8 @@ def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
       nx.signed_log(vals.adv)[..., None],
       vals.normalized_adv[..., None],
       sel(pi_t)[..., None],
-      pair(ynet(out["y"])),
-      pair(ynet(tgt["y"])),
+      pair(y_on),
+      pair(y_tg),
       sel(z_on)[..., None],
       pair(jnp.sum(pi * z_on, axis=-1)),
       pair(jnp.max(z_on, axis=-1)),
@@ -304,7 +322,8 @@ def meta_step(params: Params, state: MetaState, inp: MetaInputs,
   """
   inp = jax.lax.stop_gradient(inp)
   vals, adv_ema, td_ema = value_outputs(inp, state, cfg, axis_name)
-  x_in, emb = _trajectory_features(params, "lstm", inp, vals)
+  embeddings = _embeddings(params, inp)
+  x_in, emb = _trajectory_features(params, "lstm", inp, vals, embeddings["lstm"])
   hidden_size = params["lstm/lstm/linear"]["w"].shape[1] // 4
   lstm_out = _backward_lstm(params["lstm/lstm/linear"], x_in, inp.is_terminal,
                             hidden_size)
@@ -321,7 +340,7 @@ def meta_step(params: Params, state: MetaState, inp: MetaInputs,
   pi_hat = _linear(params["lstm/linear_4"], w)[..., 0]       # [T, B, A]
 
   # Meta-LSTM: one step on the pooled embedding of the same kind of inputs.
-  m_in, m_emb = _trajectory_features(params, _META, inp, vals)
+  m_in, m_emb = _trajectory_features(params, _META, inp, vals, embeddings[_META])
   y_hat_emb = _mlp2(params, f"{_META}/mlp", jax.nn.softmax(y_hat))
   embed_in = jnp.concatenate([m_in, meta_input_emb, y_hat_emb], axis=-1)
   embed = _linear(params[f"{_META}/mlp_2/~/linear_0"], embed_in)  # [T,B,16]

@@ -38,6 +38,7 @@ class TrainConfig:
   sample_entries: int = 64         # entries per learner batch
   updates_per_iteration: int = 1
   chunk: int = 25                  # iterations per compiled chunk
+  vmap_seeds: int = -1             # seeds in one vmapped program: 1 yes, 0 no, -1 auto
 
   @property
   def steps_per_iteration(self) -> int:
@@ -99,7 +100,9 @@ class Trainer:
     return jax.tree.map(jnp.copy, state)
 
   def init_seeds(self, seeds: list[int]) -> TrainState:
-    return jax.jit(jax.vmap(self.init))(jnp.asarray(seeds, jnp.uint32))
+    """Fresh states of `seeds`, stacked on a leading axis."""
+    states = [self.init(s) for s in seeds]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
   def _empty_entry(self, ts) -> Rollout:
     t, e = self.cfg.rollout_len, self.cfg.num_envs
@@ -246,6 +249,31 @@ class Trainer:
     active = jnp.arange(k) < count
     fn = self._chunk_seeds if seeds_axis else self._chunk
     return fn(state, rule_params, its, active)
+
+  @property
+  def vmaps_seeds(self) -> bool:
+    """Whether seeds share one vmapped program (auto: on accelerators only).
+
+    On the CPU, XLA's batched matrix products are slower than the same
+    products made seed after seed, so there seeds take turns chunk by chunk.
+    """
+    if self.cfg.vmap_seeds >= 0:
+      return bool(self.cfg.vmap_seeds)
+    return jax.default_backend() != "cpu"
+
+  def run_chunk_group(self, states: TrainState, rule_params, start: int, count: int):
+    """`run_chunk` for seeds stacked on a leading axis [S, ...].
+
+    Returns the stacked new states and metrics [S, chunk]. Unless seeds are
+    vmapped, each seed runs its own (shared, compiled-once) program, so that
+    a seed's results do not depend on which seeds ran beside it.
+    """
+    if self.vmaps_seeds:
+      return self.run_chunk(states, rule_params, start, count, seeds_axis=True)
+    n = jax.tree.leaves(states)[0].shape[0]
+    outs = [self.run_chunk(jax.tree.map(lambda x: x[i], states), rule_params, start, count)
+            for i in range(n)]
+    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
   # -- evaluation ------------------------------------------------------------
 
