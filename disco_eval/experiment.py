@@ -88,6 +88,22 @@ def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str]]:
   return rule_over, train_over
 
 
+def _with_suite_agent(settings: dict, suite: suites.SuiteManifest, manifest,
+                      rule_over: dict[str, str]) -> dict:
+  """Applies the suite's ``[agent]`` table (its torso for its observations).
+
+  Precedence, lowest first: the rule's defaults, the suite's ``[agent]``,
+  the rule manifest's per-suite overrides, the user's ``--set``.
+  """
+  pinned = {k.split(".", 1)[1] for k in list(rule_over) + list(manifest.suites.get(suite.name, {}))
+            if k.startswith("agent.")}
+  agent = dict(settings["agent"])
+  for key, value in suite.raw.get("agent", {}).items():
+    if key not in pinned:
+      agent[key] = value
+  return {**settings, "agent": agent}
+
+
 def train_config(protocol: suites.Protocol, steps: int | None,
                  train_over: dict[str, str]) -> TrainConfig:
   """The loop settings of a protocol, with a step budget and overrides."""
@@ -134,7 +150,8 @@ def run_sweep(spec: SweepSpec,
                        * len(resolved) * len(tasks) * len(spec.seeds),
                        message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"))
   for rule in resolved:
-    settings = rule.manifest.settings(spec.suite, rule_over or None)
+    settings = _with_suite_agent(rule.manifest.settings(spec.suite, rule_over or None),
+                                suite, rule.manifest, rule_over)
     for task in tasks:
       results += _run_group(spec, suite, protocol, task, rule, settings, cfg,
                             on_progress)
@@ -267,7 +284,7 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
     summary = {
         "suite": suite.name, "task": task, "rule": rule.label, "seed": s,
         "protocol": protocol.name, "env_steps": total,
-        "score": score, "normalized_score": suite.normalize(task, score),
+        "score": score, "normalized_score": suite.normalize(task, score, protocol.name),
         "metric": protocol.get("metric", "return"),
         "eval_episodes": eval_episodes,
         "eval_return_std": float(np.std(returns)),

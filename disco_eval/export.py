@@ -87,7 +87,7 @@ def run_rows(run: report.Run, manifest: suites.SuiteManifest | None
               rule=run.rule, seed=run.seed)
   for row in store.RunRecord(run.path).read_metrics():
     score = _number(row.get("avg_return"))
-    normalized = (manifest.normalize(run.task, score)
+    normalized = (manifest.normalize(run.task, score, run.protocol_label)
                   if manifest is not None and score is not None else None)
     yield _row(**base, env_steps=row.get("env_steps"), kind="train",
                score=score, normalized_score=normalized, metric="avg_return")

@@ -405,7 +405,8 @@ def published_rows(manifest: suites.SuiteManifest
       continue
     normalized = _finite(entry.get("normalized_score"))
     if normalized is None:
-      normalized = _finite(manifest.normalize(str(entry["task"]), score))
+      normalized = _finite(manifest.normalize(str(entry["task"]), score,
+                                              str(entry["protocol"])))
     per_seed = entry.get("per_seed")
     if per_seed is not None:
       values = [_finite(v) for v in per_seed] if isinstance(per_seed, list) else [None]
@@ -722,7 +723,7 @@ def published_matrices(rows: Sequence[PublishedRow], tasks: Sequence[str],
     chosen = [per_task[t] for t in tasks]
     lengths = {len(r.per_seed) if r.per_seed else 0 for r in chosen}
     if manifest is not None and len(lengths) == 1 and 0 not in lengths:
-      columns = [[manifest.normalize(r.task, v) for v in r.per_seed]
+      columns = [[manifest.normalize(r.task, v, r.protocol) for v in r.per_seed]
                  for r in chosen]
       matrix = np.array(columns, dtype=np.float64).T
       if np.isfinite(matrix).all():

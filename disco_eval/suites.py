@@ -52,8 +52,19 @@ class SuiteManifest:
                       f"valid tasks: {', '.join(self.tasks)}")
     return list(tasks)
 
-  def normalize(self, task: str, score: float) -> float:
-    n = self.normalization.get(task)
+  def normalization_for(self, task: str, protocol: str | None = None
+                        ) -> dict[str, float] | None:
+    """{min, max} of `task`: the protocol's own table if it has one, else the
+    suite's. `protocol` may be a label ``NAME@STEPS``."""
+    name = (protocol or "").split("@", 1)[0]
+    table = self.protocols[name].get("normalization") if name in self.protocols else None
+    if isinstance(table, dict) and task in table:
+      return table[task]
+    return self.normalization.get(task)
+
+  def normalize(self, task: str, score: float, protocol: str | None = None) -> float:
+    """(score - min) / (max - min) with the constants of `task` (NaN if none)."""
+    n = self.normalization_for(task, protocol)
     if n is None:
       return float("nan")
     return (score - n["min"]) / (n["max"] - n["min"])

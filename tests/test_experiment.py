@@ -1,0 +1,78 @@
+"""Sweep planning: settings precedence, protocol budgets and normalisation."""
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+
+from disco_eval import experiment, manifests, suites
+from disco_eval.errors import UserError
+
+
+def _suite(tmp_path, text):
+  (tmp_path / "suites").mkdir(exist_ok=True)
+  (tmp_path / "suites" / "toy.toml").write_text(text)
+  return suites.load_suite("toy")
+
+
+TOY = """
+name = "toy"
+backend = "jax"
+tasks = ["a", "b"]
+default_protocol = "p"
+[agent]
+torso = "special"
+torso_hidden = [7]
+[protocols.p]
+env_steps = 1000
+num_envs = 4
+rollout_len = 10
+[protocols.p.normalization]
+a = { min = 0.0, max = 10.0 }
+[protocols.q]
+env_steps = 500
+[normalization]
+a = { min = 0.0, max = 2.0 }
+b = { min = -1.0, max = 1.0 }
+"""
+
+
+@pytest.fixture
+def toy(tmp_path, monkeypatch):
+  monkeypatch.setenv("DISCO_EVAL_MANIFESTS", str(tmp_path))
+  (tmp_path / "rules").symlink_to(Path(__file__).resolve().parents[1] / "rules")
+  return _suite(tmp_path, TOY)
+
+
+def test_protocol_normalisation_wins_over_the_suite_table(toy):
+  assert toy.normalize("a", 5.0, "p") == pytest.approx(0.5)
+  assert toy.normalize("a", 5.0, "p@2000") == pytest.approx(0.5)
+  assert toy.normalize("a", 1.0, "q") == pytest.approx(0.5)
+  assert toy.normalize("b", 0.0, "p") == pytest.approx(0.5)
+
+
+def test_budget_and_loop_settings_come_from_the_protocol(toy):
+  cfg = experiment.train_config(toy.protocol("p"), None, {})
+  assert cfg.num_envs == 4 and cfg.rollout_len == 10 and cfg.iterations == 25
+  cfg = experiment.train_config(toy.protocol("p"), 95, {"chunk": "5"})
+  assert cfg.iterations == 3 and cfg.chunk == 5
+  with pytest.raises(UserError, match="valid protocols: p, q"):
+    toy.protocol("z")
+
+
+def test_suite_agent_table_sits_between_rule_defaults_and_overrides(toy):
+  m = manifests.load_rule_manifest("disco103")
+  s = experiment._with_suite_agent(m.settings("toy"), toy, m, {})
+  assert s["agent"]["torso"] == "special" and s["agent"]["torso_hidden"] == [7]
+  assert s["agent"]["model_lstm_size"] == 128          # untouched rule default
+  over = {"agent.torso_hidden": "[9]"}
+  s = experiment._with_suite_agent(m.settings("toy", over), toy, m, over)
+  assert s["agent"]["torso_hidden"] == [9] and s["agent"]["torso"] == "special"
+  m2 = dataclasses.replace(m, suites={"toy": {"agent.torso": "mlp"}})
+  s = experiment._with_suite_agent(m2.settings("toy"), toy, m2, {})
+  assert s["agent"]["torso"] == "mlp"
+
+
+def test_unknown_train_setting_is_refused():
+  with pytest.raises(UserError, match="train.chunk"):
+    experiment._split_overrides((("train.nope", "1"),))
