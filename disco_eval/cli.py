@@ -189,7 +189,7 @@ def suites_show(name: str, protocol: Optional[str] = typer.Option(None),
   info = {"name": s.name, "description": s.description, "backend": s.backend,
           "tasks": list(s.tasks), "protocol": p.name,
           "protocol_description": p.description, "settings": p.settings,
-          "normalization": s.normalization,
+          "normalization": {t: s.normalization_for(t, p.name) for t in s.tasks},
           "published": s.raw.get("published", [])}
   if as_json:
     return _print_json(info)
@@ -199,9 +199,14 @@ def suites_show(name: str, protocol: Optional[str] = typer.Option(None),
   t.add_row("tasks", ", ".join(s.tasks))
   t.add_row("protocol", f"{p.name}: {p.description}")
   for k, v in p.settings.items():
-    t.add_row(f"  {k}", str(v))
-  for task, n in s.normalization.items():
-    t.add_row(f"normalisation {task}", f"(score - {n['min']}) / ({n['max']} - {n['min']})")
+    if k != "normalization":
+      t.add_row(f"  {k}", str(v))
+  for task, n in info["normalization"].items():
+    if n is not None:
+      t.add_row(f"normalisation {task}", f"(score - {n['min']}) / ({n['max']} - {n['min']})")
+  published = [e for e in info["published"] if e.get("protocol") == p.name]
+  if published:
+    t.add_row("published rows", f"{len(published)} (shown by `disco-eval compare`, marked published)")
   out.print(t)
 
 

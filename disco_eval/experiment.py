@@ -108,7 +108,11 @@ def train_config(protocol: suites.Protocol, steps: int | None,
                  train_over: dict[str, str]) -> TrainConfig:
   """The loop settings of a protocol, with a step budget and overrides."""
   vals = {k: int(protocol.get(k)) for k in TRAIN_KEYS if protocol.get(k) is not None}
-  vals.update({k: int(v) for k, v in train_over.items()})
+  for k, v in train_over.items():
+    try:
+      vals[k] = int(v)
+    except ValueError:
+      raise UserError(f"train.{k} must be an integer, got '{v}'") from None
   cfg = TrainConfig(**{k: v for k, v in vals.items() if k in TRAIN_KEYS})
   budget = int(steps if steps is not None else protocol.get("env_steps"))
   if budget <= 0:

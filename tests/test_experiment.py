@@ -76,3 +76,8 @@ def test_suite_agent_table_sits_between_rule_defaults_and_overrides(toy):
 def test_unknown_train_setting_is_refused():
   with pytest.raises(UserError, match="train.chunk"):
     experiment._split_overrides((("train.nope", "1"),))
+
+
+def test_train_setting_must_be_an_integer(toy):
+  with pytest.raises(UserError, match="train.chunk must be an integer, got 'x'"):
+    experiment.train_config(toy.protocol("p"), None, {"chunk": "x"})
