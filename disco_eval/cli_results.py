@@ -61,7 +61,8 @@ def compare_command(
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
     return
   from rich.console import Console
-  report.render(result, Console())
+  import sys
+  report.render(result, Console(width=None if sys.stdout.isatty() else 160))
 
 
 def export_csv_command(

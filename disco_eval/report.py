@@ -965,28 +965,41 @@ def _esc(text: str) -> str:
 
 
 def _per_task_table(result: CompareResult, group: GroupResult):
+  """One row per task, one column per rule (published rules last, marked).
+
+  Each cell: the raw final score and the normalised score, each as the mean
+  over seeds with its interval, and the number of seeds.
+  """
   from rich.table import Table
   level = f"{round(100 * result.confidence, 1):g}%"
   table = Table(
       title=f"Per-task final scores — {group.key.suite}, protocol "
             f"{group.key.protocol}",
-      caption=(f"mean over seeds [{level} {PER_TASK_CI} CI, n−1 dof]; score = "
-               f"{group.metric} of the final policy; published rows come from "
-               "the suite manifest and enter no statistic"),
+      caption=(f"each cell: {group.metric} of the final policy, then normalised "
+               f"score (norm); mean over seeds [{level} {PER_TASK_CI} CI, n−1 "
+               "dof], n = seeds; published columns come from the suite manifest "
+               "and enter no statistic"),
       caption_justify="left")
   table.add_column("Task")
-  table.add_column("Rule")
-  table.add_column("Seeds", justify="right")
-  table.add_column(f"Score ({group.metric})", justify="right")
-  table.add_column("Normalised score", justify="right")
+  rules = [r for r in group.rules]
+  published = sorted({p.rule for p in group.published})
+  for rule in rules:
+    table.add_column(_esc(rule), justify="right")
+  for rule in published:
+    table.add_column(_esc(f"{rule} (published)"), justify="right", style="italic dim")
   for task in group.tasks:
-    for row in (r for r in group.per_task if r.task == task):
-      table.add_row(_esc(task), _esc(row.rule), str(len(row.seeds)),
-                    fmt_interval(*row.score), fmt_interval(*row.normalized))
-    for pub in (p for p in group.published if p.task == task):
-      table.add_row(_esc(task), _esc(f"{pub.rule} (published)"),
-                    str(pub.seeds) if pub.seeds else "?", fmt(pub.score),
-                    fmt(pub.normalized_score), style="italic dim")
+    cells = [_esc(task)]
+    for rule in rules:
+      row = next((r for r in group.per_task if r.task == task and r.rule == rule), None)
+      cells.append("-" if row is None else
+                   f"{fmt_interval(*row.score)}\nnorm {fmt_interval(*row.normalized)}"
+                   f"\nn = {len(row.seeds)}")
+    for rule in published:
+      pub = next((p for p in group.published if p.task == task and p.rule == rule), None)
+      cells.append("-" if pub is None else
+                   f"{fmt(pub.score)}\nnorm {fmt(pub.normalized_score)}"
+                   f"\nn = {pub.seeds if pub.seeds else '?'}")
+    table.add_row(*cells)
   return table
 
 
