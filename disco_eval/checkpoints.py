@@ -99,7 +99,7 @@ def _download_verified(
   tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
   try:
     with open(tmp, "wb") as out:
-      found = _fetch(url, out, dest, timeout)
+      found = _fetch(url, out, dest, timeout, manifest.name)
       out.flush()
       os.fsync(out.fileno())
     if manifest.sha256 and found != manifest.sha256:
@@ -114,10 +114,11 @@ def _download_verified(
   _fsync_dir(dest.parent)
 
 
-def _fetch(url: str, out: BinaryIO, dest: Path, timeout: float) -> str:
+def _fetch(url: str, out: BinaryIO, dest: Path, timeout: float, name: str = "NAME") -> str:
   """Stream `url` into `out`; return the sha256 of what was received."""
   by_hand = (
-      f"download it yourself and place it at {dest} (or pass `--rule PATH.npz`)"
+      f"download it yourself and place it at {dest}, or import a copy with "
+      f"`disco-eval rules pull {name} --file PATH` (or pass `--rule PATH.npz`)"
   )
   request = urllib.request.Request(
       url, headers={"User-Agent": f"disco-eval/{__version__}"}
