@@ -301,15 +301,10 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
     raise typer.Exit(1)
 
 
-def _register_results_commands() -> None:
-  from disco_eval import cli_results
-  cli_results.register(app)
+from disco_eval import cli_data, cli_results  # noqa: E402 - they register on `app`
 
-
-try:
-  _register_results_commands()
-except ImportError:  # pragma: no cover - only while the module is absent
-  pass
+cli_results.register(app)
+cli_data.register(app)
 
 
 def main() -> None:

@@ -279,8 +279,11 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
   summaries = {}
   for j, s in enumerate(seeds):
     params = _take(state.params, j)
-    returns = np.asarray(trainer.evaluate(params, jax.random.PRNGKey(10_000 + s),
-                                          eval_episodes))
+    key = jax.random.PRNGKey(10_000 + s)
+    own = envs.evaluate(suite, task, protocol, trainer.agent.apply, params, key)
+    returns, extra = own if own is not None else (
+        trainer.evaluate(params, key, eval_episodes), {})
+    returns = np.asarray(returns)
     rows = records[s].read_metrics()
     tail = [r["avg_return"] for r in rows[-window:]
             if r["avg_return"] is not None and not math.isnan(r["avg_return"])]
@@ -290,8 +293,9 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
         "protocol": protocol.name, "env_steps": total,
         "score": score, "normalized_score": suite.normalize(task, score, protocol.name),
         "metric": protocol.get("metric", "return"),
-        "eval_episodes": eval_episodes,
+        "eval_episodes": int(returns.shape[0]),
         "eval_return_std": float(np.std(returns)),
+        **extra,
         "final_window_iterations": window,
         "final_window_return": float(np.mean(tail)) if tail else float("nan"),
         "train_wall_s": wall,

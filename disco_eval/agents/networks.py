@@ -20,6 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from disco_eval.agents import conv
 from disco_eval.rules.base import OutputSpec
 
 Array = jax.Array
@@ -58,6 +59,7 @@ class MLPTorso(nn.Module):
 
 TORSOS: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
+    "sokoban_conv": lambda agent: conv.from_settings(agent),
 }
 
 

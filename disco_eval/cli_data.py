@@ -1,0 +1,45 @@
+"""Command-line commands for data sets: ``data pull boxoban``.
+
+Errors are ``UserError``s, which the main CLI prints as one line.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+DATASETS = ("boxoban",)
+
+
+def pull_command(
+    name: Annotated[str, typer.Argument(help="Data set: " + ", ".join(DATASETS) + ".")],
+    source: Annotated[Optional[Path], typer.Option(
+        "--from", help="Import a local copy (a folder laid out like the repository: "
+        "unfiltered/{train,valid,test}/*.txt, hard/*.txt) instead of downloading.")] = None,
+    url: Annotated[Optional[str], typer.Option(
+        "--url", help="Download the archive from this URL instead.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Download the archive again even if cached.")] = False,
+) -> None:
+  """Download (or import) a data set into the cache and convert it once."""
+  from disco_eval.envs import boxoban
+  from disco_eval.errors import UserError
+  if name != "boxoban":
+    raise UserError(f"unknown data set '{name}'; data sets: {', '.join(DATASETS)}")
+  had_sha = "archive_sha256" in boxoban.read_record()
+  record = boxoban.pull(source, url=url or boxoban.ARCHIVE_URL, force=force)
+  if source is None:
+    verb = "checked against the recorded" if had_sha else "recorded as the reference"
+    typer.echo(f"archive sha256 {record.get('archive_sha256', '')} ({verb} sha256)")
+  for split, info in sorted(record.get("splits", {}).items()):
+    typer.echo(f"{split}: {info['levels']} levels from {info['files']} files -> "
+               f"{boxoban.split_path(split)}")
+
+
+def register(app: typer.Typer) -> None:
+  """Adds ``data pull`` to `app`."""
+  data_app = typer.Typer(help="Data sets (level files) in the cache.", no_args_is_help=True)
+  data_app.command("pull")(pull_command)
+  app.add_typer(data_app, name="data")
