@@ -1,0 +1,162 @@
+"""Throughput benchmark of the training loop for pure-JAX suites.
+
+Measures, on the device JAX uses:
+
+* env-only steps/s: the suite's environment stepped with uniformly random
+  actions, vmapped over the protocol's environments, inside one compiled scan;
+* training steps/s: the real loop (act, store, sample, learn) once learning
+  has started, for 1 seed and for N seeds (taking turns, and vmapped);
+* the learner step and its parts: agent forward + backward, the target
+  network's forward pass (rules that keep one), and the rule (targets + loss
+  and its gradient with respect to the agent outputs).
+
+Timings are medians of repeated calls after compilation (wall seconds).
+"""
+
+import dataclasses
+import os
+import platform
+import time
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from disco_eval import checkpoints, experiment, suites
+from disco_eval.agents.networks import Agent
+from disco_eval.envs import registry as envs
+from disco_eval.errors import UserError
+from disco_eval.rules.registry import build_rule
+from disco_eval.train import replay
+from disco_eval.train.loop import Trainer
+from disco_eval.train.optim import make_optimizer
+
+
+def _median_time(fn: Callable[[], Any], repeats: int) -> float:
+  jax.block_until_ready(fn())
+  times = []
+  for _ in range(repeats):
+    t = time.perf_counter()
+    jax.block_until_ready(fn())
+    times.append(time.perf_counter() - t)
+  return float(np.median(times))
+
+
+def device_description() -> str:
+  d = jax.devices()[0]
+  kind = getattr(d, "device_kind", d.platform)
+  return (f"{kind} ({jax.default_backend()}, {jax.device_count()} device(s)), "
+          f"{os.cpu_count()} CPU cores, {platform.machine()}")
+
+
+def env_steps_per_s(env, num_envs: int, steps: int, repeats: int) -> float:
+  """Random-action env throughput, vmapped over `num_envs`, one compiled scan."""
+  keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
+  state, _ = jax.vmap(env.reset)(keys)
+
+  @jax.jit
+  def run(state, key):
+    def body(s, k):
+      a = jax.random.randint(k, (num_envs,), 0, env.num_actions)
+      s, ts = jax.vmap(env.step)(s, a)
+      return s, ts.reward.sum()
+    return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+  t = _median_time(lambda: run(state, jax.random.PRNGKey(1)), repeats)
+  return steps * num_envs / t
+
+
+def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
+              protocol: str | None = None, task: str | None = None,
+              overrides: tuple[tuple[str, str], ...] = (), chunk: int = 4,
+              repeats: int = 3) -> dict[str, Any]:
+  """Runs every measurement; returns a JSON-able dict."""
+  suite = suites.load_suite(suite_name)
+  proto = suite.protocol(protocol)
+  if suite.backend != "jax":
+    raise UserError(f"`disco-eval bench` measures pure-JAX suites in this version; "
+                    f"'{suite_name}' uses backend '{suite.backend}'")
+  task = suite.check_tasks([task] if task else None)[0]
+  rule_over, train_over = experiment._split_overrides(overrides)
+  cfg = experiment.train_config(proto, None, train_over)
+  # Learning from the first iteration, so that every timed chunk learns.
+  cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
+  rule = checkpoints.resolve_rule(rule_spec)
+  settings = experiment._with_suite_agent(
+      rule.manifest.settings(suite_name, rule_over or None), suite, rule.manifest, rule_over)
+  env = envs.make(suite, task)
+  rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
+  agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
+                env.num_actions, env.observation_shape)
+  opt = make_optimizer(settings["optimizer"])
+  spi = cfg.steps_per_iteration
+  out: dict[str, Any] = {
+      "device": device_description(), "jax": jax.__version__,
+      "python": platform.python_version(), "suite": suite_name, "task": task,
+      "protocol": proto.name, "rule": rule.label, "num_envs": cfg.num_envs,
+      "rollout_len": cfg.rollout_len, "batch_trajectories": cfg.sample_entries * cfg.num_envs,
+      "repeats": repeats}
+
+  out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, cfg.rollout_len * chunk, repeats)
+
+  def train_rate(trainer: Trainer, n: int) -> float:
+    state = trainer.init(0) if n == 1 else trainer.init_seeds(list(range(n)))
+    step = (lambda s, it: trainer.run_chunk(s, rule.params, it, chunk)) if n == 1 else (
+        lambda s, it: trainer.run_chunk_group(s, rule.params, it, chunk))
+    state, _ = step(state, 0)          # compile, fill the buffer a little
+    jax.block_until_ready(state)
+    times = []
+    for r in range(repeats):
+      t = time.perf_counter()
+      state, _ = step(state, chunk * (r + 1))
+      jax.block_until_ready(state)
+      times.append(time.perf_counter() - t)
+    return chunk * spi * n / float(np.median(times))
+
+  single = Trainer(env, agent, rule_obj, opt, cfg)
+  out["train_steps_per_s"] = train_rate(single, 1)
+  out["train_over_env_ratio"] = out["train_steps_per_s"] / out["env_steps_per_s"]
+  scaling = {}
+  for vm in (0, 1):
+    tr = Trainer(env, agent, rule_obj, opt, dataclasses.replace(cfg, vmap_seeds=vm))
+    rate = train_rate(tr, seeds)
+    scaling["vmapped" if vm else "taking_turns"] = {
+        "steps_per_s": rate,
+        "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate}
+  out["seeds"] = seeds
+  out["scaling"] = scaling
+  out["learner"] = _learner_split(single, rule, agent, rule_obj, cfg, repeats)
+  return out
+
+
+def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats: int):
+  """Median times of the learner step and its parts on a real batch."""
+  state = trainer.init(0)
+  state, _ = trainer.run_chunk(state, rule.params, 0, 2)     # a filled buffer
+  batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+  step = jax.jit(lambda s, b: trainer.learner_step(
+      s.params, s.opt_state, s.rule_state, rule.params, b, jax.random.PRNGKey(1))[:4])
+
+  def fwd_bwd(p, b):
+    out, pullback = jax.vjp(lambda q: agent.apply(q, b.observations), p)
+    return pullback(jax.tree.map(jnp.ones_like, out))
+
+  fwd = jax.jit(lambda p, b: agent.apply(p, b.observations))
+  agent_out = fwd(state.params, batch)
+
+  def rule_part(s, b, ao):
+    no_target = lambda p, obs: ao          # the target forward is timed apart
+    targets, _, _ = rule_obj.targets(rule.params, s.rule_state, b, ao, s.params, no_target)
+    return jax.grad(lambda o: jnp.sum(rule_obj.loss(o, targets, b)[0]))(ao)
+
+  fwd_bwd, rule_part = jax.jit(fwd_bwd), jax.jit(rule_part)
+  total = _median_time(lambda: step(state, batch), repeats)
+  parts = {
+      "agent_forward_backward_s": _median_time(lambda: fwd_bwd(state.params, batch), repeats),
+      "rule_s": _median_time(lambda: rule_part(state, batch, agent_out), repeats),
+  }
+  if hasattr(state.rule_state, "target_params"):
+    parts["target_forward_s"] = _median_time(lambda: fwd(state.params, batch), repeats)
+  return {"step_s": total, **parts,
+          "rule_share": parts["rule_s"] / total}
