@@ -29,4 +29,10 @@ def manifest_dir(kind: str) -> Path:
   """
   env = os.environ.get("DISCO_EVAL_MANIFESTS")
   root = Path(env) if env else PROJECT_ROOT
-  return root / kind
+  folder = root / kind
+  if not folder.is_dir():
+    from disco_eval.errors import UserError
+    raise UserError(f"no {kind} manifests at {folder}; install disco-eval from a checkout "
+                    "(pip install -e .) or set DISCO_EVAL_MANIFESTS to a folder holding "
+                    "rules/ and suites/")
+  return folder
