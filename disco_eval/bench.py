@@ -83,8 +83,7 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
   rule = checkpoints.resolve_rule(rule_spec)
-  settings = experiment._with_suite_agent(
-      rule.manifest.settings(suite_name, rule_over or None), suite, rule.manifest, rule_over)
+  settings = experiment.rule_settings(rule.manifest, suite, rule_over)
   env = envs.make(suite, task)
   rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
   agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),

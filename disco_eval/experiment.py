@@ -8,6 +8,7 @@ periodic checkpoints of the whole training state, and the final summary.
 Complete runs are skipped; interrupted runs resume from their checkpoint.
 """
 
+import copy
 import dataclasses
 import math
 import time
@@ -21,7 +22,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints, store, suites
+from disco_eval import checkpoints, manifests, store, suites
 from disco_eval.agents.networks import Agent
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
@@ -88,20 +89,19 @@ def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str]]:
   return rule_over, train_over
 
 
-def _with_suite_agent(settings: dict, suite: suites.SuiteManifest, manifest,
-                      rule_over: dict[str, str]) -> dict:
-  """Applies the suite's ``[agent]`` table (its torso for its observations).
+def rule_settings(manifest, suite: suites.SuiteManifest,
+                  rule_over: dict[str, str]) -> dict:
+  """A rule's settings tables for a suite.
 
-  Precedence, lowest first: the rule's defaults, the suite's ``[agent]``,
-  the rule manifest's per-suite overrides, the user's ``--set``.
+  Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
+  (the torso for its observations, which may bring keys of its own), the rule
+  manifest's ``[suites.SUITE]`` overrides, the user's ``--set``.
   """
-  pinned = {k.split(".", 1)[1] for k in list(rule_over) + list(manifest.suites.get(suite.name, {}))
-            if k.startswith("agent.")}
-  agent = dict(settings["agent"])
-  for key, value in suite.raw.get("agent", {}).items():
-    if key not in pinned:
-      agent[key] = value
-  return {**settings, "agent": agent}
+  tables = manifest.settings()
+  tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
+  tables = manifests.apply_overrides(tables, manifest.suites.get(suite.name, {}),
+                                     f"{manifest.path}: [suites.{suite.name}]")
+  return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
 
 
 def train_config(protocol: suites.Protocol, steps: int | None,
@@ -154,8 +154,7 @@ def run_sweep(spec: SweepSpec,
                        * len(resolved) * len(tasks) * len(spec.seeds),
                        message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"))
   for rule in resolved:
-    settings = _with_suite_agent(rule.manifest.settings(spec.suite, rule_over or None),
-                                suite, rule.manifest, rule_over)
+    settings = rule_settings(rule.manifest, suite, rule_over)
     for task in tasks:
       results += _run_group(spec, suite, protocol, task, rule, settings, cfg,
                             on_progress)
@@ -168,7 +167,12 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
   rule_obj = build_rule(kind, settings, rule.label)
   agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
                 env.num_actions, env.observation_shape)
-  trainer = Trainer(env, agent, rule_obj, make_optimizer(settings["optimizer"]), cfg)
+  optimizer = make_optimizer(settings["optimizer"])
+  if suite.backend == "jax":
+    trainer = Trainer(env, agent, rule_obj, optimizer, cfg)
+  else:  # host-stepped pools (EnvPool): same interface, envs stepped on the host
+    from disco_eval.train.host_loop import HostTrainer
+    trainer = HostTrainer(env, agent, rule_obj, optimizer, cfg, protocol)
   total_steps = cfg.iterations * cfg.steps_per_iteration
   base_config = {
       "suite": suite.name, "task": task,

@@ -62,15 +62,22 @@ def test_budget_and_loop_settings_come_from_the_protocol(toy):
 
 def test_suite_agent_table_sits_between_rule_defaults_and_overrides(toy):
   m = manifests.load_rule_manifest("disco103")
-  s = experiment._with_suite_agent(m.settings("toy"), toy, m, {})
+  s = experiment.rule_settings(m, toy, {})
   assert s["agent"]["torso"] == "special" and s["agent"]["torso_hidden"] == [7]
   assert s["agent"]["model_lstm_size"] == 128          # untouched rule default
-  over = {"agent.torso_hidden": "[9]"}
-  s = experiment._with_suite_agent(m.settings("toy", over), toy, m, over)
+  s = experiment.rule_settings(m, toy, {"agent.torso_hidden": "[9]"})
   assert s["agent"]["torso_hidden"] == [9] and s["agent"]["torso"] == "special"
   m2 = dataclasses.replace(m, suites={"toy": {"agent.torso": "mlp"}})
-  s = experiment._with_suite_agent(m2.settings("toy"), toy, m2, {})
-  assert s["agent"]["torso"] == "mlp"
+  assert experiment.rule_settings(m2, toy, {})["agent"]["torso"] == "mlp"
+
+
+def test_keys_brought_by_the_suite_agent_table_can_be_overridden(toy):
+  m = manifests.load_rule_manifest("disco103")
+  toy.raw["agent"]["conv_channels"] = [32, 32]
+  s = experiment.rule_settings(m, toy, {"agent.conv_channels": "[8]"})
+  assert s["agent"]["conv_channels"] == [8]
+  with pytest.raises(UserError, match="unknown setting 'agent.nope'"):
+    experiment.rule_settings(m, toy, {"agent.nope": "1"})
 
 
 def test_unknown_train_setting_is_refused():

@@ -13,6 +13,9 @@ def make(suite: Any, task: str) -> Any:
   if suite.backend == "jax" and task.startswith("boxoban-"):
     from disco_eval.envs import sokoban
     return sokoban.make_task(suite, task)
+  if suite.backend == "envpool" and suite.name == "procgen":
+    from disco_eval.envs import procgen
+    return procgen.ProcgenTask(task)
   raise UserError(f"no backend for task '{task}' of suite '{suite.name}' "
                   f"(backend '{suite.backend}') in this version of disco-eval")
 

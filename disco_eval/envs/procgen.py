@@ -1,0 +1,106 @@
+"""ProcGen games through EnvPool, stepped on the host.
+
+``ProcgenPool`` wraps one EnvPool batch of ``num_envs`` environments of one
+game (gymnasium API) in the step convention of the trainers: every EnvPool
+step is one actor step, returned as ``(obs, reward, last, truncated)`` where
+``reward`` arrived with ``obs`` and ``last`` marks the step that ended an
+episode.
+
+EnvPool's episode boundaries (checked in tests/test_procgen.py):
+
+* the step that ends an episode returns the episode's final observation and
+  reward with ``terminated`` or ``truncated`` set;
+* the next step is a *reset step*: its action is ignored, its reward is 0 and
+  its observation is the first one of a new episode (new level);
+* the info carries no episode return (the trainers sum the rewards).
+
+In a :class:`~disco_eval.rules.base.Rollout` each EnvPool step is one row with
+discount 0 on the row that ended an episode. The transition out of that row
+(into the reset step) is removed by the loss mask (``discounts[t] > 0``) and
+``is_terminal`` cuts bootstrapping at the episode end, so no transition
+crosses episodes.
+
+Truncation (ProcGen's time limit, 1000 steps in most games) is treated as an
+episode end exactly like termination: ``last = terminated | truncated`` and
+there is no bootstrap through a timeout. ``truncated`` is also returned, for
+callers that want to tell the two apart.
+"""
+
+from typing import Any
+
+import numpy as np
+
+GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
+         "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
+         "ninja", "plunder", "starpilot")
+MODES = ("easy", "hard")
+NUM_ACTIONS = 15
+OBSERVATION_SHAPE = (3, 64, 64)
+
+
+def env_id(game: str, mode: str) -> str:
+  """EnvPool's task id, e.g. ('coinrun', 'hard') -> 'CoinrunHard-v0'."""
+  if game not in GAMES:
+    raise ValueError(f"unknown ProcGen game '{game}'; known: {', '.join(GAMES)}")
+  if mode not in MODES:
+    raise ValueError(f"unknown ProcGen distribution mode '{mode}'; known: {', '.join(MODES)}")
+  return f"{game.capitalize()}{mode.capitalize()}-v0"
+
+
+class ProcgenPool:
+  """`num_envs` environments of one ProcGen game (host-stepped, auto-reset).
+
+  Levels: ``start_level`` and ``num_levels`` as in ProcGen (``num_levels=0``:
+  the unbounded level distribution). ``seed`` seeds EnvPool's level draws.
+  """
+
+  def __init__(self, game: str, mode: str, num_envs: int, seed: int,
+               start_level: int = 0, num_levels: int = 0, num_threads: int = 0):
+    import envpool   # imported here: only the host-stepped suites need it
+    self.game, self.mode, self.num_envs = game, mode, int(num_envs)
+    self.num_actions = NUM_ACTIONS
+    self.observation_shape = OBSERVATION_SHAPE
+    self._env = envpool.make(env_id(game, mode), env_type="gymnasium",
+                             num_envs=self.num_envs, seed=int(seed),
+                             start_level=int(start_level), num_levels=int(num_levels),
+                             num_threads=int(num_threads))
+
+  def reset(self) -> np.ndarray:
+    """Starts new episodes in all environments; returns obs [E, 3, 64, 64] uint8."""
+    obs, _ = self._env.reset()
+    return obs
+
+  def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """One step of every environment.
+
+    Returns obs [E, 3, 64, 64] uint8, reward [E] float32 (arrived with obs),
+    last [E] bool (this step ended an episode: terminated or truncated) and
+    truncated [E] bool.
+    """
+    obs, reward, terminated, truncated, _ = self._env.step(
+        np.asarray(actions, dtype=np.int32))
+    truncated = np.asarray(truncated, bool)
+    last = np.asarray(terminated, bool) | truncated
+    return obs, np.asarray(reward, np.float32), last, truncated
+
+  def close(self) -> None:
+    close = getattr(self._env, "close", None)
+    if close is not None:
+      close()
+
+
+class ProcgenTask:
+  """What the registry returns for a ProcGen task: its game, action count and
+  observation shape, and a factory of pools (the host trainer makes them)."""
+
+  host_stepped = True
+
+  def __init__(self, game: str):
+    env_id(game, "easy")   # validates the game
+    self.name = game
+    self.num_actions = NUM_ACTIONS
+    self.observation_shape = OBSERVATION_SHAPE
+
+  def pool(self, mode: str, num_envs: int, seed: int, start_level: int = 0,
+           num_levels: int = 0) -> ProcgenPool:
+    return ProcgenPool(self.name, mode, num_envs, seed, start_level, num_levels)
