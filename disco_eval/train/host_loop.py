@@ -148,11 +148,15 @@ class HostTrainer:
           params, opt_state, rule_state, rule_params, batch, k_step)
       return (params, opt_state, rule_state), loss
 
-    keys = jax.random.split(k_learn, cfg.updates_per_iteration)
-    (params, opt_state, rule_state), losses = jax.lax.scan(
-        one, (s.params, s.opt_state, s.rule_state), keys)
+    # Unrolled, not lax.scan: XLA's CPU backend runs convolutions inside a
+    # loop body far slower (2.1 s instead of 0.22 s for the test config).
+    carry, losses = (s.params, s.opt_state, s.rule_state), []
+    for key in jax.random.split(k_learn, cfg.updates_per_iteration):
+      carry, loss = one(carry, key)
+      losses.append(loss)
+    params, opt_state, rule_state = carry
     return (HostState(params, opt_state, rule_state, buffer, rng, s.seed),
-            jnp.mean(losses))
+            jnp.mean(jnp.stack(losses)))
 
   # -- iterations ------------------------------------------------------------
 
