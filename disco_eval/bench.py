@@ -25,12 +25,9 @@ import numpy as np
 
 from disco_eval import checkpoints, experiment, suites
 from disco_eval.agents.networks import Agent
-from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
-from disco_eval.rules.registry import build_rule
 from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
-from disco_eval.train.optim import make_optimizer
 
 
 def _median_time(fn: Callable[[], Any], repeats: int) -> float:
@@ -84,11 +81,7 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
   rule = checkpoints.resolve_rule(rule_spec)
   settings = experiment.rule_settings(rule.manifest, suite, rule_over)
-  env = envs.make(suite, task)
-  rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
-  agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
-                env.num_actions, env.observation_shape)
-  opt = make_optimizer(settings["optimizer"])
+  env, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
   spi = cfg.steps_per_iteration
   out: dict[str, Any] = {
       "device": device_description(), "jax": jax.__version__,

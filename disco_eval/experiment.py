@@ -161,13 +161,18 @@ def run_sweep(spec: SweepSpec,
   return results
 
 
-def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
+def build_parts(suite, task: str, rule, settings: dict):
+  """The environment, rule object, agent and optimiser of one (rule, task)."""
   env = envs.make(suite, task)
-  kind = rule.manifest.kind
-  rule_obj = build_rule(kind, settings, rule.label)
+  rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
   agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
                 env.num_actions, env.observation_shape)
-  optimizer = make_optimizer(settings["optimizer"])
+  return env, rule_obj, agent, make_optimizer(settings["optimizer"])
+
+
+def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
+  env, rule_obj, agent, optimizer = build_parts(suite, task, rule, settings)
+  kind = rule.manifest.kind
   if suite.backend == "jax":
     trainer = Trainer(env, agent, rule_obj, optimizer, cfg)
   else:  # host-stepped pools (EnvPool): same interface, envs stepped on the host
