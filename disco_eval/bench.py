@@ -75,7 +75,7 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
     raise UserError(f"`disco-eval bench` measures pure-JAX suites in this version; "
                     f"'{suite_name}' uses backend '{suite.backend}'")
   task = suite.check_tasks([task] if task else None)[0]
-  rule_over, train_over = experiment._split_overrides(overrides)
+  rule_over, train_over, _ = experiment._split_overrides(overrides)
   cfg = experiment.train_config(proto, None, train_over)
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)

@@ -32,6 +32,9 @@ from disco_eval.train.optim import make_optimizer
 
 TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
               "sample_entries", "updates_per_iteration", "chunk", "vmap_seeds")
+# Protocol settings a user may change with ``--set protocol.KEY=VALUE`` (for
+# small runs); a run that changes them is labelled as off-protocol.
+PROTOCOL_KEYS = ("eval_episodes", "eval_max_steps", "eval_envs")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,11 +77,23 @@ class RunResult:
   error: str | None = None
 
 
-def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str]]:
-  """Separates ``train.*`` loop overrides from rule-manifest overrides."""
-  rule_over, train_over = {}, {}
+def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str], dict[str, int]]:
+  """Separates ``train.*`` loop and ``protocol.*`` overrides from rule-manifest
+  overrides."""
+  rule_over, train_over, protocol_over = {}, {}, {}
   for key, value in overrides:
-    if key.startswith("train."):
+    if key.startswith("protocol."):
+      name = key.split(".", 1)[1]
+      if name not in PROTOCOL_KEYS:
+        raise UserError(f"unknown setting '{key}'; protocol settings that may be changed: "
+                        + ", ".join(f"protocol.{k}" for k in PROTOCOL_KEYS))
+      try:
+        protocol_over[name] = int(value)
+      except ValueError:
+        raise UserError(f"{key} must be an integer, got '{value}'") from None
+      if protocol_over[name] <= 0:
+        raise UserError(f"{key} must be positive, got {value}")
+    elif key.startswith("train."):
       name = key.split(".", 1)[1]
       if name not in TRAIN_KEYS:
         raise UserError(f"unknown setting '{key}'; train settings: "
@@ -86,7 +101,7 @@ def _split_overrides(overrides) -> tuple[dict[str, str], dict[str, str]]:
       train_over[name] = value
     else:
       rule_over[key] = value
-  return rule_over, train_over
+  return rule_over, train_over, protocol_over
 
 
 def rule_settings(manifest, suite: suites.SuiteManifest,
@@ -118,7 +133,31 @@ def train_config(protocol: suites.Protocol, steps: int | None,
   if budget <= 0:
     raise UserError(f"--steps must be positive, got {budget}")
   iterations = math.ceil(budget / cfg.steps_per_iteration)
-  return dataclasses.replace(cfg, iterations=iterations)
+  cfg = dataclasses.replace(cfg, iterations=iterations)
+  if "min_buffer" not in train_over and iterations < 2 * cfg.min_buffer:
+    # A small budget would end before learning starts: learn from half-way
+    # (recorded in the run's config as the min_buffer used).
+    cfg = dataclasses.replace(cfg, min_buffer=max(1, iterations // 2))
+  return cfg
+
+
+def effective_protocol(protocol: suites.Protocol, cfg: TrainConfig,
+                       protocol_over: dict[str, int]) -> suites.Protocol:
+  """The protocol a sweep runs: the manifest's, with the user's
+  ``protocol.*`` overrides and, for a budget below the protocol's (a small,
+  off-protocol run, labelled ``NAME@STEPS`` in reports), the protocol's
+  ``smoke_*`` evaluation settings (e.g. NetHack's 4,096 evaluation episodes
+  of ~25k steps each become a few short ones). Both are recorded in the run's
+  config; ``smoke = true`` marks the second."""
+  settings = dict(protocol.settings)
+  budget = protocol.get("env_steps")
+  if isinstance(budget, (int, float)) and cfg.iterations * cfg.steps_per_iteration < budget:
+    smoke = {k[len("smoke_"):]: v for k, v in settings.items() if k.startswith("smoke_")}
+    if smoke:
+      settings.update(smoke)
+      settings["smoke"] = True
+  settings.update(protocol_over)
+  return dataclasses.replace(protocol, settings=settings)
 
 
 def _now() -> str:
@@ -140,8 +179,9 @@ def run_sweep(spec: SweepSpec,
   suite = suites.load_suite(spec.suite)
   protocol = suite.protocol(spec.protocol)
   tasks = suite.check_tasks(list(spec.tasks))
-  rule_over, train_over = _split_overrides(spec.overrides)
+  rule_over, train_over, protocol_over = _split_overrides(spec.overrides)
   cfg = train_config(protocol, spec.steps, train_over)
+  protocol = effective_protocol(protocol, cfg, protocol_over)
   if not spec.seeds:
     raise UserError("--seeds must be at least 1")
   resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
@@ -152,7 +192,11 @@ def run_sweep(spec: SweepSpec,
   on_progress(Progress("plan", "", "", tuple(spec.seeds),
                        total_steps=cfg.iterations * cfg.steps_per_iteration
                        * len(resolved) * len(tasks) * len(spec.seeds),
-                       message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"))
+                       message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"
+                       + ("; off-protocol budget, small evaluation: "
+                          + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
+                                      if k.startswith("smoke_"))
+                          if protocol.get("smoke") else "")))
   for rule in resolved:
     settings = rule_settings(rule.manifest, suite, rule_over)
     for task in tasks:
@@ -188,6 +232,9 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
       "train": dataclasses.asdict(cfg), "env_steps": total_steps,
       "overrides": dict(spec.overrides),
   }
+  if not getattr(env, "reproducible", True):
+    # e.g. NetHackChallenge-v0 refuses seeding: the same seed sees other games.
+    base_config["episodes_reproducible"] = False
   results, pending = [], []
   with ExitStack() as stack:
     records = {}
@@ -237,6 +284,10 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
         results.append(RunResult(rule.label, task, seed, "failed",
                                  records[seed].path, error=msg))
       on_progress(Progress("failed", rule.label, task, tuple(pending), message=msg))
+    finally:
+      close = getattr(trainer, "close", None)
+      if close is not None:
+        close()
   return results
 
 
@@ -257,6 +308,7 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
     tc = time.time()
     state, m = trainer.run_chunk_group(state, rule.params, it, count)
     m = jax.device_get(m)
+    extra = getattr(m, "extra", None) or {}   # host tasks' episode columns (sums)
     for j, s in enumerate(seeds):
       rows = []
       for k in range(count):
@@ -266,7 +318,8 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
             "episodes": n,
             "avg_return": float(m.return_sum[j, k]) / n if n else float("nan"),
             "learner_steps": int(m.learned[j, k]),
-            "loss": float(m.loss[j, k]) if m.learned[j, k] else float("nan")})
+            "loss": float(m.loss[j, k]) if m.learned[j, k] else float("nan"),
+            **{c: float(v[j, k]) for c, v in extra.items()}})
       records[s].append_metrics(rows)
     it += count
     chunks += 1
@@ -283,28 +336,21 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
                          latest_return=float(sums.sum() / max(1, eps.sum())),
                          latest_returns=per_seed))
   wall = time.time() - t0
-  eval_episodes = int(protocol.get("eval_episodes", 100))
   window = int(protocol.get("final_window", 100))
   summaries = {}
   for j, s in enumerate(seeds):
     params = _take(state.params, j)
-    key = jax.random.PRNGKey(10_000 + s)
-    own = envs.evaluate(suite, task, protocol, trainer.agent.apply, params, key)
-    returns, extra = own if own is not None else (
-        trainer.evaluate(params, key, eval_episodes), {})
-    returns = np.asarray(returns)
     rows = records[s].read_metrics()
     tail = [r["avg_return"] for r in rows[-window:]
             if r["avg_return"] is not None and not math.isnan(r["avg_return"])]
-    score = float(np.mean(returns))
+    figures = final_figures(trainer, suite, task, protocol, params,
+                            jax.random.PRNGKey(10_000 + s), rows)
     summary = {
         "suite": suite.name, "task": task, "rule": rule.label, "seed": s,
         "protocol": protocol.name, "env_steps": total,
-        "score": score, "normalized_score": suite.normalize(task, score, protocol.name),
+        **figures,
+        "normalized_score": suite.normalize(task, figures["score"], protocol.name),
         "metric": protocol.get("metric", "return"),
-        "eval_episodes": int(returns.shape[0]),
-        "eval_return_std": float(np.std(returns)),
-        **extra,
         "final_window_iterations": window,
         "final_window_return": float(np.mean(tail)) if tail else float("nan"),
         "train_wall_s": wall,
@@ -315,3 +361,41 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
     summaries[s] = summary
   on_progress(Progress("done", rule.label, task, tuple(seeds), total, total))
   return summaries
+
+
+def final_figures(trainer, suite, task: str, protocol, params, key,
+                  rows: list[dict]) -> dict[str, Any]:
+  """A run's final score and the figures reported beside it.
+
+  * Protocols scored on training episodes (``score_from`` starting with
+    "training episodes", e.g. Crafter's) ask the task to compute them from
+    the metrics rows; there is no separate evaluation.
+  * Otherwise ``eval_episodes`` fresh episodes of the final policy (or the
+    task's own evaluation, e.g. Sokoban's level split); the score is their
+    mean return, or their median for ``metric = "median_score"`` (NetHack),
+    with the mean beside it as ``mean_score``.
+  """
+  if str(protocol.get("score_from", "")).startswith("training episodes"):
+    env = getattr(trainer, "task", None) or trainer.env
+    if not hasattr(env, "score_from_training"):
+      raise UserError(f"protocol '{protocol.name}' scores training episodes, which the "
+                      f"'{suite.backend}' backend of task '{task}' does not record")
+    figures = dict(env.score_from_training(rows, protocol))
+    figures["score"] = float(figures["score"])
+    figures["score_from"] = "training episodes"
+    return figures
+  own = envs.evaluate(suite, task, protocol, trainer.agent.apply, params, key)
+  if own is not None:
+    returns, extra = own
+  else:
+    res = trainer.evaluate(params, key, int(protocol.get("eval_episodes", 100)))
+    returns, extra = res if isinstance(res, tuple) else (res, {})
+  returns = np.asarray(returns, np.float64)
+  figures = {"eval_episodes": int(returns.shape[0]),
+             "eval_return_std": float(np.std(returns)), **extra}
+  if protocol.get("metric") == "median_score":
+    figures["score"] = float(np.median(returns))
+    figures["mean_score"] = float(np.mean(returns))
+  else:
+    figures["score"] = float(np.mean(returns))
+  return figures

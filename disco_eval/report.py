@@ -108,6 +108,13 @@ class Run:
   path: Path
   train: Mapping[str, Any] = dataclasses.field(default_factory=dict,
                                                compare=False, hash=False)
+  # The protocol's figures reported beside the score (e.g. Crafter's mean
+  # episode reward, NetHack's mean score), by name; NaN where missing.
+  beside: Mapping[str, float] = dataclasses.field(default_factory=dict,
+                                                  compare=False, hash=False)
+  # Evaluation episodes cut at the protocol's eval_max_steps (scored as far
+  # as they went).
+  eval_truncated: int = dataclasses.field(default=0, compare=False, hash=False)
 
   @property
   def key(self) -> GroupKey:
@@ -214,9 +221,13 @@ def protocol_label(config: Mapping[str, Any] | None, name: str,
     per_iteration = int(train["num_envs"]) * int(train["rollout_len"])
   except (KeyError, TypeError, ValueError):
     per_iteration = 1
+  changed = sorted(str(k).split(".", 1)[1] + "=" + str(v)
+                   for k, v in ((config or {}).get("overrides") or {}).items()
+                   if str(k).startswith("protocol."))
+  suffix = "".join(f"+{c}" for c in changed)
   if budget <= env_steps < budget + max(1, per_iteration):
-    return name
-  return f"{name}@{env_steps}"
+    return name + suffix
+  return f"{name}@{env_steps}{suffix}"
 
 
 def _status_detail(path: Path) -> dict:
@@ -268,12 +279,17 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
                     f"(does the suite manifest normalise task {info.task!r}?)",
                     **where)
   train = (info.config or {}).get("train")
+  protocol_doc = (info.config or {}).get("protocol")
+  names = protocol_doc.get("reported_beside", []) if isinstance(protocol_doc, dict) else []
+  beside = {str(n): _finite(summary.get(n)) for n in names if isinstance(n, str)}
   return Run(suite=info.suite, protocol=protocol,
              protocol_label=protocol_label(info.config, protocol, steps),
              task=info.task, rule=info.rule, seed=int(info.seed),
              env_steps=steps, score=score, normalized_score=normalized,
              metric=str(summary.get("metric") or "score"), path=info.path,
-             train=dict(train) if isinstance(train, dict) else {})
+             train=dict(train) if isinstance(train, dict) else {},
+             beside={k: (float("nan") if v is None else v) for k, v in beside.items()},
+             eval_truncated=int(_finite(summary.get("eval_truncated")) or 0))
 
 
 def _labels(info: store.RunInfo) -> tuple[str | None, str | None]:
@@ -380,6 +396,7 @@ class PublishedRow:
   per_seed: tuple[float, ...] | None
   citation: str
   note: str | None
+  beside: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
 def published_rows(manifest: suites.SuiteManifest
@@ -423,8 +440,42 @@ def published_rows(manifest: suites.SuiteManifest
         protocol=str(entry["protocol"]), score=score,
         normalized_score=normalized, seeds=seeds, per_seed=per_seed,
         citation=str(entry["citation"]),
-        note=str(entry["note"]) if entry.get("note") else None))
+        note=str(entry["note"]) if entry.get("note") else None,
+        beside=_published_beside(manifest, entry)))
+  rows += _published_beside_only(manifest)
   return rows, warnings
+
+
+def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]:
+  """``[[published_other_metric]]`` entries whose metric the protocol reports
+  beside its score (e.g. DiscoRL's mean NetHack scores beside our medians):
+  rows with no score (NaN), shown in the per-task table, never aggregated."""
+  rows = []
+  for entry in manifest.raw.get("published_other_metric", []) or []:
+    if not isinstance(entry, dict):
+      continue
+    protocol = manifest.protocols.get(str(entry.get("protocol")))
+    names = protocol.get("reported_beside", []) if protocol is not None else []
+    value = _finite(entry.get("value"))
+    if entry.get("metric") not in names or value is None or "rule" not in entry:
+      continue
+    seeds = entry.get("seeds")
+    rows.append(PublishedRow(
+        rule=str(entry["rule"]), task=str(entry.get("task")),
+        protocol=str(entry["protocol"]), score=math.nan, normalized_score=None,
+        seeds=int(seeds) if isinstance(seeds, int) else None, per_seed=None,
+        citation=str(entry.get("citation", "")),
+        note=str(entry["note"]) if entry.get("note") else None,
+        beside={str(entry["metric"]): value}))
+  return rows
+
+
+def _published_beside(manifest: suites.SuiteManifest, entry: dict) -> dict[str, float]:
+  """The figures a published entry gives beside its score, for the names its
+  protocol reports beside the score (e.g. Crafter's ``reward``)."""
+  protocol = manifest.protocols.get(str(entry.get("protocol")))
+  names = protocol.get("reported_beside", []) if protocol is not None else []
+  return {n: v for n in names if (v := _finite(entry.get(n))) is not None}
 
 
 def load_manifest(suite: str) -> tuple[suites.SuiteManifest | None, str | None]:
@@ -487,6 +538,7 @@ class TaskRow:
   seeds: tuple[int, ...]
   score: Estimate
   normalized: Estimate
+  beside: Mapping[str, float] = dataclasses.field(default_factory=dict)  # mean over seeds
 
 
 @dataclasses.dataclass(frozen=True)
@@ -533,6 +585,9 @@ class GroupResult:
   matrices: dict[str, np.ndarray]
   matrix_seeds: dict[str, tuple[int, ...]]
   warnings: list[str]
+  # What the normalised score is called (a suite without normalisation, e.g.
+  # NetHack's single task, aggregates raw scores and says so).
+  norm_label: str = "normalised"
 
 
 @dataclasses.dataclass
@@ -575,7 +630,8 @@ def _group_json(group: GroupResult) -> dict:
       "per_task": [
           {"task": r.task, "rule": r.rule, "seeds": list(r.seeds),
            "num_seeds": len(r.seeds), "score": r.score._asdict(),
-           "normalized_score": r.normalized._asdict()} for r in group.per_task],
+           "normalized_score": r.normalized._asdict(),
+           "beside": dict(r.beside)} for r in group.per_task],
       "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
       "probability_of_improvement": [dataclasses.asdict(r)
                                      for r in group.improvement],
@@ -588,6 +644,7 @@ def _group_json(group: GroupResult) -> dict:
                           "normalized_scores": m.tolist()}
                    for rule, m in group.matrices.items()},
       "warnings": group.warnings,
+      "normalized_label": group.norm_label,
   }
   return doc
 
@@ -783,7 +840,8 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
       per_task.append(TaskRow(
           task, rule, tuple(sorted(by_seed)),
           t_interval([r.score for r in chosen], confidence),
-          t_interval([r.normalized_score for r in chosen], confidence)))
+          t_interval([r.normalized_score for r in chosen], confidence),
+          _mean_beside(chosen)))
   common, matrices, matrix_seeds = _aggregate_matrices(nested, rules, tasks,
                                                        warnings)
   seeds = {r: m.shape[0] for r, m in matrices.items()}
@@ -791,6 +849,10 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
   train_warning = _train_warning(runs)
   if train_warning:
     warnings.append(train_warning)
+  cut = [r for r in runs if r.eval_truncated]
+  if cut:
+    warnings.append(f"{len(cut)} run(s) scored evaluation episodes cut at eval_max_steps "
+                    f"({sum(r.eval_truncated for r in cut)} episodes in all; e.g. {cut[0].path})")
   steps = tuple(sorted({r.env_steps for r in runs}))
   if len(steps) > 1:
     warnings.append(f"runs in this group stopped at different env_steps "
@@ -812,8 +874,14 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
   if manifest is not None:
     entries, bad = published_rows(manifest)
     warnings += bad
+    # Published rows of the protocol (by name): runs with a smaller budget or
+    # changed evaluation (``name@STEPS``) still see them, with a warning.
     published = [r for r in entries
-                 if r.protocol == key.protocol and r.task in tasks]
+                 if r.protocol == runs[0].protocol and r.task in tasks]
+    if published and key.protocol != runs[0].protocol:
+      warnings.append(f"published rows are for protocol '{runs[0].protocol}' as published "
+                      f"({_budget_phrase(manifest, runs[0].protocol)}); these runs are "
+                      f"'{key.protocol}', not comparable with them")
   metric = sorted({r.metric for r in runs})
   return GroupResult(
       key=key, protocol_name=runs[0].protocol, env_steps=steps,
@@ -823,7 +891,28 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
       published_aggregate=_published_aggregate(
           published, common, manifest, metrics, reps, seed, confidence)
       if aggregate else [],
-      matrices=matrices, matrix_seeds=matrix_seeds, warnings=warnings)
+      matrices=matrices, matrix_seeds=matrix_seeds, warnings=warnings,
+      norm_label=_norm_label(manifest))
+
+
+def _mean_beside(chosen: Sequence[Run]) -> dict[str, float]:
+  """Mean over seeds of each figure reported beside the score (NaN if any
+  seed lacks it: never a silent mean over fewer seeds)."""
+  names = dict.fromkeys(n for r in chosen for n in r.beside)
+  return {n: float(np.mean([r.beside.get(n, float("nan")) for r in chosen]))
+          for n in names}
+
+
+def _norm_label(manifest: suites.SuiteManifest | None) -> str:
+  if manifest is None:
+    return "normalised"
+  return str(manifest.raw.get("normalized_label", "normalised"))
+
+
+def _budget_phrase(manifest: suites.SuiteManifest, protocol: str) -> str:
+  p = manifest.protocols.get(protocol)
+  steps = p.get("env_steps") if p is not None else None
+  return f"{int(steps):,} env steps" if isinstance(steps, (int, float)) else "its budget"
 
 
 def protocol_warning(keys: Iterable[GroupKey]) -> str | None:
@@ -972,12 +1061,17 @@ def _per_task_table(result: CompareResult, group: GroupResult):
   """
   from rich.table import Table
   level = f"{round(100 * result.confidence, 1):g}%"
+  norm = "norm" if group.norm_label == "normalised" else group.norm_label.split()[0]
+  beside = sorted({k for r in group.per_task for k in r.beside})
   table = Table(
       title=f"Per-task final scores — {group.key.suite}, protocol "
             f"{group.key.protocol}",
-      caption=(f"each cell: {group.metric} of the final policy, then normalised "
-               f"score (norm); mean over seeds [{level} {PER_TASK_CI} CI, n−1 "
-               "dof], n = seeds; published columns come from the suite manifest "
+      caption=(f"each cell: {group.metric}, then {group.norm_label} "
+               f"score ({norm}); mean over seeds [{level} {PER_TASK_CI} CI, n−1 "
+               "dof]"
+               + (f", then {', '.join(beside)} (mean over seeds, reported beside "
+                  "the score)" if beside else "")
+               + "; n = seeds; published columns come from the suite manifest "
                "and enter no statistic"),
       caption_justify="left")
   table.add_column("Task")
@@ -986,19 +1080,23 @@ def _per_task_table(result: CompareResult, group: GroupResult):
   for rule in rules:
     table.add_column(_esc(rule), justify="right")
   for rule in published:
-    table.add_column(_esc(f"{rule} (published)"), justify="right", style="italic dim")
+    label = rule if "published" in rule else f"{rule} (published)"
+    table.add_column(_esc(label), justify="right", style="italic dim")
   for task in group.tasks:
     cells = [_esc(task)]
     for rule in rules:
       row = next((r for r in group.per_task if r.task == task and r.rule == rule), None)
       cells.append("-" if row is None else
-                   f"{fmt_interval(*row.score)}\nnorm {fmt_interval(*row.normalized)}"
-                   f"\nn = {len(row.seeds)}")
+                   f"{fmt_interval(*row.score)}\n{norm} {fmt_interval(*row.normalized)}"
+                   + "".join(f"\n{k} {fmt(v)}" for k, v in row.beside.items())
+                   + f"\nn = {len(row.seeds)}")
     for rule in published:
       pub = next((p for p in group.published if p.task == task and p.rule == rule), None)
       cells.append("-" if pub is None else
-                   f"{fmt(pub.score)}\nnorm {fmt(pub.normalized_score)}"
-                   f"\nn = {pub.seeds if pub.seeds else '?'}")
+                   (f"{fmt(pub.score)}\n{norm} {fmt(pub.normalized_score)}"
+                    if math.isfinite(pub.score) else f"({group.metric} not published)")
+                   + "".join(f"\n{k} {fmt(v)}" for k, v in pub.beside.items())
+                   + f"\nn = {pub.seeds if pub.seeds else '?'}")
     table.add_row(*cells)
   return table
 
@@ -1006,10 +1104,10 @@ def _per_task_table(result: CompareResult, group: GroupResult):
 def _aggregate_table(result: CompareResult, group: GroupResult):
   from rich.table import Table
   table = Table(
-      title=f"Aggregate normalised scores over {len(group.aggregate_tasks)} "
+      title=f"Aggregate {group.norm_label} scores over {len(group.aggregate_tasks)} "
             f"task(s) — {group.key.suite}, protocol {group.key.protocol}",
       caption=(f"{seed_phrase(group.seeds)} · {ci_caption(result)} · protocol "
-               f"{group.key.protocol} · metric: normalised {group.metric} · "
+               f"{group.key.protocol} · metric: {group.norm_label} {group.metric} · "
                "optimality gap: lower is better"
                + (" · published rows: from the manifest, not bootstrapped "
                   "with runs made here" if group.published_aggregate else "")
@@ -1041,7 +1139,7 @@ def _improvement_table(result: CompareResult, group: GroupResult):
             f"{group.key.protocol}",
       caption=(f"P(X > Y): chance that a run of X beats a run of Y on a "
                f"random task · {seed_phrase(group.seeds)} · "
-               f"{ci_caption(result)} · metric: normalised {group.metric}"),
+               f"{ci_caption(result)} · metric: {group.norm_label} {group.metric}"),
       caption_justify="left")
   table.add_column("X")
   table.add_column("Y")

@@ -161,7 +161,9 @@ def test_host_trainer_rows_and_returns():
 
   class Task:
     num_actions, observation_shape = 15, (3, 64, 64)
-    def pool(self, mode, num_envs, seed, start_level=0, num_levels=0):
+    episode_columns = ()
+    observation_dtype = np.uint8
+    def pool(self, num_envs, seed, protocol=None, evaluation=False):
       return _FakePool(num_envs)
 
   r = checkpoints.resolve_rule("actor_critic")
@@ -172,7 +174,8 @@ def test_host_trainer_rows_and_returns():
   cfg = TrainConfig(num_envs=2, rollout_len=8, buffer_capacity=4, min_buffer=4,
                     sample_entries=1, chunk=2)
   tr = HostTrainer(Task(), agent, rule, make_optimizer(st["optimizer"]), cfg, None)
-  s, (ret, eps, learned, _) = tr.iteration(tr.init(0), r.params, 0)
+  s, (ret, eps, learned, _, extra) = tr.iteration(tr.init(0), r.params, 0)
+  assert extra == {}
   # rows: t=0 reset obs, steps 1..3 (3 = last), 0 = reset step, 1, 2, 3 (last)
   assert eps == 2 * 2 and ret == 4.0 and learned == 0
   entry = jax.tree.map(lambda x: np.asarray(x[0]), s.buffer.data)

@@ -416,8 +416,12 @@ def test_protocols_are_never_mixed(results: Path) -> None:
                              GOOD[:3] * 0.1)
   assert any("several protocols found" in w and "never aggregated" in w
              for w in result.warnings)
-  # Published rows belong to the default budget only.
-  assert by_label["std@300"].published == []
+  # Published rows are shown beside off-budget runs of the protocol, with a
+  # warning that they are not comparable; they never enter its aggregates.
+  assert by_label["std@300"].published == by_label["std"].published != []
+  assert any("not comparable" in w and "'std@300'" in w
+             for w in by_label["std@300"].warnings)
+  assert not any("not comparable" in w for w in by_label["std"].warnings)
   only = report.compare(results, protocol="std@300", reps=REPS)
   assert [g.key.protocol for g in only.groups] == ["std@300"]
   assert not any("several protocols" in w for w in only.warnings)

@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from disco_eval.agents import conv, impala
+from disco_eval.agents import conv, glyph, impala
 from disco_eval.rules.base import OutputSpec
 
 Array = jax.Array
@@ -61,6 +61,7 @@ TORSOS: dict[str, Callable[..., nn.Module]] = {
     "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
     "sokoban_conv": lambda agent: conv.from_settings(agent),
     "impala_cnn": lambda agent: impala.from_settings(agent),
+    "glyph_net": lambda agent: glyph.from_settings(agent),
 }
 
 

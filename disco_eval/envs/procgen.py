@@ -94,6 +94,8 @@ class ProcgenTask:
   observation shape, and a factory of pools (the host trainer makes them)."""
 
   host_stepped = True
+  episode_columns: tuple[str, ...] = ()
+  observation_dtype = np.uint8
 
   def __init__(self, game: str):
     env_id(game, "easy")   # validates the game
@@ -101,6 +103,17 @@ class ProcgenTask:
     self.num_actions = NUM_ACTIONS
     self.observation_shape = OBSERVATION_SHAPE
 
-  def pool(self, mode: str, num_envs: int, seed: int, start_level: int = 0,
-           num_levels: int = 0) -> ProcgenPool:
-    return ProcgenPool(self.name, mode, num_envs, seed, start_level, num_levels)
+  def pool(self, num_envs: int, seed: int, protocol: Any = None,
+           evaluation: bool = False) -> ProcgenPool:
+    """A pool on the protocol's training levels (``distribution_mode``,
+    ``start_level``, ``num_levels``) or, with `evaluation`, on its test levels
+    (the same keys prefixed ``eval_``)."""
+    def get(key, default):
+      value = protocol.get(key) if protocol is not None else None
+      return default if value is None else value
+    mode = str(get("distribution_mode", "hard"))
+    start, levels = int(get("start_level", 0)), int(get("num_levels", 0))
+    if evaluation:
+      mode = str(get("eval_distribution_mode", mode))
+      start, levels = int(get("eval_start_level", 0)), int(get("eval_num_levels", 0))
+    return ProcgenPool(self.name, mode, num_envs, seed, start, levels)

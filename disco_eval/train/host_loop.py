@@ -1,4 +1,5 @@
-"""The training loop for host-stepped environment pools (EnvPool's ProcGen).
+"""The training loop for host-stepped environment pools (EnvPool's ProcGen,
+Crafter and NetHack in worker processes: ``disco_eval.envs.workers``).
 
 The same algorithm as :mod:`disco_eval.train.loop` (act, store, sample,
 learn; the same replay buffer and the same ``Trainer.learner_step``), but the
@@ -11,6 +12,12 @@ environments live on the host, so an iteration is a Python loop:
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
    entries, makes `updates_per_iteration` learner steps (two compiled
    variants: warm-up without learning, and with).
+
+Tasks may name ``episode_columns``: per-episode figures their pools report
+on the step that ends an episode (``pool.episode_infos``); each iteration's
+metrics carry their sums over the episodes that ended in it (e.g. Crafter's
+achievements), so that protocols scored on training episodes read them from
+metrics.csv.
 
 ``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.experiment``
 uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
@@ -33,7 +40,7 @@ import optax
 from disco_eval.agents.networks import Agent
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import replay
-from disco_eval.train.loop import IterationMetrics, TrainConfig, Trainer
+from disco_eval.train.loop import TrainConfig, Trainer
 
 Array = jax.Array
 
@@ -46,6 +53,16 @@ class HostState(NamedTuple):
   buffer: replay.ReplayState
   rng: Array
   seed: Array          # [] int32: which run this is (keys its host pool)
+
+
+class HostMetrics(NamedTuple):
+  """``IterationMetrics`` plus ``extra``: {column: [S, chunk]} episode sums."""
+  active: Any
+  return_sum: Any
+  episodes: Any
+  learned: Any
+  loss: Any
+  extra: dict
 
 
 class _Actor:
@@ -63,10 +80,10 @@ class _Actor:
 class HostTrainer:
   """Trains on a host-stepped task (e.g. ``envs.procgen.ProcgenTask``).
 
-  `task` makes pools: ``task.pool(mode, num_envs, seed, start_level,
-  num_levels)``; the protocol gives the training levels (distribution_mode,
-  start_level, num_levels) and the evaluation ones (eval_distribution_mode,
-  eval_start_level, eval_num_levels).
+  `task` makes pools: ``task.pool(num_envs, seed, protocol, evaluation)``
+  (the task reads its training and evaluation levels from the protocol). It
+  also has ``num_actions``, ``observation_shape``, ``observation_dtype`` (how
+  observations are kept in the replay buffer) and ``episode_columns``.
   """
 
   def __init__(self, task: Any, agent: Agent, rule: UpdateRule,
@@ -96,10 +113,15 @@ class HostTrainer:
         rng=rng, seed=jnp.asarray(seed, jnp.int32))
     return jax.tree.map(jnp.copy, state)
 
+  @property
+  def episode_columns(self) -> tuple[str, ...]:
+    return tuple(getattr(self.task, "episode_columns", ()))
+
   def _empty_entry(self) -> Rollout:
     t, e, a = self.cfg.rollout_len, self.cfg.num_envs, self.task.num_actions
+    dtype = getattr(self.task, "observation_dtype", np.uint8)
     return Rollout(
-        observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), jnp.uint8),
+        observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
         actions=jnp.zeros((t, e), jnp.int32),
         rewards=jnp.zeros((t, e), jnp.float32),
         discounts=jnp.zeros((t, e), jnp.float32),
@@ -112,10 +134,7 @@ class HostTrainer:
   def _actor(self, state: HostState) -> _Actor:
     seed = int(state.seed)
     if seed not in self._actors:
-      pool = self.task.pool(str(self._setting("distribution_mode", "hard")),
-                            self.cfg.num_envs, seed,
-                            int(self._setting("start_level", 0)),
-                            int(self._setting("num_levels", 0)))
+      pool = self.task.pool(self.cfg.num_envs, seed, self.protocol)
       self._actors[seed] = _Actor(pool, jax.random.fold_in(state.rng, 1))
     return self._actors[seed]
 
@@ -161,8 +180,10 @@ class HostTrainer:
   # -- iterations ------------------------------------------------------------
 
   def iteration(self, s: HostState, rule_params, it: int) -> tuple[HostState, tuple]:
-    """One iteration; returns the new state and (return_sum, episodes, learned, loss)."""
+    """One iteration; returns the new state and (return_sum, episodes,
+    learned, loss, extra) where extra sums the task's episode columns."""
     cfg, actor = self.cfg, self._actor(s)
+    extra = dict.fromkeys(self.episode_columns, 0.0)
     obs, actions, logits = [], [], []
     rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
     discounts = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
@@ -180,6 +201,9 @@ class HostTrainer:
       actor.episode_return = np.where(ended, 0.0, actor.episode_return + actor.reward
                                       ).astype(np.float32)
       actor.obs, actor.reward, actor.last, _ = actor.pool.step(np.asarray(action))
+      for _, info in getattr(actor.pool, "episode_infos", ()):
+        for key in extra:
+          extra[key] += float(info[key])
     obs = np.stack(obs)
     if it >= cfg.min_buffer - 1:   # the buffer holds min_buffer entries after this add
       s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
@@ -187,7 +211,7 @@ class HostTrainer:
     else:
       s, loss = self._warm(s, obs, actions, rewards, discounts, logits)
       learned = 0
-    return s, (ret_sum, n_eps, learned, float(loss))
+    return s, (ret_sum, n_eps, learned, float(loss), extra)
 
   def run_chunk_group(self, states: HostState, rule_params, start: int, count: int):
     """Iterations [start, start + count) of seeds stacked on a leading axis.
@@ -197,16 +221,19 @@ class HostTrainer:
     """
     n = jax.tree.leaves(states)[0].shape[0]
     k = self.cfg.chunk
-    m = IterationMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
-                         np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
-                         np.zeros((n, k), np.float32))
+    m = HostMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
+                    np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
+                    np.zeros((n, k), np.float32),
+                    {c: np.zeros((n, k), np.float64) for c in self.episode_columns})
     outs = []
     for i in range(n):
       s = jax.tree.map(lambda x: x[i], states)
       for j in range(count):
-        s, (ret, eps, learned, loss) = self.iteration(s, rule_params, start + j)
+        s, (ret, eps, learned, loss, extra) = self.iteration(s, rule_params, start + j)
         m.active[i, j], m.return_sum[i, j], m.episodes[i, j] = True, ret, eps
         m.learned[i, j], m.loss[i, j] = learned, loss
+        for c, v in extra.items():
+          m.extra[c][i, j] = v
       outs.append(s)
     del states
     return jax.tree.map(lambda *xs: jnp.stack(xs), *outs), m
@@ -214,27 +241,60 @@ class HostTrainer:
   # -- evaluation ------------------------------------------------------------
 
   def evaluate(self, params, rng: Array, episodes: int,
-               max_steps: int = 100_000) -> np.ndarray:
-    """Returns [episodes] of the first episode of each of `episodes` fresh
-    environments on the protocol's evaluation levels (sampling policy)."""
+               max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
+    """Plays `episodes` fresh episodes on the protocol's evaluation levels
+    with the final (sampling) policy.
+
+    Runs ``min(episodes, eval_envs)`` environments (protocol ``eval_envs``,
+    default the training ``num_envs``); environment i plays episodes i,
+    i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
+    favoured). With the protocol's ``eval_max_steps`` an episode is cut after
+    that many steps (its return so far is kept, and counted in
+    ``eval_truncated``). Returns [episodes] returns and {"eval_truncated": n}.
+    """
+    n_envs = max(1, min(int(episodes), int(self._setting("eval_envs", self.cfg.num_envs))))
+    cap = self._setting("eval_max_steps", None)
+    cap = None if cap is None else int(cap)
     seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
-    pool = self.task.pool(
-        str(self._setting("eval_distribution_mode", self._setting("distribution_mode", "hard"))),
-        episodes, seed, int(self._setting("eval_start_level", 0)),
-        int(self._setting("eval_num_levels", 0)))
-    obs = pool.reset()
-    key = jax.random.fold_in(rng, 1)
-    returns = np.zeros((episodes,), np.float32)
-    done = np.zeros((episodes,), bool)
-    for _ in range(max_steps):
-      action, _, key = self._policy(params, obs, key)
-      obs, reward, last, _ = pool.step(np.asarray(action))
-      returns += np.where(done, 0.0, reward).astype(np.float32)
-      done |= last
-      if done.all():
-        break
-    pool.close()
-    return returns
+    pool = self.task.pool(n_envs, seed, self.protocol, evaluation=True)
+    if cap is not None and not hasattr(pool, "force_reset"):
+      pool.close()
+      raise ValueError(f"eval_max_steps is not supported by the {type(pool).__name__} backend")
+    quota = np.array([len(range(i, episodes, n_envs)) for i in range(n_envs)])
+    try:
+      obs = pool.reset()
+      key = jax.random.fold_in(rng, 1)
+      results: list[list[float]] = [[] for _ in range(n_envs)]
+      running = np.zeros((n_envs,), np.float64)
+      length = np.zeros((n_envs,), np.int64)
+      fresh = np.zeros((n_envs,), bool)     # the next step is a reset step
+      truncated = 0
+      for _ in range(max_steps):
+        if all(len(r) >= q for r, q in zip(results, quota)):
+          break
+        action, _, key = self._policy(params, obs, key)
+        obs, reward, last, _ = pool.step(np.asarray(action))
+        counted = ~fresh
+        running += np.where(counted, reward, 0.0)
+        length += counted
+        cut = np.zeros((n_envs,), bool) if cap is None else (~last & (length >= cap))
+        for i in np.flatnonzero((last | cut) & counted):
+          if len(results[i]) < quota[i]:
+            results[i].append(float(running[i]))
+            truncated += int(cut[i])
+        ended = (last | cut) & counted
+        if cut.any():
+          pool.force_reset(cut)
+        running[ended] = 0.0
+        length[ended] = 0
+        fresh = ended
+      else:
+        raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
+    finally:
+      pool.close()
+    returns = np.array([r for i in range(max(quota)) for rs in results
+                        if i < len(rs) for r in [rs[i]]], np.float32)
+    return returns, {"eval_truncated": truncated}
 
   def close(self) -> None:
     for actor in self._actors.values():
