@@ -2,7 +2,10 @@
 
 Each environment is ``crafter.Env(area=(64, 64), view=(9, 9), size=(64, 64),
 reward=True, length=10000, seed=...)``, the benchmark's settings; its world
-for episode k is drawn from ``(seed, k)``, so runs are reproducible. Worlds
+for episode k is drawn from ``(seed, k)``. Episodes are NOT bit-reproducible:
+crafter keeps each chunk's creatures in a Python set (ordered by memory
+address) and draws spawns and despawns from it, so two games of the same
+world diverge after a few hundred steps. Worlds
 are generated with opensimplex, which is fast only with ``numba`` installed
 (about 0.1 s per reset instead of 2-3 s); both are dependencies.
 
