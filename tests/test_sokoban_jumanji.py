@@ -198,10 +198,9 @@ def test_matches_jumanji_sokoban_on_random_play(levels):
                             out["jobs_next"][i, t] if out["last"][i, t] else out["grid"][i, t]), where
   np.testing.assert_array_equal(out["player"], out["jplayer"])
   np.testing.assert_array_equal(out["steps"], out["jsteps"])
-  # Rewards: the same numbers (float32, up to rounding: jumanji adds -0.1 to an
-  # integer sum, we add the terms one by one in float32).
+  # Rewards: the same float32 numbers, bit for bit.
   np.testing.assert_array_equal(out["reward"], out["step_reward"])
-  np.testing.assert_allclose(out["reward"], out["jreward"], rtol=0, atol=2e-6)
+  np.testing.assert_array_equal(out["reward"], out["jreward"])
   assert out["jreward"].dtype == np.float32
   # Episode ends on the same steps; jumanji's timeout is a termination (discount
   # 0), ours a truncation; a solved level is a termination in both.
