@@ -106,3 +106,35 @@ def test_suites_show(disco_home):
   info = json.loads(res.stdout)
   assert info["protocol"] == "reference"
   assert info["settings"]["env_steps"] == 58000
+
+
+def test_held_out_suites_name_their_valid_tasks_and_protocols(disco_home, tmp_path):
+  for suite, task in (("crafter", "crafter-reward"), ("nethack", "NetHackChallenge-v0"),
+                      ("procgen", "starpilot")):
+    line = one_line_error(cli("run", suite, "--tasks", "pong", "--out", tmp_path,
+                              home=disco_home))
+    assert "unknown task 'pong'" in line and task in line
+  line = one_line_error(cli("run", "crafter", "--protocol", "10m", "--out", tmp_path,
+                            home=disco_home))
+  assert "1m" in line
+  line = one_line_error(cli("run", "nethack", "--set", "protocol.metric=mean", "--out",
+                            tmp_path, home=disco_home))
+  assert "protocol.eval_episodes" in line
+  assert not any(tmp_path.iterdir())
+
+
+def test_missing_qt5_names_the_package(monkeypatch):
+  import builtins
+  from disco_eval import suites
+  from disco_eval.envs import registry
+  from disco_eval.errors import UserError
+  real_import = builtins.__import__
+
+  def no_qt(name, *args, **kwargs):
+    if name == "envpool":
+      raise ImportError("libQt5Gui.so.5: cannot open shared object file: No such file or directory")
+    return real_import(name, *args, **kwargs)
+
+  monkeypatch.setattr(builtins, "__import__", no_qt)
+  with pytest.raises(UserError, match="apt-get install libqt5gui5"):
+    registry.make(suites.load_suite("procgen"), "coinrun")
