@@ -2,13 +2,18 @@
 
 The standard Boxoban rules (as DeepMind's Boxoban, jumanji's Sokoban and
 envpool's ``Sokoban-v0``): 10x10 levels with 4 boxes and 4 targets; actions
-0, 1, 2, 3 move the player up, down, left, right. The player moves onto floor
+0, 1, 2, 3 move the player up, down, left, right (jumanji and envpool number
+them up, right, down, left). The player moves onto floor
 or a target; walking into a box pushes it one cell if the cell behind it is
 free (no wall, no box, inside the grid); any other move leaves the grid as it
 is (the step still counts). Rewards: -0.1 every step, +1 for a box pushed onto
 a target, -1 for a box pushed off one, +10 on the step that places the last
 box. An episode ends when every box is on a target (terminal) or after
-`max_steps` = 120 steps (a timeout: ``last`` and ``truncated``).
+`max_steps` = 120 steps (a timeout: ``last`` and ``truncated``; jumanji
+calls it a termination, its observation holds the step count, ours does not).
+Checked step by step against envpool's C++ Sokoban (tests/test_sokoban.py) and
+jumanji's pure-JAX one (tests/test_sokoban_jumanji.py): same observations,
+rewards and episode ends on the same levels and action sequences.
 
 Auto-reset, as :mod:`disco_eval.envs.catch`: the step that ends an episode
 returns its reward, ``last=True`` and already the first observation of the
