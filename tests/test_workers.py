@@ -111,3 +111,42 @@ def test_close_ends_the_workers_and_frees_shared_memory():
     with pytest.raises(FileNotFoundError):
       shared_memory.SharedMemory(name=name)
   pool.close()   # idempotent
+
+
+class VaryingEnv:
+  """Env i's episodes last i + 2 steps, with reward 1 per step (so a return
+  is the episode's length); used to check evaluation quotas."""
+
+  def __init__(self, seed):
+    self.length = seed % 100_003 + 2
+    self.t = 0
+
+  def reset(self):
+    self.t = 0
+    return np.zeros((1,), np.int32)
+
+  def step(self, action):
+    self.t += 1
+    end = self.t == self.length
+    return np.zeros((1,), np.int32), 1.0, end, False, {"steps": 1.0} if end else None
+
+
+def make_varying(seed):
+  return VaryingEnv(seed)
+
+
+def test_play_episodes_fixed_quotas_and_cap():
+  from disco_eval.train.host_loop import play_episodes
+  pool = WorkerPool(make_varying, {}, num_envs=3, seed=0, obs_shape=(1,),
+                    obs_dtype=np.int32, num_workers=1)
+  try:
+    act = lambda obs: np.zeros(len(obs), np.int32)   # noqa: E731
+    # 7 episodes over 3 envs: quotas 3, 2, 2, whatever the episode lengths
+    # (a "first 7 to finish" evaluation would favour env 0's short episodes).
+    returns, info = play_episodes(pool, act, 7)
+    assert returns.tolist() == [2, 3, 4, 2, 3, 4, 2] and info == {"eval_truncated": 0}
+    # Cut after 3 steps: env 2 (4-step episodes) is cut and reset each time.
+    returns, info = play_episodes(pool, act, 6, cap=3)
+    assert returns.tolist() == [2, 3, 3, 2, 3, 3] and info == {"eval_truncated": 2}
+  finally:
+    pool.close()

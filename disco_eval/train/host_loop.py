@@ -260,43 +260,64 @@ class HostTrainer:
     if cap is not None and not hasattr(pool, "force_reset"):
       pool.close()
       raise ValueError(f"eval_max_steps is not supported by the {type(pool).__name__} backend")
-    quota = np.array([len(range(i, episodes, n_envs)) for i in range(n_envs)])
+    key = jax.random.fold_in(rng, 1)
+
+    def act(obs):
+      nonlocal key
+      action, _, key = self._policy(params, obs, key)
+      return np.asarray(action)
+
     try:
-      obs = pool.reset()
-      key = jax.random.fold_in(rng, 1)
-      results: list[list[float]] = [[] for _ in range(n_envs)]
-      running = np.zeros((n_envs,), np.float64)
-      length = np.zeros((n_envs,), np.int64)
-      fresh = np.zeros((n_envs,), bool)     # the next step is a reset step
-      truncated = 0
-      for _ in range(max_steps):
-        if all(len(r) >= q for r, q in zip(results, quota)):
-          break
-        action, _, key = self._policy(params, obs, key)
-        obs, reward, last, _ = pool.step(np.asarray(action))
-        counted = ~fresh
-        running += np.where(counted, reward, 0.0)
-        length += counted
-        cut = np.zeros((n_envs,), bool) if cap is None else (~last & (length >= cap))
-        for i in np.flatnonzero((last | cut) & counted):
-          if len(results[i]) < quota[i]:
-            results[i].append(float(running[i]))
-            truncated += int(cut[i])
-        ended = (last | cut) & counted
-        if cut.any():
-          pool.force_reset(cut)
-        running[ended] = 0.0
-        length[ended] = 0
-        fresh = ended
-      else:
-        raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
+      return play_episodes(pool, act, int(episodes), cap, max_steps)
     finally:
       pool.close()
-    returns = np.array([r for i in range(max(quota)) for rs in results
-                        if i < len(rs) for r in [rs[i]]], np.float32)
-    return returns, {"eval_truncated": truncated}
 
   def close(self) -> None:
     for actor in self._actors.values():
       actor.pool.close()
     self._actors.clear()
+
+
+def play_episodes(pool: Any, act: Any, episodes: int, cap: int | None = None,
+                  max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
+  """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
+
+  ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
+  i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
+  favoured); an episode is cut after `cap` steps when given (the pool must
+  have ``force_reset``; its return so far is kept and counted in
+  ``eval_truncated``). Returns the returns [episodes] (round by round:
+  first episodes of every environment, then second ones, ...) and
+  ``{"eval_truncated": n}``.
+  """
+  n_envs = pool.num_envs
+  quota = np.array([len(range(i, episodes, n_envs)) for i in range(n_envs)])
+  obs = pool.reset()
+  results: list[list[float]] = [[] for _ in range(n_envs)]
+  running = np.zeros((n_envs,), np.float64)
+  length = np.zeros((n_envs,), np.int64)
+  fresh = np.zeros((n_envs,), bool)     # the next step is a reset step
+  truncated = 0
+  for _ in range(max_steps):
+    if all(len(r) >= q for r, q in zip(results, quota)):
+      break
+    obs, reward, last, _ = pool.step(act(obs))
+    counted = ~fresh
+    running += np.where(counted, reward, 0.0)
+    length += counted
+    cut = np.zeros((n_envs,), bool) if cap is None else (~last & (length >= cap))
+    ended = (last | cut) & counted
+    for i in np.flatnonzero(ended):
+      if len(results[i]) < quota[i]:
+        results[i].append(float(running[i]))
+        truncated += int(cut[i])
+    if cut.any():
+      pool.force_reset(cut)
+    running[ended] = 0.0
+    length[ended] = 0
+    fresh = ended
+  else:
+    raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
+  returns = np.array([rs[i] for i in range(int(quota.max())) for rs in results
+                      if i < len(rs)], np.float32)
+  return returns, {"eval_truncated": truncated}
