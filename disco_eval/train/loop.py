@@ -39,6 +39,9 @@ class TrainConfig:
   updates_per_iteration: int = 1
   chunk: int = 25                  # iterations per compiled chunk
   vmap_seeds: int = -1             # seeds in one vmapped program: 1 yes, 0 no, -1 auto
+  # Learner memory: the batch's trajectories go through the agent in this many
+  # slices (same update up to float rounding; costs one more forward pass).
+  learner_microbatches: int = 1
 
   @property
   def steps_per_iteration(self) -> int:
@@ -154,6 +157,9 @@ class Trainer:
     unroll = self.agent.apply
     rule = self.rule
     passes = rule.num_epochs * rule.num_minibatches
+    k = self.cfg.learner_microbatches
+    if passes == 1 and k > 1:
+      return self._sliced_learner_step(params, opt_state, rule_state, rule_params, batch, k)
     if passes == 1:
       agent_out, pullback = jax.vjp(lambda p: unroll(p, batch.observations), params)
       targets, rule_state, tlogs = rule.targets(
@@ -190,6 +196,37 @@ class Trainer:
     (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
     return (params, opt_state, rule_state, jnp.mean(losses),
             {**tlogs, **jax.tree.map(jnp.mean, logs)})
+
+  def _sliced_learner_step(self, params, opt_state, rule_state, rule_params,
+                           batch: Rollout, k: int):
+    """``learner_step`` with the agent run on `k` slices of the batch's
+    trajectories: outputs by slice (no gradient), targets and the loss's
+    cotangent on the whole batch, then each slice's pullback, summed. Peak
+    memory holds one slice's activations. (Python-unrolled: XLA's CPU
+    backend runs convolutions in a loop body far slower.)"""
+    unroll = self.agent.apply
+    b = batch.actions.shape[1]
+    if b % k:
+      raise ValueError(f"learner_microbatches={k} must divide the batch's {b} trajectories")
+    size = b // k
+    obs = [jax.lax.slice_in_dim(batch.observations, i * size, (i + 1) * size, axis=1)
+           for i in range(k)]
+    outs = [unroll(params, o) for o in obs]
+    agent_out = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
+    targets, rule_state, tlogs = self.rule.targets(
+        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll)
+    (loss, logs), g_out = jax.value_and_grad(self._masked_loss, has_aux=True)(
+        agent_out, targets, batch)
+    grads = None
+    for i, o in enumerate(obs):
+      g_i = jax.tree.map(lambda g: jax.lax.slice_in_dim(g, i * size, (i + 1) * size, axis=1),
+                         g_out)
+      _, pullback = jax.vjp(lambda p: unroll(p, o), params)
+      (part,) = pullback(g_i)
+      grads = part if grads is None else jax.tree.map(jnp.add, grads, part)
+    updates, opt_state = self.opt.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, opt_state, rule_state, loss, {**tlogs, **logs}
 
   # -- iterations ------------------------------------------------------------
 

@@ -1,0 +1,148 @@
+"""PPO (Schulman et al. 2017) as an update rule of the common interface.
+
+Targets, once per batch (outside the gradient), from the agent's outputs at
+the start of the update:
+
+* GAE(lambda) advantages (Schulman et al. 2016) over the T transitions of
+  each trajectory, bootstrapped from the value at step T and cut at episode
+  ends: ``delta_t = r_t + gamma_t V(s_{t+1}) - V(s_t)``,
+  ``A_t = delta_t + gamma_t lambda A_{t+1}`` with ``gamma_t = 0`` after a
+  terminal transition;
+* returns ``R_t = A_t + V(s_t)``; the old values ``V(s_t)`` (for value
+  clipping) and the behaviour policy's log-probabilities (the policy that
+  collected the batch: PPO's "old" policy);
+* advantages normalised to zero mean and unit variance over the valid
+  transitions of the batch (``normalize_adv``).
+
+Per-step loss (the trainer runs ``num_epochs`` x ``num_minibatches``
+gradient steps on it):
+
+  - min(rho A, clip(rho, 1 - eps, 1 + eps) A)
+  + value_cost * 0.5 * max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
+  - entropy_cost * H(pi)
+
+with ``rho = pi(a|s) / mu(a|s)``; value clipping as OpenAI baselines' ppo2
+(``clip_value``). Scalar value head ``v`` [1].
+"""
+
+import dataclasses
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from disco_eval import numerics as nx
+from disco_eval.rules.base import AgentOut, OutputSpec, Rollout, UnrollFn
+
+Array = jax.Array
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+  discount: float = 0.999
+  gae_lambda: float = 0.95
+  clip_eps: float = 0.2
+  value_cost: float = 0.5
+  entropy_cost: float = 0.01
+  normalize_adv: bool = True
+  clip_value: bool = True
+
+
+class PPOTargets(NamedTuple):
+  advantage: Array     # [T, B] GAE advantages (normalised if configured)
+  returns: Array       # [T, B] value targets A + V_old (unnormalised A)
+  old_value: Array     # [T, B] V(s_t) at the start of the update
+  behaviour_logp: Array  # [T, B] log mu(a_t | s_t)
+
+
+def gae(values: Array, rewards: Array, discounts: Array, lambda_: float) -> Array:
+  """GAE advantages [T, B] from values [T+1, B], rewards and discounts [T, B]."""
+  deltas = rewards + discounts * values[1:] - values[:-1]
+
+  def step(carry, x):
+    delta, disc = x
+    adv = delta + disc * lambda_ * carry
+    return adv, adv
+
+  _, adv = jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, discounts),
+                        reverse=True)
+  return adv
+
+
+def masked_normalize(x: Array, mask: Array, eps: float = 1e-8) -> Array:
+  """(x - mean) / std over the entries where mask is 1."""
+  n = jnp.maximum(jnp.sum(mask), 1.0)
+  mean = jnp.sum(x * mask) / n
+  var = jnp.sum(jnp.square(x - mean) * mask) / n
+  return (x - mean) / (jnp.sqrt(var) + eps)
+
+
+@dataclasses.dataclass(frozen=True)
+class PPO:
+  """Clipped-surrogate PPO with GAE; several epochs of minibatches per batch."""
+  cfg: PPOConfig = PPOConfig()
+  name: str = "ppo"
+  num_epochs: int = 3
+  num_minibatches: int = 8
+  axis_name: str | None = None
+
+  def output_spec(self, num_actions: int) -> OutputSpec:
+    return OutputSpec(flat={"logits": (num_actions,), "v": (1,)}, model={})
+
+  def init_state(self, rng: Array, agent_params: Any) -> tuple:
+    del rng, agent_params
+    return ()
+
+  def targets(self, rule_params: Any, state: tuple, batch: Rollout,
+              agent_out: AgentOut, agent_params: Any, unroll_fn: UnrollFn
+              ) -> tuple[PPOTargets, tuple, dict[str, Array]]:
+    del rule_params, agent_params, unroll_fn
+    cfg = self.cfg
+    v = jax.lax.stop_gradient(agent_out["v"][..., 0])            # [T+1, B]
+    discounts = cfg.discount * (1.0 - batch.is_terminal.astype(jnp.float32))
+    adv = gae(v, batch.transition_rewards, discounts, cfg.gae_lambda)
+    mask = batch.loss_mask.astype(jnp.float32)
+    returns = adv + v[:-1]
+    used = masked_normalize(adv, mask) if cfg.normalize_adv else adv
+    logp = nx.log_prob(batch.behaviour_logits[:-1], batch.actions[:-1])
+    logs = {"adv": jnp.mean(adv), "value": jnp.mean(v)}
+    return PPOTargets(used, returns, v[:-1], logp), state, logs
+
+  def loss(self, agent_out: AgentOut, targets: PPOTargets,
+           batch: Rollout) -> tuple[Array, dict[str, Array]]:
+    cfg = self.cfg
+    logits = agent_out["logits"][:-1]
+    logp = nx.log_prob(logits, batch.actions[:-1])
+    ratio = jnp.exp(logp - targets.behaviour_logp)
+    adv = targets.advantage
+    clipped = jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps)
+    pg = -jnp.minimum(ratio * adv, clipped * adv)
+    v = agent_out["v"][:-1, ..., 0]
+    vloss = jnp.square(v - targets.returns)
+    if cfg.clip_value:
+      v_clip = targets.old_value + jnp.clip(v - targets.old_value, -cfg.clip_eps, cfg.clip_eps)
+      vloss = jnp.maximum(vloss, jnp.square(v_clip - targets.returns))
+    ent = nx.entropy(logits)
+    loss = pg + cfg.value_cost * 0.5 * vloss - cfg.entropy_cost * ent
+    logs = {"pg_loss": jnp.mean(pg), "value_loss": jnp.mean(vloss),
+            "entropy": jnp.mean(ent),
+            "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32))}
+    return loss, logs
+
+
+def from_settings(settings: dict[str, dict[str, Any]], name: str = "ppo",
+                  axis_name: str | None = None) -> PPO:
+  """Builds PPO from a manifest's settings tables ([hyperparams], [rule])."""
+  h, r = settings["hyperparams"], settings["rule"]
+  cfg = PPOConfig(
+      discount=float(h["discount_factor"]), gae_lambda=float(h["gae_lambda"]),
+      clip_eps=float(h["clip_eps"]), value_cost=float(h["value_cost"]),
+      entropy_cost=float(h["entropy_cost"]),
+      normalize_adv=bool(r["normalize_adv"]), clip_value=bool(r["clip_value"]))
+  epochs, minibatches = int(r["num_epochs"]), int(r["num_minibatches"])
+  if epochs < 1 or minibatches < 1:
+    from disco_eval.errors import UserError
+    raise UserError(f"rule '{name}': num_epochs and num_minibatches must be >= 1, "
+                    f"got {epochs} and {minibatches}")
+  return PPO(cfg=cfg, name=name, num_epochs=epochs, num_minibatches=minibatches,
+             axis_name=axis_name)
