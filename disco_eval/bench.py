@@ -75,12 +75,13 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
     raise UserError(f"`disco-eval bench` measures pure-JAX suites in this version; "
                     f"'{suite_name}' uses backend '{suite.backend}'")
   task = suite.check_tasks([task] if task else None)[0]
-  rule_over, train_over, _ = experiment._split_overrides(overrides)
-  cfg = experiment.train_config(proto, None, train_over)
+  rule = checkpoints.resolve_rule(rule_spec)
+  scoped = experiment._scope_overrides(overrides, [rule.label])[rule.label]
+  rule_over, train_over, _ = experiment._split_overrides(scoped)
+  settings = experiment.rule_settings(rule.manifest, suite, rule_over)
+  cfg = experiment.rule_train_config(proto, None, settings, train_over)
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
-  rule = checkpoints.resolve_rule(rule_spec)
-  settings = experiment.rule_settings(rule.manifest, suite, rule_over)
   env, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
   spi = cfg.steps_per_iteration
   out: dict[str, Any] = {

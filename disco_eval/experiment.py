@@ -173,33 +173,67 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
+# Short names accepted by ``--set`` (e.g. ``--set ppo.lr=3e-4``).
+ALIASES = {"lr": "optimizer.learning_rate"}
+
+
+def _scope_overrides(overrides, labels: list[str]) -> dict[str, list[tuple[str, str]]]:
+  """Overrides per rule label: ``RULE.KEY=V`` applies to that rule only,
+  any other key to every rule; ``lr`` is short for optimizer.learning_rate."""
+  scoped: dict[str, list[tuple[str, str]]] = {label: [] for label in labels}
+  for key, value in overrides:
+    head, _, rest = key.partition(".")
+    targets = [head] if rest and head in scoped else list(scoped)
+    name = rest if rest and head in scoped else key
+    if name.startswith("protocol.") and len(targets) == 1 and len(labels) > 1:
+      raise UserError(f"'{key}': protocol settings apply to every rule; drop '{head}.'")
+    for label in targets:
+      scoped[label].append((ALIASES.get(name, name), value))
+  return scoped
+
+
+def rule_train_config(protocol: suites.Protocol, steps: int | None,
+                      settings: dict, train_over: dict[str, str]) -> TrainConfig:
+  """Loop settings of one rule: the protocol's, then the rule manifest's
+  ``[train]`` table (e.g. PPO's on-policy loop), then ``--set train.*``."""
+  merged = {k: str(v) for k, v in settings.get("train", {}).items()}
+  merged.update(train_over)
+  return train_config(protocol, steps, merged)
+
+
 def run_sweep(spec: SweepSpec,
               on_progress: Callable[[Progress], None] = lambda p: None
               ) -> list[RunResult]:
   """Runs the sweep rule x task x seed; returns one result per run."""
   suite = suites.load_suite(spec.suite)
-  protocol = suite.protocol(spec.protocol)
+  base_protocol = suite.protocol(spec.protocol)
   tasks = suite.check_tasks(list(spec.tasks))
-  rule_over, train_over, protocol_over = _split_overrides(spec.overrides)
-  cfg = train_config(protocol, spec.steps, train_over)
-  protocol = effective_protocol(protocol, cfg, protocol_over)
   if not spec.seeds:
     raise UserError("--seeds must be at least 1")
   resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
-  results = []
+  _split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
+  plans = []
+  for rule, (label, scoped) in zip(resolved, _scope_overrides(spec.overrides, labels).items()):
+    rule_over, train_over, protocol_over = _split_overrides(scoped)
+    settings = rule_settings(rule.manifest, suite, rule_over)
+    cfg = rule_train_config(base_protocol, spec.steps, settings, train_over)
+    protocol = effective_protocol(base_protocol, cfg, protocol_over)
+    plans.append((rule, settings, cfg, protocol))
+  protocol = plans[0][3]
+  runs = len(resolved) * len(tasks) * len(spec.seeds)
   on_progress(Progress("plan", "", "", tuple(spec.seeds),
-                       total_steps=cfg.iterations * cfg.steps_per_iteration
-                       * len(resolved) * len(tasks) * len(spec.seeds),
-                       message=f"{len(resolved) * len(tasks) * len(spec.seeds)} runs"
+                       total_steps=sum(c.iterations * c.steps_per_iteration for _, _, c, _ in plans)
+                       * len(tasks) * len(spec.seeds),
+                       message=f"{runs} runs"
                        + ("; off-protocol budget, small evaluation: "
                           + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
                                       if k.startswith("smoke_"))
                           if protocol.get("smoke") else "")))
-  for rule in resolved:
-    settings = rule_settings(rule.manifest, suite, rule_over)
+  results = []
+  for rule, settings, cfg, protocol in plans:
     for task in tasks:
       results += _run_group(spec, suite, protocol, task, rule, settings, cfg,
                             on_progress)
@@ -257,7 +291,7 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
     # computes exactly what an uninterrupted one does.
     common = set.intersection(*(set(records[s].checkpoint_steps()) for s in pending))
     start_steps = max(common) if common else 0
-    template = trainer.init(0)
+    template = jax.eval_shape(lambda: trainer.init(0)) if start_steps else None
     states = {}
     for seed in pending:
       if start_steps:
@@ -298,7 +332,12 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
   spi = cfg.steps_per_iteration
   total = cfg.iterations * spi
   # Each seed starts from its own init (independent of the other seeds).
-  state = _stack([states[s] if states[s] is not None else trainer.init(s) for s in seeds])
+  fresh = [states[s] if states[s] is not None else trainer.init(s) for s in seeds]
+  # Host trainers take the seeds' states as a list (their replay buffers are
+  # large: no stacked copies); compiled trainers stack them on a leading axis.
+  stacked = getattr(trainer, "stacks_seeds", True)
+  state = _stack(fresh) if stacked else fresh
+  del fresh, states
   for s in seeds:
     records[s].mark_running(start * spi)
   on_progress(Progress("start", rule.label, task, tuple(seeds), start * spi, total))
@@ -326,7 +365,8 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
     chunks += 1
     if chunks % spec.checkpoint_every == 0 and it < cfg.iterations:
       for j, s in enumerate(seeds):
-        records[s].save_checkpoint(_take(state, j), it * spi, {"iteration": it})
+        records[s].save_checkpoint(_take(state, j) if stacked else state[j], it * spi,
+                                   {"iteration": it})
     for s in seeds:
       records[s].mark_running(it * spi)
     sums, eps = m.return_sum[:, :count].sum(1), m.episodes[:, :count].sum(1)
@@ -340,7 +380,7 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
   window = int(protocol.get("final_window", 100))
   summaries = {}
   for j, s in enumerate(seeds):
-    params = _take(state.params, j)
+    params = _take(state.params, j) if stacked else state[j].params
     rows = records[s].read_metrics()
     tail = [r["avg_return"] for r in rows[-window:]
             if r["avg_return"] is not None and not math.isnan(r["avg_return"])]

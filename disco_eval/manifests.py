@@ -19,7 +19,7 @@ from typing import Any, Mapping
 from disco_eval import paths
 from disco_eval.errors import UserError
 
-SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer")
+SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
 REQUIRED_FIELDS = ("name", "kind", "description", "licence", "citation")
 OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + SETTINGS_TABLES + ("suites",)
@@ -45,6 +45,7 @@ class RuleManifest:
   rule: dict = field(default_factory=dict)
   agent: dict = field(default_factory=dict)
   optimizer: dict = field(default_factory=dict)
+  train: dict = field(default_factory=dict)     # loop settings over the protocol's (e.g. PPO)
   suites: dict = field(default_factory=dict)
   path: Path = Path()
 

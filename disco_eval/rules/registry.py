@@ -3,12 +3,13 @@
 from typing import Any
 
 from disco_eval.errors import UserError
-from disco_eval.rules import actor_critic, disco
+from disco_eval.rules import actor_critic, disco, ppo
 from disco_eval.rules.base import UpdateRule
 
 BUILDERS = {
     "disco": disco.from_settings,
     "actor_critic": actor_critic.from_settings,
+    "ppo": ppo.from_settings,
 }
 
 

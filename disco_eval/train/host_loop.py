@@ -111,7 +111,9 @@ class HostTrainer:
         rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
         buffer=replay.init(self._empty_entry(), self.cfg.buffer_capacity),
         rng=rng, seed=jnp.asarray(seed, jnp.int32))
-    return jax.tree.map(jnp.copy, state)
+    # Distinct buffers for donation; the (large, fresh) replay buffer as is.
+    buffer = state.buffer
+    return jax.tree.map(jnp.copy, state._replace(buffer=None))._replace(buffer=buffer)
 
   @property
   def episode_columns(self) -> tuple[str, ...]:
@@ -213,13 +215,17 @@ class HostTrainer:
       learned = 0
     return s, (ret_sum, n_eps, learned, float(loss), extra)
 
-  def run_chunk_group(self, states: HostState, rule_params, start: int, count: int):
-    """Iterations [start, start + count) of seeds stacked on a leading axis.
+  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
+  stacks_seeds = False
 
-    Returns the stacked new states and numpy metrics [S, chunk] (rows past
-    `count` inactive), as ``Trainer.run_chunk_group``.
+  def run_chunk_group(self, states: list[HostState], rule_params, start: int, count: int):
+    """Iterations [start, start + count) of a list of seeds' states.
+
+    Returns the list of new states (the old ones are donated) and numpy
+    metrics [S, chunk] (rows past `count` inactive), as
+    ``Trainer.run_chunk_group`` does for stacked states.
     """
-    n = jax.tree.leaves(states)[0].shape[0]
+    n = len(states)
     k = self.cfg.chunk
     m = HostMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
                     np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
@@ -227,7 +233,7 @@ class HostTrainer:
                     {c: np.zeros((n, k), np.float64) for c in self.episode_columns})
     outs = []
     for i in range(n):
-      s = jax.tree.map(lambda x: x[i], states)
+      s = states[i]
       for j in range(count):
         s, (ret, eps, learned, loss, extra) = self.iteration(s, rule_params, start + j)
         m.active[i, j], m.return_sum[i, j], m.episodes[i, j] = True, ret, eps
@@ -235,8 +241,7 @@ class HostTrainer:
         for c, v in extra.items():
           m.extra[c][i, j] = v
       outs.append(s)
-    del states
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs), m
+    return outs, m
 
   # -- evaluation ------------------------------------------------------------
 

@@ -200,30 +200,44 @@ class Trainer:
   def _sliced_learner_step(self, params, opt_state, rule_state, rule_params,
                            batch: Rollout, k: int):
     """``learner_step`` with the agent run on `k` slices of the batch's
-    trajectories: outputs by slice (no gradient), targets and the loss's
-    cotangent on the whole batch, then each slice's pullback, summed. Peak
-    memory holds one slice's activations. (Python-unrolled: XLA's CPU
-    backend runs convolutions in a loop body far slower.)"""
+    trajectories, one after another: outputs by slice (no gradient; the
+    rule's own unrolls too), targets and the loss's cotangent on the whole
+    batch, then each slice's pullback, summed. Slices are Python-unrolled
+    (XLA's CPU backend runs convolutions in a loop body far slower) and
+    chained with optimisation barriers, so that XLA cannot run them side by
+    side: peak memory holds about one slice's activations."""
     unroll = self.agent.apply
     b = batch.actions.shape[1]
     if b % k:
       raise ValueError(f"learner_microbatches={k} must divide the batch's {b} trajectories")
     size = b // k
-    obs = [jax.lax.slice_in_dim(batch.observations, i * size, (i + 1) * size, axis=1)
-           for i in range(k)]
-    outs = [unroll(params, o) for o in obs]
-    agent_out = jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
+
+    def piece(x, i):
+      return jax.lax.slice_in_dim(x, i * size, (i + 1) * size, axis=1)
+
+    def sliced_unroll(p, observations):
+      outs, prev = [], None
+      for i in range(k):
+        o = piece(observations, i)
+        if prev is not None:
+          o, _ = jax.lax.optimization_barrier((o, prev))
+        outs.append(unroll(p, o))
+        prev = outs[-1]
+      return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
+
+    agent_out = sliced_unroll(params, batch.observations)
     targets, rule_state, tlogs = self.rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll)
+        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params,
+        sliced_unroll)
     (loss, logs), g_out = jax.value_and_grad(self._masked_loss, has_aux=True)(
         agent_out, targets, batch)
-    grads = None
-    for i, o in enumerate(obs):
-      g_i = jax.tree.map(lambda g: jax.lax.slice_in_dim(g, i * size, (i + 1) * size, axis=1),
-                         g_out)
+    grads = jax.tree.map(jnp.zeros_like, params)
+    for i in range(k):
+      o, g = piece(batch.observations, i), jax.tree.map(lambda x: piece(x, i), g_out)
+      o, g, grads = jax.lax.optimization_barrier((o, g, grads))
       _, pullback = jax.vjp(lambda p: unroll(p, o), params)
-      (part,) = pullback(g_i)
-      grads = part if grads is None else jax.tree.map(jnp.add, grads, part)
+      (part,) = pullback(g)
+      grads = jax.tree.map(jnp.add, grads, part)
     updates, opt_state = self.opt.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
     return params, opt_state, rule_state, loss, {**tlogs, **logs}
