@@ -39,8 +39,8 @@ class TrainConfig:
   updates_per_iteration: int = 1
   chunk: int = 25                  # iterations per compiled chunk
   vmap_seeds: int = -1             # seeds in one vmapped program: 1 yes, 0 no, -1 auto
-  # Learner memory: the batch's trajectories go through the agent in this many
-  # slices (same update up to float rounding; costs one more forward pass).
+  # The batch's trajectories go through the agent in this many slices, one
+  # after another (same update up to float rounding; one more forward pass).
   learner_microbatches: int = 1
 
   @property
@@ -205,7 +205,8 @@ class Trainer:
     batch, then each slice's pullback, summed. Slices are Python-unrolled
     (XLA's CPU backend runs convolutions in a loop body far slower) and
     chained with optimisation barriers, so that XLA cannot run them side by
-    side: peak memory holds about one slice's activations."""
+    side. Measured on XLA's CPU backend the saving is small (ProcGen, 64
+    trajectories: 8.3 GB in one piece, 7.6 GB in 4 slices)."""
     unroll = self.agent.apply
     b = batch.actions.shape[1]
     if b % k:
