@@ -1124,7 +1124,8 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
     for rule in dict.fromkeys(r.rule for r in rows):
       cells = {r.metric: r for r in rows if r.rule == rule}
       seeds = next(iter(cells.values())).seeds
-      table.add_row(_esc(f"{rule} (published)" if published else rule),
+      label = f"{rule} (published)" if published and "published" not in rule else rule
+      table.add_row(_esc(label),
                     str(seeds) if seeds else "?",
                     *(fmt_interval(cells[m].point, cells[m].lo, cells[m].hi)
                       for m in result.metrics),
