@@ -77,7 +77,8 @@ def test_settings_suite_override():
   assert m.settings()["optimizer"]["learning_rate"] == 3e-4
   assert m.settings("catch")["optimizer"]["learning_rate"] == 1e-2
   assert m.settings("procgen")["optimizer"]["learning_rate"] == 3e-4
-  assert set(m.settings()) == {"hyperparams", "rule", "agent", "optimizer"}
+  assert set(m.settings()) == {"hyperparams", "rule", "agent", "optimizer", "train"}
+  assert m.settings()["train"] == {}     # Disco103 runs the protocol's loop
 
 
 def test_settings_user_overrides_apply_after_suite():
