@@ -27,6 +27,22 @@ def test_env_ids():
     procgen.env_id("pong", "easy")
 
 
+@pytest.mark.parametrize("game", procgen.GAMES)
+def test_every_game_of_the_suite_steps_in_both_modes(game):
+  from disco_eval import suites
+  assert set(suites.load_suite("procgen").tasks) == set(procgen.GAMES)
+  for mode in procgen.MODES:
+    pool = procgen.ProcgenPool(game, mode, num_envs=2, seed=0, num_levels=200)
+    try:
+      obs = pool.reset()
+      assert obs.shape == (2, 3, 64, 64) and obs.dtype == np.uint8
+      for a in range(procgen.NUM_ACTIONS):
+        obs, reward, last, _ = pool.step(np.full(2, a))
+      assert obs.shape == (2, 3, 64, 64) and np.isfinite(reward).all()
+    finally:
+      pool.close()
+
+
 def test_episode_end_then_reset_step():
   """The step after an episode end is a reset step: reward 0, a new episode."""
   pool = procgen.ProcgenPool("coinrun", "easy", num_envs=8, seed=0, num_levels=200)
