@@ -210,11 +210,11 @@ def run_sweep(spec: SweepSpec,
   tasks = suite.check_tasks(list(spec.tasks))
   if not spec.seeds:
     raise UserError("--seeds must be at least 1")
+  _split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
   resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
-  _split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
   plans = []
   for rule, (label, scoped) in zip(resolved, _scope_overrides(spec.overrides, labels).items()):
     rule_over, train_over, protocol_over = _split_overrides(scoped)

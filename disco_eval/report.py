@@ -876,9 +876,11 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
     warnings += bad
     # Published rows of the protocol (by name): runs with a smaller budget or
     # changed evaluation (``name@STEPS``) still see them, with a warning.
-    published = [r for r in entries
-                 if r.protocol == runs[0].protocol and r.task in tasks]
-    if published and key.protocol != runs[0].protocol:
+    published = [r for r in entries if r.protocol == key.protocol and r.task in tasks]
+    if not published:
+      published = [r for r in entries
+                   if r.protocol == runs[0].protocol and r.task in tasks]
+    if published and published[0].protocol != key.protocol:
       warnings.append(f"published rows are for protocol '{runs[0].protocol}' as published "
                       f"({_budget_phrase(manifest, runs[0].protocol)}); these runs are "
                       f"'{key.protocol}', not comparable with them")
