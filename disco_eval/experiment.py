@@ -265,6 +265,7 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
                "source": str(rule.path) if rule.path else None},
       "settings": settings,
       "train": dataclasses.asdict(cfg), "env_steps": total_steps,
+      "budget": int(spec.steps if spec.steps is not None else protocol.get("env_steps")),
       "overrides": dict(spec.overrides),
   }
   if not getattr(env, "reproducible", True):

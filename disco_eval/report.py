@@ -214,6 +214,11 @@ def protocol_label(config: Mapping[str, Any] | None, name: str,
   """
   protocol = (config or {}).get("protocol")
   budget = protocol.get("env_steps") if isinstance(protocol, dict) else None
+  asked = (config or {}).get("budget")
+  if isinstance(asked, int) and isinstance(budget, (int, float)):
+    # The budget asked for (rules whose iterations differ in size stop at
+    # slightly different env steps, and still share a label).
+    env_steps = budget if asked == budget else asked
   if env_steps is None or not isinstance(budget, (int, float)):
     return name
   train = (config or {}).get("train") or {}

@@ -29,14 +29,14 @@ SEEDS = (0, 1, 2)
 STEPS = 600
 # 600 steps round up to 11 iterations of 2 envs x 29 steps: a budget other
 # than the protocol's 58,000, so the runs' protocol label carries it.
-LABEL = "reference@638"
+LABEL = "reference@600"   # the budget asked for (runs stop at 638, whole iterations)
 TINY = (("train.min_buffer", "4"), ("train.sample_entries", "4"),
         ("train.chunk", "8"), ("agent.torso_hidden", "[32]"))
 PUBLISHED = """
 [[published]]
 rule = "Reference AC"
 task = "catch"
-protocol = "reference@638"
+protocol = "reference@600"
 score = -0.5
 seeds = 2
 per_seed = [-0.6, -0.4]
