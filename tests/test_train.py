@@ -89,15 +89,23 @@ def _disco_trainer(cfg=TrainConfig()):
       checkpoints.load_params(WEIGHTS)
 
 
+def _catch_batch(t1: int, b: int, episode_ends: bool = False) -> Rollout:
+  """A random Catch-shaped batch [t1, b]; with `episode_ends`, random
+  discounts of 0 and random behaviour logits."""
+  rng = np.random.default_rng(0)
+  obs = jnp.asarray(rng.random((t1, b, 8, 8)) < 0.1, jnp.float32)
+  actions = jnp.asarray(rng.integers(0, 3, (t1, b)), jnp.int32)
+  rewards = jnp.asarray(rng.choice([0.0, 1.0, -1.0], (t1, b)), jnp.float32)
+  if not episode_ends:
+    return Rollout(obs, actions, rewards, jnp.ones((t1, b)), jnp.zeros((t1, b, 3)))
+  return Rollout(obs, actions, rewards, jnp.asarray(rng.random((t1, b)) > 0.2, jnp.float32),
+                 jnp.asarray(rng.normal(size=(t1, b, 3)), jnp.float32))
+
+
 def test_learner_step_updates_target_ema_and_clips_updates():
   trainer, rule_params = _disco_trainer()
   state = trainer.init(0)
-  rng = np.random.default_rng(0)
-  t1, b = 6, 4
-  batch = Rollout(jnp.asarray(rng.random((t1, b, 8, 8)) < 0.1, jnp.float32),
-                  jnp.asarray(rng.integers(0, 3, (t1, b)), jnp.int32),
-                  jnp.asarray(rng.choice([0.0, 1.0, -1.0], (t1, b)), jnp.float32),
-                  jnp.ones((t1, b)), jnp.zeros((t1, b, 3)))
+  batch = _catch_batch(6, 4)
   # Make the target differ from the online parameters first.
   target = jax.tree.map(lambda x: x + 1.0, state.params)
   rule_state = state.rule_state._replace(target_params=target)
@@ -172,13 +180,7 @@ def test_sliced_learner_step_equals_the_whole_batch_step():
   trainer, rule_params = _disco_trainer()
   sliced, _ = _disco_trainer(dataclasses.replace(TrainConfig(), learner_microbatches=4))
   state = trainer.init(0)
-  rng = np.random.default_rng(0)
-  t1, b = 6, 8
-  batch = Rollout(jnp.asarray(rng.random((t1, b, 8, 8)) < 0.1, jnp.float32),
-                  jnp.asarray(rng.integers(0, 3, (t1, b)), jnp.int32),
-                  jnp.asarray(rng.choice([0.0, 1.0, -1.0], (t1, b)), jnp.float32),
-                  jnp.asarray(rng.random((t1, b)) > 0.2, jnp.float32),
-                  jnp.asarray(rng.normal(size=(t1, b, 3)), jnp.float32))
+  batch = _catch_batch(6, 8, episode_ends=True)
   args = (state.params, state.opt_state, state.rule_state, rule_params, batch,
           jax.random.PRNGKey(1))
   whole = jax.jit(trainer.learner_step)(*args)
