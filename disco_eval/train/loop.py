@@ -193,17 +193,7 @@ class Trainer:
       updates, opt_state = self.opt.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), (loss, logs)
 
-    if jax.default_backend() == "cpu":
-      # Unrolled: XLA's CPU backend runs convolutions in a loop body ~10x
-      # slower (docs/benchmarks.md); elsewhere one compact scan.
-      carry, outs = (params, opt_state), []
-      for i in range(passes):
-        carry, out = one(carry, order[i])
-        outs.append(out)
-      (params, opt_state) = carry
-      losses, logs = jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
-    else:
-      (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
+    (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
     return (params, opt_state, rule_state, jnp.mean(losses),
             {**tlogs, **jax.tree.map(jnp.mean, logs)})
 
