@@ -9,20 +9,15 @@ Settings (the ``[agent]`` table): ``conv_channels`` (default [32, 32]) and
 ``conv_hidden`` (default 256).
 """
 
-import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from disco_eval.agents.inits import fan_in_truncated_normal
+
 Array = jax.Array
-
-
-def _fan_in_truncated_normal(key, shape, dtype=jnp.float32):
-  """Normal truncated at 2 std with std 1/sqrt(fan_in); fan_in = all dims but the last."""
-  std = 1.0 / math.sqrt(math.prod(shape[:-1]))
-  return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
 
 
 class SokobanConv(nn.Module):
@@ -38,10 +33,10 @@ class SokobanConv(nn.Module):
       x = x[..., None]
     for i, c in enumerate(self.channels):
       x = nn.Conv(int(c), (self.kernel, self.kernel), padding="SAME",
-                  kernel_init=_fan_in_truncated_normal, name=f"conv_{i}")(x)
+                  kernel_init=fan_in_truncated_normal, name=f"conv_{i}")(x)
       x = nn.relu(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.Dense(int(self.hidden), kernel_init=_fan_in_truncated_normal, name="dense")(x)
+    x = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(x)
     return nn.relu(x)
 
 

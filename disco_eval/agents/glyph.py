@@ -37,51 +37,25 @@ odd), ``glyph_crop_channels`` (default [16, 16]), ``glyph_blstats_hidden``
 (default 64) and ``glyph_hidden`` (default 256).
 """
 
-import math
 from collections.abc import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-import numpy as np
+
+from disco_eval.agents.inits import fan_in_truncated_normal
+
+# The observation layout is the NetHack env module's (re-exported here).
+from disco_eval.envs.nethack import GLYPH_COLS, GLYPH_ROWS, NUM_BLSTATS, OBS_LEN, encode  # noqa: F401
 
 Array = jax.Array
 
-GLYPH_ROWS = 21
-GLYPH_COLS = 79
-NUM_BLSTATS = 27
-OBS_LEN = GLYPH_ROWS * GLYPH_COLS + NUM_BLSTATS     # 1686
 NUM_GLYPHS = 5977          # nle.nethack.MAX_GLYPH (5976, "nothing") + 1
-
-_INT16 = np.iinfo(np.int16)
-
-
-def _fan_in_truncated_normal(key, shape, dtype=jnp.float32):
-  """Normal truncated at 2 std with std 1/sqrt(fan_in); fan_in = all dims but the last."""
-  std = 1.0 / math.sqrt(math.prod(shape[:-1]))
-  return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
 
 
 def _embed_init(key, shape, dtype=jnp.float32):
   """Normal truncated at 2 std with std 1 (Haiku's Embed default)."""
   return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype)
-
-
-def encode(glyphs, blstats) -> np.ndarray:
-  """NLE's glyphs [21, 79] and blstats [27] -> one int16 observation [1686].
-
-  Blstats are clipped to the int16 range; glyphs (0..5976) fit as they are.
-  """
-  glyphs = np.asarray(glyphs)
-  blstats = np.asarray(blstats)
-  if glyphs.shape != (GLYPH_ROWS, GLYPH_COLS):
-    raise ValueError(f"glyphs must be [{GLYPH_ROWS}, {GLYPH_COLS}], got {glyphs.shape}")
-  if blstats.shape != (NUM_BLSTATS,):
-    raise ValueError(f"blstats must be [{NUM_BLSTATS}], got {blstats.shape}")
-  out = np.empty(OBS_LEN, np.int16)
-  out[:GLYPH_ROWS * GLYPH_COLS] = glyphs.reshape(-1)
-  out[GLYPH_ROWS * GLYPH_COLS:] = np.clip(blstats.astype(np.int64), _INT16.min, _INT16.max)
-  return out
 
 
 def split(obs) -> tuple[Array, Array]:
@@ -153,7 +127,7 @@ class GlyphNet(nn.Module):
     for i, c in enumerate(self.map_channels):
       stride = 2 if i == 0 else 1
       m = nn.Conv(int(c), (3, 3), strides=(stride, stride), padding="SAME",
-                  kernel_init=_fan_in_truncated_normal, name=f"map_conv_{i}")(m)
+                  kernel_init=fan_in_truncated_normal, name=f"map_conv_{i}")(m)
       m = nn.elu(m)
     m = m.reshape(b, -1)
 
@@ -161,16 +135,16 @@ class GlyphNet(nn.Module):
     p = crop(emb, x, y, self.crop_size)                  # [B, S, S, D]
     for i, c in enumerate(self.crop_channels):
       p = nn.Conv(int(c), (3, 3), padding="SAME",
-                  kernel_init=_fan_in_truncated_normal, name=f"crop_conv_{i}")(p)
+                  kernel_init=fan_in_truncated_normal, name=f"crop_conv_{i}")(p)
       p = nn.elu(p)
     p = p.reshape(b, -1)
 
-    s = nn.Dense(int(self.blstats_hidden), kernel_init=_fan_in_truncated_normal,
+    s = nn.Dense(int(self.blstats_hidden), kernel_init=fan_in_truncated_normal,
                  name="blstats_dense")(scale_blstats(blstats))
     s = nn.relu(s)
 
     out = jnp.concatenate([m, p, s], axis=-1)
-    out = nn.Dense(int(self.hidden), kernel_init=_fan_in_truncated_normal, name="dense")(out)
+    out = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(out)
     return nn.relu(out)
 
 

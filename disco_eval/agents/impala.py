@@ -14,24 +14,20 @@ Settings (the ``[agent]`` table): ``impala_channels`` (default [16, 32, 32])
 and ``impala_hidden`` (default 256).
 """
 
-import math
 from typing import Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from disco_eval.agents.inits import fan_in_truncated_normal
+
 Array = jax.Array
-
-
-def _fan_in_truncated_normal(key, shape, dtype=jnp.float32):
-  std = 1.0 / math.sqrt(math.prod(shape[:-1]))
-  return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
 
 
 def _conv(channels: int, name: str) -> nn.Conv:
   return nn.Conv(channels, (3, 3), padding="SAME",
-                 kernel_init=_fan_in_truncated_normal, name=name)
+                 kernel_init=fan_in_truncated_normal, name=name)
 
 
 class ImpalaCNN(nn.Module):
@@ -51,7 +47,7 @@ class ImpalaCNN(nn.Module):
         y = _conv(int(c), f"stack_{i}_res_{j}_b")(nn.relu(y))
         x = x + y
     x = nn.relu(x).reshape(x.shape[0], -1)
-    x = nn.Dense(int(self.hidden), kernel_init=_fan_in_truncated_normal, name="dense")(x)
+    x = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(x)
     return nn.relu(x)
 
 

@@ -21,25 +21,13 @@ import jax
 import jax.numpy as jnp
 
 from disco_eval.agents import conv, glyph, impala
+from disco_eval.agents.inits import fan_in_truncated_normal, truncated_normal
 from disco_eval.rules.base import OutputSpec
 
 Array = jax.Array
 
 
-def _haiku_default_init(key, shape, dtype=jnp.float32):
-  """Normal truncated at 2 std, scaled by 1/sqrt(fan_in), as Haiku's Linear."""
-  fan_in = math.prod(shape[:-1])
-  std = 1.0 / math.sqrt(fan_in)
-  return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
-
-
-def _trunc_normal(std: float):
-  def init(key, shape, dtype=jnp.float32):
-    return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
-  return init
-
-
-def _dense(features: int, name: str | None = None, init=_haiku_default_init) -> nn.Dense:
+def _dense(features: int, name: str | None = None, init=fan_in_truncated_normal) -> nn.Dense:
   return nn.Dense(features, kernel_init=init, name=name)
 
 
@@ -112,7 +100,7 @@ class AgentNet(nn.Module):
     for key in sorted(self.spec.flat):
       shape = self.spec.flat[key]
       x = _dense(math.prod(shape), name=f"head_{key}",
-                 init=_trunc_normal(self.head_init_std))(emb)
+                 init=truncated_normal(self.head_init_std))(emb)
       out[key] = x.reshape((obs.shape[0],) + tuple(shape))
     if self.spec.model:
       out.update(LSTMActionModel(

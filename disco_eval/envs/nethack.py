@@ -33,11 +33,19 @@ EPISODE_COLUMNS = ("episode_steps", "max_depth")
 
 
 def encode(glyphs: np.ndarray, blstats: np.ndarray) -> np.ndarray:
-  """glyphs [21, 79] and blstats [27] -> int16 [1686] (blstats clipped)."""
+  """NLE's glyphs [21, 79] and blstats [27] -> one int16 observation [1686].
+
+  Blstats are clipped to the int16 range; glyphs (0..5976) fit as they are.
+  """
+  glyphs, blstats = np.asarray(glyphs), np.asarray(blstats)
+  if glyphs.shape != (GLYPH_ROWS, GLYPH_COLS):
+    raise ValueError(f"glyphs must be [{GLYPH_ROWS}, {GLYPH_COLS}], got {glyphs.shape}")
+  if blstats.shape != (NUM_BLSTATS,):
+    raise ValueError(f"blstats must be [{NUM_BLSTATS}], got {blstats.shape}")
   out = np.empty((OBS_LEN,), np.int16)
-  out[:GLYPH_ROWS * GLYPH_COLS] = np.asarray(glyphs).reshape(-1)
+  out[:GLYPH_ROWS * GLYPH_COLS] = glyphs.reshape(-1)
   info = np.iinfo(np.int16)
-  out[GLYPH_ROWS * GLYPH_COLS:] = np.clip(np.asarray(blstats, np.int64), info.min, info.max)
+  out[GLYPH_ROWS * GLYPH_COLS:] = np.clip(blstats.astype(np.int64), info.min, info.max)
   return out
 
 
