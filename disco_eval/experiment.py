@@ -430,8 +430,7 @@ def final_figures(trainer, suite, task: str, protocol, params, key,
   if own is not None:
     returns, extra = own
   else:
-    res = trainer.evaluate(params, key, int(protocol.get("eval_episodes", 100)))
-    returns, extra = res if isinstance(res, tuple) else (res, {})
+    returns, extra = trainer.evaluate(params, key, int(protocol.get("eval_episodes", 100)))
   returns = np.asarray(returns, np.float64)
   figures = {"eval_episodes": int(returns.shape[0]),
              "eval_return_std": float(np.std(returns)), **extra}

@@ -459,10 +459,8 @@ def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]
   for entry in manifest.raw.get("published_other_metric", []) or []:
     if not isinstance(entry, dict):
       continue
-    protocol = manifest.protocols.get(str(entry.get("protocol")))
-    names = protocol.get("reported_beside", []) if protocol is not None else []
     value = _finite(entry.get("value"))
-    if entry.get("metric") not in names or value is None or "rule" not in entry:
+    if entry.get("metric") not in _beside_names(manifest, entry) or value is None or "rule" not in entry:
       continue
     seeds = entry.get("seeds")
     rows.append(PublishedRow(
@@ -478,9 +476,19 @@ def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]
 def _published_beside(manifest: suites.SuiteManifest, entry: dict) -> dict[str, float]:
   """The figures a published entry gives beside its score, for the names its
   protocol reports beside the score (e.g. Crafter's ``reward``)."""
+  return {n: v for n in _beside_names(manifest, entry)
+          if (v := _finite(entry.get(n))) is not None}
+
+
+def _beside_names(manifest: suites.SuiteManifest, entry: dict) -> list[str]:
+  """The names the protocol of a published entry reports beside its score."""
   protocol = manifest.protocols.get(str(entry.get("protocol")))
-  names = protocol.get("reported_beside", []) if protocol is not None else []
-  return {n: v for n in names if (v := _finite(entry.get(n))) is not None}
+  return list(protocol.get("reported_beside", [])) if protocol is not None else []
+
+
+def published_label(rule: str) -> str:
+  """A published rule's name, marked "(published)" unless it says so."""
+  return rule if "published" in rule else f"{rule} (published)"
 
 
 def load_manifest(suite: str) -> tuple[suites.SuiteManifest | None, str | None]:
@@ -1087,8 +1095,7 @@ def _per_task_table(result: CompareResult, group: GroupResult):
   for rule in rules:
     table.add_column(_esc(rule), justify="right")
   for rule in published:
-    label = rule if "published" in rule else f"{rule} (published)"
-    table.add_column(_esc(label), justify="right", style="italic dim")
+    table.add_column(_esc(published_label(rule)), justify="right", style="italic dim")
   for task in group.tasks:
     cells = [_esc(task)]
     for rule in rules:
@@ -1131,8 +1138,7 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
     for rule in dict.fromkeys(r.rule for r in rows):
       cells = {r.metric: r for r in rows if r.rule == rule}
       seeds = next(iter(cells.values())).seeds
-      label = f"{rule} (published)" if published and "published" not in rule else rule
-      table.add_row(_esc(label),
+      table.add_row(_esc(published_label(rule) if published else rule),
                     str(seeds) if seeds else "?",
                     *(fmt_interval(cells[m].point, cells[m].lo, cells[m].hi)
                       for m in result.metrics),

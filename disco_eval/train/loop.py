@@ -330,11 +330,12 @@ class Trainer:
   # -- evaluation ------------------------------------------------------------
 
   @functools.partial(jax.jit, static_argnums=(0, 3))
-  def evaluate(self, params, rng: Array, episodes: int) -> Array:
+  def evaluate(self, params, rng: Array, episodes: int) -> tuple[Array, dict]:
     """Returns of the first `episodes` episodes of the sampling policy.
 
     Runs `episodes` environments in parallel until each has ended one
-    episode (auto-reset environments; pure JAX). Returns [episodes].
+    episode (auto-reset environments; pure JAX). Returns [episodes] and no
+    extra figures ({}), as ``HostTrainer.evaluate``.
     """
     keys = jax.random.split(rng, episodes + 1)
     env_state, ts = jax.vmap(self.env.reset)(keys[1:])
@@ -353,4 +354,4 @@ class Trainer:
 
     init = (env_state, ts, jnp.zeros((episodes,), jnp.float32),
             jnp.zeros((episodes,), bool), keys[0])
-    return jax.lax.while_loop(cond, body, init)[2]
+    return jax.lax.while_loop(cond, body, init)[2], {}
