@@ -6,6 +6,12 @@ CPU the seeds take turns, chunk by chunk, which is faster there). Every run writ
 record folder (``disco_eval.store``): config, status, metrics over env steps,
 periodic checkpoints of the whole training state, and the final summary.
 Complete runs are skipped; interrupted runs resume from their checkpoint.
+
+A sweep is planned into units of work (:class:`Unit`: one rule, one task and
+the seeds trained together), each run by :func:`run_unit`. A unit is small and
+picklable and names its rule by its place in the spec, so that a worker of a
+cluster (``disco_eval.launch``) runs it from the spec alone; :func:`run_sweep`
+runs the units one after another in this process.
 """
 
 import copy
@@ -55,7 +61,9 @@ class SweepSpec:
 @dataclasses.dataclass
 class Progress:
   """An event for progress displays."""
-  kind: str  # "plan" | "start" | "chunk" | "done" | "skip" | "failed" | "resume"
+  # "plan" | "start" | "chunk" | "done" | "skip" | "failed" | "resume" | "busy"
+  # | "retry" (a launcher submits a unit again)
+  kind: str
   rule: str
   task: str
   seeds: tuple[int, ...]
@@ -72,7 +80,9 @@ class RunResult:
   rule: str
   task: str
   seed: int
-  status: str          # "complete" | "skipped" | "failed"
+  # "complete" | "skipped" | "failed" | "busy" (being written by another
+  # process: not touched here)
+  status: str
   path: Path
   summary: dict[str, Any] | None = None
   error: str | None = None
@@ -201,42 +211,116 @@ def rule_train_config(protocol: suites.Protocol, steps: int | None,
   return train_config(protocol, steps, merged)
 
 
-def run_sweep(spec: SweepSpec,
-              on_progress: Callable[[Progress], None] = lambda p: None
-              ) -> list[RunResult]:
-  """Runs the sweep rule x task x seed; returns one result per run."""
+@dataclasses.dataclass(frozen=True)
+class Unit:
+  """One unit of work: the seeds of one (rule, task) trained together.
+
+  `rule` is the rule's index in ``SweepSpec.rules`` and `label` its label;
+  `overrides` are the spec's overrides that apply to this rule (scoped, with
+  aliases expanded); `env_steps` is each run's step budget (for displays).
+  """
+  rule: int
+  label: str
+  task: str
+  seeds: tuple[int, ...]
+  overrides: tuple[tuple[str, str], ...] = ()
+  env_steps: int = 0
+
+
+@dataclasses.dataclass
+class Plan:
+  """A sweep planned into units, with the "plan" event that announces it and
+  the rules resolved while planning (by index; reused by an in-process run)."""
+  units: list[Unit]
+  announce: Progress
+  rules: dict[int, Any]
+
+
+def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]:
+  """`seeds` cut into groups of `per_unit` (0: one group of all)."""
+  if per_unit < 0:
+    raise UserError(f"--seeds-per-unit must be 0 (all seeds together) or more, got {per_unit}")
+  size = per_unit or len(seeds)
+  return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
+def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
+  """Checks the spec and cuts the sweep into units: rule by rule, task by
+  task, the seeds in groups of `seeds_per_unit` (0: all seeds of a (rule,
+  task) trained together, as :func:`run_sweep` does)."""
   suite = suites.load_suite(spec.suite)
   base_protocol = suite.protocol(spec.protocol)
   tasks = suite.check_tasks(list(spec.tasks))
   if not spec.seeds:
     raise UserError("--seeds must be at least 1")
+  groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
   _split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
   resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
-  plans = []
-  for rule, (label, scoped) in zip(resolved, _scope_overrides(spec.overrides, labels).items()):
-    rule_over, train_over, protocol_over = _split_overrides(scoped)
-    settings = rule_settings(rule.manifest, suite, rule_over)
-    cfg = rule_train_config(base_protocol, spec.steps, settings, train_over)
-    protocol = effective_protocol(base_protocol, cfg, protocol_over)
-    plans.append((rule, settings, cfg, protocol))
-  protocol = plans[0][3]
+  units, budgets, protocol = [], [], None
+  for index, (rule, (label, scoped)) in enumerate(
+      zip(resolved, _scope_overrides(spec.overrides, labels).items())):
+    _, cfg, rule_protocol = _rule_plan(suite, base_protocol, spec.steps, rule, scoped)
+    protocol = protocol or rule_protocol
+    total = cfg.iterations * cfg.steps_per_iteration
+    budgets.append(total)
+    units += [Unit(index, label, task, seeds, tuple(scoped), total)
+              for task in tasks for seeds in groups]
   runs = len(resolved) * len(tasks) * len(spec.seeds)
-  on_progress(Progress("plan", "", "", tuple(spec.seeds),
-                       total_steps=sum(c.iterations * c.steps_per_iteration for _, _, c, _ in plans)
-                       * len(tasks) * len(spec.seeds),
-                       message=f"{runs} runs"
-                       + ("; off-protocol budget, small evaluation: "
-                          + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
-                                      if k.startswith("smoke_"))
-                          if protocol.get("smoke") else "")))
+  announce = Progress("plan", "", "", tuple(spec.seeds),
+                      total_steps=sum(budgets) * len(tasks) * len(spec.seeds),
+                      message=f"{runs} runs"
+                      + ("; off-protocol budget, small evaluation: "
+                         + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
+                                     if k.startswith("smoke_"))
+                         if protocol.get("smoke") else ""))
+  return Plan(units, announce, dict(enumerate(resolved)))
+
+
+def _rule_plan(suite, base_protocol, steps, rule, scoped):
+  """(settings, loop config, protocol) of one rule, from its scoped overrides."""
+  rule_over, train_over, protocol_over = _split_overrides(scoped)
+  settings = rule_settings(rule.manifest, suite, rule_over)
+  cfg = rule_train_config(base_protocol, steps, settings, train_over)
+  return settings, cfg, effective_protocol(base_protocol, cfg, protocol_over)
+
+
+def run_unit(spec: SweepSpec, unit: Unit,
+             on_progress: Callable[[Progress], None] = lambda p: None,
+             rule=None) -> list[RunResult]:
+  """Runs one unit of a sweep; returns one result per seed.
+
+  Everything is derived from `spec` and `unit` (the rule is resolved again
+  unless `rule`, the one resolved while planning, is given), so a worker
+  process can run a unit planned elsewhere. A run locked by another process
+  is left alone and reported "busy".
+  """
+  suite = suites.load_suite(spec.suite)
+  base_protocol = suite.protocol(spec.protocol)
+  if rule is None:
+    rule = checkpoints.resolve_rule(spec.rules[unit.rule])
+  if rule.label != unit.label:
+    raise UserError(f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
+                    f"'{unit.label}' when the sweep was planned; install the same "
+                    "rules on every machine")
+  settings, cfg, protocol = _rule_plan(suite, base_protocol, spec.steps, rule,
+                                       unit.overrides)
+  return _run_group(spec, suite, protocol, unit.task, rule, settings, cfg,
+                    unit.seeds, on_progress)
+
+
+def run_sweep(spec: SweepSpec,
+              on_progress: Callable[[Progress], None] = lambda p: None,
+              seeds_per_unit: int = 0) -> list[RunResult]:
+  """Runs the sweep rule x task x seed in this process, unit after unit;
+  returns one result per run."""
+  plan = plan_sweep(spec, seeds_per_unit)
+  on_progress(plan.announce)
   results = []
-  for rule, settings, cfg, protocol in plans:
-    for task in tasks:
-      results += _run_group(spec, suite, protocol, task, rule, settings, cfg,
-                            on_progress)
+  for unit in plan.units:
+    results += run_unit(spec, unit, on_progress, plan.rules[unit.rule])
   return results
 
 
@@ -249,7 +333,7 @@ def build_parts(suite, task: str, rule, settings: dict):
   return env, rule_obj, agent, make_optimizer(settings["optimizer"])
 
 
-def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
+def _run_group(spec, suite, protocol, task, rule, settings, cfg, seeds, on_progress):
   env, rule_obj, agent, optimizer = build_parts(suite, task, rule, settings)
   kind = rule.manifest.kind
   if suite.backend == "jax":
@@ -274,11 +358,16 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, on_progress):
   results, pending = [], []
   with ExitStack() as stack:
     records = {}
-    for seed in spec.seeds:
+    for seed in seeds:
       config = {**base_config, "seed": seed, "versions": store.versions(),
                 "created": _now()}
       rec = store.RunRecord.open(spec.out, suite.name, task, rule.label, seed, config)
-      stack.enter_context(rec.lock())
+      try:
+        stack.enter_context(rec.lock())
+      except store.RunBusy as e:  # another sweep writes it: leave it alone
+        results.append(RunResult(rule.label, task, seed, "busy", rec.path, error=str(e)))
+        on_progress(Progress("busy", rule.label, task, (seed,), message=str(e)))
+        continue
       if rec.is_complete():
         results.append(RunResult(rule.label, task, seed, "skipped", rec.path, rec.summary))
         on_progress(Progress("skip", rule.label, task, (seed,), total_steps, total_steps))

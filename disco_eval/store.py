@@ -137,6 +137,10 @@ def versions() -> dict[str, str]:
   return out
 
 
+class RunBusy(UserError):
+  """The run is locked by another process (see :meth:`RunRecord.lock`)."""
+
+
 # --- atomic writes ------------------------------------------------------------
 
 
@@ -479,8 +483,9 @@ class RunRecord:
     Uses flock(LOCK_EX | LOCK_NB) on ``.lock``: if another process (or another
     lock() in this one) holds it, a UserError names its pid. The kernel drops
     the lock when the process exits or is killed (note: children forked while
-    it is held share it until they exit). On entry, temp files left by killed
-    writers are removed and a pending config refresh (see open) is written.
+    it is held share it until they exit); that UserError is a :class:`RunBusy`.
+    On entry, temp files left by killed writers are removed and a pending
+    config refresh (see open) is written.
     """
     if not self.path.is_dir():
       raise UserError(f"run folder {self.path} does not exist; create it with "
@@ -490,7 +495,7 @@ class RunRecord:
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
-        raise UserError(
+        raise RunBusy(
             f"run {self.path} is being written by another process "
             f"({self._lock_holder(fd)}); wait for it to end or stop it") from None
       with contextlib.suppress(OSError):  # the pid note is advisory
