@@ -226,6 +226,9 @@ def _parse_set(items: list[str]) -> tuple[tuple[str, str], ...]:
   return tuple(pairs)
 
 
+_LAUNCH = "Launchers (local, ray, slurm)"
+
+
 @app.command("run")
 def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suites list`)."),
         rule: list[str] = typer.Option(["disco103"], "--rule", "-r",
@@ -239,9 +242,45 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
         set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value "
                                        "(rule tables: hyperparams, rule, agent, optimizer; loop: train)."),
         checkpoint_every: int = typer.Option(10, help="Chunks of iterations between checkpoints."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON.")):
+        as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON."),
+        launcher: str = typer.Option("local", help="Where units run: local, ray or slurm "
+                                     "(docs/cluster.md).", rich_help_panel=_LAUNCH),
+        seeds_per_unit: int = typer.Option(0, help="Seeds trained together in one unit of "
+                                           "work (0: all seeds of a rule and task).",
+                                           rich_help_panel=_LAUNCH),
+        retries: Optional[int] = typer.Option(None, help="ray/slurm: times a unit whose runs "
+                                              "failed or whose worker died is submitted again "
+                                              "(default: 2).", rich_help_panel=_LAUNCH),
+        gpus_per_unit: Optional[float] = typer.Option(
+            None, help="ray/slurm: GPUs per unit (default: ray: 1 if the cluster has GPUs, "
+            "else 0; slurm: the profile's, else none).", rich_help_panel=_LAUNCH),
+        cpus_per_unit: Optional[int] = typer.Option(None, help="ray/slurm: CPUs per unit "
+                                                    "(default: ray: 1).", rich_help_panel=_LAUNCH),
+        ray_address: Optional[str] = typer.Option(None, help="ray: the cluster to join "
+                                                  "(HOST:6379 or auto; default: a local Ray).",
+                                                  rich_help_panel=_LAUNCH),
+        slurm_profile: Optional[Path] = typer.Option(None, help="slurm: TOML file of executor "
+                                                     "settings (flags win).", rich_help_panel=_LAUNCH),
+        slurm_partition: Optional[str] = typer.Option(None, help="slurm: partition.",
+                                                       rich_help_panel=_LAUNCH),
+        slurm_account: Optional[str] = typer.Option(None, help="slurm: account to charge.",
+                                                     rich_help_panel=_LAUNCH),
+        slurm_time: Optional[int] = typer.Option(None, help="slurm: time limit per job in "
+                                                 "minutes (default: 1440); longer runs are "
+                                                 "requeued and resume.", rich_help_panel=_LAUNCH),
+        slurm_mem_gb: Optional[int] = typer.Option(None, help="slurm: memory per job in GB.",
+                                                    rich_help_panel=_LAUNCH),
+        slurm_array_parallelism: Optional[int] = typer.Option(
+            None, help="slurm: jobs of the array running at once.", rich_help_panel=_LAUNCH)):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
-  from disco_eval import experiment
+  from disco_eval import experiment, launch
+  options = launch.LaunchOptions(
+      launcher=launcher, seeds_per_unit=seeds_per_unit, retries=retries,
+      gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit, ray_address=ray_address,
+      slurm=launch.SlurmOptions(profile=slurm_profile, partition=slurm_partition,
+                                account=slurm_account, time_min=slurm_time,
+                                mem_gb=slurm_mem_gb, array_parallelism=slurm_array_parallelism))
+  options.check()
   spec = experiment.SweepSpec(
       suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
       tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
@@ -259,14 +298,16 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
       if p.kind == "plan":
         overall = progress.add_task(f"all ({p.message})", total=p.total_steps, info="")
         return
-      if p.kind in ("skip", "resume", "failed"):
+      if p.kind in ("skip", "resume", "failed", "busy", "retry"):
         note = {"skip": "[dim]skip[/] {r}/{t} seed {s}: already complete",
-                "resume": "{m}", "failed": "[red]failed[/] {r}/{t} seeds {s}: {m}"}[p.kind]
+                "resume": "{m}", "failed": "[red]failed[/] {r}/{t} seeds {s}: {m}",
+                "busy": "[yellow]busy[/] {r}/{t} seed {s}: {m}",
+                "retry": "[yellow]{m}[/]"}[p.kind]
         progress.console.print(note.format(r=p.rule, t=p.task, m=p.message,
                                            s=",".join(map(str, p.seeds))))
       for seed in p.seeds:
         key = (p.rule, p.task, seed)
-        if p.kind in ("failed",):
+        if p.kind in ("failed", "busy", "retry"):
           continue
         if key not in lines:
           lines[key] = progress.add_task(f"{p.rule} / {p.task} / seed {seed}",
@@ -281,7 +322,7 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
           progress.advance(overall, p.env_steps - done.get(key, 0))
           done[key] = p.env_steps
 
-    results = experiment.run_sweep(spec, on_progress)
+    results = launch.run(spec, options, on_progress)
   rows = [{"rule": r.rule, "task": r.task, "seed": r.seed, "status": r.status,
            "path": str(r.path), "score": (r.summary or {}).get("score"),
            "normalized_score": (r.summary or {}).get("normalized_score"),
@@ -294,9 +335,15 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
       t.add_column(c)
     for r in rows:
       score = "-" if r["score"] is None else f"{r['score']:+.3f}"
-      status = r["status"] if r["status"] != "failed" else f"[red]failed[/]: {r['error']}"
+      status = {"failed": f"[red]failed[/]: {r['error']}",
+                "busy": "[yellow]busy[/]: being written by another process"}.get(
+                    r["status"], r["status"])
       t.add_row(r["rule"], r["task"], str(r["seed"]), status, score, r["path"])
     out.print(t)
+    busy = sum(r["status"] == "busy" for r in rows)
+    if busy:
+      err.print(f"{busy} run(s) are being written by another process; run this command "
+                "again once it ends to check them.", highlight=False)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
 

@@ -1,0 +1,128 @@
+"""The part of a cluster sweep shared by every cluster launcher.
+
+A worker runs a unit through :func:`work`, which returns an :class:`Outcome`.
+The driver hands units to a :class:`Backend` (Ray, Slurm) and
+:func:`collect` gathers their outcomes, submitting a unit again, a bounded
+number of times, when its runs failed or its worker died (runs resume from
+their checkpoints, so a retry resumes). Runs that are still failed after the
+last retry stay recorded as failed; runs another process is writing are
+reported "busy" and are not retried.
+"""
+
+import dataclasses
+from pathlib import Path
+from typing import Callable, Protocol
+
+from disco_eval import experiment, store
+from disco_eval.errors import UserError
+from disco_eval.experiment import Progress, RunResult, SweepSpec, Unit
+
+
+@dataclasses.dataclass
+class Outcome:
+  """What became of one submission of a unit: exactly one field is set."""
+  results: list[RunResult] | None = None   # it ran (its runs may have failed)
+  crash: str | None = None                 # its worker died or raised (one line)
+  user_error: str | None = None            # bad input or set-up: the sweep stops
+
+
+def work(spec: SweepSpec, unit: Unit,
+         on_progress: Callable[[Progress], None]) -> Outcome:
+  """Runs `unit` in a worker. A UserError comes back as a value (its message
+  is meant for the user, not a traceback); other exceptions propagate, for
+  the cluster to record as a crash."""
+  try:
+    return Outcome(results=experiment.run_unit(spec, unit, on_progress))
+  except UserError as e:
+    return Outcome(user_error=str(e))
+
+
+def one_line(error: BaseException) -> str:
+  """'Type: last line of the message', for crashes whose text is a traceback."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[-1] if lines else 'no message'}"
+
+
+class Backend(Protocol):
+  """Where units run. Keys identify a unit across its submissions."""
+
+  def submit(self, units: list[tuple[int, Unit]]) -> None:
+    """Starts the units (one batch: a Slurm job array)."""
+
+  def wait(self) -> list[tuple[int, Outcome]]:
+    """Waits a little (forwarding progress); returns the units that ended."""
+
+  def cancel(self) -> None:
+    """Stops the units still running."""
+
+  def interrupted(self) -> str | None:
+    """What to tell a user who pressed Ctrl-C while units run elsewhere (the
+    units keep running), or None if they stop with the driver."""
+
+
+def collect(spec: SweepSpec, units: list[Unit], backend: Backend, retries: int,
+            on_progress: Callable[[Progress], None]) -> list[RunResult]:
+  """Runs `units` on `backend` until each is done or out of retries; returns
+  one result per run, in the order of the units and their seeds."""
+  current = dict(enumerate(units))
+  tries = dict.fromkeys(current, 0)
+  found: dict[int, dict[int, RunResult]] = {key: {} for key in current}
+  backend.submit(list(current.items()))
+  running = set(current)
+  try:
+    while running:
+      for key, outcome in backend.wait():
+        running.discard(key)
+        unit = current[key]
+        if outcome.user_error is not None:
+          backend.cancel()
+          raise UserError(outcome.user_error)
+        if outcome.results is not None:
+          found[key].update((r.seed, r) for r in outcome.results)
+          failed = [r for r in outcome.results if r.status == "failed"]
+          again = tuple(r.seed for r in failed)
+          why = failed[0].error if failed else ""
+        else:
+          again, why = unit.seeds, outcome.crash or "the worker ended without a result"
+        if not again:
+          continue
+        if tries[key] < retries:
+          tries[key] += 1
+          current[key] = dataclasses.replace(unit, seeds=again)
+          on_progress(Progress(
+              "retry", unit.label, unit.task, again,
+              message=f"retry {tries[key]}/{retries} of {unit.label}/{unit.task} seeds "
+                      f"{','.join(map(str, again))} ({why})"))
+          backend.submit([(key, current[key])])
+          running.add(key)
+        elif outcome.results is None:
+          on_progress(Progress("failed", unit.label, unit.task, again, message=why))
+          found[key].update((seed, settle(spec, unit, seed, why)) for seed in again)
+  except KeyboardInterrupt:
+    note = backend.interrupted()
+    if note is None:
+      raise
+    raise UserError(note) from None
+  return [found[key][seed] for key, unit in enumerate(units) for seed in unit.seeds
+          if seed in found[key]]
+
+
+def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:
+  """The result of a run whose worker died for the last time: complete if it
+  was (the worker died after), else recorded as failed with `why` (under the
+  run's lock: a run another process writes is reported busy)."""
+  path = store.run_dir(Path(spec.out), spec.suite, unit.task, unit.label, seed)
+  result = RunResult(unit.label, unit.task, seed, "failed", path, error=why)
+  if not (path / store.CONFIG_FILE).is_file():
+    return result   # it never started: nothing to record
+  record = store.RunRecord(path)
+  try:
+    with record.lock():
+      if record.is_complete():
+        return RunResult(unit.label, unit.task, seed, "complete", path, record.summary)
+      record.mark_failed(why)
+  except store.RunBusy as e:
+    return RunResult(unit.label, unit.task, seed, "busy", path, error=str(e))
+  except (UserError, OSError):
+    pass   # unreadable or unwritable from here: reported failed all the same
+  return result
