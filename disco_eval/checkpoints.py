@@ -335,7 +335,7 @@ def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
   their cached weights (pulled first if missing and `download`), hand-designed
   rules have no params.
   """
-  if _looks_like_path(spec):
+  if looks_like_path(spec):
     return _resolve_file(Path(spec).expanduser())
   manifest = load_rule_manifest(spec)
   if manifest.filename is None:
@@ -353,7 +353,7 @@ def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
   return ResolvedRule(manifest, params, sha, path, manifest.name)
 
 
-def _looks_like_path(spec: str) -> bool:
+def looks_like_path(spec: str) -> bool:
   """True if `spec` names a checkpoint file rather than a rule."""
   if spec.lower().endswith(".npz") or os.sep in spec or "/" in spec:
     return True

@@ -280,7 +280,6 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
       slurm=launch.SlurmOptions(profile=slurm_profile, partition=slurm_partition,
                                 account=slurm_account, time_min=slurm_time,
                                 mem_gb=slurm_mem_gb, array_parallelism=slurm_array_parallelism))
-  options.check()
   spec = experiment.SweepSpec(
       suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
       tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,

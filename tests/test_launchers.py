@@ -4,6 +4,7 @@ path (submitit's local executor) gives the local launcher's records."""
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +43,7 @@ def same_records(a: Path, b: Path) -> None:
 
 
 def table(out: Path) -> list[dict]:
-  groups = report.compare(out, reps=500).to_json()["groups"]
+  groups = report.compare(out, reps=200).to_json()["groups"]
   return [{k: g[k] for k in ("per_task", "aggregate", "matrices", "seeds")} for g in groups]
 
 
@@ -234,19 +235,20 @@ def ray_instance():
 def test_ray_sweep_gives_the_local_records_and_table(ray_instance, local_runs, tmp_path):
   out = tmp_path / "ray"
   events = []
-  results = launch.run(spec(out), launch.LaunchOptions("ray", seeds_per_unit=1),
+  # Two units of two seeds, side by side on the two CPUs.
+  results = launch.run(spec(out), launch.LaunchOptions("ray", seeds_per_unit=2),
                        events.append)
   assert [(r.seed, r.status) for r in results] == [(s, "complete") for s in range(4)]
   # The workers' progress reached the driver.
-  assert {e.seeds for e in events if e.kind == "chunk"} == {(0,), (1,), (2,), (3,)}
-  assert sum(e.kind == "done" for e in events) == 4
+  assert {e.seeds for e in events if e.kind == "chunk"} == {(0, 1), (2, 3)}
+  assert {e.seeds for e in events if e.kind == "done"} == {(0, 1), (2, 3)}
   local, remote = runs(local_runs), runs(out)
   assert local.keys() == remote.keys() == {0, 1, 2, 3}
   for seed in local:
     same_records(local[seed], remote[seed])
   assert table(out) == table(local_runs)
   # On the local launcher's folder, Ray skips what is complete.
-  again = launch.run(spec(local_runs), launch.LaunchOptions("ray", seeds_per_unit=2))
+  again = launch.run(spec(local_runs), launch.LaunchOptions("ray", seeds_per_unit=1))
   assert [(r.seed, r.status) for r in again] == [(s, "skipped") for s in range(4)]
 
 
@@ -268,8 +270,9 @@ def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
 # --- Slurm, through submitit's local executor ---------------------------------
 
 
-def test_slurm_path_runs_units_and_leaves_busy_runs_alone(local_runs, tmp_path):
+def test_slurm_path_runs_units_leaves_busy_runs_alone_and_requeues(local_runs, tmp_path):
   pytest.importorskip("submitit")
+  from disco_eval.launch.slurm_jobs import SlurmBackend
   out = tmp_path / "slurm"
   options = launch.LaunchOptions("slurm", seeds_per_unit=1, slurm=launch.SlurmOptions(
       cluster="local", poll_s=0.5, time_min=10))
@@ -284,10 +287,29 @@ def test_slurm_path_runs_units_and_leaves_busy_runs_alone(local_runs, tmp_path):
     assert "being written by another process" in results[1].error
     assert not (busy.path / "metrics.csv").exists()
   assert ("busy", (1,)) in [(e.kind, e.seeds) for e in events]
-  # Released: the same command completes seed 1 and skips seed 0.
-  results = launch.run(sweep, options)
-  assert [(r.seed, r.status) for r in results] == [(0, "skipped"), (1, "complete")]
+
+  # Released: the same sweep skips seed 0 and runs seed 1, whose job is
+  # preempted (SIGUSR2, as Slurm signals) as soon as it runs: submitit
+  # requeues it and the requeued job finishes the run.
+  sweep = launch.for_workers(sweep)
+  preempted = []
+
+  def preempt(event):
+    if event.kind == "chunk" and event.seeds == (1,) and not preempted:
+      pid = json.loads((busy.path / "status.json").read_text())["pid"]
+      os.kill(pid, signal.SIGUSR2)
+      preempted.append(pid)
+
+  with SlurmBackend(sweep, options, preempt) as backend:
+    results = driver.collect(sweep, experiment.plan_sweep(sweep, 1).units, backend, 0,
+                             preempt)
+  assert preempted
+  # (Seed 1 reads "skipped" in the unlikely case that the signal came after
+  # the run was complete, before the job ended; its record is checked below.)
+  assert [(r.seed, r.status) for r in results] in (
+      [(0, "skipped"), (1, "complete")], [(0, "skipped"), (1, "skipped")])
+  logs = "".join(p.read_text() for p in (out / ".slurm").glob("*/*_log.*"))
+  assert "Requeued job" in logs, "the preempted job was not requeued"
   local = runs(local_runs)
   for seed, path in runs(out).items():
     same_records(local[seed], path)
-  assert list((out / ".slurm").glob("*/*_log.out")), "job logs are kept under OUT/.slurm"

@@ -99,7 +99,7 @@ def for_workers(spec: SweepSpec) -> SweepSpec:
   """`spec` with absolute paths (results folder, rule files), as workers that
   start elsewhere need them. Symbolic links are kept (a shared file system
   may be mounted through one)."""
-  rules = tuple(os.path.abspath(os.path.expanduser(r)) if checkpoints._looks_like_path(r)
+  rules = tuple(os.path.abspath(os.path.expanduser(r)) if checkpoints.looks_like_path(r)
                 else r for r in spec.rules)
   return dataclasses.replace(spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))),
                              rules=rules)

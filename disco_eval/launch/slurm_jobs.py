@@ -17,7 +17,9 @@ Profile keys::
   [sbatch]                   # any other #SBATCH option, e.g. exclude = "node7"
 """
 
+import os
 import shutil
+import sys
 import time
 import tomllib
 from pathlib import Path
@@ -93,7 +95,16 @@ class UnitJob:
     self.spec, self.unit = spec, unit
 
   def __call__(self) -> driver.Outcome:
-    return driver.work(self.spec, self.unit, lambda event: None)
+    try:
+      return driver.work(self.spec, self.unit, lambda event: None)
+    except SystemExit as e:
+      # submitit ends a preempted or timed-out job so, once it is requeued (the
+      # records are consistent and the lock released by now). Leave without
+      # Python's shutdown: after unwinding out of an XLA compilation it can
+      # crash, and the local executor requeues only on its own exit code.
+      sys.stdout.flush()
+      sys.stderr.flush()
+      os._exit(e.code if isinstance(e.code, int) else 1)
 
   def checkpoint(self, *args, **kwargs) -> submitit.helpers.DelayedSubmission:
     return submitit.helpers.DelayedSubmission(UnitJob(self.spec, self.unit))
