@@ -82,6 +82,7 @@ def test_ppo_minibatches_and_host_trainer_on_two_devices(probe):
   assert h["losses_1"][0] == 0.0 and h["losses_1"][1] > 0
   np.testing.assert_allclose(h["losses_2"], h["losses_1"], rtol=1e-4)
   assert h["params_rel_diff"] < 1e-3
+  assert h["eval_returns"] == [1.0] * 4
 
 
 def test_devices_setting_and_its_errors():

@@ -173,9 +173,10 @@ def host_training() -> dict:
     for it in range(4):
       s, (_, _, _, loss, _) = tr.iteration(s, None, it)
       losses.append(loss)
+    returns, _ = tr.evaluate(s.params, jax.random.PRNGKey(2), 4)   # replicated params
     runs.append((s, losses))
     tr.close()
-  return {"losses_1": runs[0][1], "losses_2": runs[1][1],
+  return {"losses_1": runs[0][1], "losses_2": runs[1][1], "eval_returns": returns.tolist(),
           "params_rel_diff": leaves_max_rel_diff(runs[0][0].params, runs[1][0].params),
           "buffer_spec": str(runs[1][0].buffer.data.observations.sharding.spec)}
 
