@@ -242,6 +242,9 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
         set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value "
                                        "(rule tables: hyperparams, rule, agent, optimizer; loop: train)."),
         checkpoint_every: int = typer.Option(10, help="Chunks of iterations between checkpoints."),
+        devices: Optional[int] = typer.Option(
+            None, "--devices", help="Local devices each run's environments and learner batch "
+            "are split over (default 1; same as --set train.devices=N)."),
         as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON."),
         launcher: str = typer.Option("local", help="Where units run: local, ray or slurm "
                                      "(docs/cluster.md).", rich_help_panel=_LAUNCH),
@@ -277,13 +280,17 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
   options = launch.LaunchOptions(
       launcher=launcher, seeds_per_unit=seeds_per_unit, retries=retries,
       gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit, ray_address=ray_address,
+      devices=devices or 1,
       slurm=launch.SlurmOptions(profile=slurm_profile, partition=slurm_partition,
                                 account=slurm_account, time_min=slurm_time,
                                 mem_gb=slurm_mem_gb, array_parallelism=slurm_array_parallelism))
+  overrides = _parse_set(set_)
+  if devices is not None:
+    overrides += (("train.devices", str(devices)),)
   spec = experiment.SweepSpec(
       suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
       tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
-      overrides=_parse_set(set_), checkpoint_every=max(1, checkpoint_every))
+      overrides=overrides, checkpoint_every=max(1, checkpoint_every))
   console = err if as_json else out
   with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                 TextColumn("{task.fields[info]}"), TimeElapsedColumn(),

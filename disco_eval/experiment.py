@@ -38,7 +38,7 @@ from disco_eval.train.optim import make_optimizer
 
 TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
               "sample_entries", "updates_per_iteration", "chunk", "vmap_seeds",
-              "learner_microbatches")
+              "learner_microbatches", "devices")
 # Protocol settings a user may change with ``--set protocol.KEY=VALUE`` (for
 # small runs); a run that changes them is labelled as off-protocol.
 PROTOCOL_KEYS = ("eval_episodes", "eval_max_steps", "eval_envs")

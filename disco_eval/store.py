@@ -80,6 +80,9 @@ LOCK_FILE = ".lock"
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
 VOLATILE_CONFIG_KEYS = ("versions", "created")
+# Config keys added after runs were first recorded, with the value an older
+# record that lacks them ran with: such a record still matches a new config.
+LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}
 STATUSES = ("running", "complete", "failed")
 # The metrics column that truncate_metrics cuts on.
 STEP_COLUMN = "env_steps"
@@ -292,6 +295,17 @@ def _canonical_config(config: dict) -> dict:
 _ABSENT = object()
 
 
+def _with_later_keys(stored: dict, new: dict) -> dict:
+  """`stored` with the LATER_CONFIG_KEYS it lacks, at their old values, where
+  `new` has them (so that only a real change of those settings differs)."""
+  stored = json.loads(json.dumps(stored))
+  for (table, key), old_value in LATER_CONFIG_KEYS.items():
+    where = stored.get(table)
+    if isinstance(where, dict) and key not in where and key in new.get(table, {}):
+      where[key] = old_value
+  return stored
+
+
 def _first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
   """(key path, old value, new value) of the first difference, or None."""
   if _compact(old) == _compact(new):
@@ -460,6 +474,7 @@ class RunRecord:
       raise UserError(f"run {record.path} has a {CONFIG_FILE} that is not a JSON "
                       "object; delete that folder or pass --out DIR")
     stored_canonical = {k: v for k, v in stored.items() if k not in VOLATILE_CONFIG_KEYS}
+    stored_canonical = _with_later_keys(stored_canonical, canonical)
     difference = _first_difference(stored_canonical, canonical)
     if difference is not None:
       key, old, new = difference

@@ -58,6 +58,7 @@ class LaunchOptions:
   gpus_per_unit: float | None = None
   cpus_per_unit: int | None = None
   ray_address: str | None = None
+  devices: int = 1                 # --devices: GPUs a unit needs by default
   slurm: SlurmOptions = dataclasses.field(default_factory=SlurmOptions)
 
   def check(self) -> None:

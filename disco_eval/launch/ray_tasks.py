@@ -44,7 +44,8 @@ class RayBackend:
     try:
       gpus = options.gpus_per_unit
       if gpus is None:
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        # A data-parallel run (--devices N) needs its N GPUs on one node.
+        gpus = options.devices if ray.cluster_resources().get("GPU", 0) >= 1 else 0
       env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
       self.task = ray.remote(_run_unit).options(
           num_cpus=options.cpus_per_unit or 1, num_gpus=gpus, max_retries=0,

@@ -80,6 +80,11 @@ def executor_parameters(options) -> dict:
     flags["gpus_per_node"] = int(options.gpus_per_unit)
   settings.update({k: v for k, v in flags.items() if v is not None})
   settings.setdefault("time_min", DEFAULT_TIME_MIN)
+  if options.devices > 1:
+    gpus = settings.setdefault("gpus_per_node", options.devices)
+    if gpus < options.devices:
+      raise UserError(f"--devices {options.devices} needs {options.devices} GPUs per job but the "
+                      f"Slurm settings give {gpus}; raise gpus_per_node / --gpus-per-unit")
   for key in ("time_min", "mem_gb", "gpus_per_node", "cpus_per_task", "array_parallelism"):
     if key in settings and settings[key] < (0 if key == "gpus_per_node" else 1):
       raise UserError(f"Slurm setting {key} must be positive, got {settings[key]}")

@@ -13,6 +13,11 @@ environments live on the host, so an iteration is a Python loop:
    entries, makes `updates_per_iteration` learner steps (two compiled
    variants: warm-up without learning, and with).
 
+With ``devices = N > 1`` (:mod:`disco_eval.train.devices`) the observations
+the actor and the learner receive, the replay buffer and the learner batch are
+split along the environment axis over N local devices; parameters are
+replicated. Each pool still steps all `num_envs` environments on the host.
+
 Tasks may name ``episode_columns``: per-episode figures their pools report
 on the step that ends an episode (``pool.episode_infos``); each iteration's
 metrics carry their sums over the episodes that ended in it (e.g. Crafter's
@@ -39,7 +44,7 @@ import optax
 
 from disco_eval.agents.networks import Agent
 from disco_eval.rules.base import Rollout, UpdateRule
-from disco_eval.train import replay
+from disco_eval.train import devices, replay
 from disco_eval.train.loop import TrainConfig, Trainer
 
 Array = jax.Array
@@ -93,6 +98,7 @@ class HostTrainer:
     self.protocol = protocol
     # The learner step of the pure-JAX trainer, composed (it needs no env).
     self._core = Trainer(None, agent, rule, optimizer, cfg)
+    self.mesh = self._core.mesh   # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
@@ -129,6 +135,24 @@ class HostTrainer:
         discounts=jnp.zeros((t, e), jnp.float32),
         behaviour_logits=jnp.zeros((t, e, a), jnp.float32))
 
+  def lay_out(self, s: HostState, how=devices.put) -> HostState:
+    """`s` laid out over the mesh by ``how`` (``devices.put`` or, inside a
+    jitted function, ``devices.constrain``): replay entries [capacity, T+1,
+    E, ...] split along E, the rest replicated. Unchanged on one device."""
+    m = self.mesh
+    if m is None:
+      return s
+    rep = lambda x: how(x, m, None)
+    buffer = replay.ReplayState(how(s.buffer.data, m, 2), rep(s.buffer.next_index),
+                                rep(s.buffer.size))
+    return HostState(rep(s.params), rep(s.opt_state), rep(s.rule_state), buffer,
+                     rep(s.rng), rep(s.seed))
+
+  def _to_device(self, x: np.ndarray, axis: int) -> Any:
+    """A host array [..., E, ...] for a jitted call: split along its
+    environment `axis` over the mesh, or as is on one device."""
+    return x if self.mesh is None else devices.put(x, self.mesh, axis)
+
   def _setting(self, key: str, default: Any) -> Any:
     value = self.protocol.get(key) if self.protocol is not None else None
     return default if value is None else value
@@ -153,7 +177,7 @@ class HostTrainer:
 
   def _add_only(self, s: HostState, obs, actions, rewards, discounts, logits):
     buffer = replay.add(s.buffer, self._entry(obs, actions, rewards, discounts, logits))
-    return s._replace(buffer=buffer), jnp.zeros((), jnp.float32)
+    return self.lay_out(s._replace(buffer=buffer), devices.constrain), jnp.zeros((), jnp.float32)
 
   def _add_and_learn(self, s: HostState, obs, actions, rewards, discounts, logits,
                      rule_params):
@@ -164,7 +188,7 @@ class HostTrainer:
     def one(carry, key):
       params, opt_state, rule_state = carry
       k_sample, k_step = jax.random.split(key)
-      batch = replay.sample(buffer, k_sample, cfg.sample_entries)
+      batch = self._core._split_batch(replay.sample(buffer, k_sample, cfg.sample_entries))
       params, opt_state, rule_state, loss, _ = self._core.learner_step(
           params, opt_state, rule_state, rule_params, batch, k_step)
       return (params, opt_state, rule_state), loss
@@ -176,8 +200,8 @@ class HostTrainer:
       carry, loss = one(carry, key)
       losses.append(loss)
     params, opt_state, rule_state = carry
-    return (HostState(params, opt_state, rule_state, buffer, rng, s.seed),
-            jnp.mean(jnp.stack(losses)))
+    new = HostState(params, opt_state, rule_state, buffer, rng, s.seed)
+    return self.lay_out(new, devices.constrain), jnp.mean(jnp.stack(losses))
 
   # -- iterations ------------------------------------------------------------
 
@@ -185,13 +209,14 @@ class HostTrainer:
     """One iteration; returns the new state and (return_sum, episodes,
     learned, loss, extra) where extra sums the task's episode columns."""
     cfg, actor = self.cfg, self._actor(s)
+    s = self.lay_out(s)
     extra = dict.fromkeys(self.episode_columns, 0.0)
     obs, actions, logits = [], [], []
     rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
     discounts = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
     ret_sum, n_eps = 0.0, 0
     for t in range(cfg.rollout_len):
-      action, lg, actor.key = self._policy(s.params, actor.obs, actor.key)
+      action, lg, actor.key = self._policy(s.params, self._to_device(actor.obs, 0), actor.key)
       obs.append(actor.obs)
       actions.append(action)
       logits.append(lg)
@@ -206,7 +231,8 @@ class HostTrainer:
       for _, info in getattr(actor.pool, "episode_infos", ()):
         for key in extra:
           extra[key] += float(info[key])
-    obs = np.stack(obs)
+    obs = self._to_device(np.stack(obs), 1)
+    rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
     if it >= cfg.min_buffer - 1:   # the buffer holds min_buffer entries after this add
       s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
       learned = cfg.updates_per_iteration

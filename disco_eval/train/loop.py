@@ -10,6 +10,10 @@ loop of DiscoRL's reference Catch example.
 Iterations run in fixed-size chunks compiled once (``lax.scan``); a chunk is a
 pure function of a :class:`TrainState`, so seeds can be vmapped and the state
 checkpointed and resumed bit-for-bit.
+
+With ``devices = N > 1`` the same program runs over N local devices, the
+environments, replay buffer and learner batch split between them
+(:mod:`disco_eval.train.devices`); it learns what the one-device run learns.
 """
 
 import dataclasses
@@ -22,7 +26,7 @@ import optax
 
 from disco_eval.agents.networks import Agent
 from disco_eval.rules.base import Rollout, UpdateRule
-from disco_eval.train import replay
+from disco_eval.train import devices, replay
 
 Array = jax.Array
 
@@ -42,6 +46,8 @@ class TrainConfig:
   # The batch's trajectories go through the agent in this many slices, one
   # after another (same update up to float rounding; one more forward pass).
   learner_microbatches: int = 1
+  # Local devices the run's environments and learner batch are split over.
+  devices: int = 1
 
   @property
   def steps_per_iteration(self) -> int:
@@ -79,6 +85,13 @@ class Trainer:
   def __init__(self, env: Any, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig):
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
+    self.mesh = devices.make_mesh(cfg.devices)   # None on one device
+    # The agent on learner batches [T+1, B, ...]: each device its share of B.
+    self._unroll = agent.apply
+    if self.mesh is not None:
+      devices.check_divisible(cfg.num_envs, cfg.devices)
+      devices.check_unroll_sizes(self._unroll_sizes(), cfg.devices)
+      self._unroll = devices.split_unroll(agent.apply, self.mesh)
     self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
     self._chunk_seeds = jax.jit(jax.vmap(self._run_chunk, in_axes=(0, None, None, None)),
                                 donate_argnums=(0,))
@@ -106,6 +119,42 @@ class Trainer:
     """Fresh states of `seeds`, stacked on a leading axis."""
     states = [self.init(s) for s in seeds]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
+
+  def lay_out(self, s: TrainState, how=devices.put, lead: int = 0) -> TrainState:
+    """`s` laid out over the mesh by ``how`` (``devices.put`` or, inside a
+    jitted function, ``devices.constrain``): the environment axis of the
+    environment state, running returns and replay entries ([capacity, T+1,
+    E, ...]) split, the rest replicated; `lead` leading axes (stacked seeds)
+    come first. Unchanged on one device."""
+    m = self.mesh
+    if m is None:
+      return s
+    rep = lambda x: how(x, m, None)
+    env = lambda x, axis: how(x, m, lead + axis)
+    return TrainState(
+        params=rep(s.params), opt_state=rep(s.opt_state), rule_state=rep(s.rule_state),
+        env_state=env(s.env_state, 0), timestep=env(s.timestep, 0),
+        episode_return=env(s.episode_return, 0),
+        buffer=replay.ReplayState(env(s.buffer.data, 2), rep(s.buffer.next_index),
+                                  rep(s.buffer.size)),
+        rng=rep(s.rng))
+
+  def _unroll_sizes(self) -> dict[str, int]:
+    """Trajectories the learner runs the agent on in one piece, when fewer
+    than the batch (whose size num_envs already makes a multiple of the
+    devices), by the setting that makes the number."""
+    cfg, rule = self.cfg, self.rule
+    b = cfg.sample_entries * cfg.num_envs
+    sizes = {}
+    if rule.num_epochs * rule.num_minibatches > 1:
+      sizes["rule.num_minibatches"] = b // rule.num_minibatches
+    elif cfg.learner_microbatches > 1:
+      sizes["train.learner_microbatches"] = b // cfg.learner_microbatches
+    return sizes
+
+  def _split_batch(self, batch: Rollout) -> Rollout:
+    """Inside jit: the learner batch [T+1, B, ...] split along B."""
+    return batch if self.mesh is None else devices.constrain(batch, self.mesh, 1)
 
   def _empty_entry(self, ts) -> Rollout:
     t, e = self.cfg.rollout_len, self.cfg.num_envs
@@ -154,7 +203,7 @@ class Trainer:
     outputs' cotangent is pulled back through the network (``jax.vjp``);
     otherwise each minibatch is unrolled again with the current parameters.
     """
-    unroll = self.agent.apply
+    unroll = self._unroll
     rule = self.rule
     passes = rule.num_epochs * rule.num_minibatches
     k = self.cfg.learner_microbatches
@@ -207,7 +256,7 @@ class Trainer:
     chained with optimisation barriers, so that XLA cannot run them side by
     side. Measured on XLA's CPU backend the saving is small (ProcGen, 64
     trajectories: 8.3 GB in one piece, 7.6 GB in 4 slices)."""
-    unroll = self.agent.apply
+    unroll = self._unroll
     b = batch.actions.shape[1]
     if b % k:
       raise ValueError(f"learner_microbatches={k} must divide the batch's {b} trajectories")
@@ -258,7 +307,7 @@ class Trainer:
       def one(carry, key):
         params, opt_state, rule_state = carry
         k_sample, k_step = jax.random.split(key)
-        batch = replay.sample(buffer, k_sample, cfg.sample_entries)
+        batch = self._split_batch(replay.sample(buffer, k_sample, cfg.sample_entries))
         params, opt_state, rule_state, loss, _ = self.learner_step(
             params, opt_state, rule_state, rule_params, batch, k_step)
         return (params, opt_state, rule_state), loss
@@ -273,8 +322,8 @@ class Trainer:
     ready = it >= cfg.min_buffer - 1   # the buffer holds min_buffer entries now
     (params, opt_state, rule_state), loss, learned = jax.lax.cond(
         ready, learn, skip, (s.params, s.opt_state, s.rule_state))
-    new = TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
-                     buffer, rng)
+    new = self.lay_out(TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
+                                  buffer, rng), devices.constrain)
     return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss)
 
   def _run_chunk(self, s: TrainState, rule_params, its: Array, active: Array):
@@ -300,7 +349,7 @@ class Trainer:
     its = jnp.arange(start, start + k, dtype=jnp.int32)
     active = jnp.arange(k) < count
     fn = self._chunk_seeds if seeds_axis else self._chunk
-    return fn(state, rule_params, its, active)
+    return fn(self.lay_out(state, lead=int(seeds_axis)), rule_params, its, active)
 
   @property
   def vmaps_seeds(self) -> bool:
