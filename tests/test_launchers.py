@@ -106,6 +106,11 @@ def test_slurm_profile_then_flags(tmp_path):
     slurm_jobs.executor_parameters(options)
   with pytest.raises(UserError, match="whole number"):
     slurm_jobs.executor_parameters(launch.LaunchOptions("slurm", gpus_per_unit=0.5))
+  # A data-parallel run asks for its devices' GPUs, and refuses fewer.
+  assert slurm_jobs.executor_parameters(
+      launch.LaunchOptions("slurm", devices=2))["gpus_per_node"] == 2
+  with pytest.raises(UserError, match="--devices 2 needs 2 GPUs per job"):
+    slurm_jobs.executor_parameters(launch.LaunchOptions("slurm", gpus_per_unit=1, devices=2))
 
 
 class ScriptedBackend:

@@ -269,6 +269,16 @@ def test_open_refuses_a_different_config_naming_the_key(tmp_path):
     _open(tmp_path, hyper={"lr": 3e-4, "batch": 32, "gammas": [0.99, 0.9]})
 
 
+def test_a_record_older_than_a_train_setting_matches_its_old_value(tmp_path):
+  old = {**_config(), "train": {"num_envs": 2}}
+  RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, old)
+  same = {**_config(), "train": {"num_envs": 2, "devices": 1, "learner_microbatches": 1}}
+  RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, same)
+  with pytest.raises(UserError, match=r"train\.devices is 1 there but 2 now"):
+    RunRecord.open(tmp_path, "catch", "catch", "disco103", 0,
+                   {**_config(), "train": {"num_envs": 2, "devices": 2}})
+
+
 def test_open_refuses_a_corrupt_stored_config(tmp_path):
   record = _open(tmp_path)
   (record.path / "config.json").write_text("{not json")
