@@ -193,8 +193,8 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     if not res["overlap_supported"]:
       overlap = "not available: this suite's pools step all their environments together"
     else:
-      overlap = (f"{'on' if res['overlap_default'] else 'off'} ({res['overlap_setting']}; "
-                 f"DISCO_EVAL_OVERLAP=0 turns it off)")
+      overlap = (f"{'on' if res['overlap_default'] else 'off'} in `run` "
+                 f"({res['overlap_setting']}; both modes measured below)")
     rows.append(("actor overlap (env steps beside inference)", overlap))
     for name, m in res["modes"].items():
       sp = m["split_per_iteration"]

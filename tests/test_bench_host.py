@@ -129,15 +129,19 @@ def test_overlapped_iterations_store_the_same_rollouts():
 def test_overlap_setting(monkeypatch):
   proto, rule, task, rule_obj, agent, opt = _parts()
   cfg = TrainConfig(num_envs=4, rollout_len=5)
+  monkeypatch.delenv(host_loop.OVERLAP_ENV, raising=False)
+  assert not host_loop.HostTrainer(task, agent, rule_obj, opt, cfg, proto).overlaps
+  monkeypatch.setenv(host_loop.OVERLAP_ENV, "1")
+  assert host_loop.HostTrainer(task, agent, rule_obj, opt, cfg, proto).overlaps
   monkeypatch.setenv(host_loop.OVERLAP_ENV, "0")
   assert not host_loop.HostTrainer(task, agent, rule_obj, opt, cfg, proto).overlaps
-  monkeypatch.delenv(host_loop.OVERLAP_ENV)
-  assert host_loop.HostTrainer(task, agent, rule_obj, opt, cfg, proto).overlaps
+  monkeypatch.setenv(host_loop.OVERLAP_ENV, "1")
   odd = TrainConfig(num_envs=3, rollout_len=5)    # no even split: synchronous
   assert not host_loop.HostTrainer(task, agent, rule_obj, opt, odd, proto).overlaps
 
 
-def test_bench_on_procgen_reports_every_measurement():
+def test_bench_on_procgen_reports_every_measurement(monkeypatch):
+  monkeypatch.delenv(host_loop.OVERLAP_ENV, raising=False)
   res = bench.run_bench(
       "procgen", "actor_critic", seeds=2, task="coinrun", repeats=1,
       overrides=(("train.num_envs", "4"), ("train.rollout_len", "8"), *TINY.items()))
@@ -157,3 +161,5 @@ def test_bench_on_procgen_reports_every_measurement():
   rows = dict(bench.report_rows(res))
   assert "envpool" in rows["versions"] and "DISCO_EVAL_OVERLAP=0" in rows[
       "actor overlap (env steps beside inference)"]
+  assert res["overlap_default"] is False and res["train_steps_per_s"] == (
+      res["modes"]["sync"]["train_steps_per_s"])

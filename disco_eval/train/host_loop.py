@@ -6,9 +6,9 @@ learn; the same replay buffer and the same ``Trainer.learner_step``), but the
 environments live on the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
-   (policy logits -> categorical sample) and one EnvPool step. With pools that
-   step in groups (ProcGen) the actor overlaps them (the default; see
-   "Overlapped actor" below);
+   (policy logits -> categorical sample) and one EnvPool step (or, with
+   ``DISCO_EVAL_OVERLAP=1`` and pools that step in groups, ProcGen's, two
+   overlapped half steps: "Overlapped actor" below);
 2. the rows make one replay entry [T+1, E, ...] (observations kept uint8 in the
    buffer, to save memory);
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
@@ -35,8 +35,10 @@ takes its rows, so the sampled actions are those of
 rollout as the synchronous actor (checked in tests/test_bench_host.py), as
 long as the agent's logits for a row do not depend on the batch it is computed
 in (true on the CPU; on accelerators a different batch size may change the
-last bits of a logit). ``DISCO_EVAL_OVERLAP=0`` (or ``HostTrainer(...,
-overlap=False)``) turns it off.
+last bits of a logit). It is off by default: on the 2-core CPU it measured
+no faster (docs/benchmarks.md): there the device is the CPU that steps the
+environments, and two half-batch policy calls cost more than one.
+``DISCO_EVAL_OVERLAP=1`` (or ``HostTrainer(..., overlap=True)``) turns it on.
 
 The loop does not wait for a learner step's outputs until they are needed
 (its loss is read at the end of a chunk), but the next iteration's first
@@ -68,13 +70,13 @@ from disco_eval.train.loop import TrainConfig, Trainer
 
 Array = jax.Array
 
-# Set to 0 to step host pools synchronously (no overlap of env steps and inference).
+# Set to 1 to overlap env steps with inference in host pools that step in groups.
 OVERLAP_ENV = "DISCO_EVAL_OVERLAP"
 
 
 def overlap_default() -> bool:
-  """Whether host actors overlap env stepping with inference (env var, default on)."""
-  return os.environ.get(OVERLAP_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+  """Whether host actors overlap env stepping with inference (env var, default off)."""
+  return os.environ.get(OVERLAP_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 class HostState(NamedTuple):
