@@ -185,9 +185,10 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
   rows = [("device", res["device"])]
   pkgs = [f"{k} {res[k]}" for k in ("envpool", "crafter", "nle") if k in res]
   rows.append(("versions", ", ".join([f"jax {res['jax']}", *pkgs, f"python {res['python']}"])))
-  rows.append(("loop", f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
-                       f"{res['updates_per_iteration']} learner step(s) of "
-                       f"{res['batch_trajectories']} trajectories"))
+  loop = (f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
+          f"{res['updates_per_iteration']} learner step(s) of "
+          f"{res['batch_trajectories']} trajectories")
+  rows.append(("loop", loop))
   rows.append(("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}"))
   if "modes" in res:          # host-stepped suites
     if not res["overlap_supported"]:
@@ -198,14 +199,14 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
     rows.append(("actor overlap (env steps beside inference)", overlap))
     for name, m in res["modes"].items():
       sp = m["split_per_iteration"]
-      rows.append((f"training steps/s, 1 seed, {name} actor",
-                   f"{m['train_steps_per_s']:,.0f} "
-                   f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
-                   f"actor alone {m['actor_steps_per_s']:,.0f} "
-                   f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})"))
-      rows.append(("  per iteration", f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, "
-                                      f"policy {sp['policy_s']:.3f}, host {sp['host_s']:.3f}, "
-                                      f"learner {sp['learner_s']:.3f} s"))
+      rate = (f"{m['train_steps_per_s']:,.0f} "
+              f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
+              f"actor alone {m['actor_steps_per_s']:,.0f} "
+              f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})")
+      rows.append((f"training steps/s, 1 seed, {name} actor", rate))
+      split = (f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
+               f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s")
+      rows.append(("  per iteration", split))
   else:
     rows.append(("training steps/s (1 seed)", f"{res['train_steps_per_s']:,.0f}"))
   rows.append(("training / env-only", f"{res['train_over_env_ratio']:.1%}"))

@@ -124,9 +124,9 @@ def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: in
     pool.close()
 
   trainer = HostTrainer(task_obj, agent, rule_obj, opt, cfg, proto)
-  default_overlap = trainer.overlaps
+  setting, default_overlap = trainer.overlap, trainer.overlaps
   out["overlap_default"] = default_overlap
-  out["overlap_setting"] = f"{OVERLAP_ENV}={'1' if trainer.overlap else '0'}"
+  out["overlap_setting"] = f"{OVERLAP_ENV}={'1' if setting else '0'}"
   trainer.overlap = True
   out["overlap_supported"] = trainer.overlaps      # the task's pools step in groups
   order = [False, True] if trainer.overlaps else [False]
@@ -136,7 +136,7 @@ def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: in
       trainer.overlap = overlap
       state, it, modes["overlapped" if overlap else "sync"] = _mode(
           trainer, state, rule.params, it, repeats)
-    trainer.overlap = default_overlap
+    trainer.overlap = setting
     out["modes"] = modes
     main = modes["overlapped" if default_overlap else "sync"]
     out["train_steps_per_s"] = main["train_steps_per_s"]

@@ -77,7 +77,7 @@ def test_grouped_pool_step_and_misuse():
   pool = procgen.ProcgenPool(GAME, "easy", 4, 0, num_levels=200, groups=2)
   try:
     obs = pool.reset()
-    o, r, last, trunc = pool.step(np.zeros(4, np.int32))    # groups one after the other
+    o, r, last, _ = pool.step(np.zeros(4, np.int32))    # groups one after the other
     assert o.shape == obs.shape == (4, 3, 64, 64) and r.shape == last.shape == (4,)
     with pytest.raises(RuntimeError, match="no group in flight"):
       pool.recv()
@@ -127,7 +127,7 @@ def test_overlapped_iterations_store_the_same_rollouts():
 
 
 def test_overlap_setting(monkeypatch):
-  proto, rule, task, rule_obj, agent, opt = _parts()
+  proto, _, task, rule_obj, agent, opt = _parts()
   cfg = TrainConfig(num_envs=4, rollout_len=5)
   monkeypatch.delenv(host_loop.OVERLAP_ENV, raising=False)
   assert not host_loop.HostTrainer(task, agent, rule_obj, opt, cfg, proto).overlaps
