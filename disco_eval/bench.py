@@ -1,4 +1,5 @@
-"""Throughput benchmark of the training loop for pure-JAX suites.
+"""Throughput benchmark of the training loop (pure-JAX suites here; host-stepped
+suites in :mod:`disco_eval.bench_host`).
 
 Measures, on the device JAX uses:
 
@@ -68,12 +69,19 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
               protocol: str | None = None, task: str | None = None,
               overrides: tuple[tuple[str, str], ...] = (), chunk: int = 4,
               repeats: int = 3) -> dict[str, Any]:
-  """Runs every measurement; returns a JSON-able dict."""
+  """Runs every measurement; returns a JSON-able dict.
+
+  Host-stepped suites (ProcGen, Crafter, NetHack) are measured by
+  :func:`disco_eval.bench_host.run_host_bench` (`chunk` unused there).
+  """
+  if seeds < 1:
+    raise UserError(f"--seeds must be at least 1, got {seeds}")
+  if repeats < 1:
+    raise UserError(f"--repeats must be at least 1, got {repeats}")
+  if chunk < 1:
+    raise UserError(f"--chunk must be at least 1, got {chunk}")
   suite = suites.load_suite(suite_name)
   proto = suite.protocol(protocol)
-  if suite.backend != "jax":
-    raise UserError(f"`disco-eval bench` measures pure-JAX suites in this version; "
-                    f"'{suite_name}' uses backend '{suite.backend}'")
   task = suite.check_tasks([task] if task else None)[0]
   rule = checkpoints.resolve_rule(rule_spec)
   scoped = experiment._scope_overrides(overrides, [rule.label])[rule.label]
@@ -82,14 +90,12 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   cfg = experiment.rule_train_config(proto, None, settings, train_over)
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
+  if suite.backend != "jax":
+    from disco_eval import bench_host
+    return bench_host.run_host_bench(suite, proto, task, rule, settings, cfg, seeds, repeats)
   env, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
   spi = cfg.steps_per_iteration
-  out: dict[str, Any] = {
-      "device": device_description(), "jax": jax.__version__,
-      "python": platform.python_version(), "suite": suite_name, "task": task,
-      "protocol": proto.name, "rule": rule.label, "num_envs": cfg.num_envs,
-      "rollout_len": cfg.rollout_len, "batch_trajectories": cfg.sample_entries * cfg.num_envs,
-      "repeats": repeats}
+  out = header(suite, proto, task, rule, cfg, repeats)
 
   out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, cfg.rollout_len * chunk, repeats)
 
@@ -123,11 +129,30 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   return out
 
 
+def header(suite, proto, task: str, rule, cfg, repeats: int) -> dict[str, Any]:
+  """What every bench result starts with: device, versions, the loop's sizes."""
+  return {
+      "device": device_description(), "jax": jax.__version__,
+      "python": platform.python_version(), "suite": suite.name, "backend": suite.backend,
+      "task": task, "protocol": proto.name, "rule": rule.label, "num_envs": cfg.num_envs,
+      "rollout_len": cfg.rollout_len, "batch_trajectories": cfg.sample_entries * cfg.num_envs,
+      "updates_per_iteration": cfg.updates_per_iteration, "repeats": repeats}
+
+
 def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats: int):
   """Median times of the learner step and its parts on a real batch."""
   state = trainer.init(0)
   state, _ = trainer.run_chunk(state, rule.params, 0, 2)     # a filled buffer
   batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+  return learner_split(trainer, state, batch, rule, agent, rule_obj, repeats)
+
+
+def learner_split(trainer: Trainer, state, batch, rule, agent: Agent, rule_obj,
+                  repeats: int) -> dict[str, float]:
+  """Median times of ``trainer.learner_step`` on `batch` and of its parts:
+  agent forward + backward, the target network's forward (rules that keep
+  one), the rule (targets + loss gradient). `state` has params, opt_state and
+  rule_state (a ``TrainState`` or a ``HostState``)."""
   step = jax.jit(lambda s, b: trainer.learner_step(
       s.params, s.opt_state, s.rule_state, rule.params, b, jax.random.PRNGKey(1))[:4])
 
@@ -153,3 +178,46 @@ def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats:
     parts["target_forward_s"] = _median_time(lambda: fwd(state.params, batch), repeats)
   return {"step_s": total, **parts,
           "rule_share": parts["rule_s"] / total}
+
+
+def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
+  """(measurement, value) rows of a ``run_bench`` result, for a table."""
+  rows = [("device", res["device"])]
+  pkgs = [f"{k} {res[k]}" for k in ("envpool", "crafter", "nle") if k in res]
+  rows.append(("versions", ", ".join([f"jax {res['jax']}", *pkgs, f"python {res['python']}"])))
+  loop = (f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
+          f"{res['updates_per_iteration']} learner step(s) of "
+          f"{res['batch_trajectories']} trajectories")
+  rows.append(("loop", loop))
+  rows.append(("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}"))
+  if "modes" in res:          # host-stepped suites
+    if not res["overlap_supported"]:
+      overlap = "not available: this suite's pools step all their environments together"
+    else:
+      overlap = (f"{'on' if res['overlap_default'] else 'off'} in `run` "
+                 f"({res['overlap_setting']}; both modes measured below)")
+    rows.append(("actor overlap (env steps beside inference)", overlap))
+    for name, m in res["modes"].items():
+      sp = m["split_per_iteration"]
+      rate = (f"{m['train_steps_per_s']:,.0f} "
+              f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
+              f"actor alone {m['actor_steps_per_s']:,.0f} "
+              f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})")
+      rows.append((f"training steps/s, 1 seed, {name} actor", rate))
+      split = (f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
+               f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s")
+      rows.append(("  per iteration", split))
+  else:
+    rows.append(("training steps/s (1 seed)", f"{res['train_steps_per_s']:,.0f}"))
+  rows.append(("training / env-only", f"{res['train_over_env_ratio']:.1%}"))
+  lr = res["learner"]
+  rows.append(("learner step", f"{lr['step_s'] * 1000:.1f} ms"))
+  rows.append(("  agent forward + backward", f"{lr['agent_forward_backward_s'] * 1000:.1f} ms"))
+  if "target_forward_s" in lr:
+    rows.append(("  target network forward", f"{lr['target_forward_s'] * 1000:.1f} ms"))
+  rows.append(("  rule (targets + loss gradient)",
+               f"{lr['rule_s'] * 1000:.1f} ms ({lr['rule_share']:.0%} of the step)"))
+  for mode, v in res["scaling"].items():
+    rows.append((f"{res['seeds']} seeds, {mode.replace('_', ' ')}",
+                 f"{v['steps_per_s']:,.0f} steps/s; wall {v['wall_vs_one_seed']:.2f}x one seed's"))
+  return rows

@@ -355,13 +355,15 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
 
 
 @app.command("bench")
-def bench(suite: str = typer.Argument("catch", help="A pure-JAX suite (catch, sokoban)."),
+def bench(suite: str = typer.Argument("catch", help="A suite: catch, sokoban (pure JAX), "
+                                      "procgen, crafter, nethack (host-stepped)."),
           rule: str = typer.Option("disco103", "--rule", "-r", help="Rule name or PATH.npz."),
           seeds: int = typer.Option(4, help="Seeds for the 1-vs-N scaling measurement."),
           task: Optional[str] = typer.Option(None, help="Task (default: the suite's first)."),
           protocol: Optional[str] = typer.Option(None),
-          chunk: int = typer.Option(4, help="Iterations per timed chunk."),
-          repeats: int = typer.Option(3, help="Timed repetitions (median reported)."),
+          chunk: int = typer.Option(4, help="Iterations per timed chunk (pure-JAX suites)."),
+          repeats: int = typer.Option(3, help="Timed repetitions (median reported); host "
+                                      "suites: timed iterations per measurement."),
           set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value."),
           as_json: bool = typer.Option(False, "--json")):
   """Measure env-only and training throughput, the learner step's parts, and seed scaling."""
@@ -371,23 +373,8 @@ def bench(suite: str = typer.Argument("catch", help="A pure-JAX suite (catch, so
     return _print_json(res)
   t = Table(title=f"bench: {res['suite']}/{res['task']}, rule {res['rule']}, protocol "
                   f"{res['protocol']}", show_header=False)
-  t.add_row("device", res["device"])
-  t.add_row("versions", f"jax {res['jax']}, python {res['python']}")
-  t.add_row("loop", f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
-                    f"{res['batch_trajectories']} trajectories per learner step")
-  t.add_row("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}")
-  t.add_row("training steps/s (1 seed)", f"{res['train_steps_per_s']:,.0f}")
-  t.add_row("training / env-only", f"{res['train_over_env_ratio']:.1%}")
-  lr = res["learner"]
-  t.add_row("learner step", f"{lr['step_s'] * 1000:.1f} ms")
-  t.add_row("  agent forward + backward", f"{lr['agent_forward_backward_s'] * 1000:.1f} ms")
-  if "target_forward_s" in lr:
-    t.add_row("  target network forward", f"{lr['target_forward_s'] * 1000:.1f} ms")
-  t.add_row("  rule (targets + loss gradient)",
-            f"{lr['rule_s'] * 1000:.1f} ms ({lr['rule_share']:.0%} of the step)")
-  for mode, v in res["scaling"].items():
-    t.add_row(f"{res['seeds']} seeds, {mode.replace('_', ' ')}",
-              f"{v['steps_per_s']:,.0f} steps/s; wall {v['wall_vs_one_seed']:.2f}x one seed's")
+  for name, value in bench_lib.report_rows(res):
+    t.add_row(name, value)
   out.print(t)
 
 

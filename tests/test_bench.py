@@ -14,8 +14,12 @@ def test_bench_reports_every_measurement():
   assert set(res["scaling"]) == {"taking_turns", "vmapped"}
   assert res["learner"]["step_s"] > 0 and 0 < res["learner"]["rule_share"]
   assert "cpu" in res["device"].lower() or "gpu" in res["device"].lower()
+  rows = dict(bench.report_rows(res))
+  assert rows["2 seeds, vmapped"].endswith("one seed's") and "jax" in rows["versions"]
 
 
-def test_bench_refuses_host_suites():
-  with pytest.raises(UserError, match="pure-JAX suites"):
-    bench.run_bench("nethack")
+def test_bench_refuses_bad_counts():
+  with pytest.raises(UserError, match="--seeds must be at least 1"):
+    bench.run_bench("catch", seeds=0)
+  with pytest.raises(UserError, match="--repeats must be at least 1"):
+    bench.run_bench("catch", repeats=0)

@@ -6,7 +6,9 @@ learn; the same replay buffer and the same ``Trainer.learner_step``), but the
 environments live on the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
-   (policy logits -> categorical sample) and one EnvPool step;
+   (policy logits -> categorical sample) and one EnvPool step (or, with
+   ``DISCO_EVAL_OVERLAP=1`` and pools that step in groups, ProcGen's, two
+   overlapped half steps: "Overlapped actor" below);
 2. the rows make one replay entry [T+1, E, ...] (observations kept uint8 in the
    buffer, to save memory);
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
@@ -28,6 +30,28 @@ metrics.csv.
 uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
+Overlapped actor: the pool's environments form two fixed groups A and B
+(``pool.group_rows``). While group A steps on the pool's threads, the device
+computes group B's actions, and the other way round; at most one group is in
+flight, and B's last step of an iteration runs during the learner step. Every
+step draws its Gumbel noise for all E environments from one key and each group
+takes its rows, so the sampled actions are those of
+``jax.random.categorical`` on the whole batch: an iteration stores the same
+rollout as the synchronous actor (checked in tests/test_bench_host.py), as
+long as the agent's logits for a row do not depend on the batch it is computed
+in (true on the CPU; on accelerators a different batch size may change the
+last bits of a logit). It is off by default: on the 2-core CPU it measured
+no faster (docs/benchmarks.md): there the device is the CPU that steps the
+environments, and two half-batch policy calls cost more than one.
+``DISCO_EVAL_OVERLAP=1`` (or ``HostTrainer(..., overlap=True)``) turns it on.
+
+The loop does not wait for a learner step's outputs until they are needed
+(its loss is read at the end of a chunk), but the next iteration's first
+policy call needs the new parameters, and a device runs one computation
+after another (XLA's CPU client does: measured; a GPU with one compute stream
+too), so the learner step overlaps only host work: group B's last env step of
+the iteration (above).
+
 Checkpoints hold the device state only (:class:`HostState`: params, optimiser
 and rule state, replay buffer, rng, seed). The environments are not saved: a
 resumed run starts fresh episodes (new pools, zero running returns, a new
@@ -35,6 +59,8 @@ actor key derived from the state), so host-stepped runs are NOT resumed
 bit-for-bit, unlike pure-JAX ones.
 """
 
+import os
+import time
 from typing import Any, NamedTuple
 
 import jax
@@ -48,6 +74,14 @@ from disco_eval.train import devices, replay
 from disco_eval.train.loop import TrainConfig, Trainer
 
 Array = jax.Array
+
+# Set to 1 to overlap env steps with inference in host pools that step in groups.
+OVERLAP_ENV = "DISCO_EVAL_OVERLAP"
+
+
+def overlap_default() -> bool:
+  """Whether host actors overlap env stepping with inference (env var, default off)."""
+  return os.environ.get(OVERLAP_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
 
 
 class HostState(NamedTuple):
@@ -71,7 +105,12 @@ class HostMetrics(NamedTuple):
 
 
 class _Actor:
-  """Host side of one seed: its pool, current step and running returns."""
+  """Host side of one seed: its pool, current step and running returns.
+
+  ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step;
+  with a grouped pool, ``in_flight`` is the group whose step is under way
+  (its rows there are stale until it is received).
+  """
 
   def __init__(self, pool, key: Array):
     self.pool = pool
@@ -80,6 +119,32 @@ class _Actor:
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
     self.key = key
+    self.grouped = len(getattr(pool, "group_rows", ())) > 1
+    self.in_flight: int | None = None
+
+
+class PhaseTimer:
+  """Wall seconds of the host loop by phase (``HostTrainer.timer``, for the
+  bench): env (stepping, or waiting for a group in flight), policy (inference,
+  or waiting for it), host (bookkeeping, copies) and learner (add + learn,
+  waited for)."""
+
+  PHASES = ("env", "policy", "host", "learner")
+
+  def __init__(self):
+    self.totals = dict.fromkeys(self.PHASES, 0.0)
+    self._last = time.perf_counter()
+
+  def lap(self, phase: str) -> None:
+    """Charges the time since the previous lap to `phase`."""
+    now = time.perf_counter()
+    self.totals[phase] += now - self._last
+    self._last = now
+
+
+class _NoTimer:
+  def lap(self, phase: str) -> None:
+    pass
 
 
 class HostTrainer:
@@ -93,14 +158,18 @@ class HostTrainer:
 
   def __init__(self, task: Any, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig,
-               protocol: Any):
+               protocol: Any, overlap: bool | None = None):
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
+    # Read when a seed's pool is made (default: the DISCO_EVAL_OVERLAP env var).
+    self.overlap = overlap_default() if overlap is None else bool(overlap)
+    self.timer: PhaseTimer | None = None     # set by the bench to time the phases
     # The learner step of the pure-JAX trainer, composed (it needs no env).
     self._core = Trainer(None, agent, rule, optimizer, cfg)
     self.mesh = self._core.mesh   # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
+    self._policy_group = jax.jit(self._policy_rows)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
 
@@ -157,10 +226,18 @@ class HostTrainer:
     value = self.protocol.get(key) if self.protocol is not None else None
     return default if value is None else value
 
-  def _actor(self, state: HostState) -> _Actor:
-    seed = int(state.seed)
+  @property
+  def overlaps(self) -> bool:
+    """Whether new actors step their pools in two overlapped groups."""
+    return (self.overlap and getattr(self.task, "groups_supported", False)
+            and self.cfg.num_envs >= 2 and self.cfg.num_envs % 2 == 0)
+
+  def _actor(self, state: HostState, seed: int | None = None) -> _Actor:
+    seed = int(state.seed) if seed is None else seed
     if seed not in self._actors:
-      pool = self.task.pool(self.cfg.num_envs, seed, self.protocol)
+      n = self.cfg.num_envs
+      pool = (self.task.pool(n, seed, self.protocol, groups=2) if self.overlaps
+              else self.task.pool(n, seed, self.protocol))
       self._actors[seed] = _Actor(pool, jax.random.fold_in(state.rng, 1))
     return self._actors[seed]
 
@@ -170,6 +247,17 @@ class HostTrainer:
     key, sub = jax.random.split(key)
     logits = self.agent.apply(params, obs)["logits"]
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
+    return action, logits, key
+
+  def _policy_rows(self, params, obs, key, rows):
+    """The actions of the environments `rows` [G] (obs [G, ...]) at a step
+    whose key is `key`: the rows of ``_policy_step``'s sample for all E
+    environments (Gumbel noise [E, A] from the same subkey). Returns
+    (action [G], logits [G, A], the next step's key)."""
+    key, sub = jax.random.split(key)
+    logits = self.agent.apply(params, obs)["logits"]
+    noise = jax.random.gumbel(sub, (self.cfg.num_envs, logits.shape[-1]), logits.dtype)
+    action = jnp.argmax(noise[rows] + logits, axis=-1).astype(jnp.int32)
     return action, logits, key
 
   def _entry(self, obs, actions, rewards, discounts, logits) -> Rollout:
@@ -205,41 +293,109 @@ class HostTrainer:
 
   # -- iterations ------------------------------------------------------------
 
-  def iteration(self, s: HostState, rule_params, it: int) -> tuple[HostState, tuple]:
+  def iteration(self, s: HostState, rule_params, it: int,
+                seed: int | None = None) -> tuple[HostState, tuple]:
     """One iteration; returns the new state and (return_sum, episodes,
-    learned, loss, extra) where extra sums the task's episode columns."""
-    cfg, actor = self.cfg, self._actor(s)
+    learned, loss, extra) where extra sums the task's episode columns and
+    loss is a device scalar (not waited for). `seed`: ``int(s.seed)``, when
+    the caller knows it (reading it would wait for the previous learner step).
+    """
+    cfg, actor = self.cfg, self._actor(s, seed)
+    clock = self.timer or _NoTimer()
+    clock.lap("host")
     s = self.lay_out(s)
-    extra = dict.fromkeys(self.episode_columns, 0.0)
-    obs, actions, logits = [], [], []
-    rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
-    discounts = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
-    ret_sum, n_eps = 0.0, 0
-    for t in range(cfg.rollout_len):
-      action, lg, actor.key = self._policy(s.params, self._to_device(actor.obs, 0), actor.key)
-      obs.append(actor.obs)
-      actions.append(action)
-      logits.append(lg)
-      rewards[t] = actor.reward
-      discounts[t] = 1.0 - actor.last
-      ended = actor.last
-      ret_sum += float(np.sum(np.where(ended, actor.episode_return + actor.reward, 0.0)))
-      n_eps += int(np.sum(ended))
-      actor.episode_return = np.where(ended, 0.0, actor.episode_return + actor.reward
-                                      ).astype(np.float32)
-      actor.obs, actor.reward, actor.last, _ = actor.pool.step(np.asarray(action))
-      for _, info in getattr(actor.pool, "episode_infos", ()):
-        for key in extra:
-          extra[key] += float(info[key])
-    obs = self._to_device(np.stack(obs), 1)
+    rollout = self._rollout_grouped if actor.grouped else self._rollout
+    obs, actions, logits, rewards, lasts, extra = rollout(s.params, actor, clock)
+    discounts = (1.0 - lasts).astype(np.float32)
+    ret_sum, n_eps, actor.episode_return = episode_returns(rewards, lasts, actor.episode_return)
+    obs = self._to_device(obs, 1)
     rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
+    clock.lap("host")
     if it >= cfg.min_buffer - 1:   # the buffer holds min_buffer entries after this add
       s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
       learned = cfg.updates_per_iteration
     else:
       s, loss = self._warm(s, obs, actions, rewards, discounts, logits)
       learned = 0
-    return s, (ret_sum, n_eps, learned, float(loss), extra)
+    if self.timer is not None:
+      jax.block_until_ready(s)
+      clock.lap("learner")
+    return s, (ret_sum, n_eps, learned, loss, extra)
+
+  def _rollout(self, params, actor: _Actor, clock) -> tuple:
+    """`rollout_len` synchronous steps of the whole pool: one policy call,
+    then one pool step. Returns obs [T, E, ...], actions (T device arrays
+    [E]), logits (T device arrays [E, A]), rewards [T, E], lasts [T, E] and
+    the episode columns' sums."""
+    cfg = self.cfg
+    extra = dict.fromkeys(self.episode_columns, 0.0)
+    obs, actions, logits = [], [], []
+    rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
+    lasts = np.zeros((cfg.rollout_len, cfg.num_envs), bool)
+    for t in range(cfg.rollout_len):
+      action, lg, actor.key = self._policy(params, self._to_device(actor.obs, 0), actor.key)
+      host_action = np.asarray(action)
+      clock.lap("policy")
+      obs.append(actor.obs)
+      actions.append(action)
+      logits.append(lg)
+      rewards[t] = actor.reward
+      lasts[t] = actor.last
+      clock.lap("host")
+      actor.obs, actor.reward, actor.last, _ = actor.pool.step(host_action)
+      clock.lap("env")
+      _add_episode_infos(extra, actor.pool)
+    obs = np.stack(obs)
+    clock.lap("host")
+    return obs, actions, logits, rewards, lasts, extra
+
+  def _rollout_grouped(self, params, actor: _Actor, clock) -> tuple:
+    """`rollout_len` steps of a grouped pool, overlapped (module docstring):
+    per step and group g, the policy call for g is dispatched, the group in
+    flight (the other one) is received meanwhile, then g is sent. Returns
+    what ``_rollout`` does (actions and logits as host arrays [T, E], [T, E, A])."""
+    cfg, pool = self.cfg, actor.pool
+    t_len, e = cfg.rollout_len, cfg.num_envs
+    extra = dict.fromkeys(self.episode_columns, 0.0)
+    obs = np.zeros((t_len,) + actor.obs.shape, actor.obs.dtype)
+    actions = np.zeros((t_len, e), np.int32)
+    logits = np.zeros((t_len, e, self.task.num_actions), np.float32)
+    rewards = np.zeros((t_len, e), np.float32)
+    lasts = np.zeros((t_len, e), bool)
+    for t in range(t_len):
+      step_key = actor.key
+      for g, rows in enumerate(pool.group_rows):
+        if actor.in_flight == g:       # (one group only)
+          self._receive(actor, extra, clock)
+        group_obs = actor.obs[rows]
+        action, lg, actor.key = self._policy_group(params, group_obs, step_key, rows)
+        clock.lap("policy")
+        obs[t, rows] = group_obs
+        rewards[t, rows] = actor.reward[rows]
+        lasts[t, rows] = actor.last[rows]
+        clock.lap("host")
+        if actor.in_flight is not None:   # the other group stepped meanwhile
+          self._receive(actor, extra, clock)
+        host_action = np.asarray(action)
+        clock.lap("policy")
+        pool.send(g, host_action)
+        actor.in_flight = g
+        clock.lap("env")
+        actions[t, rows] = host_action
+        logits[t, rows] = np.asarray(lg)
+        clock.lap("host")
+    return obs, list(actions), list(logits), rewards, lasts, extra
+
+  @staticmethod
+  def _receive(actor: _Actor, extra: dict, clock) -> None:
+    """Waits for the group in flight and stores its step in the actor."""
+    o, r, last, _ = actor.pool.recv()
+    clock.lap("env")
+    rows = actor.pool.group_rows[actor.in_flight]
+    actor.obs[rows], actor.reward[rows], actor.last[rows] = o, r, last
+    actor.in_flight = None
+    _add_episode_infos(extra, actor.pool)
+    clock.lap("host")
 
   # Seeds' states are passed as a list, not stacked (see run_chunk_group).
   stacks_seeds = False
@@ -257,16 +413,18 @@ class HostTrainer:
                     np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
                     np.zeros((n, k), np.float32),
                     {c: np.zeros((n, k), np.float64) for c in self.episode_columns})
-    outs = []
+    outs, losses = [], {}
     for i in range(n):
-      s = states[i]
+      s, seed = states[i], int(states[i].seed)
       for j in range(count):
-        s, (ret, eps, learned, loss, extra) = self.iteration(s, rule_params, start + j)
+        s, (ret, eps, learned, loss, extra) = self.iteration(s, rule_params, start + j, seed)
         m.active[i, j], m.return_sum[i, j], m.episodes[i, j] = True, ret, eps
-        m.learned[i, j], m.loss[i, j] = learned, loss
+        m.learned[i, j], losses[i, j] = learned, loss
         for c, v in extra.items():
           m.extra[c][i, j] = v
       outs.append(s)
+    for (i, j), loss in losses.items():   # read once the chunk is dispatched
+      m.loss[i, j] = float(loss)
     return outs, m
 
   # -- evaluation ------------------------------------------------------------
@@ -307,6 +465,30 @@ class HostTrainer:
     for actor in self._actors.values():
       actor.pool.close()
     self._actors.clear()
+
+
+def episode_returns(rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
+                    ) -> tuple[float, int, np.ndarray]:
+  """Returns of the episodes that end in a rollout.
+
+  rewards [T, E] float32 (each arrived with its row), lasts [T, E] bool (the
+  row ended an episode), running [E] float32: the returns so far of the
+  episodes under way before row 0. Returns (sum of the ended episodes'
+  returns, their number, the running returns after row T-1).
+  """
+  total, count = 0.0, 0
+  for reward, last in zip(rewards, lasts):
+    total += float(np.sum(np.where(last, running + reward, 0.0)))
+    count += int(np.sum(last))
+    running = np.where(last, 0.0, running + reward).astype(np.float32)
+  return total, count, running
+
+
+def _add_episode_infos(extra: dict, pool: Any) -> None:
+  """Adds the pool's latest episode summaries to the sums `extra` {column: sum}."""
+  for _, info in getattr(pool, "episode_infos", ()):
+    for key in extra:
+      extra[key] += float(info[key])
 
 
 def play_episodes(pool: Any, act: Any, episodes: int, cap: int | None = None,

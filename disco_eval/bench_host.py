@@ -1,0 +1,156 @@
+"""Throughput benchmark of the host-stepped training loop (ProcGen through
+EnvPool; Crafter and NetHack in worker processes).
+
+Measures, with the task's pool and the ``HostTrainer`` that `disco-eval run`
+uses (learning from the first iteration, so that every timed iteration learns):
+
+* env-only steps/s: the pool stepped synchronously with uniformly random
+  actions (drawn with numpy), no policy and no learner;
+* for each actor mode (synchronous; overlapped, where the task's pools step in
+  groups): training steps/s of one seed, where an iteration's time goes (env
+  stepping, policy inference, host bookkeeping, learner step; waits count
+  where they happen) and the actor's own rate (the iteration without its
+  learner step);
+* 1 vs N seeds: `run` trains a task's seeds taking turns (one after another,
+  chunk by chunk), timed here on N fresh seeds in the default mode;
+* the learner step and its parts on a batch from the run's replay buffer
+  (:func:`disco_eval.bench.learner_split`).
+
+The timed iterations wait for the learner step (the phase timer blocks on
+it); with one seed the next iteration would wait for it anyway (its policy
+needs the new parameters). The replay buffer is cut to `BUFFER_CAP` entries
+(the buffer's size does not change an iteration's work; it saves memory).
+"""
+
+import dataclasses
+import importlib.metadata
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from disco_eval import bench, experiment
+from disco_eval.train import replay
+from disco_eval.train.host_loop import OVERLAP_ENV, HostTrainer, PhaseTimer
+
+BUFFER_CAP = 8
+ENV_ONLY_STEPS = 100       # pool steps per timed env-only run
+# The package that steps each backend's environments (its version is reported).
+BACKEND_PACKAGES = {"envpool": "envpool", "crafter": "crafter", "nle": "nle"}
+
+
+def env_steps_per_s(pool: Any, num_actions: int, steps: int, repeats: int) -> float:
+  """Random-action throughput of `pool` (E envs, ``step``): median of `repeats`
+  runs of `steps` steps, after one untimed run."""
+  rng = np.random.default_rng(0)
+  pool.reset()
+
+  def run() -> float:
+    t = time.perf_counter()
+    for _ in range(steps):
+      pool.step(rng.integers(0, num_actions, pool.num_envs))
+    return time.perf_counter() - t
+
+  run()
+  return steps * pool.num_envs / float(np.median([run() for _ in range(repeats)]))
+
+
+def _versions(backend: str) -> dict[str, str]:
+  out = {}
+  name = BACKEND_PACKAGES.get(backend)
+  if name is not None:
+    try:
+      out[name] = importlib.metadata.version(name)
+    except importlib.metadata.PackageNotFoundError:
+      out[name] = "unknown"
+  return out
+
+
+def _mode(trainer: HostTrainer, state, rule_params, it: int, repeats: int):
+  """One warm-up iteration (compiles; new pool), then `repeats` timed ones.
+  Returns the state, the next iteration and the mode's figures."""
+  trainer.close()                       # new actors: pools made in this mode
+  state, _ = trainer.iteration(state, rule_params, it)
+  jax.block_until_ready(state)
+  timer, times = PhaseTimer(), []
+  trainer.timer = timer
+  try:
+    for r in range(repeats):
+      t = time.perf_counter()
+      state, _ = trainer.iteration(state, rule_params, it + 1 + r)
+      times.append(time.perf_counter() - t)
+  finally:
+    trainer.timer = None
+  spi = trainer.cfg.steps_per_iteration
+  split = {f"{k}_s": v / repeats for k, v in timer.totals.items()}
+  actor_s = sum(timer.totals[k] for k in ("env", "policy", "host")) / repeats
+  figures = {"overlapped": trainer.overlaps, "iteration_s": float(np.median(times)),
+             "train_steps_per_s": spi / float(np.median(times)),
+             "split_per_iteration": split, "actor_steps_per_s": spi / actor_s}
+  return state, it + 1 + repeats, figures
+
+
+def _seeds_rate(trainer: HostTrainer, rule_params, seeds: int, repeats: int) -> float:
+  """Steps/s of `seeds` fresh seeds taking turns (``run_chunk_group``) over
+  `repeats` iterations each, after one warm-up iteration each."""
+  trainer.close()
+  states = [trainer.init(100 + i) for i in range(seeds)]
+  states, _ = trainer.run_chunk_group(states, rule_params, 0, 1)
+  jax.block_until_ready(states)
+  t = time.perf_counter()
+  states, _ = trainer.run_chunk_group(states, rule_params, 1, repeats)
+  jax.block_until_ready(states)
+  wall = time.perf_counter() - t
+  trainer.close()
+  return seeds * repeats * trainer.cfg.steps_per_iteration / wall
+
+
+def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: int,
+                   repeats: int) -> dict[str, Any]:
+  """Every measurement for a host-stepped suite; returns a JSON-able dict."""
+  cfg = dataclasses.replace(cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP),
+                            chunk=max(cfg.chunk, repeats))
+  task_obj, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
+  out = bench.header(suite, proto, task, rule, cfg, repeats)
+  out.update(_versions(suite.backend))
+  out["buffer_capacity"] = cfg.buffer_capacity
+
+  pool = task_obj.pool(cfg.num_envs, 0, proto)
+  try:
+    out["env_steps_per_s"] = env_steps_per_s(pool, task_obj.num_actions, ENV_ONLY_STEPS,
+                                             repeats)
+  finally:
+    pool.close()
+
+  trainer = HostTrainer(task_obj, agent, rule_obj, opt, cfg, proto)
+  setting, default_overlap = trainer.overlap, trainer.overlaps
+  out["overlap_default"] = default_overlap
+  out["overlap_setting"] = f"{OVERLAP_ENV}={'1' if setting else '0'}"
+  trainer.overlap = True
+  out["overlap_supported"] = trainer.overlaps      # the task's pools step in groups
+  order = [False, True] if trainer.overlaps else [False]
+  try:
+    state, it, modes = trainer.init(0), 0, {}
+    for overlap in order:
+      trainer.overlap = overlap
+      state, it, modes["overlapped" if overlap else "sync"] = _mode(
+          trainer, state, rule.params, it, repeats)
+    trainer.overlap = setting
+    out["modes"] = modes
+    main = modes["overlapped" if default_overlap else "sync"]
+    out["train_steps_per_s"] = main["train_steps_per_s"]
+    out["train_over_env_ratio"] = main["train_steps_per_s"] / out["env_steps_per_s"]
+    out["actor_over_env_ratio"] = main["actor_steps_per_s"] / out["env_steps_per_s"]
+    batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+    out["learner"] = bench.learner_split(trainer._core, state, batch, rule, agent,
+                                         rule_obj, repeats)
+    del state, batch
+    out["seeds"] = seeds
+    rate = _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (
+        out["train_steps_per_s"])
+    out["scaling"] = {"taking_turns": {
+        "steps_per_s": rate, "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate}}
+  finally:
+    trainer.close()
+  return out
