@@ -172,7 +172,7 @@ def host_training() -> dict:
     s, losses = tr.init(0), []
     for it in range(4):
       s, (_, _, _, loss, _) = tr.iteration(s, None, it)
-      losses.append(loss)
+      losses.append(float(loss))
     returns, _ = tr.evaluate(s.params, jax.random.PRNGKey(2), 4)   # replicated params
     runs.append((s, losses))
     tr.close()

@@ -228,8 +228,9 @@ class HostTrainer:
 
   @property
   def overlaps(self) -> bool:
-    """Whether new actors step their pools in two overlapped groups."""
-    return (self.overlap and getattr(self.task, "groups_supported", False)
+    """Whether new actors step their pools in two overlapped groups (one
+    device only: with --devices N the policy's batch is split by device)."""
+    return (self.overlap and self.mesh is None and getattr(self.task, "groups_supported", False)
             and self.cfg.num_envs >= 2 and self.cfg.num_envs % 2 == 0)
 
   def _actor(self, state: HostState, seed: int | None = None) -> _Actor:
