@@ -27,7 +27,9 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from disco_eval import checkpoints, experiment, suites  # noqa: E402
+from disco_eval import checkpoints  # noqa: E402
+from disco_eval.config import resolve, suites  # noqa: E402
+from disco_eval.runs.parts import build_parts  # noqa: E402
 from disco_eval.bench import device_description  # noqa: E402
 from disco_eval.train import devices, replay  # noqa: E402
 from disco_eval.train.loop import Trainer  # noqa: E402
@@ -50,10 +52,10 @@ def measure(suite_name: str, rule_spec: str, n: int, chunk: int, repeats: int) -
   protocol = suite.protocol(None)
   task = suite.check_tasks(None)[0]
   rule = checkpoints.resolve_rule(rule_spec)
-  settings = experiment.rule_settings(rule.manifest, suite, {})
-  cfg = experiment.rule_train_config(protocol, None, settings, {"devices": str(n)})
+  settings = resolve.rule_settings(rule.manifest, suite, {})
+  cfg = resolve.rule_train_config(protocol, None, settings, {"devices": str(n)})
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
-  env, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
+  env, rule_obj, agent, opt = build_parts(suite, task, rule, settings)
   trainer = Trainer(env, agent, rule_obj, opt, cfg)
   state, _ = trainer.run_chunk(trainer.init(0), rule.params, 0, chunk)   # a filled buffer
   batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)

@@ -24,9 +24,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints, experiment, suites
+from disco_eval import checkpoints
 from disco_eval.agents.networks import Agent
+from disco_eval.config import resolve, suites
 from disco_eval.errors import UserError
+from disco_eval.runs.parts import build_parts
+from disco_eval.runs.plan import rule_identity
 from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
 
@@ -84,16 +87,15 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   proto = suite.protocol(protocol)
   task = suite.check_tasks([task] if task else None)[0]
   rule = checkpoints.resolve_rule(rule_spec)
-  scoped = experiment._scope_overrides(overrides, [rule.label])[rule.label]
-  rule_over, train_over, _ = experiment._split_overrides(scoped)
-  settings = experiment.rule_settings(rule.manifest, suite, rule_over)
-  cfg = experiment.rule_train_config(proto, None, settings, train_over)
+  run = resolve.resolve(suite, task, rule_identity(rule), rule.manifest, protocol=protocol,
+                        overrides=overrides)
+  proto, settings, cfg = run.protocol, run.settings, run.train
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
   if suite.backend != "jax":
     from disco_eval import bench_host
     return bench_host.run_host_bench(suite, proto, task, rule, settings, cfg, seeds, repeats)
-  env, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
+  env, rule_obj, agent, opt = build_parts(suite, task, rule, settings)
   spi = cfg.steps_per_iteration
   out = header(suite, proto, task, rule, cfg, repeats)
 

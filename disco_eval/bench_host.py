@@ -30,7 +30,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from disco_eval import bench, experiment
+from disco_eval import bench
+from disco_eval.runs.parts import build_parts
 from disco_eval.train import replay
 from disco_eval.train.host_loop import OVERLAP_ENV, HostTrainer, PhaseTimer
 
@@ -111,7 +112,7 @@ def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: in
   """Every measurement for a host-stepped suite; returns a JSON-able dict."""
   cfg = dataclasses.replace(cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP),
                             chunk=max(cfg.chunk, repeats))
-  task_obj, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
+  task_obj, rule_obj, agent, opt = build_parts(suite, task, rule, settings)
   out = bench.header(suite, proto, task, rule, cfg, repeats)
   out.update(_versions(suite.backend))
   out["buffer_capacity"] = cfg.buffer_capacity

@@ -23,7 +23,7 @@ import numpy as np
 
 from disco_eval import __version__, paths
 from disco_eval.errors import UserError
-from disco_eval.manifests import RuleManifest, load_rule_manifest
+from disco_eval.config.manifests import RuleManifest, load_rule_manifest
 from disco_eval.rules.architectures import expected_shapes
 
 CHUNK_SIZE = 1 << 20

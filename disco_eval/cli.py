@@ -41,7 +41,8 @@ def _split_csv(text: Optional[str]) -> tuple[str, ...]:
 @rules_app.command("list")
 def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
   """List the known rules."""
-  from disco_eval import checkpoints, manifests
+  from disco_eval import checkpoints
+  from disco_eval.config import manifests
   ms = manifests.list_rule_manifests()
   rows = []
   for m in ms:
@@ -66,7 +67,7 @@ def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
 @rules_app.command("show")
 def rules_show(name: str, as_json: bool = typer.Option(False, "--json")):
   """Show a rule's manifest: source, checksum, licence and default settings."""
-  from disco_eval import manifests
+  from disco_eval.config import manifests
   m = manifests.load_rule_manifest(name)
   info = {"name": m.name, "kind": m.kind, "architecture": m.architecture,
           "description": m.description, "source_url": m.source_url,
@@ -95,7 +96,8 @@ def rules_pull(name: str,
                file: Optional[Path] = typer.Option(
                    None, "--file", help="Import a local copy (checked against the manifest's sha256).")):
   """Download a learned rule's checkpoint into the cache and verify its sha256."""
-  from disco_eval import checkpoints, manifests
+  from disco_eval import checkpoints
+  from disco_eval.config import manifests
   m = manifests.load_rule_manifest(name)
   if not m.filename:
     raise UserError(f"rule '{name}' is hand-designed: it has no checkpoint to pull")
@@ -161,7 +163,7 @@ def rules_verify(name: str = typer.Argument(..., help="Rule name or PATH.npz."),
 @suites_app.command("list")
 def suites_list(as_json: bool = typer.Option(False, "--json")):
   """List the known suites."""
-  from disco_eval import suites
+  from disco_eval.config import suites
   ss = suites.list_suites()
   rows = [{"name": s.name, "backend": s.backend, "tasks": list(s.tasks),
            "default_protocol": s.default_protocol,
@@ -183,7 +185,7 @@ def suites_list(as_json: bool = typer.Option(False, "--json")):
 def suites_show(name: str, protocol: Optional[str] = typer.Option(None),
                 as_json: bool = typer.Option(False, "--json")):
   """Print a suite's tasks and a protocol in full."""
-  from disco_eval import suites
+  from disco_eval.config import suites
   s = suites.load_suite(name)
   p = s.protocol(protocol)
   info = {"name": s.name, "description": s.description, "backend": s.backend,
@@ -276,7 +278,7 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
         slurm_array_parallelism: Optional[int] = typer.Option(
             None, help="slurm: jobs of the array running at once.", rich_help_panel=_LAUNCH)):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
-  from disco_eval import experiment, launch
+  from disco_eval import launch, runs
   options = launch.LaunchOptions(
       launcher=launcher, seeds_per_unit=seeds_per_unit, retries=retries,
       gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit, ray_address=ray_address,
@@ -287,7 +289,7 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
   overrides = _parse_set(set_)
   if devices is not None:
     overrides += (("train.devices", str(devices)),)
-  spec = experiment.SweepSpec(
+  spec = runs.SweepSpec(
       suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
       tasks=_split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
       overrides=overrides, checkpoint_every=max(1, checkpoint_every))

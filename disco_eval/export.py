@@ -46,7 +46,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from disco_eval import report, stats, store, suites
+from disco_eval import report, stats, store
+from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 COLUMNS = ("suite", "protocol", "task", "rule", "seed", "env_steps", "kind",

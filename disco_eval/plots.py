@@ -39,7 +39,8 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval import report, stats, store, suites
+from disco_eval import report, stats, store
+from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 KINDS = ("intervals", "curves", "profiles", "improvement")

@@ -66,7 +66,8 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 import numpy as np
 
-from disco_eval import stats, store, suites
+from disco_eval import stats, store
+from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 DEFAULT_METRICS = ("iqm", "median", "mean", "og")

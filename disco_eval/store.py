@@ -79,7 +79,7 @@ LOCK_FILE = ".lock"
 
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
-VOLATILE_CONFIG_KEYS = ("versions", "created")
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label")   # label: derived from the rest
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}

@@ -68,11 +68,13 @@ def golden_config(d: dict[str, np.ndarray]) -> disco.RuleConfig:
   return disco.RuleConfig(
       value_discount=g("rule/value_discount"),
       max_abs_value=g("rule/max_abs_value"), ema_decay=g("rule/ema_decay"),
-      ema_eps=g("rule/ema_eps"), td_lambda=g("hparams/value_fn_td_lambda"),
+      ema_eps=g("rule/ema_eps"), value_fn_td_lambda=g("hparams/value_fn_td_lambda"),
       pi_cost=g("hparams/pi_cost"), y_cost=g("hparams/y_cost"),
       z_cost=g("hparams/z_cost"), aux_policy_cost=g("hparams/aux_policy_cost"),
       value_cost=g("hparams/value_cost"),
-      target_params_coeff=g("hparams/target_params_coeff"))
+      target_params_coeff=g("hparams/target_params_coeff"),
+      discount_factor=g("hparams/discount_factor"), num_bins=int(d["rule/num_bins"]),
+      prediction_size=int(d["rule/prediction_size"]))
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))

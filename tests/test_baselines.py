@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disco_eval.experiment import SweepSpec, run_sweep
+from disco_eval.runs import SweepSpec, run_sweep
 from disco_eval.rules import ppo
 
 
@@ -37,7 +37,10 @@ def test_masked_normalize_ignores_masked_entries():
 def test_clipped_surrogate_has_no_gradient_outside_the_clip():
   import jax
   from disco_eval.rules.base import Rollout
-  rule = ppo.PPO(ppo.PPOConfig(entropy_cost=0.0, value_cost=0.0))
+  import dataclasses
+  from disco_eval.config import manifests
+  cfg = ppo.from_settings(manifests.load_rule_manifest("ppo").settings()).cfg
+  rule = ppo.PPO(dataclasses.replace(cfg, entropy_cost=0.0, value_cost=0.0))
   t, b, a = 2, 1, 2
   batch = Rollout(jnp.zeros((t, b, 1)), jnp.zeros((t, b), jnp.int32), jnp.zeros((t, b)),
                   jnp.ones((t, b)), jnp.zeros((t, b, a)))

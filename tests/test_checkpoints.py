@@ -14,7 +14,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from disco_eval import checkpoints, manifests
+from disco_eval import checkpoints
+from disco_eval.config import manifests
 from disco_eval.errors import UserError
 from disco_eval.rules.architectures import DISCO103_SHAPES, expected_shapes
 

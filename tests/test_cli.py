@@ -125,7 +125,7 @@ def test_held_out_suites_name_their_valid_tasks_and_protocols(disco_home, tmp_pa
 
 def test_missing_qt5_names_the_package(monkeypatch):
   import builtins
-  from disco_eval import suites
+  from disco_eval.config import suites
   from disco_eval.envs import registry
   from disco_eval.errors import UserError
   real_import = builtins.__import__

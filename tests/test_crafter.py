@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("crafter")
 
 from disco_eval.envs import crafter as cr                       # noqa: E402
-from disco_eval.experiment import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
 
 PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "published" / "crafter_published_per_seed.csv"
 TINY = {"torso": "impala_cnn", "impala_channels": [4, 8], "impala_hidden": 32,

@@ -17,7 +17,7 @@ import jax
 import numpy as np
 import pytest
 
-from disco_eval import experiment
+from disco_eval.config import overrides
 from disco_eval.errors import UserError
 from disco_eval.train import devices
 
@@ -86,7 +86,7 @@ def test_ppo_minibatches_and_host_trainer_on_two_devices(probe):
 
 
 def test_devices_setting_and_its_errors():
-  _, train_over, _ = experiment._split_overrides([("train.devices", "2")])
+  _, train_over, _ = overrides.split_overrides([("train.devices", "2")])
   assert train_over == {"devices": "2"}
   assert devices.make_mesh(1) is None
   with pytest.raises(UserError, match=r"train\.num_envs=3 is not divisible by --devices 2"):

@@ -8,7 +8,10 @@ import numpy as np
 import pytest
 
 from disco_eval import checkpoints
+from disco_eval.config import manifests
 from disco_eval.rules import disco
+
+CFG = disco.from_settings(manifests.load_rule_manifest("disco103").settings()).cfg
 
 WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "rules" / "disco_103.npz"
 
@@ -41,7 +44,7 @@ def step(params, state, actions, rewards, discounts, out, behaviour, tgt):
                          jnp.asarray(discounts[1:] == 0),
                          jax.tree.map(jnp.asarray, out), jnp.asarray(behaviour),
                          jax.tree.map(jnp.asarray, tgt))
-  return jax.jit(disco.meta_step)(params, state, inp)
+  return jax.jit(lambda p, s, i: disco.meta_step(p, s, i, CFG))(params, state, inp)
 
 
 @pytest.mark.parametrize("t,b,a", [(1, 1, 3), (7, 3, 5), (4, 2, 18), (28, 4, 3)])
@@ -92,7 +95,7 @@ def test_gradients_match_closed_forms(params):
   mask = jnp.asarray(discounts[:-1] > 0, jnp.float32)
 
   def total(ao):
-    loss, vloss, _ = disco.agent_loss(ao, res, jnp.asarray(actions), is_term)
+    loss, vloss, _ = disco.agent_loss(ao, res, jnp.asarray(actions), is_term, CFG)
     return jnp.sum((loss + vloss) * mask) / (jnp.sum(mask) + 1e-8)
 
   grads = jax.grad(total)(jax.tree.map(jnp.asarray, out))

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import experiment, manifests, suites
+from disco_eval.config import manifests, overrides, resolve, suites
 from disco_eval.errors import UserError
 
 
@@ -52,9 +52,9 @@ def test_protocol_normalisation_wins_over_the_suite_table(toy):
 
 
 def test_budget_and_loop_settings_come_from_the_protocol(toy):
-  cfg = experiment.train_config(toy.protocol("p"), None, {})
+  cfg = resolve.train_config(toy.protocol("p"), None, {})
   assert cfg.num_envs == 4 and cfg.rollout_len == 10 and cfg.iterations == 25
-  cfg = experiment.train_config(toy.protocol("p"), 95, {"chunk": "5"})
+  cfg = resolve.train_config(toy.protocol("p"), 95, {"chunk": "5"})
   assert cfg.iterations == 3 and cfg.chunk == 5
   with pytest.raises(UserError, match="valid protocols: p, q"):
     toy.protocol("z")
@@ -62,29 +62,29 @@ def test_budget_and_loop_settings_come_from_the_protocol(toy):
 
 def test_suite_agent_table_sits_between_rule_defaults_and_overrides(toy):
   m = manifests.load_rule_manifest("disco103")
-  s = experiment.rule_settings(m, toy, {})
+  s = resolve.rule_settings(m, toy, {})
   assert s["agent"]["torso"] == "special" and s["agent"]["torso_hidden"] == [7]
   assert s["agent"]["model_lstm_size"] == 128          # untouched rule default
-  s = experiment.rule_settings(m, toy, {"agent.torso_hidden": "[9]"})
+  s = resolve.rule_settings(m, toy, {"agent.torso_hidden": "[9]"})
   assert s["agent"]["torso_hidden"] == [9] and s["agent"]["torso"] == "special"
   m2 = dataclasses.replace(m, suites={"toy": {"agent.torso": "mlp"}})
-  assert experiment.rule_settings(m2, toy, {})["agent"]["torso"] == "mlp"
+  assert resolve.rule_settings(m2, toy, {})["agent"]["torso"] == "mlp"
 
 
 def test_keys_brought_by_the_suite_agent_table_can_be_overridden(toy):
   m = manifests.load_rule_manifest("disco103")
   toy.raw["agent"]["conv_channels"] = [32, 32]
-  s = experiment.rule_settings(m, toy, {"agent.conv_channels": "[8]"})
+  s = resolve.rule_settings(m, toy, {"agent.conv_channels": "[8]"})
   assert s["agent"]["conv_channels"] == [8]
   with pytest.raises(UserError, match="unknown setting 'agent.nope'"):
-    experiment.rule_settings(m, toy, {"agent.nope": "1"})
+    resolve.rule_settings(m, toy, {"agent.nope": "1"})
 
 
 def test_unknown_train_setting_is_refused():
   with pytest.raises(UserError, match="train.chunk"):
-    experiment._split_overrides((("train.nope", "1"),))
+    overrides.split_overrides((("train.nope", "1"),))
 
 
 def test_train_setting_must_be_an_integer(toy):
   with pytest.raises(UserError, match="train.chunk must be an integer, got 'x'"):
-    experiment.train_config(toy.protocol("p"), None, {"chunk": "x"})
+    resolve.train_config(toy.protocol("p"), None, {"chunk": "x"})

@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import manifests
+from disco_eval.config import manifests
 from disco_eval.errors import UserError
 
 VALID_MANIFEST = """

@@ -10,7 +10,7 @@ pytest.importorskip("nle")
 
 from disco_eval import report                                    # noqa: E402
 from disco_eval.envs import nethack                             # noqa: E402
-from disco_eval.experiment import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
 
 TINY = {"torso": "glyph_net", "glyph_embed_dim": 4, "glyph_map_channels": [4],
         "glyph_crop_channels": [4], "glyph_blstats_hidden": 8, "glyph_hidden": 32,

@@ -57,7 +57,7 @@ def make_manifests(folder: Path) -> Path:
 @pytest.fixture(scope="module")
 def catch_runs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
   """(results folder, manifests folder) with real tiny Catch runs."""
-  from disco_eval.experiment import SweepSpec, run_sweep
+  from disco_eval.runs import SweepSpec, run_sweep
   base = tmp_path_factory.mktemp("catch")
   manifests = make_manifests(base / "manifests")
   with pytest.MonkeyPatch.context() as mp:

@@ -14,7 +14,7 @@ pytest.importorskip("envpool")
 from disco_eval.agents.impala import ImpalaCNN                  # noqa: E402
 from disco_eval.agents.networks import TORSOS                   # noqa: E402
 from disco_eval.envs import procgen                             # noqa: E402
-from disco_eval.experiment import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
 
 # The torso for ProcGen, small (the test's own [agent] table for the suite).
 TINY_AGENT = {"torso": "impala_cnn", "impala_channels": [8, 8, 8], "impala_hidden": 64}
@@ -29,7 +29,7 @@ def test_env_ids():
 
 @pytest.mark.parametrize("game", procgen.GAMES)
 def test_every_game_of_the_suite_steps_in_both_modes(game):
-  from disco_eval import suites
+  from disco_eval.config import suites
   assert set(suites.load_suite("procgen").tasks) == set(procgen.GAMES)
   for mode in procgen.MODES:
     pool = procgen.ProcgenPool(game, mode, num_envs=2, seed=0, num_levels=200)

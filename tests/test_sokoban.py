@@ -12,7 +12,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from disco_eval import cli_data, suites
+from disco_eval import cli_data
+from disco_eval.config import suites
 from disco_eval.agents.networks import Agent
 from disco_eval.envs import boxoban, registry, sokoban
 from disco_eval.errors import UserError
@@ -321,7 +322,7 @@ def test_evaluate_levels_plays_each_level_once(pulled):
 
 
 def test_tiny_training_run(pulled, tmp_path):
-  from disco_eval.experiment import SweepSpec, run_sweep
+  from disco_eval.runs import SweepSpec, run_sweep
   out = tmp_path / "results"
   results = run_sweep(SweepSpec(
       suite="sokoban", rules=("actor_critic",), seeds=(0,), steps=2000, out=out,

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import paths, report, suites
+from disco_eval import paths, report
+from disco_eval.config import suites
 
 SUITES = sorted(p.stem for p in (paths.PROJECT_ROOT / "suites").glob("*.toml"))
 PROCGEN_GAMES = ["bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",

@@ -8,10 +8,11 @@ import numpy as np
 import optax
 import pytest
 
-from disco_eval import checkpoints, manifests
+from disco_eval import checkpoints
+from disco_eval.config import manifests
 from disco_eval.agents.networks import Agent
 from disco_eval.envs.catch import Catch
-from disco_eval.experiment import SweepSpec, run_sweep
+from disco_eval.runs import SweepSpec, run_sweep
 from disco_eval.rules import actor_critic, disco
 from disco_eval.rules.base import Rollout
 from disco_eval.train import replay

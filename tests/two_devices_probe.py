@@ -16,7 +16,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints, manifests
+from disco_eval import checkpoints
+from disco_eval.config import manifests
 from disco_eval.agents.networks import Agent
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import actor_critic, disco, ppo
@@ -123,7 +124,8 @@ def rule_statistics(rule, rule_params, opt) -> dict:
 def ppo_minibatches() -> dict:
   """PPO's epochs of minibatches (drawn across devices) on 1 and 2 devices."""
   rule, _, opt = rule_parts("ppo", "none")
-  rule = dataclasses.replace(rule, num_epochs=2, num_minibatches=2)
+  rule = dataclasses.replace(rule, cfg=dataclasses.replace(rule.cfg, num_epochs=2,
+                                                          num_minibatches=2))
   cfg = dataclasses.replace(TINY, min_buffer=1, sample_entries=1)
   finals = []
   for n in (1, 2):

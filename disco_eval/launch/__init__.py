@@ -1,6 +1,6 @@
 """Launchers: where the units of a sweep run.
 
-* ``local``: one after another in this process (:func:`experiment.run_sweep`).
+* ``local``: one after another in this process (:func:`runs.run_sweep`).
 * ``ray``: one Ray task per unit, on a local Ray instance or a cluster
   (:mod:`disco_eval.launch.ray_tasks`).
 * ``slurm``: one element of a Slurm job array per unit, through submitit
@@ -18,9 +18,9 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from disco_eval import checkpoints, experiment
+from disco_eval import checkpoints, runs
 from disco_eval.errors import UserError
-from disco_eval.experiment import Progress, RunResult, SweepSpec
+from disco_eval.runs import Progress, RunResult, SweepSpec
 
 LAUNCHERS = ("local", "ray", "slurm")
 DEFAULT_RETRIES = 2
@@ -111,7 +111,7 @@ def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
   """Runs the sweep with the launcher of `options`; one result per run."""
   options.check()
   if options.launcher == "local":
-    return experiment.run_sweep(spec, on_progress, options.seeds_per_unit)
+    return runs.run_sweep(spec, on_progress, options.seeds_per_unit)
   from disco_eval.launch import driver
   if options.launcher == "ray":
     require("ray", "ray")
@@ -120,7 +120,7 @@ def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
     require("submitit", "slurm")
     from disco_eval.launch.slurm_jobs import SlurmBackend as make
   spec = for_workers(spec)
-  plan = experiment.plan_sweep(spec, options.seeds_per_unit)
+  plan = runs.plan_sweep(spec, options.seeds_per_unit)
   retries = DEFAULT_RETRIES if options.retries is None else options.retries
   with make(spec, options, on_progress) as backend:
     on_progress(plan.announce)

@@ -13,9 +13,9 @@ import dataclasses
 from pathlib import Path
 from typing import Callable, Protocol
 
-from disco_eval import experiment, store
+from disco_eval import runs, store
 from disco_eval.errors import UserError
-from disco_eval.experiment import Progress, RunResult, SweepSpec, Unit
+from disco_eval.runs import Progress, RunResult, SweepSpec, Unit
 
 
 @dataclasses.dataclass
@@ -32,7 +32,7 @@ def work(spec: SweepSpec, unit: Unit,
   is meant for the user, not a traceback); other exceptions propagate, for
   the cluster to record as a crash."""
   try:
-    return Outcome(results=experiment.run_unit(spec, unit, on_progress))
+    return Outcome(results=runs.run_unit(spec, unit, on_progress))
   except UserError as e:
     return Outcome(user_error=str(e))
 

@@ -28,7 +28,7 @@ import submitit
 
 from disco_eval import store
 from disco_eval.errors import UserError
-from disco_eval.experiment import Progress
+from disco_eval.runs import Progress
 from disco_eval.launch import driver
 
 DEFAULT_TIME_MIN = 24 * 60

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from disco_eval import numerics as nx
+from disco_eval.config import schema
 from disco_eval.rules.base import AgentOut, OutputSpec, Rollout, UnrollFn
 
 Array = jax.Array
@@ -20,19 +21,23 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class ACConfig:
-  discount: float = 0.997
-  vtrace_lambda: float = 0.95
-  pg_cost: float = 1.0
-  value_cost: float = 0.5
-  entropy_cost: float = 0.2
-  num_bins: int = 601
-  max_abs_value: float = 300.0
-  categorical_value: bool = True
-  nonlinear_value_transform: bool = True
-  normalize_adv: bool = False
-  normalize_td: bool = False
-  ema_decay: float = 0.99
-  ema_eps: float = 1e-6
+  """The ``[hyperparams]`` and ``[rule]`` keys of an actor-critic manifest
+  (``rules/actor_critic.toml``, ``rules/impala.toml``: the defaults live there)."""
+  # [hyperparams]
+  discount_factor: float
+  vtrace_lambda: float
+  pg_cost: float
+  value_cost: float
+  entropy_cost: float
+  # [rule]
+  num_bins: int
+  max_abs_value: float
+  categorical_value: bool
+  nonlinear_value_transform: bool
+  normalize_adv: bool
+  normalize_td: bool
+  ema_decay: float
+  ema_eps: float
 
 
 class ACState(NamedTuple):
@@ -57,7 +62,7 @@ def _values(cfg: ACConfig, v_out: Array) -> Array:
 @dataclasses.dataclass(frozen=True)
 class ActorCritic:
   """V-trace actor-critic (IMPALA-style) as an update rule."""
-  cfg: ACConfig = ACConfig()
+  cfg: ACConfig
   name: str = "actor_critic"
   num_epochs: int = 1
   num_minibatches: int = 1
@@ -81,7 +86,7 @@ class ActorCritic:
     rho = jnp.exp(nx.log_prob(agent_out["logits"][:-1], a)
                   - nx.log_prob(batch.behaviour_logits[:-1], a))
     rho = jax.lax.stop_gradient(rho)
-    discounts = cfg.discount * (1.0 - batch.is_terminal.astype(jnp.float32))
+    discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
     vt = nx.vtrace(v[:-1], v[1:], batch.transition_rewards, discounts, rho,
                    lambda_=cfg.vtrace_lambda)
     td = vt.vs - v[:-1]
@@ -122,16 +127,6 @@ class ActorCritic:
 
 def from_settings(settings: dict[str, dict[str, Any]], name: str = "actor_critic",
                   axis_name: str | None = None) -> ActorCritic:
-  """Builds the rule from a manifest's settings tables."""
-  h, r = settings["hyperparams"], settings["rule"]
-  cfg = ACConfig(
-      discount=float(h["discount_factor"]),
-      vtrace_lambda=float(h["vtrace_lambda"]), pg_cost=float(h["pg_cost"]),
-      value_cost=float(h["value_cost"]), entropy_cost=float(h["entropy_cost"]),
-      num_bins=int(r["num_bins"]), max_abs_value=float(r["max_abs_value"]),
-      categorical_value=bool(r["categorical_value"]),
-      nonlinear_value_transform=bool(r["nonlinear_value_transform"]),
-      normalize_adv=bool(r["normalize_adv"]),
-      normalize_td=bool(r["normalize_td"]),
-      ema_decay=float(r["ema_decay"]), ema_eps=float(r["ema_eps"]))
+  """Builds the rule from a manifest's settings tables ([hyperparams], [rule])."""
+  cfg = schema.from_tables(ACConfig, settings, f"rule '{name}'")
   return ActorCritic(cfg=cfg, name=name, axis_name=axis_name)

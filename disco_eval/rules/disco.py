@@ -19,6 +19,7 @@ import jax
 import jax.numpy as jnp
 
 from disco_eval import numerics as nx
+from disco_eval.config import schema
 from disco_eval.rules.base import AgentOut, OutputSpec, Rollout, UnrollFn
 
 Array = jax.Array
@@ -48,18 +49,24 @@ def initial_meta_state(hidden_size: int = 128) -> MetaState:
 
 @dataclasses.dataclass(frozen=True)
 class RuleConfig:
-  """Fixed settings of the rule (``[rule]`` and ``[hyperparams]`` tables)."""
-  value_discount: float = 0.997
-  max_abs_value: float = 300.0
-  ema_decay: float = 0.99
-  ema_eps: float = 1e-6
-  td_lambda: float = 0.95
-  pi_cost: float = 1.0
-  y_cost: float = 1.0
-  z_cost: float = 1.0
-  aux_policy_cost: float = 1.0
-  value_cost: float = 0.2
-  target_params_coeff: float = 0.9
+  """The ``[hyperparams]`` and ``[rule]`` keys of a Disco manifest
+  (``rules/disco103.toml``: the defaults live there)."""
+  # [hyperparams]
+  pi_cost: float
+  y_cost: float
+  z_cost: float
+  aux_policy_cost: float
+  value_cost: float
+  target_params_coeff: float
+  value_fn_td_lambda: float
+  discount_factor: float       # recorded; the meta-network's discount is value_discount
+  # [rule]
+  value_discount: float
+  max_abs_value: float
+  num_bins: int
+  prediction_size: int
+  ema_decay: float
+  ema_eps: float
 
 
 class MetaInputs(NamedTuple):
@@ -183,7 +190,7 @@ def value_outputs(inp: MetaInputs, state: MetaState, cfg: RuleConfig,
                 - nx.log_prob(inp.behaviour_logits[:-1], actions))
   rho = jax.lax.stop_gradient(rho)
   discounts = cfg.value_discount * (1.0 - inp.is_terminal.astype(jnp.float32))
-  c = cfg.td_lambda * jnp.minimum(rho, 1.0)
+  c = cfg.value_fn_td_lambda * jnp.minimum(rho, 1.0)
   q_target = nx.retrace(nx.select(tq[:-1], actions), tv, inp.rewards,
                         discounts, c)
   adv = q_target - tv[:-1]
@@ -303,7 +310,7 @@ class MetaOut(NamedTuple):
 
 
 def meta_step(params: Params, state: MetaState, inp: MetaInputs,
-              cfg: RuleConfig = RuleConfig(), axis_name: str | None = None,
+              cfg: RuleConfig, axis_name: str | None = None,
               with_debug: bool = False
               ) -> tuple[MetaOut, MetaState, dict[str, Array]]:
   """One application of the Disco103 meta-network.
@@ -367,7 +374,7 @@ def meta_step(params: Params, state: MetaState, inp: MetaInputs,
 
 
 def agent_loss(agent_out: AgentOut, targets: MetaOut, actions: Array,
-               is_terminal: Array, cfg: RuleConfig = RuleConfig()
+               is_terminal: Array, cfg: RuleConfig
                ) -> tuple[Array, Array, dict[str, Array]]:
   """Disco103's agent loss per step.
 
@@ -423,9 +430,7 @@ class DiscoState(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class DiscoRule:
   """Disco103 through the trainer's rule interface (see rules/base.py)."""
-  cfg: RuleConfig = RuleConfig()
-  prediction_size: int = 600
-  num_bins: int = 601
+  cfg: RuleConfig
   meta_hidden: int = 128
   name: str = "disco103"
   num_epochs: int = 1
@@ -434,9 +439,9 @@ class DiscoRule:
 
   def output_spec(self, num_actions: int) -> OutputSpec:
     return OutputSpec(
-        flat={"logits": (num_actions,), "y": (self.prediction_size,)},
-        model={"z": (self.prediction_size,), "aux_pi": (num_actions,),
-               "q": (self.num_bins,)})
+        flat={"logits": (num_actions,), "y": (self.cfg.prediction_size,)},
+        model={"z": (self.cfg.prediction_size,), "aux_pi": (num_actions,),
+               "q": (self.cfg.num_bins,)})
 
   def init_state(self, rng: Array, agent_params: Any) -> DiscoState:
     del rng
@@ -468,16 +473,6 @@ class DiscoRule:
 
 def from_settings(settings: dict[str, dict[str, Any]], name: str = "disco103",
                   axis_name: str | None = None) -> DiscoRule:
-  """Builds the rule from a manifest's settings tables."""
-  h, r = settings["hyperparams"], settings["rule"]
-  cfg = RuleConfig(
-      value_discount=float(r["value_discount"]),
-      max_abs_value=float(r["max_abs_value"]),
-      ema_decay=float(r["ema_decay"]), ema_eps=float(r["ema_eps"]),
-      td_lambda=float(h["value_fn_td_lambda"]), pi_cost=float(h["pi_cost"]),
-      y_cost=float(h["y_cost"]), z_cost=float(h["z_cost"]),
-      aux_policy_cost=float(h["aux_policy_cost"]),
-      value_cost=float(h["value_cost"]),
-      target_params_coeff=float(h["target_params_coeff"]))
-  return DiscoRule(cfg=cfg, prediction_size=int(r["prediction_size"]),
-                   num_bins=int(r["num_bins"]), name=name, axis_name=axis_name)
+  """Builds the rule from a manifest's settings tables ([hyperparams], [rule])."""
+  cfg = schema.from_tables(RuleConfig, settings, f"rule '{name}'")
+  return DiscoRule(cfg=cfg, name=name, axis_name=axis_name)

@@ -32,6 +32,8 @@ import jax
 import jax.numpy as jnp
 
 from disco_eval import numerics as nx
+from disco_eval.config import schema
+from disco_eval.errors import UserError
 from disco_eval.rules.base import AgentOut, OutputSpec, Rollout, UnrollFn
 
 Array = jax.Array
@@ -39,13 +41,19 @@ Array = jax.Array
 
 @dataclasses.dataclass(frozen=True)
 class PPOConfig:
-  discount: float = 0.999
-  gae_lambda: float = 0.95
-  clip_eps: float = 0.2
-  value_cost: float = 0.5
-  entropy_cost: float = 0.01
-  normalize_adv: bool = True
-  clip_value: bool = True
+  """The ``[hyperparams]`` and ``[rule]`` keys of a PPO manifest
+  (``rules/ppo.toml``: the defaults live there)."""
+  # [hyperparams]
+  discount_factor: float
+  gae_lambda: float
+  clip_eps: float
+  value_cost: float
+  entropy_cost: float
+  # [rule]
+  normalize_adv: bool
+  clip_value: bool
+  num_epochs: int
+  num_minibatches: int
 
 
 class PPOTargets(NamedTuple):
@@ -80,11 +88,19 @@ def masked_normalize(x: Array, mask: Array, eps: float = 1e-8) -> Array:
 @dataclasses.dataclass(frozen=True)
 class PPO:
   """Clipped-surrogate PPO with GAE; several epochs of minibatches per batch."""
-  cfg: PPOConfig = PPOConfig()
+  cfg: PPOConfig
   name: str = "ppo"
-  num_epochs: int = 3
-  num_minibatches: int = 8
   axis_name: str | None = None
+
+  @property
+  def num_epochs(self) -> int:
+    """Epochs over each batch (``[rule] num_epochs``)."""
+    return self.cfg.num_epochs
+
+  @property
+  def num_minibatches(self) -> int:
+    """Minibatches per epoch (``[rule] num_minibatches``)."""
+    return self.cfg.num_minibatches
 
   def output_spec(self, num_actions: int) -> OutputSpec:
     return OutputSpec(flat={"logits": (num_actions,), "v": (1,)}, model={})
@@ -99,7 +115,7 @@ class PPO:
     del rule_params, agent_params, unroll_fn
     cfg = self.cfg
     v = jax.lax.stop_gradient(agent_out["v"][..., 0])            # [T+1, B]
-    discounts = cfg.discount * (1.0 - batch.is_terminal.astype(jnp.float32))
+    discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
     adv = gae(v, batch.transition_rewards, discounts, cfg.gae_lambda)
     mask = batch.loss_mask.astype(jnp.float32)
     returns = adv + v[:-1]
@@ -133,16 +149,8 @@ class PPO:
 def from_settings(settings: dict[str, dict[str, Any]], name: str = "ppo",
                   axis_name: str | None = None) -> PPO:
   """Builds PPO from a manifest's settings tables ([hyperparams], [rule])."""
-  h, r = settings["hyperparams"], settings["rule"]
-  cfg = PPOConfig(
-      discount=float(h["discount_factor"]), gae_lambda=float(h["gae_lambda"]),
-      clip_eps=float(h["clip_eps"]), value_cost=float(h["value_cost"]),
-      entropy_cost=float(h["entropy_cost"]),
-      normalize_adv=bool(r["normalize_adv"]), clip_value=bool(r["clip_value"]))
-  epochs, minibatches = int(r["num_epochs"]), int(r["num_minibatches"])
-  if epochs < 1 or minibatches < 1:
-    from disco_eval.errors import UserError
+  cfg = schema.from_tables(PPOConfig, settings, f"rule '{name}'")
+  if cfg.num_epochs < 1 or cfg.num_minibatches < 1:
     raise UserError(f"rule '{name}': num_epochs and num_minibatches must be >= 1, "
-                    f"got {epochs} and {minibatches}")
-  return PPO(cfg=cfg, name=name, num_epochs=epochs, num_minibatches=minibatches,
-             axis_name=axis_name)
+                    f"got {cfg.num_epochs} and {cfg.num_minibatches}")
+  return PPO(cfg=cfg, name=name, axis_name=axis_name)

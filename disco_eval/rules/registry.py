@@ -1,21 +1,47 @@
-"""Builds a rule object from its manifest kind and settings."""
+"""Builds a rule object from its manifest kind and settings.
 
-from typing import Any
+Each kind names the function that builds its rule and the dataclass that
+declares the keys of its ``[hyperparams]`` and ``[rule]`` tables (their
+values live in the rule manifests, ``rules/*.toml``).
+"""
 
+from typing import Any, Callable, NamedTuple
+
+from disco_eval.config import schema
 from disco_eval.errors import UserError
 from disco_eval.rules import actor_critic, disco, ppo
 from disco_eval.rules.base import UpdateRule
 
-BUILDERS = {
-    "disco": disco.from_settings,
-    "actor_critic": actor_critic.from_settings,
-    "ppo": ppo.from_settings,
+
+class RuleKind(NamedTuple):
+  """How to build the rules of one manifest kind."""
+  build: Callable[..., UpdateRule]   # (settings, name=, axis_name=) -> rule
+  settings: type                     # dataclass of the [hyperparams] and [rule] keys
+
+
+KINDS = {
+    "disco": RuleKind(disco.from_settings, disco.RuleConfig),
+    "actor_critic": RuleKind(actor_critic.from_settings, actor_critic.ACConfig),
+    "ppo": RuleKind(ppo.from_settings, ppo.PPOConfig),
 }
+
+
+def rule_kind(kind: str) -> RuleKind:
+  """The entry of `kind`; a UserError listing the known kinds if none."""
+  if kind not in KINDS:
+    raise UserError(f"rule kind '{kind}' is not implemented; known kinds: "
+                    f"{', '.join(sorted(KINDS))}")
+  return KINDS[kind]
+
+
+def check_settings(kind: str, settings: dict[str, Any], where: str) -> None:
+  """A UserError (prefixed `where`, e.g. the manifest's path) if settings
+  tables hold a key that rules of `kind` do not declare, or lack one they
+  need; for checking a manifest before any work is done."""
+  schema.check_tables(rule_kind(kind).settings, settings, where)
 
 
 def build_rule(kind: str, settings: dict[str, Any], name: str,
                axis_name: str | None = None) -> UpdateRule:
-  if kind not in BUILDERS:
-    raise UserError(f"rule kind '{kind}' is not implemented; known kinds: "
-                    f"{', '.join(sorted(BUILDERS))}")
-  return BUILDERS[kind](settings, name=name, axis_name=axis_name)
+  """The rule object of a manifest `kind` from its settings tables."""
+  return rule_kind(kind).build(settings, name=name, axis_name=axis_name)

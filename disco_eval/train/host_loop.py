@@ -26,7 +26,7 @@ metrics carry their sums over the episodes that ended in it (e.g. Crafter's
 achievements), so that protocols scored on training episodes read them from
 metrics.csv.
 
-``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.experiment``
+``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.runs``
 uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 

@@ -16,7 +16,6 @@ environments, replay buffer and learner batch split between them
 (:mod:`disco_eval.train.devices`); it learns what the one-device run learns.
 """
 
-import dataclasses
 import functools
 from typing import Any, NamedTuple
 
@@ -25,38 +24,11 @@ import jax.numpy as jnp
 import optax
 
 from disco_eval.agents.networks import Agent
+from disco_eval.config.train import TrainConfig
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
 
 Array = jax.Array
-
-
-@dataclasses.dataclass(frozen=True)
-class TrainConfig:
-  """Loop settings (defaults: the reference Catch example)."""
-  num_envs: int = 2
-  rollout_len: int = 29            # actor steps per trajectory (T + 1)
-  iterations: int = 1000
-  buffer_capacity: int = 1024      # entries
-  min_buffer: int = 64             # entries before learning starts
-  sample_entries: int = 64         # entries per learner batch
-  updates_per_iteration: int = 1
-  chunk: int = 25                  # iterations per compiled chunk
-  vmap_seeds: int = -1             # seeds in one vmapped program: 1 yes, 0 no, -1 auto
-  # The batch's trajectories go through the agent in this many slices, one
-  # after another (same update up to float rounding; one more forward pass).
-  learner_microbatches: int = 1
-  # Local devices the run's environments and learner batch are split over.
-  devices: int = 1
-
-  @property
-  def steps_per_iteration(self) -> int:
-    return self.num_envs * self.rollout_len
-
-  @property
-  def replay_ratio(self) -> float:
-    """Trajectories learned from per trajectory generated."""
-    return self.sample_entries * self.updates_per_iteration
 
 
 class TrainState(NamedTuple):

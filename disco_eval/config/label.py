@@ -1,0 +1,89 @@
+"""The protocol label of a run: which runs measured the same thing.
+
+Runs may be compared when they ran one suite under one label: the protocol's
+name, with ``@STEPS`` when the step budget is not the protocol's, and
+``+KEY=VALUE`` for each ``protocol.*`` override (e.g. ``1m@40000+eval_episodes=8``).
+
+The label is a pure function of a run's config (the JSON dict that
+``config.json`` stores, see :meth:`disco_eval.config.run_config.RunConfig.to_json`).
+It is computed once, when the config is resolved, and stored beside it under
+``"label"``; :func:`run_label` derives it for records written before that.
+"""
+
+from typing import Any, Mapping
+
+# Loop settings that do not change what a run measures (runs that differ only
+# in these still compare without a warning).
+IGNORED_TRAIN_KEYS = ("chunk", "iterations")
+LABEL_KEY = "label"
+
+
+def protocol_name(config: Mapping[str, Any] | None) -> str | None:
+  """The protocol's name in a stored config (a table with ``name``, or a
+  plain string in some older records); None if it names none."""
+  protocol = (config or {}).get("protocol")
+  if isinstance(protocol, dict) and isinstance(protocol.get("name"), str):
+    return protocol["name"]
+  return protocol if isinstance(protocol, str) else None
+
+
+def _steps_per_iteration(config: Mapping[str, Any]) -> int:
+  """``num_envs * rollout_len`` of the config's loop (1 when unknown)."""
+  train = config.get("train") or {}
+  try:
+    return max(1, int(train["num_envs"]) * int(train["rollout_len"]))
+  except (KeyError, TypeError, ValueError):
+    return 1
+
+
+def _protocol_changes(config: Mapping[str, Any]) -> str:
+  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted."""
+  overrides = config.get("overrides") or {}
+  changed = sorted(str(k).split(".", 1)[1] + "=" + str(v)
+                   for k, v in overrides.items() if str(k).startswith("protocol."))
+  return "".join(f"+{c}" for c in changed)
+
+
+def protocol_label(config: Mapping[str, Any] | None, name: str | None = None,
+                   env_steps: int | None = None) -> str | None:
+  """``name``, or ``name@STEPS`` when the budget is not the protocol's.
+
+  Args:
+    config: a run config as stored (old records included).
+    name: the protocol's name (default: the config's, see protocol_name).
+    env_steps: the run's env steps (default: the config's ``env_steps``).
+
+  The budget counts as the protocol's when it is the protocol's
+  ``env_steps`` rounded up to whole iterations (``num_envs * rollout_len``).
+  The budget asked for (``budget``) wins over the steps run: rules whose
+  iterations differ in size stop at slightly different env steps and still
+  share a label. None when the config names no protocol.
+  """
+  config = config or {}
+  name = name if name is not None else protocol_name(config)
+  if name is None:
+    return None
+  stored_steps = config.get("env_steps")
+  if env_steps is None and isinstance(stored_steps, int) and not isinstance(stored_steps, bool):
+    env_steps = stored_steps
+  protocol = config.get("protocol")
+  budget = protocol.get("env_steps") if isinstance(protocol, dict) else None
+  asked = config.get("budget")
+  if isinstance(asked, int) and isinstance(budget, (int, float)):
+    env_steps = budget if asked == budget else asked
+  if env_steps is None or not isinstance(budget, (int, float)):
+    return name
+  suffix = _protocol_changes(config)
+  if budget <= env_steps < budget + _steps_per_iteration(config):
+    return name + suffix
+  return f"{name}@{env_steps}{suffix}"
+
+
+def run_label(config: Mapping[str, Any] | None, name: str | None = None,
+              env_steps: int | None = None) -> str | None:
+  """The stored label of a config, else the one :func:`protocol_label`
+  derives (records written before the label was stored)."""
+  stored = (config or {}).get(LABEL_KEY)
+  if isinstance(stored, str) and stored:
+    return stored
+  return protocol_label(config, name, env_steps)

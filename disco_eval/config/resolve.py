@@ -1,0 +1,144 @@
+"""One order of precedence from manifests, protocol and overrides to a run config.
+
+Lowest first:
+
+1. the suite's protocol (budget, loop settings, evaluation);
+2. the rule manifest's tables, the suite's ``[agent]`` table (the torso for
+   its observations) over the rule's ``[agent]``;
+3. the rule manifest's ``[suites.SUITE]`` table;
+4. the user's ``--set`` overrides, global or scoped to the rule (``RULE.KEY``,
+   ``lr`` for ``optimizer.learning_rate``), with ``train.*`` over the rule's
+   ``[train]`` table over the protocol's loop, and ``protocol.*`` over the
+   protocol's evaluation settings;
+5. command-line flags: ``--steps`` (the budget), ``--protocol``.
+
+:func:`resolve` returns the :class:`~disco_eval.config.run_config.RunConfig`
+of one (suite, task, rule); the functions before it are its steps.
+"""
+
+import copy
+import dataclasses
+import math
+from typing import Any, Iterable, NamedTuple
+
+from disco_eval.config import manifests, overrides as over
+from disco_eval.config.run_config import RuleIdentity, RunConfig
+from disco_eval.config.suites import Protocol, SuiteManifest
+from disco_eval.config.train import TrainConfig
+from disco_eval.errors import UserError
+
+
+def rule_settings(manifest: manifests.RuleManifest, suite: SuiteManifest,
+                  rule_over: dict[str, str]) -> dict:
+  """A rule's settings tables for a suite.
+
+  Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
+  (the torso for its observations, which may bring keys of its own), the rule
+  manifest's ``[suites.SUITE]`` overrides, the user's ``--set``.
+  """
+  tables = manifest.settings()
+  tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
+  tables = manifests.apply_overrides(tables, manifest.suites.get(suite.name, {}),
+                                     f"{manifest.path}: [suites.{suite.name}]")
+  return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
+
+
+def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, int]:
+  """The protocol's loop settings with the ``train.*`` overrides, as ints."""
+  vals = {k: int(protocol.get(k)) for k in over.TRAIN_KEYS if protocol.get(k) is not None}
+  for k, v in train_over.items():
+    try:
+      vals[k] = int(v)
+    except ValueError:
+      raise UserError(f"train.{k} must be an integer, got '{v}'") from None
+  return {k: v for k, v in vals.items() if k in over.TRAIN_KEYS}
+
+
+def budget(protocol: Protocol, steps: int | None) -> int:
+  """The env-step budget asked for: `steps` (``--steps``), else the protocol's."""
+  return int(steps if steps is not None else protocol.get("env_steps"))
+
+
+def train_config(protocol: Protocol, steps: int | None,
+                 train_over: dict[str, str]) -> TrainConfig:
+  """The loop settings of a protocol, with a step budget and overrides."""
+  cfg = TrainConfig(**_loop_values(protocol, train_over))
+  asked = budget(protocol, steps)
+  if asked <= 0:
+    raise UserError(f"--steps must be positive, got {asked}")
+  iterations = math.ceil(asked / cfg.steps_per_iteration)
+  cfg = dataclasses.replace(cfg, iterations=iterations)
+  if "min_buffer" not in train_over and iterations < 2 * cfg.min_buffer:
+    # A small budget would end before learning starts: learn from half-way
+    # (recorded in the run's config as the min_buffer used).
+    cfg = dataclasses.replace(cfg, min_buffer=max(1, iterations // 2))
+  return cfg
+
+
+def rule_train_config(protocol: Protocol, steps: int | None,
+                      settings: dict, train_over: dict[str, str]) -> TrainConfig:
+  """Loop settings of one rule: the protocol's, then the rule manifest's
+  ``[train]`` table (e.g. PPO's on-policy loop), then ``--set train.*``."""
+  merged = {k: str(v) for k, v in settings.get("train", {}).items()}
+  merged.update(train_over)
+  return train_config(protocol, steps, merged)
+
+
+def effective_protocol(protocol: Protocol, cfg: TrainConfig,
+                       protocol_over: dict[str, int]) -> Protocol:
+  """The protocol a sweep runs: the manifest's, with the user's
+  ``protocol.*`` overrides and, for a budget below the protocol's (a small,
+  off-protocol run, labelled ``NAME@STEPS`` in reports), the protocol's
+  ``smoke_*`` evaluation settings (e.g. NetHack's 4,096 evaluation episodes
+  of ~25k steps each become a few short ones). Both are recorded in the run's
+  config; ``smoke = true`` marks the second."""
+  settings = dict(protocol.settings)
+  full = protocol.get("env_steps")
+  if isinstance(full, (int, float)) and cfg.iterations * cfg.steps_per_iteration < full:
+    smoke = {k[len("smoke_"):]: v for k, v in settings.items() if k.startswith("smoke_")}
+    if smoke:
+      settings.update(smoke)
+      settings["smoke"] = True
+  settings.update(protocol_over)
+  return dataclasses.replace(protocol, settings=settings)
+
+
+class RulePlan(NamedTuple):
+  """A rule's resolved parts for a suite (the same for every task)."""
+  settings: dict[str, dict[str, Any]]
+  train: TrainConfig
+  protocol: Protocol
+
+
+def rule_plan(suite: SuiteManifest, protocol: Protocol, steps: int | None,
+              manifest: manifests.RuleManifest,
+              scoped: Iterable[tuple[str, str]]) -> RulePlan:
+  """Settings, loop and protocol of one rule from its scoped overrides
+  (:func:`disco_eval.config.overrides.scope_overrides`)."""
+  split = over.split_overrides(scoped)
+  settings = rule_settings(manifest, suite, split.rule)
+  cfg = rule_train_config(protocol, steps, settings, split.train)
+  return RulePlan(settings, cfg, effective_protocol(protocol, cfg, split.protocol))
+
+
+def resolve(suite: SuiteManifest, task: str, rule: RuleIdentity,
+            manifest: manifests.RuleManifest, *, protocol: str | None = None,
+            steps: int | None = None, overrides: over.Overrides = (),
+            scoped: over.Overrides | None = None) -> RunConfig:
+  """The run config of `rule` on `task` of `suite`.
+
+  Args:
+    suite, task: the suite manifest and one of its tasks.
+    rule, manifest: the rule's identity and its manifest.
+    protocol: the protocol's name (``--protocol``; default: the suite's).
+    steps: the env-step budget (``--steps``; default: the protocol's).
+    overrides: the sweep's ``--set`` pairs as typed (recorded as such).
+    scoped: the pairs that apply to this rule, aliases expanded (default:
+      `overrides` scoped to this rule alone).
+  """
+  if scoped is None:
+    scoped = over.scope_overrides(overrides, [rule.name])[rule.name]
+  plan = rule_plan(suite, suite.protocol(protocol), steps, manifest, scoped)
+  return RunConfig(suite=suite.name, task=task, protocol=plan.protocol, rule=rule,
+                   settings=plan.settings, train=plan.train,
+                   budget=budget(plan.protocol, steps), overrides=tuple(overrides))

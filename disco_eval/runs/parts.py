@@ -1,0 +1,19 @@
+"""The objects one (rule, task) trains with, built from its resolved settings."""
+
+from disco_eval.agents.networks import Agent
+from disco_eval.envs import registry as envs
+from disco_eval.rules.registry import build_rule
+from disco_eval.train.optim import make_optimizer
+
+
+def build_parts(suite, task: str, rule, settings: dict):
+  """The environment, rule object, agent and optimiser of one (rule, task).
+
+  `rule` is a resolved rule (``disco_eval.checkpoints.resolve_rule``) and
+  `settings` its tables as resolved (``RunConfig.settings``).
+  """
+  env = envs.make(suite, task)
+  rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
+  agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
+                env.num_actions, env.observation_shape)
+  return env, rule_obj, agent, make_optimizer(settings["optimizer"])

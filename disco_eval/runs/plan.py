@@ -1,0 +1,102 @@
+"""Sweep planning: a spec cut into units of work, and each unit's run config.
+
+A sweep is planned into units (:class:`~disco_eval.runs.spec.Unit`: one rule,
+one task and the seeds trained together). A unit is small and picklable and
+names its rule by its place in the spec, so that a worker of a cluster
+(``disco_eval.launch``) runs it from the spec alone. Every setting of a run
+comes from :func:`disco_eval.config.resolve.resolve`.
+"""
+
+import dataclasses
+from typing import Any
+
+from disco_eval import checkpoints
+from disco_eval.config import overrides as over, resolve, suites
+from disco_eval.config.run_config import RuleIdentity, RunConfig
+from disco_eval.errors import UserError
+from disco_eval.rules import registry
+from disco_eval.runs.spec import Progress, SweepSpec, Unit
+
+
+@dataclasses.dataclass
+class Plan:
+  """A sweep planned into units, with the "plan" event that announces it and
+  the rules resolved while planning (by index; reused by an in-process run)."""
+  units: list[Unit]
+  announce: Progress
+  rules: dict[int, Any]
+
+
+def rule_identity(rule: checkpoints.ResolvedRule) -> RuleIdentity:
+  """The identity a run config records of a resolved rule."""
+  return RuleIdentity(name=rule.label, kind=rule.manifest.kind, sha256=rule.sha256,
+                      source=str(rule.path) if rule.path else None)
+
+
+def run_config(spec: SweepSpec, suite: suites.SuiteManifest, task: str,
+               rule: checkpoints.ResolvedRule,
+               scoped: over.Overrides) -> RunConfig:
+  """The resolved config of `rule` on `task` in the sweep `spec`."""
+  return resolve.resolve(suite, task, rule_identity(rule), rule.manifest,
+                         protocol=spec.protocol, steps=spec.steps,
+                         overrides=spec.overrides, scoped=scoped)
+
+
+def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]:
+  """`seeds` cut into groups of `per_unit` (0: one group of all)."""
+  if per_unit < 0:
+    raise UserError(f"--seeds-per-unit must be 0 (all seeds together) or more, got {per_unit}")
+  size = per_unit or len(seeds)
+  return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+
+
+def _resolve_rules(spec: SweepSpec) -> list[checkpoints.ResolvedRule]:
+  """The spec's rules, resolved and checked (distinct labels, manifest keys
+  that their kind declares)."""
+  resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
+  labels = [r.label for r in resolved]
+  if len(set(labels)) != len(labels):
+    raise UserError(f"the same rule is named twice: {', '.join(labels)}")
+  for rule in resolved:
+    registry.check_settings(rule.manifest.kind, rule.manifest.settings(),
+                            str(rule.manifest.path))
+  return resolved
+
+
+def _announce(spec: SweepSpec, runs: int, total_steps: int,
+              protocol: suites.Protocol) -> Progress:
+  """The "plan" event: how many runs, and whether the evaluation is small."""
+  smoke = ""
+  if protocol.get("smoke"):
+    smoke = ("; off-protocol budget, small evaluation: "
+             + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
+                         if k.startswith("smoke_")))
+  return Progress("plan", "", "", tuple(spec.seeds), total_steps=total_steps,
+                  message=f"{runs} runs{smoke}")
+
+
+def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
+  """Checks the spec and cuts the sweep into units: rule by rule, task by
+  task, the seeds in groups of `seeds_per_unit` (0: all seeds of a (rule,
+  task) trained together, as :func:`disco_eval.runs.sweep.run_sweep` does)."""
+  suite = suites.load_suite(spec.suite)
+  base_protocol = suite.protocol(spec.protocol)
+  tasks = suite.check_tasks(list(spec.tasks))
+  if not spec.seeds:
+    raise UserError("--seeds must be at least 1")
+  groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
+  over.split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
+  resolved = _resolve_rules(spec)
+  scoped_all = over.scope_overrides(spec.overrides, [r.label for r in resolved])
+  units, budgets, protocol = [], [], None
+  for index, rule in enumerate(resolved):
+    scoped = scoped_all[rule.label]
+    plan = resolve.rule_plan(suite, base_protocol, spec.steps, rule.manifest, scoped)
+    protocol = protocol or plan.protocol
+    total = plan.train.iterations * plan.train.steps_per_iteration
+    budgets.append(total)
+    units += [Unit(index, rule.label, task, seeds, scoped, total)
+              for task in tasks for seeds in groups]
+  runs = len(resolved) * len(tasks) * len(spec.seeds)
+  announce = _announce(spec, runs, sum(budgets) * len(tasks) * len(spec.seeds), protocol)
+  return Plan(units, announce, dict(enumerate(resolved)))

@@ -1,0 +1,45 @@
+"""Running a sweep: unit by unit in this process, or one unit in a worker."""
+
+from typing import Callable
+
+from disco_eval import checkpoints
+from disco_eval.config import suites
+from disco_eval.errors import UserError
+from disco_eval.runs.group import run_group
+from disco_eval.runs.plan import plan_sweep, run_config
+from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
+
+
+def run_unit(spec: SweepSpec, unit: Unit,
+             on_progress: Callable[[Progress], None] = lambda p: None,
+             rule=None) -> list[RunResult]:
+  """Runs one unit of a sweep; returns one result per seed.
+
+  Everything is derived from `spec` and `unit` (the rule is resolved again
+  unless `rule`, the one resolved while planning, is given), so a worker
+  process can run a unit planned elsewhere. A run locked by another process
+  is left alone and reported "busy".
+  """
+  suite = suites.load_suite(spec.suite)
+  suite.protocol(spec.protocol)   # an unknown protocol fails before the rule loads
+  if rule is None:
+    rule = checkpoints.resolve_rule(spec.rules[unit.rule])
+  if rule.label != unit.label:
+    raise UserError(f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
+                    f"'{unit.label}' when the sweep was planned; install the same "
+                    "rules on every machine")
+  config = run_config(spec, suite, unit.task, rule, unit.overrides)
+  return run_group(spec, suite, config, rule, unit.seeds, on_progress)
+
+
+def run_sweep(spec: SweepSpec,
+              on_progress: Callable[[Progress], None] = lambda p: None,
+              seeds_per_unit: int = 0) -> list[RunResult]:
+  """Runs the sweep rule x task x seed in this process, unit after unit;
+  returns one result per run."""
+  plan = plan_sweep(spec, seeds_per_unit)
+  on_progress(plan.announce)
+  results = []
+  for unit in plan.units:
+    results += run_unit(spec, unit, on_progress, plan.rules[unit.rule])
+  return results
