@@ -17,12 +17,18 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disco_eval import paths
+from disco_eval.config.overrides import TRAIN_KEYS
 from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
 REQUIRED_FIELDS = ("name", "kind", "description", "licence", "citation")
 OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + SETTINGS_TABLES + ("suites",)
+# The keys the optimiser (disco_eval.train.optim) and the loop read. The
+# [hyperparams] and [rule] keys are declared by each rule kind's settings
+# dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
+OPTIMIZER_KEYS = ("learning_rate", "max_abs_update", "max_grad_norm", "b1", "b2", "eps")
+DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -209,6 +215,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
   _check_name(data["name"], path)
   _check_weights_fields(data, path)
   tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
+  _check_declared_keys(tables, path)
   suites = _check_suites(data.get("suites", {}), tables, path)
   return RuleManifest(
       name=data["name"],
@@ -257,6 +264,15 @@ def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:
     )
   if "source_url" in data and "filename" not in data:
     raise UserError(f"{path}: field 'source_url' needs a 'filename' to save it as")
+
+
+def _check_declared_keys(tables: Mapping[str, Mapping[str, Any]], path: Path) -> None:
+  """Every key of the [optimizer] and [train] tables is one that is read."""
+  for table, valid in DECLARED_KEYS.items():
+    for key in tables.get(table, {}):
+      if key not in valid:
+        raise UserError(f"{path}: unknown key '{key}' in [{table}]; valid keys: "
+                        + ", ".join(valid))
 
 
 def _check_suites(
