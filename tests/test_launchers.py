@@ -12,17 +12,17 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import launch, report, runs, store
+from disco_eval import launch, report, store
 from disco_eval.errors import UserError
-from disco_eval.runs import RunResult, Unit
+from disco_eval.runs import RunResult, SweepSpec, Unit, plan_sweep
 from disco_eval.launch import driver
 
 TINY = (("train.min_buffer", "4"), ("train.sample_entries", "4"), ("train.chunk", "8"),
         ("agent.torso_hidden", "[32]"))
 
 
-def spec(out: Path, seeds=(0, 1, 2, 3)) -> runs.SweepSpec:
-  return runs.SweepSpec(suite="catch", rules=("actor_critic",), seeds=tuple(seeds),
+def spec(out: Path, seeds=(0, 1, 2, 3)) -> SweepSpec:
+  return SweepSpec(suite="catch", rules=("actor_critic",), seeds=tuple(seeds),
                               steps=300, out=out, overrides=TINY)
 
 
@@ -71,7 +71,7 @@ def test_flags_that_do_not_fit_the_launcher_are_refused():
   with pytest.raises(UserError, match="unknown launcher 'kube'; use one of local, ray, slurm"):
     launch.LaunchOptions("kube").check()
   with pytest.raises(UserError, match="--seeds-per-unit must be 0"):
-    runs.plan_sweep(spec(Path("unused")), seeds_per_unit=-1)
+    plan_sweep(spec(Path("unused")), seeds_per_unit=-1)
 
 
 def test_a_missing_cluster_package_names_the_extra(monkeypatch, tmp_path):
@@ -306,7 +306,7 @@ def test_slurm_path_runs_units_leaves_busy_runs_alone_and_requeues(local_runs, t
       preempted.append(pid)
 
   with SlurmBackend(sweep, options, preempt) as backend:
-    results = driver.collect(sweep, runs.plan_sweep(sweep, 1).units, backend, 0,
+    results = driver.collect(sweep, plan_sweep(sweep, 1).units, backend, 0,
                              preempt)
   assert preempted
   # (Seed 1 reads "skipped" in the unlikely case that the signal came after
