@@ -24,9 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints, experiment, suites
+from disco_eval import experiment, suites
 from disco_eval.agents.networks import Agent
 from disco_eval.errors import UserError
+from disco_eval.rules import weights
 from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
 
@@ -83,7 +84,7 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   suite = suites.load_suite(suite_name)
   proto = suite.protocol(protocol)
   task = suite.check_tasks([task] if task else None)[0]
-  rule = checkpoints.resolve_rule(rule_spec)
+  rule = weights.resolve_rule(rule_spec)
   scoped = experiment._scope_overrides(overrides, [rule.label])[rule.label]
   rule_over, train_over, _ = experiment._split_overrides(scoped)
   settings = experiment.rule_settings(rule.manifest, suite, rule_over)

@@ -41,13 +41,14 @@ def _split_csv(text: Optional[str]) -> tuple[str, ...]:
 @rules_app.command("list")
 def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
   """List the known rules."""
-  from disco_eval import checkpoints, manifests
+  from disco_eval import manifests
+  from disco_eval.rules import weights
   ms = manifests.list_rule_manifests()
   rows = []
   for m in ms:
     cached = None
     if m.filename:
-      p = checkpoints.cached_path(m)
+      p = weights.cached_path(m)
       cached = p.is_file()
     rows.append({"name": m.name, "kind": m.kind, "architecture": m.architecture,
                  "description": m.description, "learned": bool(m.filename),
@@ -95,7 +96,8 @@ def rules_pull(name: str,
                file: Optional[Path] = typer.Option(
                    None, "--file", help="Import a local copy (checked against the manifest's sha256).")):
   """Download a learned rule's checkpoint into the cache and verify its sha256."""
-  from disco_eval import checkpoints, manifests
+  from disco_eval import manifests
+  from disco_eval.rules import weights
   m = manifests.load_rule_manifest(name)
   if not m.filename:
     raise UserError(f"rule '{name}' is hand-designed: it has no checkpoint to pull")
@@ -103,7 +105,7 @@ def rules_pull(name: str,
     if not file.is_file():
       raise UserError(f"file not found: {file}")
     url = file.resolve().as_uri()
-  path = checkpoints.pull(m, url=url, force=force)
+  path = weights.pull(m, url=url, force=force)
   out.print(f"{m.name}: {path} (sha256 {m.sha256})")
 
 
@@ -119,8 +121,8 @@ def rules_verify(name: str = typer.Argument(..., help="Rule name or PATH.npz."),
   exits 1 if any key is out of bounds. Consecutive files of one sequence carry
   the meta-state computed here from step to step.
   """
-  from disco_eval import checkpoints, verify
-  rule = checkpoints.resolve_rule(name)
+  from disco_eval.rules import verify, weights
+  rule = weights.resolve_rule(name)
   if rule.manifest.kind != "disco" or rule.params is None:
     raise UserError(f"rule '{name}' is not a Disco103-architecture checkpoint; "
                     "golden files check the discovered rule")

@@ -28,10 +28,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints, manifests, store, suites
+from disco_eval import manifests, store, suites
 from disco_eval.agents.networks import Agent
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
+from disco_eval.rules import weights
 from disco_eval.rules.registry import build_rule
 from disco_eval.train.loop import TrainConfig, Trainer
 from disco_eval.train.optim import make_optimizer
@@ -255,7 +256,7 @@ def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
     raise UserError("--seeds must be at least 1")
   groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
   _split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
-  resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
+  resolved = [weights.resolve_rule(r) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
@@ -300,7 +301,7 @@ def run_unit(spec: SweepSpec, unit: Unit,
   suite = suites.load_suite(spec.suite)
   base_protocol = suite.protocol(spec.protocol)
   if rule is None:
-    rule = checkpoints.resolve_rule(spec.rules[unit.rule])
+    rule = weights.resolve_rule(spec.rules[unit.rule])
   if rule.label != unit.label:
     raise UserError(f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
                     f"'{unit.label}' when the sweep was planned; install the same "

@@ -7,8 +7,9 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from disco_eval import bench, checkpoints, experiment, suites   # noqa: E402
+from disco_eval import bench, experiment, suites               # noqa: E402
 from disco_eval.envs import procgen                             # noqa: E402
+from disco_eval.rules import weights                            # noqa: E402
 from disco_eval.train import host_loop                          # noqa: E402
 from disco_eval.train.loop import TrainConfig                   # noqa: E402
 
@@ -93,7 +94,7 @@ def test_grouped_pool_step_and_misuse():
 
 def _parts():
   suite = suites.load_suite("procgen")
-  rule = checkpoints.resolve_rule("actor_critic")
+  rule = weights.resolve_rule("actor_critic")
   settings = experiment.rule_settings(rule.manifest, suite, TINY)
   task, rule_obj, agent, opt = experiment.build_parts(suite, GAME, rule, settings)
   return suite.protocol("easy-200"), rule, task, rule_obj, agent, opt

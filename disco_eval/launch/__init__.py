@@ -18,9 +18,10 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from disco_eval import checkpoints, experiment
+from disco_eval import experiment
 from disco_eval.errors import UserError
 from disco_eval.experiment import Progress, RunResult, SweepSpec
+from disco_eval.rules import weights
 
 LAUNCHERS = ("local", "ray", "slurm")
 DEFAULT_RETRIES = 2
@@ -100,7 +101,7 @@ def for_workers(spec: SweepSpec) -> SweepSpec:
   """`spec` with absolute paths (results folder, rule files), as workers that
   start elsewhere need them. Symbolic links are kept (a shared file system
   may be mounted through one)."""
-  rules = tuple(os.path.abspath(os.path.expanduser(r)) if checkpoints.looks_like_path(r)
+  rules = tuple(os.path.abspath(os.path.expanduser(r)) if weights.looks_like_path(r)
                 else r for r in spec.rules)
   return dataclasses.replace(spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))),
                              rules=rules)
