@@ -1,28 +1,22 @@
-"""Launchers: where the units of a sweep run.
+"""What every launcher shares: its options, the outcome of a unit and the
+contract of a cluster backend.
 
-* ``local``: one after another in this process (:func:`experiment.run_sweep`).
-* ``ray``: one Ray task per unit, on a local Ray instance or a cluster
-  (:mod:`disco_eval.launch.ray_tasks`).
-* ``slurm``: one element of a Slurm job array per unit, through submitit
-  (:mod:`disco_eval.launch.slurm_jobs`).
-
-Every launcher writes the same run records into the same results folder,
-which every worker must reach; complete runs are skipped and interrupted ones
-resume, whatever launcher started them; the per-run locks keep two launchers
-from writing the same run (the second reports it "busy").
+A cluster backend (:class:`Backend`: Ray, Slurm) is made by a
+:data:`BackendFactory` from the sweep, the :class:`LaunchOptions` and the
+progress callback, is used as a context manager, and hands the units of
+:func:`disco_eval.launch.driver.collect` to its workers. The registry that
+maps a launcher name to how it runs is :data:`disco_eval.launch.LAUNCHERS`.
 """
 
 import dataclasses
-import importlib
-import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, ContextManager, Protocol
 
-from disco_eval import checkpoints, experiment
 from disco_eval.errors import UserError
-from disco_eval.experiment import Progress, RunResult, SweepSpec
+from disco_eval.experiment import Progress, RunResult, SweepSpec, Unit
 
-LAUNCHERS = ("local", "ray", "slurm")
+# The launchers' names; disco_eval.launch.LAUNCHERS maps each to how it runs.
+LAUNCHER_NAMES = ("local", "ray", "slurm")
 DEFAULT_RETRIES = 2
 # Environment variables a worker needs to find what the driver uses.
 FORWARDED_ENV = ("DISCO_EVAL_HOME", "DISCO_EVAL_MANIFESTS")
@@ -63,8 +57,8 @@ class LaunchOptions:
 
   def check(self) -> None:
     """UserError for a flag that does not fit the launcher."""
-    if self.launcher not in LAUNCHERS:
-      raise UserError(f"unknown launcher '{self.launcher}'; use one of {', '.join(LAUNCHERS)}")
+    if self.launcher not in LAUNCHER_NAMES:
+      raise UserError(f"unknown launcher '{self.launcher}'; use one of {', '.join(LAUNCHER_NAMES)}")
     misplaced = []
     if self.launcher != "ray" and self.ray_address is not None:
       misplaced.append(("--ray-address", "--launcher ray"))
@@ -87,41 +81,40 @@ class LaunchOptions:
       raise UserError(f"--cpus-per-unit must be 1 or more, got {self.cpus_per_unit}")
 
 
-def require(module: str, launcher: str):
-  """`module` imported, or a UserError naming the extra that installs it."""
-  try:
-    return importlib.import_module(module)
-  except ImportError:
-    raise UserError(f"--launcher {launcher} needs the '{module}' package: "
-                    f"pip install 'disco-eval[{launcher}]'") from None
+@dataclasses.dataclass
+class Outcome:
+  """What became of one submission of a unit: exactly one field is set."""
+  results: list[RunResult] | None = None   # it ran (its runs may have failed)
+  crash: str | None = None                 # its worker died or raised (one line)
+  user_error: str | None = None            # bad input or set-up: the sweep stops
 
 
-def for_workers(spec: SweepSpec) -> SweepSpec:
-  """`spec` with absolute paths (results folder, rule files), as workers that
-  start elsewhere need them. Symbolic links are kept (a shared file system
-  may be mounted through one)."""
-  rules = tuple(os.path.abspath(os.path.expanduser(r)) if checkpoints.looks_like_path(r)
-                else r for r in spec.rules)
-  return dataclasses.replace(spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))),
-                             rules=rules)
+def one_line(error: BaseException) -> str:
+  """'Type: last line of the message', for crashes whose text is a traceback."""
+  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+  return f"{type(error).__name__}: {lines[-1] if lines else 'no message'}"
 
 
-def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
-        on_progress: Callable[[Progress], None] = lambda p: None) -> list[RunResult]:
-  """Runs the sweep with the launcher of `options`; one result per run."""
-  options.check()
-  if options.launcher == "local":
-    return experiment.run_sweep(spec, on_progress, options.seeds_per_unit)
-  from disco_eval.launch import driver
-  if options.launcher == "ray":
-    require("ray", "ray")
-    from disco_eval.launch.ray_tasks import RayBackend as make
-  else:
-    require("submitit", "slurm")
-    from disco_eval.launch.slurm_jobs import SlurmBackend as make
-  spec = for_workers(spec)
-  plan = experiment.plan_sweep(spec, options.seeds_per_unit)
-  retries = DEFAULT_RETRIES if options.retries is None else options.retries
-  with make(spec, options, on_progress) as backend:
-    on_progress(plan.announce)
-    return driver.collect(spec, plan.units, backend, retries, on_progress)
+class Backend(Protocol):
+  """Where units run. Keys identify a unit across its submissions."""
+
+  def submit(self, units: list[tuple[int, Unit]]) -> None:
+    """Starts the units (one batch: a Slurm job array)."""
+
+  def wait(self) -> list[tuple[int, Outcome]]:
+    """Waits a little (forwarding progress); returns the units that ended."""
+
+  def cancel(self) -> None:
+    """Stops the units still running."""
+
+  def interrupted(self) -> str | None:
+    """What to tell a user who pressed Ctrl-C while units run elsewhere (the
+    units keep running), or None if they stop with the driver."""
+
+
+# Makes a backend for a sweep: (spec with absolute paths, options, progress
+# callback) -> a context manager that yields the backend and, on leaving,
+# releases what it started (a local Ray instance) or leaves the jobs to the
+# cluster (Slurm).
+BackendFactory = Callable[[SweepSpec, LaunchOptions, Callable[[Progress], None]],
+                          ContextManager[Backend]]
