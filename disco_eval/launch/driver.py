@@ -3,10 +3,10 @@
 A worker runs a unit through :func:`work`, which returns a
 :class:`base.Outcome`. The driver hands units to a :class:`base.Backend`
 (Ray, Slurm) and :func:`collect` gathers their outcomes, submitting a unit
-again, a bounded number of times, when its runs failed or its worker died (runs resume from
-their checkpoints, so a retry resumes). Runs that are still failed after the
-last retry stay recorded as failed; runs another process is writing are
-reported "busy" and are not retried.
+again, a bounded number of times, when its runs failed or its worker died
+(runs resume from their checkpoints, so a retry resumes). Runs that are still
+failed after the last retry stay recorded as failed; runs another process is
+writing are reported "busy" and are not retried.
 """
 
 import dataclasses
