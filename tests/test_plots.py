@@ -20,7 +20,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from disco_eval import cli_results, export, plots, report, store
+from disco_eval import export, plots, report, store
+from disco_eval.cli import results as cli_results
 from disco_eval.errors import UserError
 from disco_eval.paths import PROJECT_ROOT
 

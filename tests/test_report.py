@@ -20,7 +20,8 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
 
-from disco_eval import cli_results, export, report, stats, store
+from disco_eval import export, report, stats, store
+from disco_eval.cli import results as cli_results
 from disco_eval.errors import UserError
 from disco_eval.paths import PROJECT_ROOT
 

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from disco_eval import export, plots, report, stats
+from disco_eval.cli.common import wide_console
 
 DEFAULT_DIR = Path("results")
 
@@ -60,9 +61,7 @@ def compare_command(
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
     return
-  from rich.console import Console
-  import sys
-  report.render(result, Console(width=None if sys.stdout.isatty() else 160))
+  report.render(result, wide_console())
 
 
 def export_csv_command(
