@@ -27,12 +27,16 @@ interval depends only on its own scores, ``reps``, ``confidence`` and
 ``seed``, not on the other rules or their order. The chunk size of the
 bootstrap never changes a result.
 
+Per-task means over seeds get a Student-t interval instead
+(:func:`t_interval`).
+
 Missing values: any NaN (or infinite) score raises ``ValueError``. Callers
 must drop failed runs explicitly, and say so, before computing statistics.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
@@ -412,3 +416,28 @@ def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
     lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = Band(point, lo, hi)
   return results
+
+
+# ------------------------------------------------ per-task intervals over seeds
+
+
+class Estimate(NamedTuple):
+  """A mean over seeds with a confidence interval (NaN bounds if n < 2)."""
+  mean: float
+  lo: float
+  hi: float
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+  """Mean of `values` with a Student-t interval (n - 1 degrees of freedom).
+
+  One value gives NaN bounds; identical values give a zero-width interval.
+  """
+  from scipy import stats as scipy_stats
+  x = np.asarray(values, dtype=np.float64)
+  mean = float(x.mean())
+  if x.size < 2:
+    return Estimate(mean, math.nan, math.nan)
+  half = float(scipy_stats.t.ppf(0.5 + confidence / 2, x.size - 1)
+               * x.std(ddof=1) / math.sqrt(x.size))
+  return Estimate(mean, mean - half, mean + half)
