@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import experiment, launch, report, store
+from disco_eval import experiment, launch, store
+from disco_eval.analysis import compare
 from disco_eval.errors import UserError
 from disco_eval.experiment import RunResult, Unit
 from disco_eval.launch import base, driver
@@ -43,7 +44,7 @@ def same_records(a: Path, b: Path) -> None:
 
 
 def table(out: Path) -> list[dict]:
-  groups = report.compare(out, reps=200).to_json()["groups"]
+  groups = compare.compare(out, reps=200).to_json()["groups"]
   return [{k: g[k] for k in ("per_task", "aggregate", "matrices", "seeds")} for g in groups]
 
 
