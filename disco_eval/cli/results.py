@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from disco_eval.analysis import compare, export, plots, render, stats
+from disco_eval.cli.common import wide_console
 
 DEFAULT_DIR = Path("results")
 
