@@ -27,10 +27,10 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 
-from disco_eval import checkpoints  # noqa: E402
-from disco_eval.config import resolve, suites  # noqa: E402
-from disco_eval.runs.parts import build_parts  # noqa: E402
 from disco_eval.bench import device_description  # noqa: E402
+from disco_eval.config import resolve, suites  # noqa: E402
+from disco_eval.rules import weights  # noqa: E402
+from disco_eval.runs.parts import build_parts  # noqa: E402
 from disco_eval.train import devices, replay  # noqa: E402
 from disco_eval.train.loop import Trainer  # noqa: E402
 
@@ -51,7 +51,7 @@ def measure(suite_name: str, rule_spec: str, n: int, chunk: int, repeats: int) -
   suite = suites.load_suite(suite_name)
   protocol = suite.protocol(None)
   task = suite.check_tasks(None)[0]
-  rule = checkpoints.resolve_rule(rule_spec)
+  rule = weights.resolve_rule(rule_spec)
   settings = resolve.rule_settings(rule.manifest, suite, {})
   cfg = resolve.rule_train_config(protocol, None, settings, {"devices": str(n)})
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)

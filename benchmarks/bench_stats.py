@@ -1,7 +1,7 @@
 """Times the stratified-bootstrap IQM interval on a 5 x 16 score matrix.
 
 Usage:
-  python benchmarks/bench_stats.py               # disco_eval.stats only
+  python benchmarks/bench_stats.py               # disco_eval.analysis.stats only
   python benchmarks/bench_stats.py --rliable     # also rliable 1.2.0
 
 Prints wall-clock seconds for ``reps`` bootstrap replicates of the IQM
@@ -22,7 +22,7 @@ import numpy as np
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)),
                                 ".."))
 
-from disco_eval import stats  # noqa: E402
+from disco_eval.analysis import stats  # noqa: E402
 
 
 def _time(fn: Callable[[], tuple[float, float, float]],
@@ -39,7 +39,7 @@ def _time(fn: Callable[[], tuple[float, float, float]],
 
 def ours(scores: np.ndarray, reps: int, seed: int) -> tuple[float, float,
                                                             float]:
-  """IQM point and CI from disco_eval.stats."""
+  """IQM point and CI from disco_eval.analysis.stats."""
   est = stats.interval_estimates({"rule": scores}, ["iqm"], reps=reps,
                                  seed=seed)["rule"]["iqm"]
   return est.point, est.lo, est.hi

@@ -24,10 +24,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints
 from disco_eval.agents.networks import Agent
 from disco_eval.config import resolve, suites
 from disco_eval.errors import UserError
+from disco_eval.rules import weights
 from disco_eval.runs.parts import build_parts
 from disco_eval.runs.plan import rule_identity
 from disco_eval.train import replay
@@ -86,7 +86,7 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   suite = suites.load_suite(suite_name)
   proto = suite.protocol(protocol)
   task = suite.check_tasks([task] if task else None)[0]
-  rule = checkpoints.resolve_rule(rule_spec)
+  rule = weights.resolve_rule(rule_spec)
   run = resolve.resolve(suite, task, rule_identity(rule), rule.manifest, protocol=protocol,
                         overrides=overrides)
   proto, settings, cfg = run.protocol, run.settings, run.train

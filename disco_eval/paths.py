@@ -7,6 +7,8 @@ directory, ``$XDG_CACHE_HOME/disco-eval`` or ``~/.cache/disco-eval``).
 import os
 from pathlib import Path
 
+from disco_eval.errors import UserError
+
 PACKAGE_DIR = Path(__file__).resolve().parent
 PROJECT_ROOT = PACKAGE_DIR.parent
 
@@ -31,7 +33,6 @@ def manifest_dir(kind: str) -> Path:
   root = Path(env) if env else PROJECT_ROOT
   folder = root / kind
   if not folder.is_dir():
-    from disco_eval.errors import UserError
     raise UserError(f"no {kind} manifests at {folder}; install disco-eval from a checkout "
                     "(pip install -e .) or set DISCO_EVAL_MANIFESTS to a folder holding "
                     "rules/ and suites/")

@@ -84,8 +84,8 @@ def test_rule_scoped_override_and_alias_are_recorded(tmp_path):
   assert cfg["ppo"]["train"]["chunk"] == cfg["impala"]["train"]["chunk"] == 4
   # Their iterations differ in size (PPO 16 x 33, the protocol 2 x 29), so they
   # stop at different env steps; they share the budget asked for, and a table.
-  from disco_eval import report
+  from disco_eval.analysis import compare
   assert len({c["env_steps"] for c in cfg.values()}) == 2
-  result = report.compare(tmp_path, reps=100)
+  result = compare.compare(tmp_path, reps=100)
   assert [g.key.protocol for g in result.groups] == ["reference@600"]
   assert set(result.groups[0].rules) == {"ppo", "impala"}

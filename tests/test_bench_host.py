@@ -7,10 +7,11 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from disco_eval import bench, checkpoints                      # noqa: E402
-from disco_eval.config import resolve, suites                  # noqa: E402
-from disco_eval.runs.parts import build_parts                  # noqa: E402
+from disco_eval import bench                                    # noqa: E402
+from disco_eval.config import resolve, suites                   # noqa: E402
 from disco_eval.envs import procgen                             # noqa: E402
+from disco_eval.rules import weights                            # noqa: E402
+from disco_eval.runs.parts import build_parts                   # noqa: E402
 from disco_eval.train import host_loop                          # noqa: E402
 from disco_eval.train.loop import TrainConfig                   # noqa: E402
 
@@ -95,7 +96,7 @@ def test_grouped_pool_step_and_misuse():
 
 def _parts():
   suite = suites.load_suite("procgen")
-  rule = checkpoints.resolve_rule("actor_critic")
+  rule = weights.resolve_rule("actor_critic")
   settings = resolve.rule_settings(rule.manifest, suite, TINY)
   task, rule_obj, agent, opt = build_parts(suite, GAME, rule, settings)
   return suite.protocol("easy-200"), rule, task, rule_obj, agent, opt

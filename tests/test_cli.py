@@ -138,3 +138,56 @@ def test_missing_qt5_names_the_package(monkeypatch):
   monkeypatch.setattr(builtins, "__import__", no_qt)
   with pytest.raises(UserError, match="apt-get install libqt5gui5"):
     registry.make(suites.load_suite("procgen"), "coinrun")
+
+
+def test_progress_display_draws_a_bar_per_run_and_notes_events():
+  from rich.console import Console
+  from disco_eval.cli.progress import sweep_progress
+  from disco_eval.runs import Progress
+  console = Console(record=True, width=160, force_terminal=False)
+  with sweep_progress(console) as on_progress:
+    on_progress(Progress("plan", "", "", (), total_steps=200, message="1 rule x 2 seeds"))
+    on_progress(Progress("chunk", "ac", "catch", (0, 1), 50, 100, steps_per_s=400.0,
+                         latest_returns={0: 0.5, 1: -0.25}))
+    on_progress(Progress("skip", "ac", "catch", (2,), 100, 100))
+    on_progress(Progress("busy", "ac", "catch", (3,), 0, 100, message="locked"))
+    bars = on_progress.bars
+    assert [t.description for t in bars.tasks] == [
+        "all (1 rule x 2 seeds)", "ac / catch / seed 0", "ac / catch / seed 1",
+        "ac / catch / seed 2"]
+    assert [t.completed for t in bars.tasks] == [200, 50, 50, 100]
+    assert bars.tasks[1].fields["info"] == "200 steps/s  return +0.500"
+  text = console.export_text()
+  assert "skip ac/catch seed 2: already complete" in text
+  assert "busy ac/catch seed 3: locked" in text
+
+
+def test_cli_and_launch_import_without_cycles():
+  """No module of disco_eval.cli or disco_eval.launch is on an import cycle,
+  counting imports inside functions (parsed, not run). `from P import M` of a
+  submodule M counts as importing P.M (as import linters count it)."""
+  import ast
+  package = Path(__file__).resolve().parents[1] / "disco_eval"
+  names = {".".join(p.relative_to(package.parent).with_suffix("").parts).removesuffix(
+      ".__init__"): p for p in package.rglob("*.py")}
+
+  def imported(path: Path) -> set[str]:
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+      if isinstance(node, ast.Import):
+        found |= {a.name for a in node.names}
+      elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+        # `from P import M` imports the module P.M if there is one, else names of P.
+        found |= {f"{node.module}.{a.name}" if f"{node.module}.{a.name}" in names
+                  else node.module for a in node.names}
+    return {n for n in found if n in names}
+
+  graph = {name: imported(path) - {name} for name, path in names.items()}
+  for start in (n for n in graph if n.startswith(("disco_eval.cli", "disco_eval.launch"))):
+    seen, todo = set(), list(graph[start])
+    while todo:
+      name = todo.pop()
+      assert name != start, f"{start} imports itself through {sorted(seen)}"
+      if name not in seen:
+        seen.add(name)
+        todo += graph[name]

@@ -7,9 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disco_eval import checkpoints
 from disco_eval.config import manifests
-from disco_eval.rules import disco
+from disco_eval.rules import disco, weights
 
 CFG = disco.from_settings(manifests.load_rule_manifest("disco103").settings()).cfg
 
@@ -20,7 +19,7 @@ WEIGHTS = Path(__file__).resolve().parents[2] / "shared" / "rules" / "disco_103.
 def params():
   if not WEIGHTS.is_file():
     pytest.skip(f"{WEIGHTS} is missing")
-  return checkpoints.load_params(WEIGHTS)
+  return weights.load_params(WEIGHTS)
 
 
 def make_inputs(seed, t, b, a):

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from disco_eval import checkpoints, verify
+from disco_eval.rules import verify, weights
 
 GOLDEN = Path(__file__).resolve().parents[2] / "shared" / "golden"
 FILES = sorted(GOLDEN.glob("*.npz"))
@@ -19,7 +19,7 @@ def params():
   path = GOLDEN.parent / "rules" / "disco_103.npz"
   if not path.is_file():
     pytest.skip(f"{path} is missing")
-  return checkpoints.load_params(path)
+  return weights.load_params(path)
 
 
 def test_golden_files_present():

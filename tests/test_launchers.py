@@ -12,10 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import launch, report, store
+from disco_eval import launch, store
+from disco_eval.analysis import compare
 from disco_eval.errors import UserError
+from disco_eval.launch import base, driver
 from disco_eval.runs import RunResult, SweepSpec, Unit, plan_sweep
-from disco_eval.launch import driver
 
 TINY = (("train.min_buffer", "4"), ("train.sample_entries", "4"), ("train.chunk", "8"),
         ("agent.torso_hidden", "[32]"))
@@ -43,7 +44,7 @@ def same_records(a: Path, b: Path) -> None:
 
 
 def table(out: Path) -> list[dict]:
-  groups = report.compare(out, reps=200).to_json()["groups"]
+  groups = compare.compare(out, reps=200).to_json()["groups"]
   return [{k: g[k] for k in ("per_task", "aggregate", "matrices", "seeds")} for g in groups]
 
 
@@ -72,6 +73,10 @@ def test_flags_that_do_not_fit_the_launcher_are_refused():
     launch.LaunchOptions("kube").check()
   with pytest.raises(UserError, match="--seeds-per-unit must be 0"):
     plan_sweep(spec(Path("unused")), seeds_per_unit=-1)
+
+
+def test_every_launcher_name_maps_to_how_it_runs():
+  assert tuple(launch.LAUNCHERS) == base.LAUNCHER_NAMES
 
 
 def test_a_missing_cluster_package_names_the_extra(monkeypatch, tmp_path):
@@ -150,10 +155,10 @@ def test_retries_are_bounded_and_a_dead_unit_is_recorded_failed(tmp_path):
     record.mark_running(100)
   backend = ScriptedBackend({
       # a: seed 1 failed, then it is retried alone and completes
-      0: [driver.Outcome(results=[result(0, "complete"), result(1, "failed")]),
-          driver.Outcome(results=[result(1, "complete")])],
+      0: [base.Outcome(results=[result(0, "complete"), result(1, "failed")]),
+          base.Outcome(results=[result(1, "complete")])],
       # b: the worker dies every time
-      1: [driver.Outcome(crash="WorkerCrashedError: node lost")] * 3,
+      1: [base.Outcome(crash="WorkerCrashedError: node lost")] * 3,
   })
   events = []
   results = driver.collect(sweep, [a, b], backend, 2, events.append)
@@ -170,7 +175,7 @@ def test_retries_are_bounded_and_a_dead_unit_is_recorded_failed(tmp_path):
 
 def test_a_user_error_in_a_worker_stops_the_sweep(tmp_path):
   unit = Unit(0, "actor_critic", "catch", (0,))
-  backend = ScriptedBackend({0: [driver.Outcome(user_error="run x was recorded with a "
+  backend = ScriptedBackend({0: [base.Outcome(user_error="run x was recorded with a "
                                                 "different config")]})
   with pytest.raises(UserError, match="different config"):
     driver.collect(spec(tmp_path), [unit], backend, 2, lambda e: None)

@@ -8,7 +8,7 @@ import pytest
 
 pytest.importorskip("nle")
 
-from disco_eval import report                                    # noqa: E402
+from disco_eval.analysis import compare                           # noqa: E402
 from disco_eval.envs import nethack                             # noqa: E402
 from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
 
@@ -79,7 +79,7 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
   # Nothing but the run record is written in the run folder (no ttyrecs).
   assert {p.name for p in path.iterdir()} <= {
       ".lock", "checkpoint", "config.json", "metrics.csv", "status.json", "summary.json"}
-  result = report.compare(tmp_path, reps=200)
+  result = compare.compare(tmp_path, reps=200)
   [group] = result.groups
   assert group.key.protocol.startswith("default@400+eval_episodes=3")
   assert group.norm_label.startswith("raw")

@@ -1,4 +1,4 @@
-"""Tests for disco_eval.plots, and an end-to-end check on real Catch runs.
+"""Tests for disco_eval.analysis.plots, and an end-to-end check on real Catch runs.
 
 Real tiny Catch runs (actor_critic x 3 seeds, 600 env steps; most of their
 cost is compilation) are trained once per module. Synthetic run folders,
@@ -20,7 +20,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from disco_eval import cli_results, export, plots, report, store
+from disco_eval import store
+from disco_eval.analysis import collect, compare, export, plots
+from disco_eval.cli import results as cli_results
 from disco_eval.errors import UserError
 from disco_eval.paths import PROJECT_ROOT
 
@@ -257,13 +259,13 @@ def test_windowed_returns_weight_by_episodes() -> None:
 
 
 def test_catch_end_to_end(catch: Path, tmp_path: Path) -> None:
-  collection = report.collect(catch)
+  collection = collect.collect(catch)
   assert len(collection.runs) == 3 and collection.excluded == ()
   assert collection.all_rules == ("actor_critic",)
 
-  result = report.compare(catch, reps=REPS)
+  result = compare.compare(catch, reps=REPS)
   (group,) = result.groups
-  assert group.key == report.GroupKey("catch", LABEL)
+  assert group.key == collect.GroupKey("catch", LABEL)
   assert group.seeds == {"actor_critic": 3}
   assert group.metric == "return"
   scores = [r.normalized_score for r in collection.runs]

@@ -169,7 +169,7 @@ class _FakePool:
 
 
 def test_host_trainer_rows_and_returns():
-  from disco_eval import checkpoints
+  from disco_eval.rules import weights
   from disco_eval.agents.networks import Agent
   from disco_eval.rules.registry import build_rule
   from disco_eval.train.host_loop import HostTrainer
@@ -183,7 +183,7 @@ def test_host_trainer_rows_and_returns():
     def pool(self, num_envs, seed, protocol=None, evaluation=False):
       return _FakePool(num_envs)
 
-  r = checkpoints.resolve_rule("actor_critic")
+  r = weights.resolve_rule("actor_critic")
   st = r.manifest.settings("procgen")
   st["agent"] = {**st["agent"], **TINY_AGENT}
   rule = build_rule(r.manifest.kind, st, r.label)

@@ -1,7 +1,8 @@
-"""Tests for disco_eval.report, disco_eval.export and the results commands.
+"""Tests for disco_eval.analysis (collect, compare, render, export) and the
+results commands.
 
 Run folders with chosen scores are written directly with store.RunRecord, so
-every statistic has a known answer computed with disco_eval.stats.
+every statistic has a known answer computed with disco_eval.analysis.stats.
 """
 
 from __future__ import annotations
@@ -20,7 +21,9 @@ from rich.console import Console
 from scipy import stats as scipy_stats
 from typer.testing import CliRunner
 
-from disco_eval import cli_results, export, report, stats, store
+from disco_eval import store
+from disco_eval.analysis import collect, compare, export, render, stats
+from disco_eval.cli import results as cli_results
 from disco_eval.errors import UserError
 from disco_eval.paths import PROJECT_ROOT
 
@@ -168,7 +171,7 @@ def results(tmp_path: Path, manifests: Path) -> Path:
   return root
 
 
-def rows_by(result: report.CompareResult, **where) -> list:
+def rows_by(result: compare.CompareResult, **where) -> list:
   group = result.groups[0]
   return [r for r in group.aggregate
           if all(getattr(r, k) == v for k, v in where.items())]
@@ -178,12 +181,12 @@ def rows_by(result: report.CompareResult, **where) -> list:
 
 
 def test_collect_groups_complete_runs(results: Path) -> None:
-  collection = report.collect(results)
+  collection = collect.collect(results)
   assert len(collection.runs) == 30
   assert collection.excluded == ()
   assert collection.all_rules == ("bad", "good")
   table = collection.table()
-  key = report.GroupKey("toy", "std")
+  key = collect.GroupKey("toy", "std")
   assert list(table) == [key]
   assert table[key]["b"]["good"][1].normalized_score == pytest.approx(1.0)
   assert table[key]["c"]["bad"][4].score == pytest.approx(30.0)
@@ -193,27 +196,27 @@ def test_empty_results_folder_is_a_user_error(tmp_path: Path) -> None:
   (tmp_path / "empty").mkdir()
   with pytest.raises(UserError, match=r"no runs found under .*empty; run "
                      r"`disco-eval run SUITE` first"):
-    report.compare(tmp_path / "empty")
+    compare.compare(tmp_path / "empty")
   with pytest.raises(UserError, match="no runs found"):
-    report.compare(tmp_path / "missing")
+    compare.compare(tmp_path / "missing")
 
 
 def test_filters_that_match_nothing_are_user_errors(results: Path) -> None:
   with pytest.raises(UserError, match="no runs of rule 'typo'.*rules found: "
                      "bad, good"):
-    report.collect(results, rules="good,typo")
+    collect.collect(results, rules="good,typo")
   with pytest.raises(UserError, match="no runs of suite 'nope'"):
-    report.collect(results, suite="nope")
+    collect.collect(results, suite="nope")
   with pytest.raises(UserError, match="no runs with protocol 'x'.*std"):
-    report.collect(results, protocol="x")
+    collect.collect(results, protocol="x")
   with pytest.raises(UserError, match="unknown metric 'iqr'.*iqm"):
-    report.compare(results, metrics="iqm,iqr")
+    compare.compare(results, metrics="iqm,iqr")
 
 
 def test_rule_filter_keeps_the_order_given(results: Path) -> None:
-  result = report.compare(results, rules="good,bad", reps=REPS)
+  result = compare.compare(results, rules="good,bad", reps=REPS)
   assert result.groups[0].rules == ("good", "bad")
-  only = report.compare(results, rules=["bad"], reps=REPS)
+  only = compare.compare(results, rules=["bad"], reps=REPS)
   assert only.groups[0].rules == ("bad",)
   assert only.groups[0].improvement == []
 
@@ -222,7 +225,7 @@ def test_rule_filter_keeps_the_order_given(results: Path) -> None:
 
 
 def test_aggregate_points_and_intervals_match_stats(results: Path) -> None:
-  result = report.compare(results, reps=REPS, seed=3)
+  result = compare.compare(results, reps=REPS, seed=3)
   group = result.groups[0]
   assert group.aggregate_tasks == TASKS
   assert group.seeds == {"bad": 5, "good": 5}
@@ -241,7 +244,7 @@ def test_aggregate_points_and_intervals_match_stats(results: Path) -> None:
 
 
 def test_probability_of_improvement_for_each_ordered_pair(results: Path) -> None:
-  result = report.compare(results, reps=REPS, seed=1)
+  result = compare.compare(results, reps=REPS, seed=1)
   pairs = {(r.x, r.y): r for r in result.groups[0].improvement}
   assert set(pairs) == {("good", "bad"), ("bad", "good")}
   for x, y, mx, my in (("good", "bad", GOOD, BAD), ("bad", "good", BAD, GOOD)):
@@ -252,7 +255,7 @@ def test_probability_of_improvement_for_each_ordered_pair(results: Path) -> None
 
 
 def test_per_task_rows_use_student_t_intervals(results: Path) -> None:
-  result = report.compare(results, reps=REPS)
+  result = compare.compare(results, reps=REPS)
   group = result.groups[0]
   row = next(r for r in group.per_task if r.task == "b" and r.rule == "good")
   assert row.seeds == (0, 1, 2, 3, 4)
@@ -266,16 +269,16 @@ def test_per_task_rows_use_student_t_intervals(results: Path) -> None:
 
 
 def test_t_interval_edge_cases() -> None:
-  one = report.t_interval([0.5])
+  one = stats.t_interval([0.5])
   assert one.mean == 0.5 and math.isnan(one.lo) and math.isnan(one.hi)
-  assert report.t_interval([0.2, 0.2, 0.2]) == pytest.approx((0.2, 0.2, 0.2))
+  assert stats.t_interval([0.2, 0.2, 0.2]) == pytest.approx((0.2, 0.2, 0.2))
 
 
 # --- published baselines ------------------------------------------------------------
 
 
 def test_published_rows_are_marked_and_never_bootstrapped(results: Path) -> None:
-  result = report.compare(results, reps=REPS)
+  result = compare.compare(results, reps=REPS)
   group = result.groups[0]
   names = {(p.rule, p.task) for p in group.published}
   assert names == {("PPO (test)", "a"), ("PPO (test)", "b"),
@@ -305,9 +308,9 @@ def test_published_rows_are_marked_and_never_bootstrapped(results: Path) -> None
 
 def test_published_rows_do_not_change_the_runs_statistics(
     results: Path, manifests: Path) -> None:
-  with_published = report.compare(results, reps=REPS).groups[0].aggregate
+  with_published = compare.compare(results, reps=REPS).groups[0].aggregate
   (manifests / "suites" / "toy.toml").write_text(SUITE_TOML)
-  without = report.compare(results, reps=REPS).groups[0]
+  without = compare.compare(results, reps=REPS).groups[0]
   assert without.published == [] and without.published_aggregate == []
   assert without.aggregate == with_published
 
@@ -316,7 +319,7 @@ def test_malformed_published_entries_are_warned_about(
     results: Path, manifests: Path) -> None:
   (manifests / "suites" / "toy.toml").write_text(
       SUITE_TOML + '\n[[published]]\nrule = "X"\ntask = "a"\nprotocol = "std"\n')
-  group = report.compare(results, reps=REPS).groups[0]
+  group = compare.compare(results, reps=REPS).groups[0]
   assert group.published == []
   assert any("published entry #1 lacks score, citation" in w
              for w in group.warnings)
@@ -333,7 +336,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
   corrupt = results / "toy" / "a" / "bad" / "seed11"
   corrupt.mkdir(parents=True)
   (corrupt / "config.json").write_text("{not json")
-  result = report.compare(results, reps=REPS)
+  result = compare.compare(results, reps=REPS)
   reasons = {e.path: (e.reason, e.detail) for e in result.excluded}
   assert reasons[failed] == ("failed", "RuntimeError: loss diverged")
   assert reasons[running][0] == "incomplete"
@@ -353,7 +356,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
 def test_all_runs_excluded_is_a_user_error(tmp_path: Path, manifests: Path) -> None:
   write_run(tmp_path / "r", "a", "good", 0, status="failed")
   with pytest.raises(UserError, match="no complete runs to compare.*1 failed"):
-    report.compare(tmp_path / "r", reps=REPS)
+    compare.compare(tmp_path / "r", reps=REPS)
 
 
 def test_few_and_unequal_seeds_are_warned_about(tmp_path: Path,
@@ -361,7 +364,7 @@ def test_few_and_unequal_seeds_are_warned_about(tmp_path: Path,
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD)
   write_matrix(root, "bad", BAD[:2])
-  result = report.compare(root, reps=REPS)
+  result = compare.compare(root, reps=REPS)
   group = result.groups[0]
   assert group.seeds == {"bad": 2, "good": 5}
   warnings = " | ".join(group.warnings)
@@ -380,7 +383,7 @@ def test_missing_seed_on_one_task_drops_that_seed_from_the_aggregate(
   write_matrix(root, "good", GOOD)
   write_matrix(root, "bad", BAD)
   shutil.rmtree(root / "toy" / "c" / "bad" / "seed4")
-  group = report.compare(root, reps=REPS).groups[0]
+  group = compare.compare(root, reps=REPS).groups[0]
   np.testing.assert_allclose(group.matrices["bad"], BAD[:4])
   assert group.matrix_seeds["bad"] == (0, 1, 2, 3)
   assert any("a/seed4, b/seed4" in w for w in group.warnings)
@@ -395,7 +398,7 @@ def test_tasks_not_shared_by_all_rules_leave_the_aggregate(
   for seed, row in enumerate(BAD):
     for task, value in zip(TASKS[:2], row[:2]):
       write_run(root, task, "bad", seed, float(value))
-  group = report.compare(root, reps=REPS).groups[0]
+  group = compare.compare(root, reps=REPS).groups[0]
   assert group.aggregate_tasks == ("a", "b")
   np.testing.assert_allclose(group.matrices["good"], GOOD[:, :2])
   assert any("c (no runs of bad)" in w for w in group.warnings)
@@ -406,7 +409,7 @@ def test_protocols_are_never_mixed(results: Path) -> None:
   write_matrix(results, "good", GOOD[:3] * 0.5, first_seed=10,
                protocol="long", env_steps=5000, protocol_steps=5000)
   write_matrix(results, "good", GOOD[:3] * 0.1, first_seed=20, env_steps=300)
-  result = report.compare(results, reps=REPS)
+  result = compare.compare(results, reps=REPS)
   labels = [g.key.protocol for g in result.groups]
   assert labels == ["long", "std", "std@300"]
   by_label = {g.key.protocol: g for g in result.groups}
@@ -422,10 +425,10 @@ def test_protocols_are_never_mixed(results: Path) -> None:
   assert any("not comparable" in w and "'std@300'" in w
              for w in by_label["std@300"].warnings)
   assert not any("not comparable" in w for w in by_label["std"].warnings)
-  only = report.compare(results, protocol="std@300", reps=REPS)
+  only = compare.compare(results, protocol="std@300", reps=REPS)
   assert [g.key.protocol for g in only.groups] == ["std@300"]
   assert not any("several protocols" in w for w in only.warnings)
-  by_name = report.compare(results, protocol="std", reps=REPS)
+  by_name = compare.compare(results, protocol="std", reps=REPS)
   assert [g.key.protocol for g in by_name.groups] == ["std", "std@300"]
 
 
@@ -433,7 +436,7 @@ def test_missing_suite_manifest_is_a_warning(tmp_path: Path,
                                              manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD, suite="other")
-  result = report.compare(root, reps=REPS)
+  result = compare.compare(root, reps=REPS)
   assert result.groups[0].published == []
   assert any("suite manifest of 'other' not loaded" in w
              for w in result.warnings)
@@ -442,9 +445,9 @@ def test_missing_suite_manifest_is_a_warning(tmp_path: Path,
 # --- output -------------------------------------------------------------------------
 
 
-def render_text(result: report.CompareResult) -> str:
+def render_text(result: compare.CompareResult) -> str:
   console = Console(record=True, width=200, file=io.StringIO())
-  report.render(result, console)
+  render.render(result, console)
   return console.export_text()
 
 
@@ -452,7 +455,7 @@ def test_json_is_strict_and_complete(tmp_path: Path, manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD[:1])  # one seed: per-task CIs are NaN
   write_matrix(root, "bad", BAD)
-  doc = report.compare(root, reps=REPS).to_json()
+  doc = compare.compare(root, reps=REPS).to_json()
   text = json.dumps(doc, allow_nan=False)
   back = json.loads(text)
   assert back["settings"]["reps"] == REPS
@@ -467,7 +470,7 @@ def test_json_is_strict_and_complete(tmp_path: Path, manifests: Path) -> None:
 
 
 def test_render_names_seeds_method_protocol_and_metric(results: Path) -> None:
-  text = render_text(report.compare(results, reps=REPS, seed=7))
+  text = render_text(compare.compare(results, reps=REPS, seed=7))
   assert "95% stratified bootstrap CI, 2,000 reps, seed 7" in text
   assert "5 seeds per rule" in text
   assert "protocol std" in text and "metric: normalised return" in text
@@ -480,7 +483,7 @@ def test_rich_markup_in_names_is_shown_literally(tmp_path: Path,
                                                  manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "[bold]x", GOOD)
-  assert "[bold]x" in render_text(report.compare(root, reps=REPS))
+  assert "[bold]x" in render_text(compare.compare(root, reps=REPS))
 
 
 # --- export ---------------------------------------------------------------------------

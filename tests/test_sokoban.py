@@ -12,9 +12,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from disco_eval import cli_data
-from disco_eval.config import suites
 from disco_eval.agents.networks import Agent
+from disco_eval.cli import data as cli_data
+from disco_eval.config import suites
 from disco_eval.envs import boxoban, registry, sokoban
 from disco_eval.errors import UserError
 from disco_eval.rules.base import OutputSpec

@@ -1,4 +1,5 @@
-"""Tests for disco_eval.stats: known answers, rliable parity, determinism."""
+"""Tests for disco_eval.analysis.stats and .bootstrap: known answers, rliable
+parity, determinism."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ from types import ModuleType
 import numpy as np
 import pytest
 
-from disco_eval import stats
+from disco_eval.analysis import bootstrap, stats
 
 RLIABLE_HINT = ("install rliable==1.2.0 arch==7.2.0 'pandas>=2.2,<3'")
 
@@ -246,10 +247,10 @@ def test_resampling_is_stratified_within_tasks():
   for est in result.values():
     assert est.lo == pytest.approx(est.point)
     assert est.hi == pytest.approx(est.point)
-  indices = stats.draw_run_indices(np.random.default_rng(0), 4, (3, 5))
+  indices = bootstrap.draw_run_indices(np.random.default_rng(0), 4, (3, 5))
   assert indices.shape == (4, 3, 5)
   assert indices.min() == 0 and indices.max() == 2
-  resampled = stats.stratified_resample(_random_matrix(0, (3, 5)), indices)
+  resampled = bootstrap.stratified_resample(_random_matrix(0, (3, 5)), indices)
   src = _random_matrix(0, (3, 5))
   for t in range(5):
     assert set(resampled[:, :, t].ravel()) <= set(src[:, t])
@@ -312,7 +313,7 @@ def test_nan_scores_raise():
   with pytest.raises(ValueError, match="NaN"):
     stats.sample_efficiency_curves({"rule": bad[..., None]}, reps=10)
   with pytest.raises(ValueError, match="NaN"):
-    stats.check_scores(bad)
+    bootstrap.check_scores(bad)
 
 
 @pytest.mark.parametrize("bad, match", [

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from disco_eval import store
+from disco_eval.store import atomic, layout, training_checkpoint
 from disco_eval.errors import UserError
 from disco_eval.store import RunRecord, run_dir, scan_runs, write_atomic, write_json_atomic
 
@@ -87,14 +88,14 @@ def test_versions_names_every_package():
 
 
 def test_versions_marks_missing_packages(monkeypatch):
-  real = store.metadata.version
+  real = layout.metadata.version
 
   def version(name):
     if name == "optax":
-      raise store.metadata.PackageNotFoundError(name)
+      raise layout.metadata.PackageNotFoundError(name)
     return real(name)
 
-  monkeypatch.setattr(store.metadata, "version", version)
+  monkeypatch.setattr(layout.metadata, "version", version)
   assert store.versions()["optax"] == "not installed"
 
 
@@ -124,7 +125,7 @@ def test_write_atomic_disk_full_during_write(tmp_path, monkeypatch):
       raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     return real_write(fd, bytes(data)[:5])  # half of it fits, then the disk is full
 
-  monkeypatch.setattr(store.os, "write", full_disk_write)
+  monkeypatch.setattr(atomic.os, "write", full_disk_write)
   with pytest.raises(UserError, match="no space left") as caught:
     write_atomic(target, b"new content that does not fit")
   monkeypatch.undo()
@@ -141,7 +142,7 @@ def test_write_atomic_failure_at_fsync_or_rename(tmp_path, monkeypatch, call):
   def fail(*args, **kwargs):
     raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-  monkeypatch.setattr(store.os, call, fail)
+  monkeypatch.setattr(atomic.os, call, fail)
   with pytest.raises(UserError):
     write_json_atomic(target, {"a": 2})
   monkeypatch.undo()
@@ -155,7 +156,7 @@ def test_write_atomic_other_errors_propagate_and_clean_up(tmp_path, monkeypatch)
   def fail(fd):
     raise OSError(errno.EIO, "I/O error")
 
-  monkeypatch.setattr(store.os, "fsync", fail)
+  monkeypatch.setattr(atomic.os, "fsync", fail)
   with pytest.raises(OSError) as caught:
     write_atomic(target, b"data")
   monkeypatch.undo()
@@ -446,14 +447,14 @@ def test_checkpoint_keeps_the_two_latest(tmp_path):
 def test_checkpoint_survives_a_crash_before_the_commit(tmp_path, monkeypatch):
   record = _open(tmp_path)
   record.save_checkpoint({"w": np.ones(3)}, env_steps=10)
-  real = store.write_atomic
+  real = training_checkpoint.write_atomic
 
   def crash_on_commit(path, data):
     if Path(path).name == "checkpoint.json":
       raise KeyboardInterrupt  # as if killed between the two writes
     real(path, data)
 
-  monkeypatch.setattr(store, "write_atomic", crash_on_commit)
+  monkeypatch.setattr(training_checkpoint, "write_atomic", crash_on_commit)
   with pytest.raises(KeyboardInterrupt):
     record.save_checkpoint({"w": np.full(3, 2.0)}, env_steps=20)
   monkeypatch.undo()

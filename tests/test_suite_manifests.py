@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import paths, report
+from disco_eval import paths
+from disco_eval.analysis import published
 from disco_eval.config import suites
 
 SUITES = sorted(p.stem for p in (paths.PROJECT_ROOT / "suites").glob("*.toml"))
@@ -123,7 +124,7 @@ def test_published_entries_are_cited_and_point_at_known_protocols_and_tasks(name
 @pytest.mark.parametrize("name", SUITES)
 def test_report_reads_every_published_row_without_warnings(name):
   m = suites.load_suite(name)
-  rows, warnings = report.published_rows(m)
+  rows, warnings = published.published_rows(m)
   assert warnings == []
   # Every [[published]] row, plus the figures in another metric that the
   # protocol reports beside its score (shown with no score of their own).
@@ -155,12 +156,12 @@ def test_procgen_published_aggregates_match_the_shared_reference():
   """IQMs of the per-seed rows, normalised by the manifest, are those in
   shared/published/README.md (PPO easy-200 0.353, PPG hard 0.667)."""
   m = suites.load_suite("procgen")
-  rows, _ = report.published_rows(m)
+  rows, _ = published.published_rows(m)
   for protocol, rule, iqm in (("easy-200", "PPO (OpenAI train-procgen, published)", 0.353),
                               ("disco", "PPG (OpenAI, published)", 0.667),
                               ("disco", "PPO (OpenAI PPG repo, published)", 0.398)):
     chosen = [r for r in rows if r.protocol == protocol and r.rule == rule]
-    matrices = report.published_matrices(chosen, PROCGEN_GAMES, m)
+    matrices = published.published_matrices(chosen, PROCGEN_GAMES, m)
     matrix, per_seed = matrices[rule]
     assert per_seed and matrix.shape == (3, 16)
     flat = sorted(matrix.ravel())

@@ -8,13 +8,12 @@ import numpy as np
 import optax
 import pytest
 
-from disco_eval import checkpoints
-from disco_eval.config import manifests
 from disco_eval.agents.networks import Agent
+from disco_eval.config import manifests
 from disco_eval.envs.catch import Catch
-from disco_eval.runs import SweepSpec, run_sweep
-from disco_eval.rules import actor_critic, disco
+from disco_eval.rules import actor_critic, disco, weights
 from disco_eval.rules.base import Rollout
+from disco_eval.runs import SweepSpec, run_sweep
 from disco_eval.train import replay
 from disco_eval.train.loop import TrainConfig, Trainer
 from disco_eval.train.optim import make_optimizer, scale_by_adam_sg_denom
@@ -87,7 +86,7 @@ def _disco_trainer(cfg=TrainConfig()):
   env = Catch()
   agent = Agent(TINY_AGENT, rule.output_spec(3), 3, env.observation_shape)
   return Trainer(env, agent, rule, make_optimizer(settings["optimizer"]), cfg), \
-      checkpoints.load_params(WEIGHTS)
+      weights.load_params(WEIGHTS)
 
 
 def _catch_batch(t1: int, b: int, episode_ends: bool = False) -> Rollout:

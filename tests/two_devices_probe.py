@@ -16,12 +16,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from disco_eval import checkpoints
-from disco_eval.config import manifests
 from disco_eval.agents.networks import Agent
+from disco_eval.config import manifests
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import actor_critic, disco, ppo
 from disco_eval.rules.base import Rollout
+from disco_eval.rules.weights import load_params
 from disco_eval.train import devices
 from disco_eval.train.host_loop import HostTrainer
 from disco_eval.train.loop import TrainConfig, Trainer
@@ -44,7 +44,7 @@ def rule_parts(name: str, weights: str):
   settings = manifests.load_rule_manifest(name).settings("catch")
   module = {"disco103": disco, "actor_critic": actor_critic, "ppo": ppo}[name]
   rule = module.from_settings(settings)
-  params = checkpoints.load_params(Path(weights)) if name == "disco103" else None
+  params = load_params(Path(weights)) if name == "disco103" else None
   return rule, params, make_optimizer(settings["optimizer"])
 
 

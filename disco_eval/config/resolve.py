@@ -21,7 +21,8 @@ import dataclasses
 import math
 from typing import Any, Iterable, NamedTuple
 
-from disco_eval.config import manifests, overrides as over
+from disco_eval.config import manifests
+from disco_eval.config import overrides as over
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.config.suites import Protocol, SuiteManifest
 from disco_eval.config.train import TrainConfig

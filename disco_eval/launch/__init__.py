@@ -10,81 +10,33 @@ Every launcher writes the same run records into the same results folder,
 which every worker must reach; complete runs are skipped and interrupted ones
 resume, whatever launcher started them; the per-run locks keep two launchers
 from writing the same run (the second reports it "busy").
+
+:data:`LAUNCHERS` maps a launcher's name to the function that runs a sweep
+with it; a cluster launcher is a :data:`base.BackendFactory` handed to
+:func:`driver.collect`. This package imports only downwards (base, driver,
+and a cluster backend's module once that launcher is chosen).
 """
 
 import dataclasses
+import functools
 import importlib
 import os
 from pathlib import Path
 from typing import Callable
 
-from disco_eval import checkpoints, runs
+from disco_eval import runs
 from disco_eval.errors import UserError
 from disco_eval.runs import Progress, RunResult, SweepSpec
+from disco_eval.rules import weights
+from disco_eval.launch import driver
+from disco_eval.launch.base import (DEFAULT_RETRIES, FORWARDED_ENV, BackendFactory,
+                                    LaunchOptions, SlurmOptions)
 
-LAUNCHERS = ("local", "ray", "slurm")
-DEFAULT_RETRIES = 2
-# Environment variables a worker needs to find what the driver uses.
-FORWARDED_ENV = ("DISCO_EVAL_HOME", "DISCO_EVAL_MANIFESTS")
+__all__ = ["DEFAULT_RETRIES", "FORWARDED_ENV", "LAUNCHERS", "LaunchOptions", "SlurmOptions",
+           "for_workers", "require", "run"]
 
-
-@dataclasses.dataclass(frozen=True)
-class SlurmOptions:
-  """Slurm settings from flags; unset ones come from the profile file."""
-  profile: Path | None = None
-  partition: str | None = None
-  account: str | None = None
-  time_min: int | None = None
-  mem_gb: int | None = None
-  array_parallelism: int | None = None
-  # submitit's executor: "slurm", or "local" (jobs as local processes; tests).
-  cluster: str = "slurm"
-  poll_s: float = 5.0             # seconds between looks at the jobs
-
-  def given(self) -> list[str]:
-    """The flags set (those that make sense only with --launcher slurm)."""
-    flags = {"profile": "--slurm-profile", "partition": "--slurm-partition",
-             "account": "--slurm-account", "time_min": "--slurm-time",
-             "mem_gb": "--slurm-mem-gb", "array_parallelism": "--slurm-array-parallelism"}
-    return [flag for name, flag in flags.items() if getattr(self, name) is not None]
-
-
-@dataclasses.dataclass(frozen=True)
-class LaunchOptions:
-  """How to run a sweep's units."""
-  launcher: str = "local"
-  seeds_per_unit: int = 0          # 0: all seeds of a (rule, task) in one unit
-  retries: int | None = None       # ray/slurm: submissions after the first (default 2)
-  gpus_per_unit: float | None = None
-  cpus_per_unit: int | None = None
-  ray_address: str | None = None
-  devices: int = 1                 # --devices: GPUs a unit needs by default
-  slurm: SlurmOptions = dataclasses.field(default_factory=SlurmOptions)
-
-  def check(self) -> None:
-    """UserError for a flag that does not fit the launcher."""
-    if self.launcher not in LAUNCHERS:
-      raise UserError(f"unknown launcher '{self.launcher}'; use one of {', '.join(LAUNCHERS)}")
-    misplaced = []
-    if self.launcher != "ray" and self.ray_address is not None:
-      misplaced.append(("--ray-address", "--launcher ray"))
-    if self.launcher != "slurm":
-      misplaced += [(flag, "--launcher slurm") for flag in self.slurm.given()]
-    if self.launcher == "local":
-      for flag, value in (("--retries", self.retries), ("--gpus-per-unit", self.gpus_per_unit),
-                          ("--cpus-per-unit", self.cpus_per_unit)):
-        if value is not None:
-          misplaced.append((flag, "--launcher ray or slurm"))
-    if misplaced:
-      flag, where = misplaced[0]
-      raise UserError(f"{flag} applies to {where} only; add {where.split(' or ')[0]} "
-                      f"or drop {flag}")
-    if self.retries is not None and self.retries < 0:
-      raise UserError(f"--retries must be 0 or more, got {self.retries}")
-    if self.gpus_per_unit is not None and self.gpus_per_unit < 0:
-      raise UserError(f"--gpus-per-unit must be 0 or more, got {self.gpus_per_unit}")
-    if self.cpus_per_unit is not None and self.cpus_per_unit < 1:
-      raise UserError(f"--cpus-per-unit must be 1 or more, got {self.cpus_per_unit}")
+# (sweep, options, progress callback) -> one result per run.
+Launcher = Callable[[SweepSpec, LaunchOptions, Callable[[Progress], None]], list[RunResult]]
 
 
 def require(module: str, launcher: str):
@@ -100,28 +52,55 @@ def for_workers(spec: SweepSpec) -> SweepSpec:
   """`spec` with absolute paths (results folder, rule files), as workers that
   start elsewhere need them. Symbolic links are kept (a shared file system
   may be mounted through one)."""
-  rules = tuple(os.path.abspath(os.path.expanduser(r)) if checkpoints.looks_like_path(r)
+  rules = tuple(os.path.abspath(os.path.expanduser(r)) if weights.looks_like_path(r)
                 else r for r in spec.rules)
   return dataclasses.replace(spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))),
                              rules=rules)
 
 
-def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
-        on_progress: Callable[[Progress], None] = lambda p: None) -> list[RunResult]:
-  """Runs the sweep with the launcher of `options`; one result per run."""
-  options.check()
-  if options.launcher == "local":
-    return runs.run_sweep(spec, on_progress, options.seeds_per_unit)
-  from disco_eval.launch import driver
-  if options.launcher == "ray":
-    require("ray", "ray")
-    from disco_eval.launch.ray_tasks import RayBackend as make
-  else:
-    require("submitit", "slurm")
-    from disco_eval.launch.slurm_jobs import SlurmBackend as make
+def _ray_backend() -> BackendFactory:
+  """The Ray backend, or a UserError if Ray is not installed."""
+  require("ray", "ray")
+  from disco_eval.launch import ray_tasks   # here: ray is an optional extra
+  return ray_tasks.RayBackend
+
+
+def _slurm_backend() -> BackendFactory:
+  """The Slurm backend, or a UserError if submitit is not installed."""
+  require("submitit", "slurm")
+  from disco_eval.launch import slurm_jobs   # here: submitit is an optional extra
+  return slurm_jobs.SlurmBackend
+
+
+def _run_local(spec: SweepSpec, options: LaunchOptions,
+               on_progress: Callable[[Progress], None]) -> list[RunResult]:
+  """The units one after another in this process."""
+  return runs.run_sweep(spec, on_progress, options.seeds_per_unit)
+
+
+def _run_on_cluster(load: Callable[[], BackendFactory], spec: SweepSpec,
+                    options: LaunchOptions,
+                    on_progress: Callable[[Progress], None]) -> list[RunResult]:
+  """The units on the backend that `load` returns, retried by the driver."""
+  make = load()
   spec = for_workers(spec)
   plan = runs.plan_sweep(spec, options.seeds_per_unit)
   retries = DEFAULT_RETRIES if options.retries is None else options.retries
   with make(spec, options, on_progress) as backend:
     on_progress(plan.announce)
     return driver.collect(spec, plan.units, backend, retries, on_progress)
+
+
+# Launcher name (base.LAUNCHER_NAMES) -> how a sweep runs with it.
+LAUNCHERS: dict[str, Launcher] = {
+    "local": _run_local,
+    "ray": functools.partial(_run_on_cluster, _ray_backend),
+    "slurm": functools.partial(_run_on_cluster, _slurm_backend),
+}
+
+
+def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
+        on_progress: Callable[[Progress], None] = lambda p: None) -> list[RunResult]:
+  """Runs the sweep with the launcher of `options`; one result per run."""
+  options.check()
+  return LAUNCHERS[options.launcher](spec, options, on_progress)

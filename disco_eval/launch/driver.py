@@ -1,29 +1,22 @@
 """The part of a cluster sweep shared by every cluster launcher.
 
-A worker runs a unit through :func:`work`, which returns an :class:`Outcome`.
-The driver hands units to a :class:`Backend` (Ray, Slurm) and
-:func:`collect` gathers their outcomes, submitting a unit again, a bounded
-number of times, when its runs failed or its worker died (runs resume from
-their checkpoints, so a retry resumes). Runs that are still failed after the
-last retry stay recorded as failed; runs another process is writing are
-reported "busy" and are not retried.
+A worker runs a unit through :func:`work`, which returns a
+:class:`base.Outcome`. The driver hands units to a :class:`base.Backend`
+(Ray, Slurm) and :func:`collect` gathers their outcomes, submitting a unit
+again, a bounded number of times, when its runs failed or its worker died
+(runs resume from their checkpoints, so a retry resumes). Runs that are still
+failed after the last retry stay recorded as failed; runs another process is
+writing are reported "busy" and are not retried.
 """
 
 import dataclasses
 from pathlib import Path
-from typing import Callable, Protocol
+from typing import Callable
 
 from disco_eval import runs, store
 from disco_eval.errors import UserError
+from disco_eval.launch.base import Backend, Outcome
 from disco_eval.runs import Progress, RunResult, SweepSpec, Unit
-
-
-@dataclasses.dataclass
-class Outcome:
-  """What became of one submission of a unit: exactly one field is set."""
-  results: list[RunResult] | None = None   # it ran (its runs may have failed)
-  crash: str | None = None                 # its worker died or raised (one line)
-  user_error: str | None = None            # bad input or set-up: the sweep stops
 
 
 def work(spec: SweepSpec, unit: Unit,
@@ -35,29 +28,6 @@ def work(spec: SweepSpec, unit: Unit,
     return Outcome(results=runs.run_unit(spec, unit, on_progress))
   except UserError as e:
     return Outcome(user_error=str(e))
-
-
-def one_line(error: BaseException) -> str:
-  """'Type: last line of the message', for crashes whose text is a traceback."""
-  lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-  return f"{type(error).__name__}: {lines[-1] if lines else 'no message'}"
-
-
-class Backend(Protocol):
-  """Where units run. Keys identify a unit across its submissions."""
-
-  def submit(self, units: list[tuple[int, Unit]]) -> None:
-    """Starts the units (one batch: a Slurm job array)."""
-
-  def wait(self) -> list[tuple[int, Outcome]]:
-    """Waits a little (forwarding progress); returns the units that ended."""
-
-  def cancel(self) -> None:
-    """Stops the units still running."""
-
-  def interrupted(self) -> str | None:
-    """What to tell a user who pressed Ctrl-C while units run elsewhere (the
-    units keep running), or None if they stop with the driver."""
 
 
 def collect(spec: SweepSpec, units: list[Unit], backend: Backend, retries: int,

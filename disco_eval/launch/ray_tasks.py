@@ -11,17 +11,19 @@ shown, whether the runs failed or the worker died.
 
 import logging
 import os
+from typing import Callable
 
 import ray
 from ray.util.queue import Empty, Queue
 
 from disco_eval.errors import UserError
-from disco_eval.launch import FORWARDED_ENV, driver
+from disco_eval.runs import Progress, SweepSpec
+from disco_eval.launch import base, driver
 
 WAIT_S = 0.3    # seconds between looks at the tasks and the progress queue
 
 
-def _run_unit(spec, unit, queue) -> driver.Outcome:
+def _run_unit(spec, unit, queue) -> base.Outcome:
   """The Ray task: runs one unit, its progress events into `queue`."""
   def forward(event):
     try:
@@ -34,7 +36,8 @@ def _run_unit(spec, unit, queue) -> driver.Outcome:
 class RayBackend:
   """Units as Ray tasks (see the module docstring)."""
 
-  def __init__(self, spec, options, on_progress):
+  def __init__(self, spec: SweepSpec, options: base.LaunchOptions,
+               on_progress: Callable[[Progress], None]):
     self.spec, self.on_progress = spec, on_progress
     self.refs: dict = {}   # ObjectRef -> key
     self.queue = None
@@ -46,7 +49,7 @@ class RayBackend:
       if gpus is None:
         # A data-parallel run (--devices N) needs its N GPUs on one node.
         gpus = options.devices if ray.cluster_resources().get("GPU", 0) >= 1 else 0
-      env = {k: os.environ[k] for k in FORWARDED_ENV if k in os.environ}
+      env = {k: os.environ[k] for k in base.FORWARDED_ENV if k in os.environ}
       self.task = ray.remote(_run_unit).options(
           num_cpus=options.cpus_per_unit or 1, num_gpus=gpus, max_retries=0,
           runtime_env={"env_vars": env} if env else None)
@@ -65,7 +68,7 @@ class RayBackend:
       ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
       where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
-      raise UserError(f"cannot start or join {where} ({driver.one_line(e)}); check "
+      raise UserError(f"cannot start or join {where} ({base.one_line(e)}); check "
                       "--ray-address (HOST:6379, or 'auto' on a node of the cluster)") from None
 
   def __enter__(self):
@@ -85,7 +88,7 @@ class RayBackend:
     for key, unit in units:
       self.refs[self.task.remote(self.spec, unit, self.queue)] = key
 
-  def wait(self) -> list[tuple[int, driver.Outcome]]:
+  def wait(self) -> list[tuple[int, base.Outcome]]:
     ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=WAIT_S)
     self._forward()   # a task's events are queued before it returns
     ended = []
@@ -94,7 +97,7 @@ class RayBackend:
       try:
         outcome = ray.get(ref)
       except ray.exceptions.RayError as e:   # it raised, its worker or node died
-        outcome = driver.Outcome(crash=driver.one_line(e))
+        outcome = base.Outcome(crash=base.one_line(e))
       ended.append((key, outcome))
     return ended
 

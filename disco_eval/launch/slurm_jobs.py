@@ -23,13 +23,14 @@ import sys
 import time
 import tomllib
 from pathlib import Path
+from typing import Callable
 
 import submitit
 
 from disco_eval import store
 from disco_eval.errors import UserError
-from disco_eval.runs import Progress
-from disco_eval.launch import driver
+from disco_eval.launch import base, driver
+from disco_eval.runs import Progress, SweepSpec
 
 DEFAULT_TIME_MIN = 24 * 60
 # A run longer than the time limit is requeued up to this many times.
@@ -66,7 +67,7 @@ def read_profile(path: Path) -> dict:
   return profile
 
 
-def executor_parameters(options) -> dict:
+def executor_parameters(options: base.LaunchOptions) -> dict:
   """submitit parameters: the profile's, then the flags' (LaunchOptions)."""
   slurm = options.slurm
   settings = read_profile(slurm.profile) if slurm.profile is not None else {}
@@ -99,7 +100,7 @@ class UnitJob:
   def __init__(self, spec, unit):
     self.spec, self.unit = spec, unit
 
-  def __call__(self) -> driver.Outcome:
+  def __call__(self) -> base.Outcome:
     try:
       return driver.work(self.spec, self.unit, lambda event: None)
     except SystemExit as e:
@@ -118,7 +119,8 @@ class UnitJob:
 class SlurmBackend:
   """Units as Slurm jobs (see the module docstring)."""
 
-  def __init__(self, spec, options, on_progress):
+  def __init__(self, spec: SweepSpec, options: base.LaunchOptions,
+               on_progress: Callable[[Progress], None]):
     self.spec, self.on_progress = spec, on_progress
     self.poll_s = options.slurm.poll_s
     cluster = options.slurm.cluster
@@ -144,13 +146,13 @@ class SlurmBackend:
       with self.executor.batch():
         jobs = [self.executor.submit(UnitJob(self.spec, unit)) for _, unit in units]
     except Exception as e:  # noqa: BLE001 - sbatch's refusal, as one line
-      raise UserError(f"Slurm refused the jobs ({driver.one_line(e)}); check the partition, "
+      raise UserError(f"Slurm refused the jobs ({base.one_line(e)}); check the partition, "
                       "account, time limit and GPUs (--slurm-profile and the --slurm-* "
                       "flags)") from None
     for (key, unit), job in zip(units, jobs):
       self.jobs[key] = (job, unit)
 
-  def wait(self) -> list[tuple[int, driver.Outcome]]:
+  def wait(self) -> list[tuple[int, base.Outcome]]:
     time.sleep(self.poll_s)
     ended = []
     for key, (job, unit) in list(self.jobs.items()):
@@ -161,7 +163,7 @@ class SlurmBackend:
       try:
         outcome = job.result()
       except Exception as e:  # noqa: BLE001 - the job failed, was cancelled or lost
-        outcome = driver.Outcome(crash=f"job {job.job_id}: {driver.one_line(e)}")
+        outcome = base.Outcome(crash=f"job {job.job_id}: {base.one_line(e)}")
       for result in outcome.results or ():
         self._announce(result)
       ended.append((key, outcome))

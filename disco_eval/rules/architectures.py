@@ -1,7 +1,7 @@
 """Parameter layouts of known meta-network architectures.
 
-Each layout maps the flat Haiku-style key of every array in a checkpoint
-(``module/path/param``) to the array's shape. Checkpoints are checked against
+Each layout maps the flat Haiku-style key of every array in a weights file
+(``module/path/param``) to the array's shape. Weights files are checked against
 these tables before use, so a wrong or truncated file fails with a clear
 message instead of deep inside the update rule.
 """

@@ -9,7 +9,7 @@ from disco_eval.train.optim import make_optimizer
 def build_parts(suite, task: str, rule, settings: dict):
   """The environment, rule object, agent and optimiser of one (rule, task).
 
-  `rule` is a resolved rule (``disco_eval.checkpoints.resolve_rule``) and
+  `rule` is a resolved rule (``disco_eval.rules.weights.resolve_rule``) and
   `settings` its tables as resolved (``RunConfig.settings``).
   """
   env = envs.make(suite, task)

@@ -10,11 +10,11 @@ comes from :func:`disco_eval.config.resolve.resolve`.
 import dataclasses
 from typing import Any
 
-from disco_eval import checkpoints
-from disco_eval.config import overrides as over, resolve, suites
+from disco_eval.config import overrides as over
+from disco_eval.config import resolve, suites
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.errors import UserError
-from disco_eval.rules import registry
+from disco_eval.rules import registry, weights
 from disco_eval.runs.spec import Progress, SweepSpec, Unit
 
 
@@ -27,14 +27,14 @@ class Plan:
   rules: dict[int, Any]
 
 
-def rule_identity(rule: checkpoints.ResolvedRule) -> RuleIdentity:
+def rule_identity(rule: weights.ResolvedRule) -> RuleIdentity:
   """The identity a run config records of a resolved rule."""
   return RuleIdentity(name=rule.label, kind=rule.manifest.kind, sha256=rule.sha256,
                       source=str(rule.path) if rule.path else None)
 
 
 def run_config(spec: SweepSpec, suite: suites.SuiteManifest, task: str,
-               rule: checkpoints.ResolvedRule,
+               rule: weights.ResolvedRule,
                scoped: over.Overrides) -> RunConfig:
   """The resolved config of `rule` on `task` in the sweep `spec`."""
   return resolve.resolve(suite, task, rule_identity(rule), rule.manifest,
@@ -50,10 +50,10 @@ def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]
   return [seeds[i:i + size] for i in range(0, len(seeds), size)]
 
 
-def _resolve_rules(spec: SweepSpec) -> list[checkpoints.ResolvedRule]:
+def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
   """The spec's rules, resolved and checked (distinct labels, manifest keys
   that their kind declares)."""
-  resolved = [checkpoints.resolve_rule(r) for r in spec.rules]
+  resolved = [weights.resolve_rule(r) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")

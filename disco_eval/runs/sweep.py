@@ -2,9 +2,9 @@
 
 from typing import Callable
 
-from disco_eval import checkpoints
 from disco_eval.config import suites
 from disco_eval.errors import UserError
+from disco_eval.rules import weights
 from disco_eval.runs.group import run_group
 from disco_eval.runs.plan import plan_sweep, run_config
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
@@ -23,7 +23,7 @@ def run_unit(spec: SweepSpec, unit: Unit,
   suite = suites.load_suite(spec.suite)
   suite.protocol(spec.protocol)   # an unknown protocol fails before the rule loads
   if rule is None:
-    rule = checkpoints.resolve_rule(spec.rules[unit.rule])
+    rule = weights.resolve_rule(spec.rules[unit.rule])
   if rule.label != unit.label:
     raise UserError(f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
                     f"'{unit.label}' when the sweep was planned; install the same "

@@ -15,7 +15,8 @@ from typing import Annotated, Optional
 
 import typer
 
-from disco_eval import export, plots, report, stats
+from disco_eval.analysis import compare, export, plots, render, stats
+from disco_eval.cli.common import wide_console
 
 DEFAULT_DIR = Path("results")
 
@@ -46,7 +47,7 @@ def compare_command(
     metrics: Annotated[str, typer.Option(
         "--metrics", help="Aggregate metrics, comma-separated: "
         + ", ".join(stats.metric_names()) + ".")] = ",".join(
-            report.DEFAULT_METRICS),
+            compare.DEFAULT_METRICS),
     reps: RepsOpt = stats.DEFAULT_REPS,
     seed: SeedOpt = 0,
     protocol: ProtocolOpt = None,
@@ -55,14 +56,12 @@ def compare_command(
     ] = False,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
-  result = report.compare(root, suite=suite, rules=rules, metrics=metrics,
-                          reps=reps, seed=seed, protocol=protocol)
+  result = compare.compare(root, suite=suite, rules=rules, metrics=metrics,
+                           reps=reps, seed=seed, protocol=protocol)
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
     return
-  from rich.console import Console
-  import sys
-  report.render(result, Console(width=None if sys.stdout.isatty() else 160))
+  render.render(result, wide_console())
 
 
 def export_csv_command(

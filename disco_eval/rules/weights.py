@@ -1,4 +1,8 @@
-"""Rule checkpoints: download, verify and load the weights of learned rules.
+"""Rule weights: download, verify and load the weights of learned rules.
+
+These are the frozen parameters of a learned rule (Disco103's meta-network),
+not the training state of a run: that is a run's training checkpoint, see
+:mod:`disco_eval.store.training_checkpoint`.
 
 Weights live in the cache (``paths.home()/rules/FILENAME``). Downloads go to a
 temporary file next to the final one and are renamed into place only once
@@ -27,7 +31,7 @@ from disco_eval.config.manifests import RuleManifest, load_rule_manifest
 from disco_eval.rules.architectures import expected_shapes
 
 CHUNK_SIZE = 1 << 20
-# The checkpoint format of a file given by path (``--rule PATH.npz``).
+# The architecture and settings of a weights file given by path (``--rule PATH.npz``).
 FILE_RULE_BASE = "disco103"
 
 Params = dict[str, dict[str, np.ndarray]]
@@ -213,7 +217,7 @@ def load_params(
     architecture: str = "disco103",
     expected_sha256: str | None = None,
 ) -> Params:
-  """Load and check a checkpoint; return Haiku-style nested params.
+  """Load and check a weights file; return Haiku-style nested params.
 
   The flat key ``"a/b/w"`` becomes ``params["a/b"]["w"]``; every value is a
   float32 numpy array. Any problem (missing or corrupt file, checksum, pickled
@@ -224,7 +228,7 @@ def load_params(
   if not path.exists():
     raise UserError(f"checkpoint not found: {path}")
   if not path.is_file():
-    raise UserError(f"checkpoint {path} is not a file")
+    raise UserError(f"weights file {path} is not a file")
   if expected_sha256 is not None:
     found = sha256_file(path)
     if found != expected_sha256:
@@ -237,7 +241,7 @@ def load_params(
     more = len(problems) - 1
     extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     raise UserError(
-        f"checkpoint {path} does not match architecture '{architecture}': "
+        f"weights file {path} does not match architecture '{architecture}': "
         f"{problems[0]}{extra}"
     )
   return unflatten({k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
@@ -248,9 +252,9 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
   with open(path, "rb") as f:
     magic = f.read(6)
   if magic.startswith(b"\x93NUMPY"):
-    raise UserError(f"checkpoint {path} is a single .npy array, not an .npz archive")
+    raise UserError(f"weights file {path} is a single .npy array, not an .npz archive")
   if not magic.startswith((b"PK\x03\x04", b"PK\x05\x06")):
-    raise UserError(f"checkpoint {path} is not an .npz archive (corrupt or wrong file)")
+    raise UserError(f"weights file {path} is not an .npz archive (corrupt or wrong file)")
   arrays = {}
   try:
     with np.load(path, allow_pickle=False) as npz:
@@ -258,7 +262,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         arrays[key] = _read_member(npz, key, path)
   except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
     raise UserError(
-        f"checkpoint {path} is corrupt or not an .npz archive ({_describe(e)})"
+        f"weights file {path} is corrupt or not an .npz archive ({_describe(e)})"
     ) from None
   return arrays
 
@@ -270,12 +274,12 @@ def _read_member(npz, key: str, path: Path) -> np.ndarray:
   except ValueError as e:
     if "pickle" in str(e).lower():
       raise UserError(
-          f"checkpoint {path} holds pickled data (array '{key}'); "
+          f"weights file {path} holds pickled data (array '{key}'); "
           "refusing to load it, since unpickling can run arbitrary code"
       ) from None
     raise
   if not isinstance(value, np.ndarray):
-    raise UserError(f"checkpoint {path}: member '{key}' is not a numpy array")
+    raise UserError(f"weights file {path}: member '{key}' is not a numpy array")
   return value
 
 
@@ -327,10 +331,10 @@ class ResolvedRule:
 
 
 def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
-  """Turn a rule name or a checkpoint path into a verified, loaded rule.
+  """Turn a rule name or a weights file path into a verified, loaded rule.
 
   `spec` ending in ``.npz`` (or naming an existing file, or holding a path
-  separator) is a checkpoint with Disco103's architecture and settings; its
+  separator) is a weights file with Disco103's architecture and settings; its
   label is the file stem. Otherwise `spec` is a rule name: learned rules load
   their cached weights (pulled first if missing and `download`), hand-designed
   rules have no params.
@@ -354,14 +358,14 @@ def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
 
 
 def looks_like_path(spec: str) -> bool:
-  """True if `spec` names a checkpoint file rather than a rule."""
+  """True if `spec` names a weights file rather than a rule."""
   if spec.lower().endswith(".npz") or os.sep in spec or "/" in spec:
     return True
   return Path(spec).expanduser().is_file()
 
 
 def _resolve_file(path: Path) -> ResolvedRule:
-  """A checkpoint file used with the Disco103 manifest's settings."""
+  """A weights file used with the Disco103 manifest's settings."""
   if not path.is_file():
     raise UserError(f"checkpoint not found: {path}")
   base = load_rule_manifest(FILE_RULE_BASE)
@@ -371,7 +375,7 @@ def _resolve_file(path: Path) -> ResolvedRule:
   manifest = dataclasses.replace(
       base,
       name=label,
-      description=f"Checkpoint {path} used with {base.name}'s architecture and settings.",
+      description=f"Weights file {path} used with {base.name}'s architecture and settings.",
       source_url=None,
       filename=path.name,
       sha256=sha,

@@ -1,4 +1,4 @@
-"""Aggregate metrics and stratified-bootstrap intervals, rliable-style.
+"""Aggregate metrics and their stratified-bootstrap intervals, rliable-style.
 
 Every function here is a pure function of numpy arrays. Score matrices follow
 rliable's convention: ``scores`` has shape ``[num_runs, num_tasks]`` (runs are
@@ -18,21 +18,17 @@ The point estimates are defined exactly as in ``rliable.metrics`` (1.2.0):
 The metrics are batched: they take ``[..., num_runs, num_tasks]`` and return
 ``[...]``, so a bootstrap evaluates all replicates with one call.
 
-Intervals use rliable's stratified bootstrap (``rliable.library
-.StratifiedBootstrap`` with ``task_bootstrap=False``): every entry of the
-resampled array draws its run index independently and uniformly from the runs
-of its own task (and, for ``[runs, tasks, points]`` arrays, of its own point),
-with replacement. Confidence intervals are percentile intervals computed with
-``np.percentile``'s default linear interpolation, as ``arch`` does.
-
-Randomness: every interval takes an integer ``seed`` and draws from
+Intervals use the stratified bootstrap of :mod:`disco_eval.analysis.bootstrap`
+(rliable's ``StratifiedBootstrap`` with ``task_bootstrap=False``; percentile
+intervals). Every interval takes an integer ``seed`` and draws from
 ``np.random.default_rng(seed)``; the global numpy generator is never touched.
 Each rule is resampled from a fresh generator seeded with ``seed``, so a rule's
 interval depends only on its own scores, ``reps``, ``confidence`` and
-``seed``, not on the other rules or their order. Replicates are processed in
-chunks to bound memory; run indices are drawn from uniform floats, whose
-stream does not depend on how it is split, so the chunk size never changes a
-result.
+``seed``, not on the other rules or their order. The chunk size of the
+bootstrap never changes a result.
+
+Per-task means over seeds get a Student-t interval instead
+(:func:`t_interval`).
 
 Missing values: any NaN (or infinite) score raises ``ValueError``. Callers
 must drop failed runs explicitly, and say so, before computing statistics.
@@ -40,21 +36,20 @@ must drop failed runs explicitly, and say so, before computing statistics.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import math
+from collections.abc import Callable, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
+
+from disco_eval.analysis import bootstrap as bs
 
 Metric = Callable[[np.ndarray], np.ndarray]
 """A batched aggregate metric: ``[..., num_runs, num_tasks] -> [...]``."""
 
 DEFAULT_REPS = 50_000
 DEFAULT_PROFILE_REPS = 2_000
-DEFAULT_CONFIDENCE = 0.95
-
-# Upper bound on the number of array elements materialised per chunk of
-# bootstrap replicates (2**22 float64 values = 32 MiB per intermediate array).
-_CHUNK_ELEMENTS = 1 << 22
+DEFAULT_CONFIDENCE = bs.DEFAULT_CONFIDENCE
 
 
 class Interval(NamedTuple):
@@ -72,63 +67,6 @@ class Band(NamedTuple):
   point: np.ndarray
   lo: np.ndarray
   hi: np.ndarray
-
-
-# ----------------------------------------------------------------- validation
-
-
-def check_scores(scores: np.ndarray, name: str = "scores",
-                 ndim: int = 2) -> np.ndarray:
-  """Validates a score array and returns it as float64.
-
-  Args:
-    scores: array of shape ``[num_runs, num_tasks]`` (``ndim=2``) or
-      ``[num_runs, num_tasks, num_points]`` (``ndim=3``).
-    name: what to call the array in error messages (e.g. the rule's name).
-    ndim: the required number of dimensions.
-
-  Returns:
-    ``scores`` as a float64 array of the same shape.
-
-  Raises:
-    ValueError: wrong number of dimensions, no runs or tasks, non-numeric
-      values, or any NaN/infinite score.
-  """
-  arr = np.asarray(scores)
-  if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                 or arr.dtype == bool):
-    raise ValueError(f"{name}: scores must be numeric, got dtype {arr.dtype}")
-  arr = arr.astype(np.float64, copy=False)
-  if arr.ndim != ndim:
-    raise ValueError(
-        f"{name}: expected {ndim} dimensions "
-        f"({'[runs, tasks]' if ndim == 2 else '[runs, tasks, points]'}), "
-        f"got shape {arr.shape}")
-  if arr.size == 0:
-    raise ValueError(f"{name}: needs at least one run and one task, "
-                     f"got shape {arr.shape}")
-  nan = np.isnan(arr)
-  if nan.any():
-    runs = sorted({int(r) for r in np.argwhere(nan)[:, 0]})
-    raise ValueError(
-        f"{name}: {int(nan.sum())} NaN score(s) in run(s) {runs}; exclude "
-        f"failed runs explicitly (and report them) before computing statistics")
-  if not np.isfinite(arr).all():
-    raise ValueError(f"{name}: infinite score(s); scores must be finite")
-  return arr
-
-
-def _check_reps(reps: int) -> int:
-  if isinstance(reps, bool) or int(reps) != reps or reps < 1:
-    raise ValueError(f"reps must be a positive integer, got {reps!r}")
-  return int(reps)
-
-
-def _check_confidence(confidence: float) -> float:
-  if not 0.0 < confidence < 1.0:
-    raise ValueError(f"confidence must be strictly between 0 and 1, "
-                     f"got {confidence!r}")
-  return float(confidence)
 
 
 # -------------------------------------------------------------------- metrics
@@ -286,121 +224,7 @@ def resolve_metrics(metrics: Mapping[str, Metric] | Sequence[str] | str
   return resolved
 
 
-# ------------------------------------------------------------------ bootstrap
-
-
-def _chunk_sizes(reps: int, elements_per_rep: int,
-                 chunk_size: int | None) -> Iterator[int]:
-  """Splits ``reps`` into chunks of at most ``chunk_size`` replicates."""
-  if chunk_size is None:
-    chunk_size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_rep))
-  elif chunk_size < 1:
-    raise ValueError(f"chunk_size must be positive, got {chunk_size!r}")
-  for start in range(0, reps, chunk_size):
-    yield min(chunk_size, reps - start)
-
-
-def draw_run_indices(rng: np.random.Generator, reps: int,
-                     shape: tuple[int, ...]) -> np.ndarray:
-  """Draws stratified-bootstrap run indices.
-
-  Each entry is uniform on ``range(shape[0])`` and independent of all others,
-  so every (task, ...) cell is resampled with replacement from its own runs.
-  Indices come from ``floor(u * num_runs)`` with uniform float64 ``u``: one
-  64-bit draw per index, so consecutive calls continue one stream and
-  splitting ``reps`` into chunks does not change the indices.
-
-  Args:
-    rng: the generator to draw from.
-    reps: number of bootstrap replicates.
-    shape: ``(num_runs, num_tasks, ...)`` of the array to resample.
-
-  Returns:
-    ``[reps, *shape]`` integer indices into axis 0 of that array.
-  """
-  num_runs = shape[0]
-  u = rng.random((reps, *shape))
-  u *= num_runs
-  idx = u.astype(np.intp)
-  np.minimum(idx, num_runs - 1, out=idx)  # guards u * n rounding up to n.
-  return idx
-
-
-def stratified_resample(scores: np.ndarray,
-                        indices: np.ndarray) -> np.ndarray:
-  """Gathers resampled scores.
-
-  ``out[b, r, t, ...] = scores[indices[b, r, t, ...], t, ...]``.
-
-  Args:
-    scores: ``[num_runs, num_tasks, ...]``.
-    indices: ``[reps, num_runs, num_tasks, ...]`` from :func:`draw_run_indices`.
-
-  Returns:
-    ``[reps, num_runs, num_tasks, ...]``.
-  """
-  return np.take_along_axis(scores[None], indices, axis=1)
-
-
-def bootstrap(scores: np.ndarray,
-              statistic: Callable[[np.ndarray], np.ndarray],
-              reps: int,
-              rng: np.random.Generator,
-              elements_per_rep: int | None = None,
-              chunk_size: int | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
-  """Evaluates a batched statistic on the data and on stratified resamples.
-
-  Args:
-    scores: ``[num_runs, num_tasks, ...]``, already validated.
-    statistic: maps ``[*batch, num_runs, num_tasks, ...]`` to
-      ``[*batch, *out]`` for any leading ``batch`` dims (none included).
-    reps: number of replicates.
-    rng: generator the run indices are drawn from.
-    elements_per_rep: memory cost of one replicate, to size chunks (defaults
-      to ``scores.size``).
-    chunk_size: replicates per chunk; ``None`` picks one from a memory budget.
-      It does not affect the result.
-
-  Returns:
-    ``(point [*out], replicates [reps, *out])``.
-
-  Raises:
-    ValueError: if ``statistic`` is not batched (its output on a chunk of
-      resamples is not ``[chunk, *out]``).
-  """
-  point = np.asarray(statistic(scores), dtype=np.float64)
-  per_rep = scores.size if elements_per_rep is None else elements_per_rep
-  out = []
-  for n in _chunk_sizes(reps, per_rep, chunk_size):
-    resampled = stratified_resample(scores, draw_run_indices(rng, n,
-                                                             scores.shape))
-    values = np.asarray(statistic(resampled), dtype=np.float64)
-    if values.shape != (n, *point.shape):
-      raise ValueError(
-          f"statistic returned shape {values.shape} for {n} resamples "
-          f"(expected {(n, *point.shape)}); metrics must be batched: "
-          f"[..., runs, tasks] -> [...]")
-    out.append(values)
-  return point, np.concatenate(out, axis=0)
-
-
-def percentile_interval(replicates: np.ndarray,
-                        confidence: float = DEFAULT_CONFIDENCE
-                        ) -> tuple[np.ndarray, np.ndarray]:
-  """Two-sided percentile interval of bootstrap replicates (arch's method).
-
-  Args:
-    replicates: ``[reps, ...]``.
-    confidence: coverage, e.g. 0.95 for the 2.5th and 97.5th percentiles.
-
-  Returns:
-    ``(lo, hi)``, each ``[...]``.
-  """
-  alpha = (1.0 - _check_confidence(confidence)) / 2
-  lo, hi = np.percentile(replicates, [100 * alpha, 100 * (1.0 - alpha)],
-                         axis=0)
-  return lo, hi
+# ------------------------------------------------------------------ intervals
 
 
 def _stack_metrics(metrics: Mapping[str, Metric]
@@ -441,18 +265,18 @@ def interval_estimates(score_dict: Mapping[str, np.ndarray],
     ``result[rule][metric] = Interval(point, lo, hi)``.
   """
   fns = resolve_metrics(metrics)
-  reps = _check_reps(reps)
-  _check_confidence(confidence)
+  reps = bs.check_reps(reps)
+  bs.check_confidence(confidence)
   stacked = _stack_metrics(fns)
   results: dict[str, dict[str, Interval]] = {}
   for rule, raw in score_dict.items():
-    scores = check_scores(raw, name=str(rule))
-    point, replicates = bootstrap(scores, stacked, reps,
+    scores = bs.check_scores(raw, name=str(rule))
+    point, replicates = bs.bootstrap(scores, stacked, reps,
                                   np.random.default_rng(seed),
                                   chunk_size=chunk_size)
     if point.shape != (len(fns),):
       raise ValueError("each metric must map [runs, tasks] to a scalar")
-    lo, hi = percentile_interval(replicates, confidence)
+    lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = {
         name: Interval(float(point[i]), float(lo[i]), float(hi[i]))
         for i, name in enumerate(fns)
@@ -485,22 +309,22 @@ def probability_of_improvement_interval(scores_x: np.ndarray,
   Returns:
     ``Interval(point, lo, hi)``.
   """
-  x = check_scores(scores_x, name="scores_x")
-  y = check_scores(scores_y, name="scores_y")
+  x = bs.check_scores(scores_x, name="scores_x")
+  y = bs.check_scores(scores_y, name="scores_y")
   if x.shape[1] != y.shape[1]:
     raise ValueError(f"scores_x and scores_y must cover the same tasks: "
                      f"{x.shape[1]} vs {y.shape[1]} tasks")
-  reps = _check_reps(reps)
-  _check_confidence(confidence)
+  reps = bs.check_reps(reps)
+  bs.check_confidence(confidence)
   rng_x, rng_y = np.random.default_rng(seed).spawn(2)
   n, m, tasks = x.shape[0], y.shape[0], x.shape[1]
   per_rep = (n * m + n + m) * tasks
   out = []
-  for c in _chunk_sizes(reps, per_rep, chunk_size):
-    xs = stratified_resample(x, draw_run_indices(rng_x, c, x.shape))
-    ys = stratified_resample(y, draw_run_indices(rng_y, c, y.shape))
+  for c in bs.chunk_sizes(reps, per_rep, chunk_size):
+    xs = bs.stratified_resample(x, bs.draw_run_indices(rng_x, c, x.shape))
+    ys = bs.stratified_resample(y, bs.draw_run_indices(rng_y, c, y.shape))
     out.append(probability_of_improvement(xs, ys))
-  lo, hi = percentile_interval(np.concatenate(out), confidence)
+  lo, hi = bs.percentile_interval(np.concatenate(out), confidence)
   return Interval(float(probability_of_improvement(x, y)), float(lo),
                   float(hi))
 
@@ -531,20 +355,20 @@ def performance_profile(score_dict: Mapping[str, np.ndarray],
   taus = np.asarray(taus, dtype=np.float64)
   if taus.ndim != 1 or taus.size == 0 or not np.isfinite(taus).all():
     raise ValueError("taus must be a non-empty 1-D array of finite values")
-  reps = _check_reps(reps)
-  _check_confidence(confidence)
+  reps = bs.check_reps(reps)
+  bs.check_confidence(confidence)
 
   def profile(scores: np.ndarray) -> np.ndarray:
     return run_score_distribution(scores, taus)
 
   results: dict[str, Band] = {}
   for rule, raw in score_dict.items():
-    scores = check_scores(raw, name=str(rule))
-    point, replicates = bootstrap(scores, profile, reps,
+    scores = bs.check_scores(raw, name=str(rule))
+    point, replicates = bs.bootstrap(scores, profile, reps,
                                   np.random.default_rng(seed),
                                   elements_per_rep=scores.size * taus.size,
                                   chunk_size=chunk_size)
-    lo, hi = percentile_interval(replicates, confidence)
+    lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = Band(point, lo, hi)
   return results
 
@@ -574,8 +398,8 @@ def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
     ``result[rule] = Band(point, lo, hi)``, each ``[num_points]``.
   """
   fn = get_metric(metric) if isinstance(metric, str) else metric
-  reps = _check_reps(reps)
-  _check_confidence(confidence)
+  reps = bs.check_reps(reps)
+  bs.check_confidence(confidence)
 
   def curve(scores: np.ndarray) -> np.ndarray:
     # [..., runs, tasks, points] -> [..., points, runs, tasks] -> [..., points]
@@ -583,12 +407,37 @@ def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
 
   results: dict[str, Band] = {}
   for rule, raw in scores_over_time.items():
-    scores = check_scores(raw, name=str(rule), ndim=3)
-    point, replicates = bootstrap(scores, curve, reps,
+    scores = bs.check_scores(raw, name=str(rule), ndim=3)
+    point, replicates = bs.bootstrap(scores, curve, reps,
                                   np.random.default_rng(seed),
                                   chunk_size=chunk_size)
     if point.shape != (scores.shape[-1],):
       raise ValueError("the metric must map [points, runs, tasks] to [points]")
-    lo, hi = percentile_interval(replicates, confidence)
+    lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = Band(point, lo, hi)
   return results
+
+
+# ------------------------------------------------ per-task intervals over seeds
+
+
+class Estimate(NamedTuple):
+  """A mean over seeds with a confidence interval (NaN bounds if n < 2)."""
+  mean: float
+  lo: float
+  hi: float
+
+
+def t_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
+  """Mean of `values` with a Student-t interval (n - 1 degrees of freedom).
+
+  One value gives NaN bounds; identical values give a zero-width interval.
+  """
+  from scipy import stats as scipy_stats
+  x = np.asarray(values, dtype=np.float64)
+  mean = float(x.mean())
+  if x.size < 2:
+    return Estimate(mean, math.nan, math.nan)
+  half = float(scipy_stats.t.ppf(0.5 + confidence / 2, x.size - 1)
+               * x.std(ddof=1) / math.sqrt(x.size))
+  return Estimate(mean, mean - half, mean + half)

@@ -39,7 +39,9 @@ from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval import report, stats, store
+from disco_eval import store
+from disco_eval.analysis import collect, compare, render, stats
+from disco_eval.analysis.published import load_manifest, published_matrices
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -97,12 +99,12 @@ def check_kind_and_format(kind: str, out: Path) -> str:
   return fmt
 
 
-def single_group(collection: report.Collection
-                 ) -> tuple[report.GroupKey, list[report.Run]]:
+def single_group(collection: collect.Collection
+                 ) -> tuple[collect.GroupKey, list[collect.Run]]:
   """The one (suite, protocol) group of `collection`, else a UserError."""
   groups = collection.groups()
   if not groups:
-    raise report.nothing_usable_error(collection)
+    raise collect.nothing_usable_error(collection)
   if len(groups) > 1:
     names = ", ".join(f"{k.suite}/{k.protocol}" for k in groups)
     raise UserError(f"the results hold several suites or protocols ({names}); "
@@ -114,8 +116,8 @@ def single_group(collection: report.Collection
 @dataclasses.dataclass
 class Context:
   """What a plot builder needs."""
-  collection: report.Collection
-  group: report.GroupResult
+  collection: collect.Collection
+  group: compare.GroupResult
   manifest: suites.SuiteManifest | None
   colors: dict[str, str]
   reps: int
@@ -132,7 +134,7 @@ class Context:
             f"reps, seed {self.seed})")
 
   def seeds_text(self) -> str:
-    return report.seed_phrase(self.group.seeds)
+    return render.seed_phrase(self.group.seeds)
 
   def excluded_text(self) -> str:
     counts: dict[str, int] = {}
@@ -187,15 +189,15 @@ def _save(fig, fmt: str) -> bytes:
   return buffer.getvalue()
 
 
-def _metric_axis_label(metric: str, group: report.GroupResult) -> str:
+def _metric_axis_label(metric: str, group: compare.GroupResult) -> str:
   """``IQM`` over ``normalised return (PROTOCOL)``."""
-  name = report.METRIC_LABELS.get(metric, metric)
+  name = compare.METRIC_LABELS.get(metric, metric)
   detail = textwrap.fill(f"normalised {group.metric} ({group.key.protocol})",
                          36)
   return f"{name}\n{detail}"
 
 
-def _protocol_text(group: report.GroupResult) -> str:
+def _protocol_text(group: compare.GroupResult) -> str:
   """``protocol reference, 58,000 env steps``."""
   steps = ", ".join(f"{s:,}" for s in group.env_steps)
   return f"protocol {group.key.protocol}, {steps} env steps"
@@ -264,7 +266,7 @@ def _max_ticks(n: int):
 # --- curves ---------------------------------------------------------------------------
 
 
-def _read_curve(run: report.Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _read_curve(run: collect.Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
   """(env_steps, episodes, avg_return) of a run's metrics.csv."""
   rows = store.RunRecord(run.path).read_metrics()
   steps, episodes, returns = [], [], []
@@ -365,8 +367,8 @@ def build_curves(ctx: Context):
     ax.plot(grid, band.point, color=color, linewidth=2, label=rule)
     ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.2,
                     linewidth=0)
-  pub = report.published_matrices(group.published, group.aggregate_tasks,
-                                  ctx.manifest)
+  pub = published_matrices(group.published, group.aggregate_tasks,
+                           ctx.manifest)
   published = {r: float(stats.iqm(m)) for r, (m, _) in pub.items()}
   for j, (rule, value) in enumerate(published.items()):
     ax.axhline(value, label=f"{rule} (published, final)",
@@ -403,8 +405,8 @@ def build_profiles(ctx: Context):
   group = ctx.group
   if not group.matrices:
     raise UserError("no task is shared by all rules; nothing to profile")
-  pub = report.published_matrices(group.published, group.aggregate_tasks,
-                                  ctx.manifest)
+  pub = published_matrices(group.published, group.aggregate_tasks,
+                           ctx.manifest)
   taus = profile_taus({**group.matrices, **{r: m for r, (m, _) in pub.items()}})
   bands = stats.performance_profile(group.matrices, taus, ctx.reps,
                                     ctx.confidence, ctx.seed)
@@ -494,7 +496,7 @@ def plot(kind: str, root: str | Path, out: str | Path,
     root: the results folder.
     out: the output file; its suffix (png, pdf, svg) picks the format. It is
       written atomically; its folder must exist.
-    suite, rules, protocol: filters, as for ``report.collect``; the
+    suite, rules, protocol: filters, as for ``collect.collect``; the
       selection must hold one suite and protocol. `rules` also sets the order.
     reps: bootstrap replicates.
     seed: seed of the bootstrap generators.
@@ -514,16 +516,16 @@ def plot(kind: str, root: str | Path, out: str | Path,
   if not out.parent.is_dir():
     raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
   warn = warn or (lambda message: None)
-  rules = report.parse_list(rules)
-  report.check_settings(report.DEFAULT_METRICS, reps, confidence)
-  collection = report.collect(root, suite=suite, rules=rules, protocol=protocol)
+  rules = collect.parse_list(rules)
+  compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
+  collection = collect.collect(root, suite=suite, rules=rules, protocol=protocol)
   key, runs = single_group(collection)
-  manifest, problem = report.load_manifest(key.suite)
+  manifest, problem = load_manifest(key.suite)
   for message in [e.describe() for e in collection.excluded] + [problem]:
     if message:
       warn(message)
-  group = report.analyse_group(
-      key, runs, manifest, report.DEFAULT_METRICS, reps, seed, confidence,
+  group = compare.analyse_group(
+      key, runs, manifest, compare.DEFAULT_METRICS, reps, seed, confidence,
       rule_order=rules, improvement=kind == "improvement",
       aggregate=kind == "intervals")
   for message in group.warnings:

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from disco_eval import checkpoints
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
+from disco_eval.rules import weights
 from disco_eval.rules.architectures import DISCO103_SHAPES, expected_shapes
 
 DISCO103_SHA = "dac840a15b81e8805326363458c33979626172618f620d9e6e170315388530aa"
@@ -83,11 +83,11 @@ def test_unknown_architecture():
 
 
 def test_sha256_file(disco103_npz):
-  assert checkpoints.sha256_file(disco103_npz) == DISCO103_SHA
+  assert weights.sha256_file(disco103_npz) == DISCO103_SHA
 
 
 def test_load_real_checkpoint(disco103_npz, disco_home):
-  params = checkpoints.load_params(disco103_npz, "disco103", expected_sha256=DISCO103_SHA)
+  params = weights.load_params(disco103_npz, "disco103", expected_sha256=DISCO103_SHA)
   leaves = [v for module in params.values() for v in module.values()]
   assert len(leaves) == 42
   assert sum(v.size for v in leaves) == 754_778
@@ -100,7 +100,7 @@ def test_load_real_checkpoint(disco103_npz, disco_home):
 def _assert_load_error(path: Path, home: Path, *fragments: str, **kwargs) -> str:
   """load_params(path) fails with a one-line message holding `fragments`."""
   with pytest.raises(UserError) as info:
-    checkpoints.load_params(path, **kwargs)
+    weights.load_params(path, **kwargs)
   message = str(info.value)
   assert "\n" not in message
   for fragment in fragments:
@@ -156,7 +156,7 @@ def test_integer_dtype(work, disco_home, disco103_arrays):
 
 def test_float64_is_converted(work, disco_home, disco103_arrays):
   disco103_arrays["lstm/linear_1/b"] = disco103_arrays["lstm/linear_1/b"].astype(np.float64)
-  params = checkpoints.load_params(_save(work / "f64.npz", disco103_arrays))
+  params = weights.load_params(_save(work / "f64.npz", disco103_arrays))
   assert params["lstm/linear_1"]["b"].dtype == np.float32
 
 
@@ -258,17 +258,17 @@ def _assert_cache_clean(home: Path) -> None:
 
 
 def test_pull_good_file(server, manifest, disco_home):
-  path = checkpoints.pull(manifest, url=f"{server}/good", timeout=TIMEOUT)
+  path = weights.pull(manifest, url=f"{server}/good", timeout=TIMEOUT)
   assert path == disco_home / "rules" / "disco_103.npz"
-  assert checkpoints.sha256_file(path) == DISCO103_SHA
+  assert weights.sha256_file(path) == DISCO103_SHA
   assert _files_under(disco_home) == [path]
   # A verified cached file is kept without contacting the server.
-  assert checkpoints.pull(manifest, url=f"http://127.0.0.1:{_closed_port()}/x") == path
+  assert weights.pull(manifest, url=f"http://127.0.0.1:{_closed_port()}/x") == path
 
 
 def test_pull_wrong_bytes(server, manifest, disco_home):
   with pytest.raises(UserError) as info:
-    checkpoints.pull(manifest, url=f"{server}/wrong", timeout=TIMEOUT)
+    weights.pull(manifest, url=f"{server}/wrong", timeout=TIMEOUT)
   message = str(info.value)
   assert message.startswith(f"checksum mismatch for {server}/wrong: expected {DISCO103_SHA}, found ")
   _assert_cache_clean(disco_home)
@@ -276,7 +276,7 @@ def test_pull_wrong_bytes(server, manifest, disco_home):
 
 def test_pull_interrupted_transfer(server, manifest, disco_home):
   with pytest.raises(UserError) as info:
-    checkpoints.pull(manifest, url=f"{server}/half", timeout=TIMEOUT)
+    weights.pull(manifest, url=f"{server}/half", timeout=TIMEOUT)
   message = str(info.value)
   assert "cut short" in message or "interrupted" in message
   assert str(disco_home / "rules" / "disco_103.npz") in message
@@ -285,21 +285,21 @@ def test_pull_interrupted_transfer(server, manifest, disco_home):
 
 def test_pull_timeout(server, manifest, disco_home):
   with pytest.raises(UserError) as info:
-    checkpoints.pull(manifest, url=f"{server}/slow", timeout=0.5)
+    weights.pull(manifest, url=f"{server}/slow", timeout=0.5)
   assert "timed out" in str(info.value)
   _assert_cache_clean(disco_home)
 
 
 def test_pull_http_error(server, manifest, disco_home):
   with pytest.raises(UserError, match="HTTP 404"):
-    checkpoints.pull(manifest, url=f"{server}/missing", timeout=TIMEOUT)
+    weights.pull(manifest, url=f"{server}/missing", timeout=TIMEOUT)
   _assert_cache_clean(disco_home)
 
 
 def test_pull_unreachable(manifest, disco_home):
   url = f"http://127.0.0.1:{_closed_port()}/disco_103.npz"
   with pytest.raises(UserError) as info:
-    checkpoints.pull(manifest, url=url, timeout=TIMEOUT)
+    weights.pull(manifest, url=url, timeout=TIMEOUT)
   message = str(info.value)
   assert message.startswith(f"`disco-eval` can't reach {url}: ")
   assert f"place it at {disco_home / 'rules' / 'disco_103.npz'}" in message
@@ -312,18 +312,18 @@ def test_pull_refuses_bad_cached_file(manifest, disco_home, server):
   cached.parent.mkdir(parents=True)
   cached.write_bytes(b"not the rule")
   with pytest.raises(UserError) as info:
-    checkpoints.pull(manifest, url=f"{server}/good", timeout=TIMEOUT)
+    weights.pull(manifest, url=f"{server}/good", timeout=TIMEOUT)
   assert "checksum mismatch" in str(info.value)
   assert "disco-eval rules pull disco103 --force" in str(info.value)
   assert cached.read_bytes() == b"not the rule"
-  checkpoints.pull(manifest, url=f"{server}/good", force=True, timeout=TIMEOUT)
-  assert checkpoints.sha256_file(cached) == DISCO103_SHA
+  weights.pull(manifest, url=f"{server}/good", force=True, timeout=TIMEOUT)
+  assert weights.sha256_file(cached) == DISCO103_SHA
   assert _files_under(disco_home) == [cached]
 
 
 def test_pull_hand_designed_rule():
   with pytest.raises(UserError, match="hand-designed"):
-    checkpoints.pull(manifests.load_rule_manifest("actor_critic"))
+    weights.pull(manifests.load_rule_manifest("actor_critic"))
 
 
 # --- resolving ------------------------------------------------------------------
@@ -331,7 +331,7 @@ def test_pull_hand_designed_rule():
 
 def test_resolve_checkpoint_path(work, disco103_npz):
   copy = Path(shutil.copy(disco103_npz, work / "my_rule.npz"))
-  resolved = checkpoints.resolve_rule(str(copy))
+  resolved = weights.resolve_rule(str(copy))
   assert resolved.label == "my_rule"
   assert resolved.sha256 == DISCO103_SHA
   assert resolved.path == copy
@@ -344,12 +344,12 @@ def test_resolve_checkpoint_path(work, disco103_npz):
 
 def test_resolve_missing_checkpoint_path(work):
   with pytest.raises(UserError, match="checkpoint not found"):
-    checkpoints.resolve_rule(str(work / "nope.npz"))
+    weights.resolve_rule(str(work / "nope.npz"))
 
 
 def test_resolve_uncached_rule_without_download(disco_home):
   with pytest.raises(UserError) as info:
-    checkpoints.resolve_rule("disco103", download=False)
+    weights.resolve_rule("disco103", download=False)
   assert "disco-eval rules pull disco103" in str(info.value)
   assert not disco_home.exists()
 
@@ -358,7 +358,7 @@ def test_resolve_cached_rule(disco_home, disco103_npz):
   cached = disco_home / "rules" / "disco_103.npz"
   cached.parent.mkdir(parents=True)
   shutil.copy(disco103_npz, cached)
-  resolved = checkpoints.resolve_rule("disco103", download=False)
+  resolved = weights.resolve_rule("disco103", download=False)
   assert resolved.label == "disco103"
   assert resolved.sha256 == DISCO103_SHA
   assert resolved.path == cached
@@ -373,17 +373,17 @@ def test_resolve_corrupted_cache_is_refused(disco_home, disco103_npz):
   data[-100] ^= 0xFF
   cached.write_bytes(bytes(data))
   with pytest.raises(UserError) as info:
-    checkpoints.resolve_rule("disco103", download=False)
+    weights.resolve_rule("disco103", download=False)
   assert "checksum mismatch" in str(info.value)
   assert "--force" in str(info.value)
 
 
 def test_resolve_hand_designed_rule():
-  resolved = checkpoints.resolve_rule("actor_critic")
+  resolved = weights.resolve_rule("actor_critic")
   assert resolved.params is None and resolved.sha256 is None and resolved.path is None
   assert resolved.label == "actor_critic"
 
 
 def test_resolve_unknown_rule():
   with pytest.raises(UserError, match="unknown rule 'nope'"):
-    checkpoints.resolve_rule("nope")
+    weights.resolve_rule("nope")

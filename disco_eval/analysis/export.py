@@ -2,8 +2,9 @@
 
 Every row has every column (empty where it does not apply), so
 ``pandas.read_csv`` loads the file directly. Only usable runs are exported
-(complete, with finite scores; see ``disco_eval.report``): failed, incomplete,
-corrupt and NaN-score runs are left out, and ``disco-eval compare`` lists them.
+(complete, with finite scores; see ``disco_eval.analysis.collect``): failed,
+incomplete, corrupt and NaN-score runs are left out, and ``disco-eval
+compare`` lists them.
 
 | column | meaning |
 |---|---|
@@ -46,7 +47,8 @@ import math
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
-from disco_eval import report, stats, store
+from disco_eval import store
+from disco_eval.analysis import collect, compare, published, stats
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -81,7 +83,7 @@ def _number(value: Any) -> float | None:
   return value if math.isfinite(value) else None
 
 
-def run_rows(run: report.Run, manifest: suites.SuiteManifest | None
+def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None
              ) -> Iterator[list[str]]:
   """The `train` rows of one run's metrics.csv, then its `final` row."""
   base = dict(suite=run.suite, protocol=run.protocol_label, task=run.task,
@@ -96,7 +98,7 @@ def run_rows(run: report.Run, manifest: suites.SuiteManifest | None
              normalized_score=run.normalized_score, metric=run.metric)
 
 
-def published_csv_rows(group: report.GroupResult) -> Iterator[list[str]]:
+def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
   """The per-task `published` rows of a group."""
   for pub in group.published:
     yield _row(suite=group.key.suite, protocol=pub.protocol, task=pub.task,
@@ -105,7 +107,7 @@ def published_csv_rows(group: report.GroupResult) -> Iterator[list[str]]:
                citation=pub.citation)
 
 
-def aggregate_csv_rows(group: report.GroupResult,
+def aggregate_csv_rows(group: compare.GroupResult,
                        citations: dict[str, str]) -> Iterator[list[str]]:
   """The `aggregate` rows of a group, then its published aggregates."""
   steps = group.env_steps[0] if len(group.env_steps) == 1 else None
@@ -126,7 +128,7 @@ def export_csv(root: str | Path, out: str | Path | None = None,
                rules: Sequence[str] | str | None = None,
                aggregate: bool = False, reps: int = stats.DEFAULT_REPS,
                seed: int = 0, protocol: str | None = None,
-               metrics: Sequence[str] | str = report.DEFAULT_METRICS,
+               metrics: Sequence[str] | str = compare.DEFAULT_METRICS,
                confidence: float = stats.DEFAULT_CONFIDENCE,
                warn: Callable[[str], None] | None = None) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
@@ -134,7 +136,7 @@ def export_csv(root: str | Path, out: str | Path | None = None,
   Args:
     root: the results folder.
     out: write the CSV here (atomically) when given.
-    suite, rules, protocol: filters, as for ``report.collect``.
+    suite, rules, protocol: filters, as for ``collect.collect``.
     aggregate: add `aggregate` rows (and published aggregates).
     reps, seed, metrics, confidence: bootstrap settings of aggregate rows.
     warn: called with each warning (excluded runs, missing manifests, ...).
@@ -146,17 +148,17 @@ def export_csv(root: str | Path, out: str | Path | None = None,
     UserError: no runs, a filter that matches nothing, no usable run, or
       `out` cannot be written.
   """
-  rules = report.parse_list(rules)
-  collection = report.collect(root, suite=suite, rules=rules,
-                              protocol=protocol)
-  result = report.compare_collection(
+  rules = collect.parse_list(rules)
+  collection = collect.collect(root, suite=suite, rules=rules,
+                               protocol=protocol)
+  result = compare.compare_collection(
       collection, metrics, reps, seed, confidence, rule_order=rules,
       improvement=False, aggregate=aggregate)
   if warn is not None:
     for warning in result.warnings + [w for g in result.groups
                                       for w in g.warnings]:
       warn(warning)
-  manifests = {g.key.suite: report.load_manifest(g.key.suite)[0]
+  manifests = {g.key.suite: published.load_manifest(g.key.suite)[0]
                for g in result.groups}
   buffer = io.StringIO(newline="")
   writer = csv.writer(buffer, lineterminator="\n")

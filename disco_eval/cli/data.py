@@ -10,6 +10,9 @@ from typing import Annotated, Optional
 
 import typer
 
+from disco_eval.envs import boxoban
+from disco_eval.errors import UserError
+
 DATASETS = ("boxoban",)
 
 
@@ -24,8 +27,6 @@ def pull_command(
         "--force", help="Download the archive again even if cached.")] = False,
 ) -> None:
   """Download (or import) a data set into the cache and convert it once."""
-  from disco_eval.envs import boxoban
-  from disco_eval.errors import UserError
   if name != "boxoban":
     raise UserError(f"unknown data set '{name}'; data sets: {', '.join(DATASETS)}")
   had_sha = "archive_sha256" in boxoban.read_record()

@@ -1,0 +1,169 @@
+"""Files that are never seen half-written, and the record's JSON.
+
+:func:`write_atomic` writes a temp file in the same folder, fsyncs it, renames
+it over the target (``os.replace``) and fsyncs the folder, so a crash, a
+SIGKILL or a full disk at any moment leaves either the old or the new complete
+file. A kill can leave a hidden temp file (``.<name>.<pid>.<hex>.tmp``)
+behind; :func:`remove_stale_temps` deletes those whose writer is gone.
+
+JSON is written with sorted keys and an indent of 2. NaN and +/-infinity are
+written as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity`` (Python's
+``allow_nan`` extension to JSON, read back by :mod:`json`, pandas and most
+JSON5 readers) so that they round-trip; numpy and jax scalars and arrays are
+written as numbers and lists.
+
+A full disk, an exceeded quota or a refused write becomes a one-line
+UserError that says how to fix it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import secrets
+import stat
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from disco_eval.errors import UserError
+
+_TEMP_NAME = re.compile(r"\..+\.(\d+)\.[0-9a-f]{12}\.tmp")
+_NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+_NOT_ALLOWED = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+def _environment_error(path: Path, exc: OSError) -> UserError | None:
+  """A one-line UserError for a full disk or a refused write, else None."""
+  if exc.errno in _NO_SPACE:
+    return UserError(
+        f"no space left on the device while writing {path} ({exc.strerror}); "
+        "free some space or pass --out DIR on another disk")
+  if exc.errno in _NOT_ALLOWED:
+    return UserError(
+        f"cannot write {path} ({exc.strerror}); pass --out DIR with a "
+        "writable folder")
+  return None
+
+
+def _fsync_dir(folder: Path) -> None:
+  """fsync a folder so that a rename inside it is durable."""
+  fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+  try:
+    os.fsync(fd)
+  except OSError as exc:
+    # Some file systems cannot fsync folders; the rename is done regardless.
+    if exc.errno not in (errno.EINVAL, errno.ENOTSUP, errno.EBADF):
+      raise
+  finally:
+    os.close(fd)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+  """Replace the file `path` by `data` so that it is never seen half-written.
+
+  Writes a temp file in the same folder, fsyncs it, renames it over `path` and
+  fsyncs the folder. On any error (a full disk included) the temp file is
+  removed and `path` keeps its old content; a SIGKILL can leave only the
+  hidden temp file behind. An existing file's permission bits are kept; a new
+  file gets the default ones (umask).
+
+  Raises UserError (chained to the OSError) when the disk is full, the quota
+  is exceeded or the write is not allowed; other errors propagate unchanged.
+  The folder must exist.
+  """
+  if not isinstance(data, (bytes, bytearray, memoryview)):
+    raise TypeError(f"write_atomic needs bytes, not {type(data).__name__}")
+  path = Path(path)
+  tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
+  try:
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+  except OSError as exc:
+    raise (_environment_error(path, exc) or exc) from exc
+  closed = False
+  try:
+    with contextlib.suppress(FileNotFoundError):
+      os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+    view = memoryview(data).cast("B")
+    while view:
+      view = view[os.write(fd, view):]
+    os.fsync(fd)
+    closed = True
+    os.close(fd)
+    os.replace(tmp, path)
+  except BaseException as exc:
+    if not closed:
+      with contextlib.suppress(OSError):
+        os.close(fd)
+    with contextlib.suppress(OSError):
+      os.unlink(tmp)
+    if isinstance(exc, OSError):
+      error = _environment_error(path, exc)
+      if error is not None:
+        raise error from exc
+    raise
+  _fsync_dir(path.parent)
+
+
+def _json_default(obj: Any) -> Any:
+  """JSON form of numpy/jax scalars and arrays and of paths."""
+  if isinstance(obj, np.generic):
+    return obj.item()
+  if hasattr(obj, "__array__"):
+    return np.asarray(obj).tolist()
+  if isinstance(obj, Path):
+    return str(obj)
+  raise TypeError(f"{type(obj).__name__} is not JSON serializable")
+
+
+def dumps(obj: Any) -> str:
+  """The record's JSON text: sorted keys, indent 2, NaN/inf allowed."""
+  return json.dumps(obj, sort_keys=True, indent=2, allow_nan=True,
+                    ensure_ascii=False, default=_json_default) + "\n"
+
+
+def compact(obj: Any) -> str:
+  """Canonical one-line JSON of an already JSON-loaded value."""
+  return json.dumps(obj, sort_keys=True, allow_nan=True, ensure_ascii=False,
+                    separators=(",", ":"))
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+  """Write `obj` as JSON (sorted keys, indent 2, NaN/inf allowed) atomically."""
+  write_atomic(Path(path), dumps(obj).encode("utf-8"))
+
+
+def read_json(path: Path) -> Any:
+  """The JSON document in `path` (OSError/ValueError when unreadable)."""
+  return json.loads(Path(path).read_text(encoding="utf-8"))
+
+
+def _pid_alive(pid: int) -> bool:
+  """Whether a process `pid` exists on this host."""
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return False
+  except PermissionError:
+    return True
+  return True
+
+
+def remove_stale_temps(folder: Path) -> None:
+  """Delete temp files in `folder` left by killed writers (or by this one)."""
+  try:
+    entries = list(os.scandir(folder))
+  except FileNotFoundError:
+    return
+  for entry in entries:
+    match = _TEMP_NAME.fullmatch(entry.name)
+    if match is None:
+      continue
+    pid = int(match.group(1))
+    if pid == os.getpid() or not _pid_alive(pid):
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(entry.path)

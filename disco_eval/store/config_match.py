@@ -1,0 +1,100 @@
+"""Whether a run's stored config.json and a new config describe the same run.
+
+Configs are compared as canonical JSON (what config.json would hold), without
+the keys that may change between invocations of one run
+(VOLATILE_CONFIG_KEYS). A setting added after runs were first recorded
+(LATER_CONFIG_KEYS) matches an older record that lacks it when the new value
+is the one that record ran with.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from disco_eval.errors import UserError
+from disco_eval.store.atomic import compact, dumps
+
+# Config keys that may change between invocations of the same run (they are
+# ignored when an existing run's config is compared with a new one).
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label")   # label: derived from the rest
+# Config keys added after runs were first recorded, with the value an older
+# record that lacks them ran with: such a record still matches a new config.
+LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}
+
+_ABSENT = object()
+
+
+def canonical_config(config: dict) -> dict:
+  """`config` as JSON would store it, without the volatile keys."""
+  if not isinstance(config, dict):
+    raise TypeError(f"a run config must be a dict, not {type(config).__name__}")
+  doc = json.loads(dumps(config))
+  for key in VOLATILE_CONFIG_KEYS:
+    doc.pop(key, None)
+  return doc
+
+
+def _with_later_keys(stored: dict, new: dict) -> dict:
+  """`stored` with the LATER_CONFIG_KEYS it lacks, at their old values, where
+  `new` has them (so that only a real change of those settings differs)."""
+  stored = json.loads(json.dumps(stored))
+  for (table, key), old_value in LATER_CONFIG_KEYS.items():
+    where = stored.get(table)
+    if isinstance(where, dict) and key not in where and key in new.get(table, {}):
+      where[key] = old_value
+  return stored
+
+
+def _first_difference(old: Any, new: Any, where: str = "") -> tuple[str, Any, Any] | None:
+  """(key path, old value, new value) of the first difference, or None."""
+  if compact(old) == compact(new):
+    return None
+  if isinstance(old, dict) and isinstance(new, dict):
+    for key in sorted(set(old) | set(new)):
+      sub = f"{where}.{key}" if where else str(key)
+      if key not in old or key not in new:
+        return sub, old.get(key, _ABSENT), new.get(key, _ABSENT)
+      found = _first_difference(old[key], new[key], sub)
+      if found is not None:
+        return found
+  if isinstance(old, list) and isinstance(new, list) and len(old) == len(new):
+    for i, (a, b) in enumerate(zip(old, new)):
+      found = _first_difference(a, b, f"{where}[{i}]")
+      if found is not None:
+        return found
+  return where or "<config>", old, new
+
+
+def _show(value: Any, limit: int = 60) -> str:
+  """A short one-line rendering of a JSON value for messages."""
+  if value is _ABSENT:
+    return "absent"
+  text = compact(value)
+  return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
+  """A UserError naming the first differing key unless `stored` (a run's
+  config.json) matches `canonical` (see :func:`canonical_config`)."""
+  stored_canonical = {k: v for k, v in stored.items() if k not in VOLATILE_CONFIG_KEYS}
+  stored_canonical = _with_later_keys(stored_canonical, canonical)
+  difference = _first_difference(stored_canonical, canonical)
+  if difference is not None:
+    key, old, new = difference
+    raise UserError(
+        f"run {run_path} was recorded with a different config: {key} is "
+        f"{_show(old)} there but {_show(new)} now; pass --out DIR to record this "
+        "run elsewhere (or delete that folder to start it over)")
+
+
+def refreshed_config(config: dict, stored: dict) -> dict | None:
+  """`config` with the stored "created" kept, or None where that is what
+  config.json already holds (nothing to rewrite)."""
+  updated = dict(config)
+  if "created" in stored:
+    updated["created"] = stored["created"]
+  if dumps(updated) != dumps(stored):
+    return updated
+  return None

@@ -1,0 +1,144 @@
+"""Finding every run under a results folder, without ever raising.
+
+A run folder is any folder holding config.json. Runs whose files are
+unreadable, corrupt or inconsistent are reported with a `problem`, never
+dropped and never silently averaged.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from disco_eval.store.atomic import read_json
+from disco_eval.store.layout import CONFIG_FILE, STATUS_FILE, STATUSES, SUMMARY_FILE
+
+_SEED_DIR = re.compile(r"seed(\d+)")
+
+
+@dataclasses.dataclass(frozen=True)
+class RunInfo:
+  """What scan_runs found in one run folder.
+
+  suite/task/rule/seed come from the folder's place under the root (or from
+  its config when the place is unexpected). `status` is the status string
+  (None if the run never started). `problem` describes anything unreadable or
+  inconsistent (None if all is well); the other fields are None where the
+  file they come from could not be read.
+  """
+  path: Path
+  suite: str | None
+  task: str | None
+  rule: str | None
+  seed: int | None
+  status: str | None
+  config: dict | None
+  summary: dict | None
+  problem: str | None
+
+
+def _unreadable_run(path: Path, problem: str) -> RunInfo:
+  """RunInfo of a folder nothing could be read from."""
+  return RunInfo(path=path, suite=None, task=None, rule=None, seed=None,
+                 status=None, config=None, summary=None, problem=problem)
+
+
+def _load_for_scan(path: Path, problems: list[str]) -> Any:
+  """A JSON object file, None if missing; a problem is noted if unreadable."""
+  try:
+    doc = read_json(path)
+  except FileNotFoundError:
+    return None
+  except (OSError, ValueError) as exc:
+    problems.append(f"{path.name} is unreadable ({exc})")
+    return None
+  if not isinstance(doc, dict):
+    problems.append(f"{path.name} is not a JSON object")
+    return None
+  return doc
+
+
+def _named(value: Any) -> Any:
+  """A config entry's name: tables such as the rule's carry it as ``name``."""
+  return value.get("name") if isinstance(value, dict) else value
+
+
+def _status(path: Path, status_doc: dict | None, summary: dict | None,
+            problems: list[str]) -> str | None:
+  """The status string of the run folder `path` (None if absent or invalid)."""
+  status = None
+  if status_doc is not None:
+    status = status_doc.get("status")
+    if status not in STATUSES:
+      problems.append(f"{STATUS_FILE} has an unknown status {status!r}")
+      status = None
+  if status == "complete" and summary is None and not (path / SUMMARY_FILE).exists():
+    problems.append(f"status is complete but {SUMMARY_FILE} is missing")
+  return status
+
+
+def _identity(parts: tuple[str, ...], config: dict | None, problems: list[str]
+              ) -> tuple[str | None, str | None, str | None, int | None]:
+  """(suite, task, rule, seed) of a run folder at `parts` under the root."""
+  place = len(parts) == 4 and _SEED_DIR.fullmatch(parts[3])
+  if place:
+    suite, task, rule = parts[:3]
+    seed: int | None = int(place.group(1))
+    for key, value in (("suite", suite), ("task", task), ("rule", rule), ("seed", seed)):
+      if config is not None and key in config and _named(config[key]) != value:
+        problems.append(f"{CONFIG_FILE} says {key} {_named(config[key])!r} but the folder "
+                        f"says {value!r}")
+    return suite, task, rule, seed
+  problems.append("folder is not at <suite>/<task>/<rule>/seed<k> under the root")
+  config_ = config or {}
+  suite, task, rule = (_named(config_.get(k)) if isinstance(_named(config_.get(k)), str)
+                       else None for k in ("suite", "task", "rule"))
+  seed = config_.get("seed") if isinstance(config_.get("seed"), int) else None
+  return suite, task, rule, seed
+
+
+def _run_info(root: Path, path: Path) -> RunInfo:
+  """RunInfo of the run folder `path` (never raises)."""
+  problems: list[str] = []
+  parts = path.relative_to(root).parts
+  config = _load_for_scan(path / CONFIG_FILE, problems)
+  if config is None and not problems:
+    problems.append(f"{CONFIG_FILE} is missing")
+  status_doc = _load_for_scan(path / STATUS_FILE, problems)
+  summary = _load_for_scan(path / SUMMARY_FILE, problems)
+  status = _status(path, status_doc, summary, problems)
+  suite, task, rule, seed = _identity(parts, config, problems)
+  return RunInfo(path=path, suite=suite, task=task, rule=rule, seed=seed, status=status,
+                 config=config, summary=summary, problem="; ".join(problems) or None)
+
+
+def scan_runs(root: Path) -> list[RunInfo]:
+  """Every run folder (a folder holding config.json) under `root`.
+
+  Runs whose files are unreadable or corrupt, and folders that cannot be
+  listed, are returned with `problem` set; nothing is raised and nothing is
+  dropped. Sorted by suite, task, rule, seed and path. A missing root gives [].
+  """
+  root = Path(root)
+  found: list[RunInfo] = []
+
+  def unlistable(exc: OSError) -> None:
+    if exc.filename is not None and Path(exc.filename) != root:
+      found.append(_unreadable_run(Path(exc.filename),
+                                   f"cannot list folder ({exc.strerror})"))
+
+  if not root.is_dir():
+    return []
+  for folder, subfolders, files in os.walk(root, onerror=unlistable):
+    if CONFIG_FILE in files:
+      subfolders[:] = []  # checkpoint/ and the like are not runs
+      try:
+        found.append(_run_info(root, Path(folder)))
+      except Exception as exc:  # noqa: BLE001 - a scan must never raise
+        found.append(_unreadable_run(Path(folder),
+                                     f"cannot read run ({type(exc).__name__}: {exc})"))
+  return sorted(found, key=lambda r: (r.suite or "", r.task or "", r.rule or "",
+                                      r.seed if r.seed is not None else -1, str(r.path)))

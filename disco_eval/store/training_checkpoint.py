@@ -1,0 +1,230 @@
+"""A run's training checkpoint: the learner state it resumes from.
+
+(The frozen weights of a learned rule are not a checkpoint here: see
+:mod:`disco_eval.rules.weights`.) The folder ``<run>/checkpoint/`` holds::
+
+  checkpoint.json  format, and for each kept checkpoint (newest first): the
+                   structure (leaf paths, shapes, dtypes), env_steps, extra
+                   metadata and the name and sha256 of its arrays file
+  state-*.npz      the arrays, one entry per pytree leaf
+
+Writing ``checkpoint.json`` is the commit point: the arrays file is written
+before it and unlisted arrays files are deleted only after it, so a crash at
+any moment leaves the old or the new list loadable. The two newest are kept
+by default.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import io
+import os
+import secrets
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from disco_eval.errors import UserError
+from disco_eval.store.atomic import dumps, read_json, write_atomic
+from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
+
+_CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
+
+
+def _fix(folder: Path) -> str:
+  """The advice closing every message about an unusable checkpoint."""
+  return f"delete {folder} to start over or pass --out DIR"
+
+
+def _dtype_from_name(name: str) -> np.dtype:
+  """numpy dtype from its name, ml_dtypes' (bfloat16, float8_*) included."""
+  try:
+    return np.dtype(name)
+  except TypeError:
+    import ml_dtypes
+    return np.dtype(getattr(ml_dtypes, name))
+
+
+def _leaf_name(path: str) -> str:
+  return path or "<root>"
+
+
+def _flatten_state(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
+  """npz entries and leaf descriptions (path, entry, shape, dtype) of a pytree."""
+  import jax
+  leaves, _ = jax.tree_util.tree_flatten_with_path(state)
+  arrays: dict[str, np.ndarray] = {}
+  described: list[dict] = []
+  for i, (key_path, leaf) in enumerate(leaves):
+    path = jax.tree_util.keystr(key_path)
+    array = np.asarray(leaf)
+    if array.dtype.kind == "V" and array.dtype.fields is None:
+      # ml_dtypes (bfloat16, float8): .npy cannot name them; store the bits.
+      stored = array.view(np.dtype(f"u{array.dtype.itemsize}"))
+    elif array.dtype.kind in "biufcSU":
+      stored = array
+    else:
+      raise TypeError(f"checkpoint leaf {_leaf_name(path)} has unsupported dtype {array.dtype}")
+    entry = f"leaf_{i:05d}"
+    arrays[entry] = stored
+    # Names ("float32", "bfloat16") where they exist; '<U5'-style for text.
+    dtype = array.dtype.str if array.dtype.kind in "SU" else array.dtype.name
+    described.append({"path": path, "entry": entry, "shape": list(array.shape),
+                      "dtype": dtype})
+  return arrays, described
+
+
+def _as_template_leaf(value: np.ndarray, template: Any) -> Any:
+  """`value` in the kind of the template leaf (jax array, numpy, Python)."""
+  import jax
+  if isinstance(template, jax.Array):
+    return jax.device_put(value, template.sharding)
+  if isinstance(template, jax.ShapeDtypeStruct):
+    sharding = template.sharding
+    return jax.device_put(value, sharding) if sharding is not None else jax.device_put(value)
+  if isinstance(template, np.ndarray):
+    return value
+  if isinstance(template, np.generic):
+    return value[()]
+  if isinstance(template, (bool, int, float, complex, str, bytes)):
+    return value.item()
+  return value
+
+
+def entries(run_path: Path) -> list[dict]:
+  """The committed checkpoints of the run folder `run_path`, newest first
+  ([] if none); UserError if checkpoint.json is unreadable."""
+  folder = Path(run_path) / CHECKPOINT_DIR
+  try:
+    meta = read_json(folder / CHECKPOINT_META)
+  except FileNotFoundError:
+    return []
+  except (OSError, ValueError) as exc:
+    raise UserError(f"checkpoint {folder} is unreadable ({exc}); {_fix(folder)}") from exc
+  if not isinstance(meta, dict) or meta.get("format") != _CHECKPOINT_FORMAT:
+    raise UserError(f"checkpoint {folder} has an unknown format; {_fix(folder)}")
+  return list(meta.get("checkpoints", []))
+
+
+def steps(run_path: Path) -> list[int]:
+  """env_steps of the committed checkpoints, newest first."""
+  return [int(c["env_steps"]) for c in entries(run_path)]
+
+
+def save(run_path: Path, state: Any, env_steps: int, extra: dict | None = None,
+         keep: int = 2) -> None:
+  """Save `state` (a pytree of arrays) as the newest checkpoint of a run.
+
+  The arrays go to a new ``state-*.npz`` first; then ``checkpoint.json``
+  (for each of the `keep` newest checkpoints: leaf paths from
+  jax.tree_util.tree_flatten_with_path, shapes, dtypes, env_steps, `extra`
+  and the npz's sha256) is replaced, which is the commit point; only then
+  are npz files no longer listed deleted. A crash at any moment leaves the
+  old or the new list loadable. Keeping two lets runs trained together
+  (vmapped seeds) resume together from a checkpoint they all have, even if
+  a kill came while their newest ones were being written.
+  """
+  arrays, leaves = _flatten_state(state)
+  folder = Path(run_path) / CHECKPOINT_DIR
+  folder.mkdir(exist_ok=True)
+  buffer = io.BytesIO()
+  np.savez(buffer, **arrays)
+  data = buffer.getvalue()
+  name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
+  entry = {
+      "npz": name,
+      "sha256": hashlib.sha256(data).hexdigest(),
+      "env_steps": int(env_steps),
+      "extra": extra or {},
+      "leaves": leaves,
+      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+  }
+  try:
+    older = [c for c in entries(run_path) if c["env_steps"] != int(env_steps)]
+  except UserError:
+    older = []
+  kept = [entry] + older[:max(0, keep - 1)]
+  meta = dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": kept}).encode("utf-8")
+  write_atomic(folder / name, data)
+  write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
+  _delete_unlisted(folder, {c["npz"] for c in kept})
+
+
+def _delete_unlisted(folder: Path, listed: set[str]) -> None:
+  """Delete the ``state-*.npz`` files of `folder` that are not `listed`."""
+  for item in os.scandir(folder):
+    if item.name.startswith("state-") and item.name.endswith(".npz") and item.name not in listed:
+      with contextlib.suppress(FileNotFoundError):
+        os.unlink(item.path)
+
+
+def _read_arrays(folder: Path, meta: dict) -> tuple[dict[str, tuple[dict, np.ndarray]], int, dict]:
+  """({leaf path: (description, stored array)}, env_steps, extra) of the
+  checkpoint `meta` (one entry of checkpoint.json), its sha256 checked."""
+  try:
+    data = (folder / meta["npz"]).read_bytes()
+    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+      raise ValueError(f"{meta['npz']} does not match its sha256")
+    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+      saved = {leaf["path"]: (leaf, npz[leaf["entry"]]) for leaf in meta["leaves"]}
+    return saved, int(meta["env_steps"]), meta.get("extra") or {}
+  except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:
+    raise UserError(f"checkpoint {folder} is unreadable ({exc}); {_fix(folder)}") from exc
+
+
+def _fit_template(folder: Path, template: Any,
+                  saved: dict[str, tuple[dict, np.ndarray]]) -> Any:
+  """The pytree of `template`'s structure holding the `saved` arrays, each
+  checked against the template leaf's shape and dtype (else UserError)."""
+  import jax
+  fix = _fix(folder)
+  leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
+  values = []
+  for key_path, leaf in leaves:
+    path = jax.tree_util.keystr(key_path)
+    if path not in saved:
+      raise UserError(f"checkpoint {folder} does not fit this learner state: it has no "
+                      f"leaf {_leaf_name(path)}; {fix}")
+    described, stored = saved.pop(path)
+    dtype = _dtype_from_name(described["dtype"])
+    shape = tuple(described["shape"])
+    want_shape = tuple(np.shape(leaf))
+    want_dtype = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    if shape != want_shape or dtype != want_dtype:
+      raise UserError(
+          f"checkpoint {folder} does not fit this learner state: leaf "
+          f"{_leaf_name(path)} is {dtype.name}{list(shape)} there but "
+          f"{want_dtype.name}{list(want_shape)} is expected; {fix}")
+    value = stored.view(dtype) if stored.dtype != dtype else stored
+    values.append(_as_template_leaf(value.reshape(shape), leaf))
+  if saved:
+    raise UserError(f"checkpoint {folder} does not fit this learner state: it has "
+                    f"leaves the state lacks ({', '.join(map(_leaf_name, saved))}); {fix}")
+  return jax.tree_util.tree_unflatten(treedef, values)
+
+
+def load(run_path: Path, template: Any, env_steps: int | None = None
+         ) -> tuple[Any, int, dict] | None:
+  """(state, env_steps, extra) of the newest checkpoint of a run (or of the
+  one at `env_steps`), or None if there is none.
+
+  The state has the structure of `template` (a pytree of arrays, of
+  jax.ShapeDtypeStruct or of scalars); each leaf is matched by its key path
+  and must have the template's shape and dtype, else UserError. Leaves come
+  back as jax arrays where the template has jax arrays or ShapeDtypeStructs,
+  as numpy where it has numpy, as Python scalars where it has those.
+  """
+  folder = Path(run_path) / CHECKPOINT_DIR
+  found = entries(run_path)
+  if env_steps is not None:
+    found = [c for c in found if int(c["env_steps"]) == int(env_steps)]
+    if not found:
+      raise UserError(f"run {run_path} has no checkpoint at {env_steps} env steps; "
+                      f"{_fix(folder)}")
+  if not found:
+    return None
+  saved, steps_done, extra = _read_arrays(folder, found[0])
+  return _fit_template(folder, template, saved), steps_done, extra
