@@ -37,8 +37,8 @@ def make_rule(name: str, shared_dir: Path):
   path = shared_dir / "rules" / manifest.filename
   if not path.is_file():
     pytest.skip(f"weights of rule '{name}' ({path}) are missing")
-  params = checkpoints.load_params(path, manifest.architecture or "disco103",
-                                   expected_sha256=manifest.sha256)
+  # (A manifest with a filename also names its architecture and sha256.)
+  params = checkpoints.load_params(path, manifest.architecture, expected_sha256=manifest.sha256)
   return manifest, rule, params
 
 
