@@ -59,6 +59,7 @@ def test_clipped_surrogate_has_no_gradient_outside_the_clip():
   assert jax.grad(pg)(3.0) == 0.0
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("rule,steps,margin", [("ppo", 20_000, 0.3), ("impala", 30_000, 0.0)])
 def test_baselines_learn_catch(tmp_path, rule, steps, margin):
   # Random play scores about -0.6 on Catch; both must end clearly above it.
@@ -69,6 +70,7 @@ def test_baselines_learn_catch(tmp_path, rule, steps, margin):
   assert res.summary["score"] > margin, res.summary
 
 
+@pytest.mark.slow
 def test_rule_scoped_override_and_alias_are_recorded(tmp_path):
   spec = SweepSpec(suite="catch", rules=("ppo", "impala"), seeds=(0,), steps=600,
                    out=tmp_path, overrides=(("ppo.lr", "3e-4"), ("train.chunk", "4")))

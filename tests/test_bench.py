@@ -6,6 +6,7 @@ from disco_eval import bench
 from disco_eval.errors import UserError
 
 
+@pytest.mark.slow
 def test_bench_reports_every_measurement():
   res = bench.run_bench("catch", "actor_critic", seeds=2, chunk=2, repeats=1,
                         overrides=(("agent.torso_hidden", "[16]"),))

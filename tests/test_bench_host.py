@@ -143,6 +143,7 @@ def test_overlap_setting(monkeypatch):
   assert not host_loop.HostTrainer(task, agent, rule_obj, opt, odd, proto).overlaps
 
 
+@pytest.mark.slow
 def test_bench_on_procgen_reports_every_measurement(monkeypatch):
   monkeypatch.delenv(host_loop.OVERLAP_ENV, raising=False)
   res = bench.run_bench(

@@ -61,6 +61,7 @@ def test_offline_pull_names_where_to_put_the_file(disco_home, tmp_path, monkeypa
   assert str(disco_home / "rules" / "disco_103.npz") in line
 
 
+@pytest.mark.slow
 def test_pull_from_file_then_run_and_resume(disco_home, tmp_path):
   weights = SHARED / "rules" / "disco_103.npz"
   if not weights.is_file():

@@ -74,6 +74,7 @@ def test_env_adapter_is_seeded_channel_first_and_reports_achievements():
     pytest.fail("no episode ended in 3,000 random steps")
 
 
+@pytest.mark.slow
 def test_tiny_crafter_sweep(tmp_path, disco103_npz):
   spec = SweepSpec(
       suite="crafter", rules=(str(disco103_npz),), seeds=(0,), steps=1200, out=tmp_path,

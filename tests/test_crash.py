@@ -14,6 +14,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 
 ARGS = ["run", "catch", "--rule", "actor_critic", "--seeds", "2", "--steps", str(58 * 36),
         "--checkpoint-every", "1", "--set", "train.min_buffer=4",
@@ -68,6 +70,7 @@ def checkpoint_mtime(run: Path) -> float:
     return 0
 
 
+@pytest.mark.slow
 def test_killed_sweep_resumes_to_identical_records(tmp_path, disco_home):
   clean, crashed = tmp_path / "clean", tmp_path / "crashed"
   reference = finish(clean, disco_home)

@@ -69,6 +69,7 @@ def _cli(*args, env_home):
                         capture_output=True, text=True, env=env, timeout=600)
 
 
+@pytest.mark.slow
 def test_cli_verify_passes_and_fails(params, tmp_path, disco_home):
   rules = disco_home / "rules"
   rules.mkdir(parents=True)

@@ -242,6 +242,7 @@ def ray_instance():
   assert sorted(p.name for p in real_home.iterdir()) == before, "Ray wrote into HOME"
 
 
+@pytest.mark.slow
 def test_ray_sweep_gives_the_local_records_and_table(ray_instance, local_runs, tmp_path):
   out = tmp_path / "ray"
   events = []
@@ -262,6 +263,7 @@ def test_ray_sweep_gives_the_local_records_and_table(ray_instance, local_runs, t
   assert [(r.seed, r.status) for r in again] == [(s, "skipped") for s in range(4)]
 
 
+@pytest.mark.slow
 def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
   # A unit naming a rule the spec does not have raises in the worker.
   from disco_eval.launch.ray_tasks import RayBackend
@@ -280,6 +282,7 @@ def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
 # --- Slurm, through submitit's local executor ---------------------------------
 
 
+@pytest.mark.slow
 def test_slurm_path_runs_units_leaves_busy_runs_alone_and_requeues(local_runs, tmp_path):
   pytest.importorskip("submitit")
   from disco_eval.launch.slurm_jobs import SlurmBackend

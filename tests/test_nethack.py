@@ -58,6 +58,7 @@ def test_unknown_task_is_refused():
     nethack.NetHackTask("NetHackScore-v0")
 
 
+@pytest.mark.slow
 def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
   spec = SweepSpec(
       suite="nethack", rules=(str(disco103_npz),), seeds=(0,), steps=400, out=tmp_path,

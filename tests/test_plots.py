@@ -258,6 +258,7 @@ def test_windowed_returns_weight_by_episodes() -> None:
 # --- real Catch runs end to end ---------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_catch_end_to_end(catch: Path, tmp_path: Path) -> None:
   collection = collect.collect(catch)
   assert len(collection.runs) == 3 and collection.excluded == ()
@@ -295,6 +296,7 @@ def test_catch_end_to_end(catch: Path, tmp_path: Path) -> None:
                reps=REPS)
 
 
+@pytest.mark.slow
 def test_catch_commands(catch: Path, tmp_path: Path) -> None:
   app = typer.Typer()
   cli_results.register(app)

@@ -109,6 +109,7 @@ def test_impala_torso_shapes():
   assert torso.channels == (8, 8, 8) and torso.hidden == 64
 
 
+@pytest.mark.slow
 def test_tiny_procgen_sweep(tmp_path, monkeypatch):
   events = []
   spec = SweepSpec(

@@ -321,6 +321,7 @@ def test_evaluate_levels_plays_each_level_once(pulled):
   assert res["levels"] == 1000 and 0.0 <= res["solve_rate"] <= 1.0
 
 
+@pytest.mark.slow
 def test_tiny_training_run(pulled, tmp_path):
   from disco_eval.runs import SweepSpec, run_sweep
   out = tmp_path / "results"

@@ -133,6 +133,7 @@ def ci_case() -> dict[str, np.ndarray]:
   return {"x": rng.random((5, 16)), "y": rng.random((4, 16))}
 
 
+@pytest.mark.slow
 def test_intervals_match_rliable(ci_case):
   """All four metric CIs in one rliable call at 50,000 reps (~5 s)."""
   rl, rm = _rliable()
@@ -151,6 +152,7 @@ def test_intervals_match_rliable(ci_case):
     assert abs(ours[name].hi - cis["x"][1, i]) < 0.01, name
 
 
+@pytest.mark.slow
 def test_probability_of_improvement_interval_matches_rliable(ci_case):
   """rliable's pairwise CI at 2,000 reps (its Mann-Whitney loop is slow)."""
   rl, rm = _rliable()

@@ -137,6 +137,7 @@ def test_chunks_resume_bit_for_bit():
     np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
 
 
+@pytest.mark.slow
 def test_disco103_learns_catch(tmp_path):
   """Small but real: a tiny agent trained by Disco103 beats random by far."""
   if not WEIGHTS.is_file():
@@ -175,6 +176,7 @@ def test_several_epochs_of_minibatches_through_the_same_interface():
   assert all(changed)
 
 
+@pytest.mark.slow
 def test_sliced_learner_step_equals_the_whole_batch_step():
   import dataclasses
   trainer, rule_params = _disco_trainer()
