@@ -15,7 +15,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disco_eval import checkpoints, manifests
+from disco_eval.config import manifests
+from disco_eval.rules import weights
 from disco_eval.agents.networks import Agent
 from disco_eval.rules.base import OutputSpec, Rollout
 from disco_eval.rules.registry import build_rule
@@ -38,7 +39,7 @@ def make_rule(name: str, shared_dir: Path):
   if not path.is_file():
     pytest.skip(f"weights of rule '{name}' ({path}) are missing")
   # (A manifest with a filename also names its architecture and sha256.)
-  params = checkpoints.load_params(path, manifest.architecture, expected_sha256=manifest.sha256)
+  params = weights.load_params(path, manifest.architecture, expected_sha256=manifest.sha256)
   return manifest, rule, params
 
 

@@ -21,7 +21,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disco_eval import suites
+from disco_eval.config import suites
 from disco_eval.envs import boxoban, registry
 from disco_eval.errors import UserError
 
