@@ -190,23 +190,17 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
           f"{res['batch_trajectories']} trajectories")
   rows.append(("loop", loop))
   rows.append(("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}"))
-  if "modes" in res:          # host-stepped suites
-    if not res["overlap_supported"]:
-      overlap = "not available: this suite's pools step all their environments together"
-    else:
-      overlap = (f"{'on' if res['overlap_default'] else 'off'} in `run` "
-                 f"({res['overlap_setting']}; both modes measured below)")
-    rows.append(("actor overlap (env steps beside inference)", overlap))
-    for name, m in res["modes"].items():
-      sp = m["split_per_iteration"]
-      rate = (f"{m['train_steps_per_s']:,.0f} "
-              f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
-              f"actor alone {m['actor_steps_per_s']:,.0f} "
-              f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})")
-      rows.append((f"training steps/s, 1 seed, {name} actor", rate))
-      split = (f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
-               f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s")
-      rows.append(("  per iteration", split))
+  if "one_seed" in res:          # host-stepped suites
+    m = res["one_seed"]
+    sp = m["split_per_iteration"]
+    rate = (f"{m['train_steps_per_s']:,.0f} "
+            f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
+            f"actor alone {m['actor_steps_per_s']:,.0f} "
+            f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})")
+    rows.append(("training steps/s, 1 seed", rate))
+    split = (f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
+             f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s")
+    rows.append(("  per iteration", split))
   else:
     rows.append(("training steps/s (1 seed)", f"{res['train_steps_per_s']:,.0f}"))
   rows.append(("training / env-only", f"{res['train_over_env_ratio']:.1%}"))

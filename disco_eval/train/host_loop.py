@@ -6,9 +6,7 @@ learn; the same replay buffer and the same ``Trainer.learner_step``), but the
 environments live on the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
-   (policy logits -> categorical sample) and one EnvPool step (or, with
-   ``DISCO_EVAL_OVERLAP=1`` and pools that step in groups, ProcGen's, two
-   overlapped half steps: "Overlapped actor" below);
+   (policy logits -> categorical sample) and one synchronous pool step;
 2. the rows make one replay entry [T+1, E, ...] (observations kept uint8 in the
    buffer, to save memory);
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
@@ -30,27 +28,17 @@ metrics.csv.
 uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
-Overlapped actor: the pool's environments form two fixed groups A and B
-(``pool.group_rows``). While group A steps on the pool's threads, the device
-computes group B's actions, and the other way round; at most one group is in
-flight, and B's last step of an iteration runs during the learner step. Every
-step draws its Gumbel noise for all E environments from one key and each group
-takes its rows, so the sampled actions are those of
-``jax.random.categorical`` on the whole batch: an iteration stores the same
-rollout as the synchronous actor (checked in tests/test_bench_host.py), as
-long as the agent's logits for a row do not depend on the batch it is computed
-in (true on the CPU; on accelerators a different batch size may change the
-last bits of a logit). It is off by default: on the 2-core CPU it measured
-no faster (docs/benchmarks.md): there the device is the CPU that steps the
-environments, and two half-batch policy calls cost more than one.
-``DISCO_EVAL_OVERLAP=1`` (or ``HostTrainer(..., overlap=True)``) turns it on.
+An overlapped actor (two groups of environments, one stepping while the other's
+actions are computed, behind a ``DISCO_EVAL_OVERLAP`` environment variable)
+was removed: it measured no gain (docs/benchmarks.md), and it was an
+environment switch that run records did not record. Actor/learner
+concurrency is to be designed with the GPU work.
 
 The loop does not wait for a learner step's outputs until they are needed
 (its loss is read at the end of a chunk), but the next iteration's first
 policy call needs the new parameters, and a device runs one computation
 after another (XLA's CPU client does: measured; a GPU with one compute stream
-too), so the learner step overlaps only host work: group B's last env step of
-the iteration (above).
+too), so the learner step overlaps no actor work.
 
 Checkpoints hold the device state only (:class:`HostState`: params, optimiser
 and rule state, replay buffer, rng, seed). The environments are not saved: a
@@ -59,7 +47,6 @@ actor key derived from the state), so host-stepped runs are NOT resumed
 bit-for-bit, unlike pure-JAX ones.
 """
 
-import os
 import time
 from typing import Any, NamedTuple
 
@@ -74,15 +61,6 @@ from disco_eval.train import devices, replay
 from disco_eval.train.loop import TrainConfig, Trainer
 
 Array = jax.Array
-
-# Set to 1 to overlap env steps with inference in host pools that step in groups.
-OVERLAP_ENV = "DISCO_EVAL_OVERLAP"
-
-
-def overlap_default() -> bool:
-  """Whether host actors overlap env stepping with inference (env var, default off)."""
-  return os.environ.get(OVERLAP_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
-
 
 class HostState(NamedTuple):
   """The device part of a host-stepped run (what checkpoints hold)."""
@@ -107,9 +85,7 @@ class HostMetrics(NamedTuple):
 class _Actor:
   """Host side of one seed: its pool, current step and running returns.
 
-  ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step;
-  with a grouped pool, ``in_flight`` is the group whose step is under way
-  (its rows there are stale until it is received).
+  ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step.
   """
 
   def __init__(self, pool, key: Array):
@@ -119,14 +95,11 @@ class _Actor:
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
     self.key = key
-    self.grouped = len(getattr(pool, "group_rows", ())) > 1
-    self.in_flight: int | None = None
 
 
 class PhaseTimer:
   """Wall seconds of the host loop by phase (``HostTrainer.timer``, for the
-  bench): env (stepping, or waiting for a group in flight), policy (inference,
-  or waiting for it), host (bookkeeping, copies) and learner (add + learn,
+  bench): env (stepping), policy (inference, or waiting for it), host (bookkeeping, copies) and learner (add + learn,
   waited for)."""
 
   PHASES = ("env", "policy", "host", "learner")
@@ -158,18 +131,15 @@ class HostTrainer:
 
   def __init__(self, task: Any, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig,
-               protocol: Any, overlap: bool | None = None):
+               protocol: Any):
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
-    # Read when a seed's pool is made (default: the DISCO_EVAL_OVERLAP env var).
-    self.overlap = overlap_default() if overlap is None else bool(overlap)
     self.timer: PhaseTimer | None = None     # set by the bench to time the phases
     # The learner step of the pure-JAX trainer, composed (it needs no env).
     self._core = Trainer(None, agent, rule, optimizer, cfg)
     self.mesh = self._core.mesh   # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
-    self._policy_group = jax.jit(self._policy_rows)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
 
@@ -226,19 +196,11 @@ class HostTrainer:
     value = self.protocol.get(key) if self.protocol is not None else None
     return default if value is None else value
 
-  @property
-  def overlaps(self) -> bool:
-    """Whether new actors step their pools in two overlapped groups (one
-    device only: with --devices N the policy's batch is split by device)."""
-    return (self.overlap and self.mesh is None and getattr(self.task, "groups_supported", False)
-            and self.cfg.num_envs >= 2 and self.cfg.num_envs % 2 == 0)
-
   def _actor(self, state: HostState, seed: int | None = None) -> _Actor:
     seed = int(state.seed) if seed is None else seed
     if seed not in self._actors:
       n = self.cfg.num_envs
-      pool = (self.task.pool(n, seed, self.protocol, groups=2) if self.overlaps
-              else self.task.pool(n, seed, self.protocol))
+      pool = self.task.pool(n, seed, self.protocol)
       self._actors[seed] = _Actor(pool, jax.random.fold_in(state.rng, 1))
     return self._actors[seed]
 
@@ -248,17 +210,6 @@ class HostTrainer:
     key, sub = jax.random.split(key)
     logits = self.agent.apply(params, obs)["logits"]
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
-    return action, logits, key
-
-  def _policy_rows(self, params, obs, key, rows):
-    """The actions of the environments `rows` [G] (obs [G, ...]) at a step
-    whose key is `key`: the rows of ``_policy_step``'s sample for all E
-    environments (Gumbel noise [E, A] from the same subkey). Returns
-    (action [G], logits [G, A], the next step's key)."""
-    key, sub = jax.random.split(key)
-    logits = self.agent.apply(params, obs)["logits"]
-    noise = jax.random.gumbel(sub, (self.cfg.num_envs, logits.shape[-1]), logits.dtype)
-    action = jnp.argmax(noise[rows] + logits, axis=-1).astype(jnp.int32)
     return action, logits, key
 
   def _entry(self, obs, actions, rewards, discounts, logits) -> Rollout:
@@ -305,8 +256,7 @@ class HostTrainer:
     clock = self.timer or _NoTimer()
     clock.lap("host")
     s = self.lay_out(s)
-    rollout = self._rollout_grouped if actor.grouped else self._rollout
-    obs, actions, logits, rewards, lasts, extra = rollout(s.params, actor, clock)
+    obs, actions, logits, rewards, lasts, extra = self._rollout(s.params, actor, clock)
     discounts = (1.0 - lasts).astype(np.float32)
     ret_sum, n_eps, actor.episode_return = episode_returns(rewards, lasts, actor.episode_return)
     obs = self._to_device(obs, 1)
@@ -349,54 +299,6 @@ class HostTrainer:
     obs = np.stack(obs)
     clock.lap("host")
     return obs, actions, logits, rewards, lasts, extra
-
-  def _rollout_grouped(self, params, actor: _Actor, clock) -> tuple:
-    """`rollout_len` steps of a grouped pool, overlapped (module docstring):
-    per step and group g, the policy call for g is dispatched, the group in
-    flight (the other one) is received meanwhile, then g is sent. Returns
-    what ``_rollout`` does (actions and logits as host arrays [T, E], [T, E, A])."""
-    cfg, pool = self.cfg, actor.pool
-    t_len, e = cfg.rollout_len, cfg.num_envs
-    extra = dict.fromkeys(self.episode_columns, 0.0)
-    obs = np.zeros((t_len,) + actor.obs.shape, actor.obs.dtype)
-    actions = np.zeros((t_len, e), np.int32)
-    logits = np.zeros((t_len, e, self.task.num_actions), np.float32)
-    rewards = np.zeros((t_len, e), np.float32)
-    lasts = np.zeros((t_len, e), bool)
-    for t in range(t_len):
-      step_key = actor.key
-      for g, rows in enumerate(pool.group_rows):
-        if actor.in_flight == g:       # (one group only)
-          self._receive(actor, extra, clock)
-        group_obs = actor.obs[rows]
-        action, lg, actor.key = self._policy_group(params, group_obs, step_key, rows)
-        clock.lap("policy")
-        obs[t, rows] = group_obs
-        rewards[t, rows] = actor.reward[rows]
-        lasts[t, rows] = actor.last[rows]
-        clock.lap("host")
-        if actor.in_flight is not None:   # the other group stepped meanwhile
-          self._receive(actor, extra, clock)
-        host_action = np.asarray(action)
-        clock.lap("policy")
-        pool.send(g, host_action)
-        actor.in_flight = g
-        clock.lap("env")
-        actions[t, rows] = host_action
-        logits[t, rows] = np.asarray(lg)
-        clock.lap("host")
-    return obs, list(actions), list(logits), rewards, lasts, extra
-
-  @staticmethod
-  def _receive(actor: _Actor, extra: dict, clock) -> None:
-    """Waits for the group in flight and stores its step in the actor."""
-    o, r, last, _ = actor.pool.recv()
-    clock.lap("env")
-    rows = actor.pool.group_rows[actor.in_flight]
-    actor.obs[rows], actor.reward[rows], actor.last[rows] = o, r, last
-    actor.in_flight = None
-    _add_episode_infos(extra, actor.pool)
-    clock.lap("host")
 
   # Seeds' states are passed as a list, not stacked (see run_chunk_group).
   stacks_seeds = False
