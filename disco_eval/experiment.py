@@ -33,7 +33,8 @@ from disco_eval.agents.networks import Agent
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
 from disco_eval.rules.registry import build_rule
-from disco_eval.train.loop import TrainConfig, Trainer
+from disco_eval.train.loop import TrainConfig
+from disco_eval.train.trainers import make_trainer
 from disco_eval.train.optim import make_optimizer
 
 TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
@@ -336,11 +337,7 @@ def build_parts(suite, task: str, rule, settings: dict):
 def _run_group(spec, suite, protocol, task, rule, settings, cfg, seeds, on_progress):
   env, rule_obj, agent, optimizer = build_parts(suite, task, rule, settings)
   kind = rule.manifest.kind
-  if suite.backend == "jax":
-    trainer = Trainer(env, agent, rule_obj, optimizer, cfg)
-  else:  # host-stepped pools (EnvPool): same interface, envs stepped on the host
-    from disco_eval.train.host_loop import HostTrainer
-    trainer = HostTrainer(env, agent, rule_obj, optimizer, cfg, protocol)
+  trainer = make_trainer(env, agent, rule_obj, optimizer, cfg, protocol)
   total_steps = cfg.iterations * cfg.steps_per_iteration
   base_config = {
       "suite": suite.name, "task": task,
@@ -352,7 +349,7 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, seeds, on_progr
       "budget": int(spec.steps if spec.steps is not None else protocol.get("env_steps")),
       "overrides": dict(spec.overrides),
   }
-  if not getattr(env, "reproducible", True):
+  if not env.reproducible:
     # e.g. NetHackChallenge-v0 refuses seeding: the same seed sees other games.
     base_config["episodes_reproducible"] = False
   results, pending = [], []
@@ -410,9 +407,7 @@ def _run_group(spec, suite, protocol, task, rule, settings, cfg, seeds, on_progr
                                  records[seed].path, error=msg))
       on_progress(Progress("failed", rule.label, task, tuple(pending), message=msg))
     finally:
-      close = getattr(trainer, "close", None)
-      if close is not None:
-        close()
+      trainer.close()
   return results
 
 
@@ -425,7 +420,7 @@ def _train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
   fresh = [states[s] if states[s] is not None else trainer.init(s) for s in seeds]
   # Host trainers take the seeds' states as a list (their replay buffers are
   # large: no stacked copies); compiled trainers stack them on a leading axis.
-  stacked = getattr(trainer, "stacks_seeds", True)
+  stacked = trainer.stacks_seeds
   state = _stack(fresh) if stacked else fresh
   del fresh, states
   for s in seeds:
@@ -507,8 +502,8 @@ def final_figures(trainer, suite, task: str, protocol, params, key,
     with the mean beside it as ``mean_score``.
   """
   if str(protocol.get("score_from", "")).startswith("training episodes"):
-    env = getattr(trainer, "task", None) or trainer.env
-    if not hasattr(env, "score_from_training"):
+    env = trainer.task
+    if not env.scores_training_episodes:
       raise UserError(f"protocol '{protocol.name}' scores training episodes, which the "
                       f"'{suite.backend}' backend of task '{task}' does not record")
     figures = dict(env.score_from_training(rows, protocol))

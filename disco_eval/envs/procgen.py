@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from disco_eval.envs.base import HostPool, HostTask
+
 GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
          "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
          "ninja", "plunder", "starpilot")
@@ -47,7 +49,7 @@ def env_id(game: str, mode: str) -> str:
   return f"{game.capitalize()}{mode.capitalize()}-v0"
 
 
-class ProcgenPool:
+class ProcgenPool(HostPool):
   """`num_envs` environments of one ProcGen game (host-stepped, auto-reset).
 
   Levels: ``start_level`` and ``num_levels`` as in ProcGen (``num_levels=0``:
@@ -91,12 +93,11 @@ def _convert(obs, reward, terminated, truncated):
   return obs, np.asarray(reward, np.float32), last, truncated
 
 
-class ProcgenTask:
+class ProcgenTask(HostTask):
   """What the registry returns for a ProcGen task: its game, action count and
-  observation shape, and a factory of pools (the host trainer makes them)."""
+  observation shape, and a factory of pools (the host trainer makes them).
+  Observations uint8; no episode columns."""
 
-  host_stepped = True
-  episode_columns: tuple[str, ...] = ()
   observation_dtype = np.uint8
 
   def __init__(self, game: str):
@@ -119,3 +120,8 @@ class ProcgenTask:
       mode = str(get("eval_distribution_mode", mode))
       start, levels = int(get("eval_start_level", 0)), int(get("eval_num_levels", 0))
     return ProcgenPool(self.name, mode, num_envs, seed, start, levels)
+
+
+def make_task(suite: Any, task: str) -> ProcgenTask:
+  """The registry's factory: the ProcGen game `task`."""
+  return ProcgenTask(task)

@@ -2,7 +2,7 @@
 Crafter and NetHack in worker processes: ``disco_eval.envs.workers``).
 
 The same algorithm as :mod:`disco_eval.train.loop` (act, store, sample,
-learn; the same replay buffer and the same ``Trainer.learner_step``), but the
+learn; the same replay buffer and the same :class:`~disco_eval.train.learner.Learner`), but the
 environments live on the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
@@ -18,14 +18,16 @@ the actor and the learner receive, the replay buffer and the learner batch are
 split along the environment axis over N local devices; parameters are
 replicated. Each pool still steps all `num_envs` environments on the host.
 
-Tasks may name ``episode_columns``: per-episode figures their pools report
-on the step that ends an episode (``pool.episode_infos``); each iteration's
+Tasks (:class:`disco_eval.envs.base.HostTask`) may name ``episode_columns``:
+per-episode figures their pools report on the step that ends an episode
+(``pool.episode_infos``); each iteration's
 metrics carry their sums over the episodes that ended in it (e.g. Crafter's
 achievements), so that protocols scored on training episodes read them from
 metrics.csv.
 
 ``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.experiment``
-uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
+uses (``task``, ``agent``, ``init``, ``run_chunk_group``, ``evaluate``,
+``vmaps_seeds``, ``stacks_seeds``, ``close``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
 An overlapped actor (two groups of environments, one stepping while the other's
@@ -56,9 +58,11 @@ import numpy as np
 import optax
 
 from disco_eval.agents.networks import Agent
+from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
-from disco_eval.train.loop import TrainConfig, Trainer
+from disco_eval.train.learner import Learner, is_learning
+from disco_eval.train.loop import TrainConfig
 
 Array = jax.Array
 
@@ -88,7 +92,7 @@ class _Actor:
   ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step.
   """
 
-  def __init__(self, pool, key: Array):
+  def __init__(self, pool: HostPool, key: Array):
     self.pool = pool
     self.obs = pool.reset()
     self.reward = np.zeros((pool.num_envs,), np.float32)
@@ -121,29 +125,30 @@ class _NoTimer:
 
 
 class HostTrainer:
-  """Trains on a host-stepped task (e.g. ``envs.procgen.ProcgenTask``).
+  """Trains on a host-stepped task (:class:`disco_eval.envs.base.HostTask`,
+  e.g. ``envs.procgen.ProcgenTask``).
 
   `task` makes pools: ``task.pool(num_envs, seed, protocol, evaluation)``
-  (the task reads its training and evaluation levels from the protocol). It
-  also has ``num_actions``, ``observation_shape``, ``observation_dtype`` (how
-  observations are kept in the replay buffer) and ``episode_columns``.
+  (the task reads its training and evaluation levels from the protocol);
+  observations are kept in the replay buffer in its ``observation_dtype``.
   """
 
-  def __init__(self, task: Any, agent: Agent, rule: UpdateRule,
+  def __init__(self, task: HostTask, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig,
                protocol: Any):
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
     self.timer: PhaseTimer | None = None     # set by the bench to time the phases
-    # The learner step of the pure-JAX trainer, composed (it needs no env).
-    self._core = Trainer(None, agent, rule, optimizer, cfg)
-    self.mesh = self._core.mesh   # None on one device
+    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.mesh = self.learner.mesh   # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
 
   vmaps_seeds = False
+  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
+  stacks_seeds = False
 
   # -- state -----------------------------------------------------------------
 
@@ -162,11 +167,16 @@ class HostTrainer:
 
   @property
   def episode_columns(self) -> tuple[str, ...]:
-    return tuple(getattr(self.task, "episode_columns", ()))
+    return tuple(self.task.episode_columns)
+
+  def learner_step(self, params, opt_state, rule_state, rule_params,
+                   batch: Rollout, rng: Array):
+    """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
+    return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
   def _empty_entry(self) -> Rollout:
     t, e, a = self.cfg.rollout_len, self.cfg.num_envs, self.task.num_actions
-    dtype = getattr(self.task, "observation_dtype", np.uint8)
+    dtype = self.task.observation_dtype
     return Rollout(
         observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
         actions=jnp.zeros((t, e), jnp.int32),
@@ -221,27 +231,15 @@ class HostTrainer:
 
   def _add_and_learn(self, s: HostState, obs, actions, rewards, discounts, logits,
                      rule_params):
-    cfg = self.cfg
     buffer = replay.add(s.buffer, self._entry(obs, actions, rewards, discounts, logits))
     rng, k_learn = jax.random.split(s.rng)
-
-    def one(carry, key):
-      params, opt_state, rule_state = carry
-      k_sample, k_step = jax.random.split(key)
-      batch = self._core._split_batch(replay.sample(buffer, k_sample, cfg.sample_entries))
-      params, opt_state, rule_state, loss, _ = self._core.learner_step(
-          params, opt_state, rule_state, rule_params, batch, k_step)
-      return (params, opt_state, rule_state), loss
-
-    # Unrolled, not lax.scan: XLA's CPU backend runs convolutions inside a
-    # loop body far slower (2.1 s instead of 0.22 s for the test config).
-    carry, losses = (s.params, s.opt_state, s.rule_state), []
-    for key in jax.random.split(k_learn, cfg.updates_per_iteration):
-      carry, loss = one(carry, key)
-      losses.append(loss)
-    params, opt_state, rule_state = carry
+    carry = (s.params, s.opt_state, s.rule_state)
+    # Unrolled (Learner.updates): XLA's CPU backend runs convolutions inside a
+    # loop body far slower.
+    (params, opt_state, rule_state), loss = self.learner.updates(
+        carry, rule_params, buffer, k_learn, unrolled=True)
     new = HostState(params, opt_state, rule_state, buffer, rng, s.seed)
-    return self.lay_out(new, devices.constrain), jnp.mean(jnp.stack(losses))
+    return self.lay_out(new, devices.constrain), loss
 
   # -- iterations ------------------------------------------------------------
 
@@ -262,7 +260,7 @@ class HostTrainer:
     obs = self._to_device(obs, 1)
     rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
     clock.lap("host")
-    if it >= cfg.min_buffer - 1:   # the buffer holds min_buffer entries after this add
+    if is_learning(it, cfg.min_buffer):
       s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
       learned = cfg.updates_per_iteration
     else:
@@ -299,9 +297,6 @@ class HostTrainer:
     obs = np.stack(obs)
     clock.lap("host")
     return obs, actions, logits, rewards, lasts, extra
-
-  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
-  stacks_seeds = False
 
   def run_chunk_group(self, states: list[HostState], rule_params, start: int, count: int):
     """Iterations [start, start + count) of a list of seeds' states.
@@ -349,7 +344,7 @@ class HostTrainer:
     cap = None if cap is None else int(cap)
     seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
     pool = self.task.pool(n_envs, seed, self.protocol, evaluation=True)
-    if cap is not None and not hasattr(pool, "force_reset"):
+    if cap is not None and not pool.supports_force_reset:
       pool.close()
       raise ValueError(f"eval_max_steps is not supported by the {type(pool).__name__} backend")
     key = jax.random.fold_in(rng, 1)
@@ -387,21 +382,21 @@ def episode_returns(rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
   return total, count, running
 
 
-def _add_episode_infos(extra: dict, pool: Any) -> None:
+def _add_episode_infos(extra: dict, pool: HostPool) -> None:
   """Adds the pool's latest episode summaries to the sums `extra` {column: sum}."""
-  for _, info in getattr(pool, "episode_infos", ()):
+  for _, info in pool.episode_infos:
     for key in extra:
       extra[key] += float(info[key])
 
 
-def play_episodes(pool: Any, act: Any, episodes: int, cap: int | None = None,
+def play_episodes(pool: HostPool, act: Any, episodes: int, cap: int | None = None,
                   max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
   """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
 
   ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
   i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
   favoured); an episode is cut after `cap` steps when given (the pool must
-  have ``force_reset``; its return so far is kept and counted in
+  support ``force_reset``; its return so far is kept and counted in
   ``eval_truncated``). Returns the returns [episodes] (round by round:
   first episodes of every environment, then second ones, ...) and
   ``{"eval_truncated": n}``.

@@ -13,7 +13,7 @@ uses (learning from the first iteration, so that every timed iteration learns):
 * 1 vs N seeds: `run` trains a task's seeds taking turns (one after another,
   chunk by chunk), timed here on N fresh seeds;
 * the learner step and its parts on a batch from the run's replay buffer
-  (:func:`disco_eval.bench.learner_split`).
+  (:func:`disco_eval.bench.common.learner_split`).
 
 The timed iterations wait for the learner step (the phase timer blocks on
 it); with one seed the next iteration would wait for it anyway (its policy
@@ -29,7 +29,8 @@ from typing import Any
 import jax
 import numpy as np
 
-from disco_eval import bench, experiment
+from disco_eval.bench import common
+from disco_eval.envs.base import HostPool
 from disco_eval.train import replay
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
 
@@ -39,7 +40,7 @@ ENV_ONLY_STEPS = 100       # pool steps per timed env-only run
 BACKEND_PACKAGES = {"envpool": "envpool", "crafter": "crafter", "nle": "nle"}
 
 
-def env_steps_per_s(pool: Any, num_actions: int, steps: int, repeats: int) -> float:
+def env_steps_per_s(pool: HostPool, num_actions: int, steps: int, repeats: int) -> float:
   """Random-action throughput of `pool` (E envs, ``step``): median of `repeats`
   runs of `steps` steps, after one untimed run."""
   rng = np.random.default_rng(0)
@@ -105,13 +106,14 @@ def _seeds_rate(trainer: HostTrainer, rule_params, seeds: int, repeats: int) -> 
   return seeds * repeats * trainer.cfg.steps_per_iteration / wall
 
 
-def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: int,
+def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
                    repeats: int) -> dict[str, Any]:
-  """Every measurement for a host-stepped suite; returns a JSON-able dict."""
+  """Every measurement for a host-stepped suite; `parts` are (task, rule
+  object, agent, optimiser). Returns a JSON-able dict."""
   cfg = dataclasses.replace(cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP),
                             chunk=max(cfg.chunk, repeats))
-  task_obj, rule_obj, agent, opt = experiment.build_parts(suite, task, rule, settings)
-  out = bench.header(suite, proto, task, rule, cfg, repeats)
+  task_obj, rule_obj, agent, opt = parts
+  out = common.header(suite, proto, task, rule, cfg, repeats)
   out.update(_versions(suite.backend))
   out["buffer_capacity"] = cfg.buffer_capacity
 
@@ -130,8 +132,8 @@ def run_host_bench(suite, proto, task: str, rule, settings: dict, cfg, seeds: in
     out["train_over_env_ratio"] = main["train_steps_per_s"] / out["env_steps_per_s"]
     out["actor_over_env_ratio"] = main["actor_steps_per_s"] / out["env_steps_per_s"]
     batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
-    out["learner"] = bench.learner_split(trainer._core, state, batch, rule, agent,
-                                         rule_obj, repeats)
+    out["learner"] = common.learner_split(trainer.learner, state, batch, rule, agent,
+                                          rule_obj, repeats)
     del state, batch
     out["seeds"] = seeds
     rate = _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (
