@@ -29,7 +29,7 @@ from typing import Any
 import jax
 import numpy as np
 
-from disco_eval.bench import common
+from disco_eval.bench.common import header, learner_split
 from disco_eval.envs.base import HostPool
 from disco_eval.train import replay
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
@@ -113,7 +113,7 @@ def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
   cfg = dataclasses.replace(cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP),
                             chunk=max(cfg.chunk, repeats))
   task_obj, rule_obj, agent, opt = parts
-  out = common.header(suite, proto, task, rule, cfg, repeats)
+  out = header(suite, proto, task, rule, cfg, repeats)
   out.update(_versions(suite.backend))
   out["buffer_capacity"] = cfg.buffer_capacity
 
@@ -132,8 +132,8 @@ def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
     out["train_over_env_ratio"] = main["train_steps_per_s"] / out["env_steps_per_s"]
     out["actor_over_env_ratio"] = main["actor_steps_per_s"] / out["env_steps_per_s"]
     batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
-    out["learner"] = common.learner_split(trainer.learner, state, batch, rule, agent,
-                                          rule_obj, repeats)
+    out["learner"] = learner_split(trainer.learner, state, batch, rule, agent,
+                                   rule_obj, repeats)
     del state, batch
     out["seeds"] = seeds
     rate = _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (

@@ -21,8 +21,7 @@ import jax
 import numpy as np
 
 from disco_eval.agents.networks import Agent
-from disco_eval.bench import common
-from disco_eval.bench.common import median_time
+from disco_eval.bench.common import header, learner_split, median_time
 from disco_eval.envs.base import JaxEnv
 from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
@@ -68,7 +67,7 @@ def run_jax_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, 
   """Every measurement for a pure-JAX suite; `parts` are (env, rule object,
   agent, optimiser). Returns a JSON-able dict."""
   env, rule_obj, agent, opt = parts
-  out = common.header(suite, proto, task, rule, cfg, repeats)
+  out = header(suite, proto, task, rule, cfg, repeats)
 
   out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, cfg.rollout_len * chunk, repeats)
 
@@ -93,5 +92,4 @@ def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats:
   state = trainer.init(0)
   state, _ = trainer.run_chunk(state, rule.params, 0, 2)     # a filled buffer
   batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
-  return common.learner_split(trainer.learner, state, batch, rule, agent, rule_obj,
-                              repeats)
+  return learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)

@@ -1,13 +1,16 @@
 """Environment backends by suite backend name (a suite manifest's ``backend``).
 
-``BACKENDS`` maps each backend name to a :class:`Backend`: the module that
-makes its tasks (imported only when a task of that backend is made, so a
-suite's optional packages are needed only by that suite) and the packages it
-needs, checked first so that a missing one is reported with its fix. Every
-backend module has ``make_task(suite, task) -> EnvSpec`` (the contracts are
-in :mod:`disco_eval.envs.base`).
+``BACKENDS`` maps each backend name to a :class:`Backend`: its factory of
+tasks (which imports the backend's module only when a task of that backend
+is made, so a suite's optional packages are needed only by that suite) and
+the packages it needs, checked first so that a missing one is reported with
+its fix. Every backend module has ``make_task(suite, task) -> EnvSpec`` (the
+contracts are in :mod:`disco_eval.envs.base`); the pure-JAX backend picks
+the module by task family (``JAX_TASKS``).
 
-Adding a backend: a module with ``make_task`` and one ``BACKENDS`` entry.
+Adding a host-stepped backend: a module with ``make_task`` and one
+``BACKENDS`` entry; adding a pure-JAX task family: a module with
+``make_task`` and one ``JAX_TASKS`` entry.
 """
 
 import dataclasses

@@ -2,13 +2,14 @@
 Crafter and NetHack in worker processes: ``disco_eval.envs.workers``).
 
 The same algorithm as :mod:`disco_eval.train.loop` (act, store, sample,
-learn; the same replay buffer and the same :class:`~disco_eval.train.learner.Learner`), but the
-environments live on the host, so an iteration is a Python loop:
+learn; the same replay buffer and the same learner,
+:class:`~disco_eval.train.learner.Learner`), but the environments live on
+the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
    (policy logits -> categorical sample) and one synchronous pool step;
-2. the rows make one replay entry [T+1, E, ...] (observations kept uint8 in the
-   buffer, to save memory);
+2. the rows make one replay entry [T+1, E, ...] (observations kept in the
+   task's ``observation_dtype``, uint8 or int16, to save memory);
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
    entries, makes `updates_per_iteration` learner steps (two compiled
    variants: warm-up without learning, and with).
@@ -20,14 +21,13 @@ replicated. Each pool still steps all `num_envs` environments on the host.
 
 Tasks (:class:`disco_eval.envs.base.HostTask`) may name ``episode_columns``:
 per-episode figures their pools report on the step that ends an episode
-(``pool.episode_infos``); each iteration's
-metrics carry their sums over the episodes that ended in it (e.g. Crafter's
-achievements), so that protocols scored on training episodes read them from
-metrics.csv.
+(``pool.episode_infos``); each iteration's metrics carry their sums over the
+episodes that ended in it (e.g. Crafter's achievements), so that protocols
+scored on training episodes read them from metrics.csv.
 
 ``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.experiment``
 uses (``task``, ``agent``, ``init``, ``run_chunk_group``, ``evaluate``,
-``vmaps_seeds``, ``stacks_seeds``, ``close``),
+``vmaps_seeds``, ``stacks_seeds``, ``close``: ``train.trainers.RunTrainer``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
 An overlapped actor (two groups of environments, one stepping while the other's

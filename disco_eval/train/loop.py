@@ -55,11 +55,6 @@ class TrainConfig:
   def steps_per_iteration(self) -> int:
     return self.num_envs * self.rollout_len
 
-  @property
-  def replay_ratio(self) -> float:
-    """Trajectories learned from per trajectory generated."""
-    return self.sample_entries * self.updates_per_iteration
-
 
 class TrainState(NamedTuple):
   params: Any
