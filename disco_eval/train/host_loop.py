@@ -62,7 +62,7 @@ from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
 from disco_eval.train.learner import Learner, is_learning
-from disco_eval.train.loop import TrainConfig
+from disco_eval.train.loop import IterationMetrics, TrainConfig
 
 Array = jax.Array
 
@@ -74,16 +74,6 @@ class HostState(NamedTuple):
   buffer: replay.ReplayState
   rng: Array
   seed: Array          # [] int32: which run this is (keys its host pool)
-
-
-class HostMetrics(NamedTuple):
-  """``IterationMetrics`` plus ``extra``: {column: [S, chunk]} episode sums."""
-  active: Any
-  return_sum: Any
-  episodes: Any
-  learned: Any
-  loss: Any
-  extra: dict
 
 
 class _Actor:
@@ -307,7 +297,7 @@ class HostTrainer:
     """
     n = len(states)
     k = self.cfg.chunk
-    m = HostMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
+    m = IterationMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
                     np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
                     np.zeros((n, k), np.float32),
                     {c: np.zeros((n, k), np.float64) for c in self.episode_columns})

@@ -68,12 +68,16 @@ class TrainState(NamedTuple):
 
 
 class IterationMetrics(NamedTuple):
-  """Per iteration (arrays [K] per chunk)."""
+  """Per iteration (arrays [K] per chunk; [S, K] for a group of seeds), of
+  both trainers."""
   active: Array
   return_sum: Array    # summed returns of the episodes that ended
   episodes: Array      # number of episodes that ended
   learned: Array       # learner steps made
   loss: Array          # mean loss of those steps (0 if none)
+  # {column: sums} of the task's episode columns ([K] each): {} here, as
+  # pure-JAX envs declare none; the host trainer fills them.
+  extra: dict
 
 
 class Trainer:
@@ -207,7 +211,7 @@ class Trainer:
         ready, learn, skip, (s.params, s.opt_state, s.rule_state))
     new = self.lay_out(TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
                                   buffer, rng), devices.constrain)
-    return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss)
+    return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss, {})
 
   def _run_chunk(self, s: TrainState, rule_params, its: Array, active: Array):
     def body(s, xs):
@@ -217,7 +221,7 @@ class Trainer:
       def idle(s):
         z = jnp.zeros((), jnp.float32)
         return s, IterationMetrics(jnp.zeros((), bool), z, jnp.zeros((), jnp.int32),
-                                   jnp.zeros((), jnp.int32), z)
+                                   jnp.zeros((), jnp.int32), z, {})
       return jax.lax.cond(on, run, idle, s)
     return jax.lax.scan(body, s, (its, active))
 
