@@ -66,7 +66,8 @@ JAX_TASKS = {
 
 def jax_family(task: str) -> JaxFamily | None:
   """The family of a pure-JAX task (``JAX_TASKS``), or None."""
-  return JAX_TASKS.get(task, JAX_TASKS.get(task.split("-", 1)[0] + "-"))
+  prefix = task[:task.index("-") + 1] if "-" in task else task
+  return JAX_TASKS.get(task, JAX_TASKS.get(prefix))
 
 
 def _make_jax(suite: Any, task: str) -> EnvSpec:
