@@ -77,7 +77,7 @@ def main(argv: list[str] | None = None) -> int:
 
   first, best, (p, lo, hi) = _time(lambda: ours(scores, args.reps, args.seed),
                                    args.repeat)
-  print(f"  disco_eval.stats: first {first:.3f} s, best of {args.repeat} "
+  print(f"  disco_eval.analysis.stats: first {first:.3f} s, best of {args.repeat} "
         f"{best:.3f} s  IQM {p:.4f} [{lo:.4f}, {hi:.4f}]")
 
   if args.rliable:

@@ -14,6 +14,7 @@ pytest.importorskip("envpool")
 from disco_eval.agents.impala import ImpalaCNN                  # noqa: E402
 from disco_eval.agents.networks import TORSOS                   # noqa: E402
 from disco_eval.envs import procgen                             # noqa: E402
+from disco_eval.envs.base import HostPool, HostTask             # noqa: E402
 from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
 
 # The torso for ProcGen, small (the test's own [agent] table for the suite).
@@ -146,7 +147,7 @@ def test_tiny_procgen_sweep(tmp_path, monkeypatch):
   assert kinds[0] == "plan" and "start" in kinds and kinds[-1] == "done"
 
 
-class _FakePool:
+class _FakePool(HostPool):
   """Episodes of 3 steps (reward 1 on the last), then a reset step (reward 0)."""
   num_actions, observation_shape = 15, (3, 64, 64)
 
@@ -177,7 +178,7 @@ def test_host_trainer_rows_and_returns():
   from disco_eval.train.loop import TrainConfig
   from disco_eval.train.optim import make_optimizer
 
-  class Task:
+  class Task(HostTask):
     num_actions, observation_shape = 15, (3, 64, 64)
     episode_columns = ()
     observation_dtype = np.uint8

@@ -18,6 +18,7 @@ import numpy as np
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import actor_critic, disco, ppo
 from disco_eval.rules.base import Rollout
@@ -136,7 +137,7 @@ def ppo_minibatches() -> dict:
           "params_moved": leaves_max_rel_diff(finals[0], tr.init(3).params)}
 
 
-class _Pool:
+class _Pool(HostPool):
   """A host pool: 4x4 boards that count the steps; reward 1 every 3rd step."""
 
   def __init__(self, num_envs: int):
@@ -156,7 +157,7 @@ class _Pool:
     pass
 
 
-class _Task:
+class _Task(HostTask):
   num_actions, observation_shape, observation_dtype = 3, (4, 4), np.uint8
 
   def pool(self, num_envs, seed, protocol=None, evaluation=False):

@@ -31,8 +31,3 @@ class TrainConfig:
   @property
   def steps_per_iteration(self) -> int:
     return self.num_envs * self.rollout_len
-
-  @property
-  def replay_ratio(self) -> float:
-    """Trajectories learned from per trajectory generated."""
-    return self.sample_entries * self.updates_per_iteration

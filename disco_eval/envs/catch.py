@@ -8,10 +8,12 @@ same step already shows the first observation of the next episode (an
 auto-reset environment: episodes are R - 1 steps long).
 """
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from disco_eval.envs.base import JaxEnv, TimeStep
 
 Array = jax.Array
 
@@ -23,21 +25,11 @@ class CatchState(NamedTuple):
   rng: Array       # PRNG key of this environment
 
 
-class TimeStep(NamedTuple):
-  """What an actor sees after a step.
+class Catch(JaxEnv):
+  """Batched-by-vmap Catch; `reset` and `step` act on one environment.
 
-  Attributes:
-    observation: [R, C] float32 board.
-    reward: [] float32, reward that arrived with this step.
-    last: [] bool, this step ended an episode.
+  Its TimeSteps have no ``truncated`` (None): Catch has no time limit.
   """
-  observation: Array
-  reward: Array
-  last: Array
-
-
-class Catch:
-  """Batched-by-vmap Catch; `reset` and `step` act on one environment."""
 
   name = "catch"
 
@@ -74,3 +66,8 @@ class Catch:
     fresh = self._new_episode(s.rng)
     nxt = jax.tree.map(lambda a, b: jnp.where(last, a, b), fresh, moved)
     return nxt, TimeStep(self.render(nxt), reward.astype(jnp.float32), last)
+
+
+def make_task(suite: Any, task: str) -> Catch:
+  """The registry's factory: Catch at its reference size."""
+  return Catch()

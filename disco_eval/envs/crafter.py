@@ -24,6 +24,8 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from disco_eval.envs.base import HostTask
+
 ACHIEVEMENTS = (
     "collect_coal", "collect_diamond", "collect_drink", "collect_iron",
     "collect_sapling", "collect_stone", "collect_wood", "defeat_skeleton",
@@ -97,12 +99,14 @@ def score_from_rows(rows: Sequence[dict]) -> dict[str, Any]:
           "train_episodes": episodes, "success_rates": rates}
 
 
-class CrafterTask:
-  """What the registry returns for Crafter: spaces and a pool factory."""
+class CrafterTask(HostTask):
+  """What the registry returns for Crafter: spaces and a pool factory; its
+  pools report the achievements of each ended episode, and its protocols
+  score training episodes (``score_from_training``)."""
 
-  host_stepped = True
   episode_columns = EPISODE_COLUMNS
   observation_dtype = np.uint8
+  scores_training_episodes = True
 
   def __init__(self, name: str, length: int = 10_000):
     self.name = name
@@ -118,4 +122,10 @@ class CrafterTask:
                       OBSERVATION_SHAPE, np.uint8)
 
   def score_from_training(self, rows: Sequence[dict], protocol: Any) -> dict[str, Any]:
+    """The Crafter score and its figures (:func:`score_from_rows`)."""
     return score_from_rows(rows)
+
+
+def make_task(suite: Any, task: str) -> CrafterTask:
+  """The registry's factory: Crafter with the suite's ``max_episode_steps``."""
+  return CrafterTask(task, int(suite.raw.get("max_episode_steps", 10_000)))

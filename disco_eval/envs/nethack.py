@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from disco_eval.envs.base import HostTask
+
 ENV_ID = "NetHackChallenge-v0"
 NUM_ACTIONS = 121
 GLYPH_ROWS, GLYPH_COLS, NUM_BLSTATS = 21, 79, 27
@@ -89,10 +91,10 @@ def make_env(seed: int = 0) -> NetHackEnv:
   return NetHackEnv(seed)
 
 
-class NetHackTask:
-  """What the registry returns for NetHack: spaces and a pool factory."""
+class NetHackTask(HostTask):
+  """What the registry returns for NetHack: spaces and a pool factory; not
+  reproducible (the environment refuses seeding)."""
 
-  host_stepped = True
   episode_columns = EPISODE_COLUMNS
   observation_dtype = np.int16
   reproducible = False
@@ -109,3 +111,7 @@ class NetHackTask:
     from disco_eval.envs.workers import WorkerPool
     return WorkerPool(make_env, {}, num_envs, seed, OBSERVATION_SHAPE, np.int16)
 
+
+def make_task(suite: Any, task: str) -> NetHackTask:
+  """The registry's factory: the NetHack task `task`."""
+  return NetHackTask(task)

@@ -37,6 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from disco_eval.envs import boxoban
+from disco_eval.envs.base import JaxEnv, TimeStep
 from disco_eval.envs.boxoban import (BOX, BOX_ON_TARGET, FLOOR, PLAYER,
                                      PLAYER_ON_TARGET, SIZE, TARGET, WALL)
 
@@ -60,21 +61,6 @@ class SokobanState(NamedTuple):
   steps: Array     # [] int32 steps taken in this episode
   level: Array     # [] int32 row of the level table (-1: given directly)
   rng: Array       # PRNG key of this environment
-
-
-class TimeStep(NamedTuple):
-  """What an actor sees after a step.
-
-  Attributes:
-    observation: [10, 10, 7] float32 one-hot grid.
-    reward: [] float32, reward that arrived with this step.
-    last: [] bool, this step ended an episode (solved or timed out).
-    truncated: [] bool, the episode ended by the step limit, unsolved.
-  """
-  observation: Array
-  reward: Array
-  last: Array
-  truncated: Array
 
 
 def state_from_codes(codes: Array, rng: Array | None = None,
@@ -146,9 +132,10 @@ def transition(s: SokobanState, action: Array, max_steps: int = MAX_STEPS
   return nxt, reward.astype(jnp.float32), solved, timed_out
 
 
-class Sokoban:
+class Sokoban(JaxEnv):
   """Batched-by-vmap Sokoban over a table of levels; `reset` and `step` act
-  on one environment."""
+  on one environment. TimeStep observations are float32 [10, 10, 7];
+  ``truncated`` marks the step limit."""
 
   num_actions = 4
   observation_shape = (SIZE, SIZE, NUM_CHANNELS)
@@ -186,7 +173,7 @@ def make_task(suite: Any, task: str) -> Sokoban:
   The suite manifest's ``[levels.<task>]`` table names the training split
   (``train``, default ``unfiltered-train``) and may set ``max_steps``.
   """
-  table = suite.raw.get("levels", {}).get(task, {}) if hasattr(suite, "raw") else {}
+  table = suite.raw.get("levels", {}).get(task, {})
   split = str(table.get("train", DEFAULT_TRAIN_SPLIT))
   return Sokoban(boxoban.load_levels(split), int(table.get("max_steps", MAX_STEPS)),
                  name=task)
@@ -250,3 +237,15 @@ def evaluate_split(apply_fn: Callable[[Any, Array], dict], params: Any, split: s
           "solve_rate": float(np.mean(solved)), "mean_return": float(np.mean(returns)),
           "return_std": float(np.std(returns)),
           "solved": np.asarray(solved), "returns": np.asarray(returns)}
+
+
+def evaluate_protocol(protocol: Any, apply_fn: Callable[[Any, Array], dict], params: Any,
+                      rng: Array) -> tuple[Any, dict[str, Any]] | None:
+  """The registry's final evaluation of a Sokoban protocol: with
+  ``eval_levels``, every level of that split once (returns [N] and
+  {"solve_rate", "eval_levels"}); without, None (the trainer's own)."""
+  split = protocol.get("eval_levels")
+  if not split:
+    return None
+  res = evaluate_split(apply_fn, params, split, rng)
+  return res["returns"], {"solve_rate": float(res["solve_rate"]), "eval_levels": split}

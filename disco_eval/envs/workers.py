@@ -39,6 +39,8 @@ from typing import Any, Callable
 
 import numpy as np
 
+from disco_eval.envs.base import HostPool
+
 
 def _attach(names: dict[str, str], shapes: dict[str, tuple], dtypes: dict[str, str]):
   shms = {k: shared_memory.SharedMemory(name=names[k]) for k in names}
@@ -97,14 +99,17 @@ class WorkerError(RuntimeError):
   """An environment raised inside a worker process."""
 
 
-class WorkerPool:
+class WorkerPool(HostPool):
   """`num_envs` environments in `num_workers` spawned processes.
 
   ``reset()`` -> obs [E, *obs_shape]; ``step(actions [E])`` -> (obs [E, ...],
   reward [E] float32, last [E] bool, truncated [E] bool); returned arrays are
   copies (the shared buffers are reused by the next step). Environment i is
-  made with seed ``seed * 100_003 + i``.
+  made with seed ``seed * 100_003 + i``. Reports episode infos and
+  supports ``force_reset``.
   """
+
+  supports_force_reset = True
 
   def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any],
                num_envs: int, seed: int, obs_shape: tuple[int, ...],

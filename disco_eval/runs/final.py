@@ -13,8 +13,8 @@ from disco_eval.errors import UserError
 def _score_from_training(trainer, suite, task: str, protocol,
                          rows: list[dict]) -> dict[str, Any]:
   """The figures a task computes from the training episodes' metrics rows."""
-  env = getattr(trainer, "task", None) or trainer.env
-  if not hasattr(env, "score_from_training"):
+  env = trainer.task
+  if not env.scores_training_episodes:
     raise UserError(f"protocol '{protocol.name}' scores training episodes, which the "
                     f"'{suite.backend}' backend of task '{task}' does not record")
   figures = dict(env.score_from_training(rows, protocol))

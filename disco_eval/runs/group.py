@@ -22,20 +22,11 @@ from disco_eval.config.run_config import RunConfig
 from disco_eval.runs.parts import build_parts
 from disco_eval.runs.seeds import train_seeds
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec
-from disco_eval.train.loop import Trainer
+from disco_eval.train.trainers import make_trainer
 
 
 def _now() -> str:
   return datetime.now(timezone.utc).isoformat(timespec="seconds")
-
-
-def _make_trainer(suite, env, agent, rule_obj, optimizer, cfg, protocol):
-  """The trainer of the suite's backend."""
-  if suite.backend == "jax":
-    return Trainer(env, agent, rule_obj, optimizer, cfg)
-  # host-stepped pools (EnvPool): same interface, envs stepped on the host
-  from disco_eval.train.host_loop import HostTrainer
-  return HostTrainer(env, agent, rule_obj, optimizer, cfg, protocol)
 
 
 def _open_records(spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack,
@@ -114,9 +105,8 @@ def run_group(spec: SweepSpec, suite, config: RunConfig, rule, seeds,
               on_progress: Callable[[Progress], None]) -> list[RunResult]:
   """Trains `seeds` of one (rule, task) under `config`; one result per seed."""
   env, rule_obj, agent, optimizer = build_parts(suite, config.task, rule, config.settings)
-  trainer = _make_trainer(suite, env, agent, rule_obj, optimizer, config.train,
-                          config.protocol)
-  if not getattr(env, "reproducible", True):
+  trainer = make_trainer(env, agent, rule_obj, optimizer, config.train, config.protocol)
+  if not env.reproducible:
     # e.g. NetHackChallenge-v0 refuses seeding: the same seed sees other games.
     config = dataclasses.replace(config, episodes_reproducible=False)
   with ExitStack() as stack:
@@ -126,7 +116,5 @@ def run_group(spec: SweepSpec, suite, config: RunConfig, rule, seeds,
     try:
       results += _train_records(trainer, rule, config, suite, spec, records, on_progress)
     finally:
-      close = getattr(trainer, "close", None)
-      if close is not None:
-        close()
+      trainer.close()
   return results

@@ -20,7 +20,7 @@ def _stack(trees):
 def _metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
   """The metrics rows of seed `j` for iterations ``it .. it + count - 1``
   (metrics `m` of one chunk: arrays [seeds, count])."""
-  extra = getattr(m, "extra", None) or {}   # host tasks' episode columns (sums)
+  extra = m.extra   # host tasks' episode columns (sums); {} for pure-JAX tasks
   rows = []
   for k in range(count):
     n = int(m.episodes[j, k])
@@ -52,7 +52,7 @@ def _initial_state(trainer, seeds, states):
   are large: no stacked copies)."""
   # Each seed starts from its own init (independent of the other seeds).
   fresh = [states[s] if states[s] is not None else trainer.init(s) for s in seeds]
-  stacked = getattr(trainer, "stacks_seeds", True)
+  stacked = trainer.stacks_seeds
   return (_stack(fresh) if stacked else fresh), stacked
 
 

@@ -2,15 +2,14 @@
 Crafter and NetHack in worker processes: ``disco_eval.envs.workers``).
 
 The same algorithm as :mod:`disco_eval.train.loop` (act, store, sample,
-learn; the same replay buffer and the same ``Trainer.learner_step``), but the
-environments live on the host, so an iteration is a Python loop:
+learn; the same replay buffer and the same learner,
+:class:`~disco_eval.train.learner.Learner`), but the environments live on
+the host, so an iteration is a Python loop:
 
 1. the actor steps the pool `rollout_len` times; each step is one jitted call
-   (policy logits -> categorical sample) and one EnvPool step (or, with
-   ``DISCO_EVAL_OVERLAP=1`` and pools that step in groups, ProcGen's, two
-   overlapped half steps: "Overlapped actor" below);
-2. the rows make one replay entry [T+1, E, ...] (observations kept uint8 in the
-   buffer, to save memory);
+   (policy logits -> categorical sample) and one synchronous pool step;
+2. the rows make one replay entry [T+1, E, ...] (observations kept in the
+   task's ``observation_dtype``, uint8 or int16, to save memory);
 3. one jitted call adds the entry and, once the buffer holds `min_buffer`
    entries, makes `updates_per_iteration` learner steps (two compiled
    variants: warm-up without learning, and with).
@@ -20,37 +19,28 @@ the actor and the learner receive, the replay buffer and the learner batch are
 split along the environment axis over N local devices; parameters are
 replicated. Each pool still steps all `num_envs` environments on the host.
 
-Tasks may name ``episode_columns``: per-episode figures their pools report
-on the step that ends an episode (``pool.episode_infos``); each iteration's
-metrics carry their sums over the episodes that ended in it (e.g. Crafter's
-achievements), so that protocols scored on training episodes read them from
-metrics.csv.
+Tasks (:class:`disco_eval.envs.base.HostTask`) may name ``episode_columns``:
+per-episode figures their pools report on the step that ends an episode
+(``pool.episode_infos``); each iteration's metrics carry their sums over the
+episodes that ended in it (e.g. Crafter's achievements), so that protocols
+scored on training episodes read them from metrics.csv.
 
 ``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.runs``
-uses (``init``, ``run_chunk_group``, ``evaluate``, ``vmaps_seeds``, ``agent``),
+uses (``task``, ``agent``, ``init``, ``run_chunk_group``, ``evaluate``,
+``vmaps_seeds``, ``stacks_seeds``, ``close``: ``train.trainers.RunTrainer``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
-Overlapped actor: the pool's environments form two fixed groups A and B
-(``pool.group_rows``). While group A steps on the pool's threads, the device
-computes group B's actions, and the other way round; at most one group is in
-flight, and B's last step of an iteration runs during the learner step. Every
-step draws its Gumbel noise for all E environments from one key and each group
-takes its rows, so the sampled actions are those of
-``jax.random.categorical`` on the whole batch: an iteration stores the same
-rollout as the synchronous actor (checked in tests/test_bench_host.py), as
-long as the agent's logits for a row do not depend on the batch it is computed
-in (true on the CPU; on accelerators a different batch size may change the
-last bits of a logit). It is off by default: on the 2-core CPU it measured
-no faster (docs/benchmarks.md): there the device is the CPU that steps the
-environments, and two half-batch policy calls cost more than one.
-``DISCO_EVAL_OVERLAP=1`` (or ``HostTrainer(..., overlap=True)``) turns it on.
+An overlapped actor (two groups of environments, one stepping while the other's
+actions are computed, behind a ``DISCO_EVAL_OVERLAP`` environment variable)
+was removed: it measured no gain (docs/benchmarks.md), and it was an
+environment switch that run records did not record. Actor/learner
+concurrency is to be designed with the GPU work.
 
 The loop does not wait for a learner step's outputs until they are needed
 (its loss is read at the end of a chunk), but the next iteration's first
 policy call needs the new parameters, and a device runs one computation
 after another (XLA's CPU client does: measured; a GPU with one compute stream
-too), so the learner step overlaps only host work: group B's last env step of
-the iteration (above).
+too), so the learner step overlaps no actor work.
 
 Checkpoints hold the device state only (:class:`HostState`: params, optimiser
 and rule state, replay buffer, rng, seed). The environments are not saved: a
@@ -59,7 +49,6 @@ actor key derived from the state), so host-stepped runs are NOT resumed
 bit-for-bit, unlike pure-JAX ones.
 """
 
-import os
 import time
 from typing import Any, NamedTuple
 
@@ -69,20 +58,13 @@ import numpy as np
 import optax
 
 from disco_eval.agents.networks import Agent
+from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
-from disco_eval.train.loop import TrainConfig, Trainer
+from disco_eval.train.learner import Learner, is_learning
+from disco_eval.train.loop import IterationMetrics, TrainConfig
 
 Array = jax.Array
-
-# Set to 1 to overlap env steps with inference in host pools that step in groups.
-OVERLAP_ENV = "DISCO_EVAL_OVERLAP"
-
-
-def overlap_default() -> bool:
-  """Whether host actors overlap env stepping with inference (env var, default off)."""
-  return os.environ.get(OVERLAP_ENV, "0").strip().lower() in ("1", "true", "yes", "on")
-
 
 class HostState(NamedTuple):
   """The device part of a host-stepped run (what checkpoints hold)."""
@@ -94,39 +76,24 @@ class HostState(NamedTuple):
   seed: Array          # [] int32: which run this is (keys its host pool)
 
 
-class HostMetrics(NamedTuple):
-  """``IterationMetrics`` plus ``extra``: {column: [S, chunk]} episode sums."""
-  active: Any
-  return_sum: Any
-  episodes: Any
-  learned: Any
-  loss: Any
-  extra: dict
-
-
 class _Actor:
   """Host side of one seed: its pool, current step and running returns.
 
-  ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step;
-  with a grouped pool, ``in_flight`` is the group whose step is under way
-  (its rows there are stale until it is received).
+  ``obs``, ``reward`` and ``last`` [E] hold each environment's latest step.
   """
 
-  def __init__(self, pool, key: Array):
+  def __init__(self, pool: HostPool, key: Array):
     self.pool = pool
     self.obs = pool.reset()
     self.reward = np.zeros((pool.num_envs,), np.float32)
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
     self.key = key
-    self.grouped = len(getattr(pool, "group_rows", ())) > 1
-    self.in_flight: int | None = None
 
 
 class PhaseTimer:
   """Wall seconds of the host loop by phase (``HostTrainer.timer``, for the
-  bench): env (stepping, or waiting for a group in flight), policy (inference,
-  or waiting for it), host (bookkeeping, copies) and learner (add + learn,
+  bench): env (stepping), policy (inference, or waiting for it), host (bookkeeping, copies) and learner (add + learn,
   waited for)."""
 
   PHASES = ("env", "policy", "host", "learner")
@@ -148,32 +115,30 @@ class _NoTimer:
 
 
 class HostTrainer:
-  """Trains on a host-stepped task (e.g. ``envs.procgen.ProcgenTask``).
+  """Trains on a host-stepped task (:class:`disco_eval.envs.base.HostTask`,
+  e.g. ``envs.procgen.ProcgenTask``).
 
   `task` makes pools: ``task.pool(num_envs, seed, protocol, evaluation)``
-  (the task reads its training and evaluation levels from the protocol). It
-  also has ``num_actions``, ``observation_shape``, ``observation_dtype`` (how
-  observations are kept in the replay buffer) and ``episode_columns``.
+  (the task reads its training and evaluation levels from the protocol);
+  observations are kept in the replay buffer in its ``observation_dtype``.
   """
 
-  def __init__(self, task: Any, agent: Agent, rule: UpdateRule,
+  def __init__(self, task: HostTask, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig,
-               protocol: Any, overlap: bool | None = None):
+               protocol: Any):
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
-    # Read when a seed's pool is made (default: the DISCO_EVAL_OVERLAP env var).
-    self.overlap = overlap_default() if overlap is None else bool(overlap)
     self.timer: PhaseTimer | None = None     # set by the bench to time the phases
-    # The learner step of the pure-JAX trainer, composed (it needs no env).
-    self._core = Trainer(None, agent, rule, optimizer, cfg)
-    self.mesh = self._core.mesh   # None on one device
+    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.mesh = self.learner.mesh   # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
-    self._policy_group = jax.jit(self._policy_rows)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
 
   vmaps_seeds = False
+  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
+  stacks_seeds = False
 
   # -- state -----------------------------------------------------------------
 
@@ -192,11 +157,16 @@ class HostTrainer:
 
   @property
   def episode_columns(self) -> tuple[str, ...]:
-    return tuple(getattr(self.task, "episode_columns", ()))
+    return tuple(self.task.episode_columns)
+
+  def learner_step(self, params, opt_state, rule_state, rule_params,
+                   batch: Rollout, rng: Array):
+    """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
+    return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
   def _empty_entry(self) -> Rollout:
     t, e, a = self.cfg.rollout_len, self.cfg.num_envs, self.task.num_actions
-    dtype = getattr(self.task, "observation_dtype", np.uint8)
+    dtype = self.task.observation_dtype
     return Rollout(
         observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
         actions=jnp.zeros((t, e), jnp.int32),
@@ -226,19 +196,11 @@ class HostTrainer:
     value = self.protocol.get(key) if self.protocol is not None else None
     return default if value is None else value
 
-  @property
-  def overlaps(self) -> bool:
-    """Whether new actors step their pools in two overlapped groups (one
-    device only: with --devices N the policy's batch is split by device)."""
-    return (self.overlap and self.mesh is None and getattr(self.task, "groups_supported", False)
-            and self.cfg.num_envs >= 2 and self.cfg.num_envs % 2 == 0)
-
   def _actor(self, state: HostState, seed: int | None = None) -> _Actor:
     seed = int(state.seed) if seed is None else seed
     if seed not in self._actors:
       n = self.cfg.num_envs
-      pool = (self.task.pool(n, seed, self.protocol, groups=2) if self.overlaps
-              else self.task.pool(n, seed, self.protocol))
+      pool = self.task.pool(n, seed, self.protocol)
       self._actors[seed] = _Actor(pool, jax.random.fold_in(state.rng, 1))
     return self._actors[seed]
 
@@ -250,17 +212,6 @@ class HostTrainer:
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
     return action, logits, key
 
-  def _policy_rows(self, params, obs, key, rows):
-    """The actions of the environments `rows` [G] (obs [G, ...]) at a step
-    whose key is `key`: the rows of ``_policy_step``'s sample for all E
-    environments (Gumbel noise [E, A] from the same subkey). Returns
-    (action [G], logits [G, A], the next step's key)."""
-    key, sub = jax.random.split(key)
-    logits = self.agent.apply(params, obs)["logits"]
-    noise = jax.random.gumbel(sub, (self.cfg.num_envs, logits.shape[-1]), logits.dtype)
-    action = jnp.argmax(noise[rows] + logits, axis=-1).astype(jnp.int32)
-    return action, logits, key
-
   def _entry(self, obs, actions, rewards, discounts, logits) -> Rollout:
     return Rollout(obs, jnp.stack(actions), rewards, discounts, jnp.stack(logits))
 
@@ -270,27 +221,15 @@ class HostTrainer:
 
   def _add_and_learn(self, s: HostState, obs, actions, rewards, discounts, logits,
                      rule_params):
-    cfg = self.cfg
     buffer = replay.add(s.buffer, self._entry(obs, actions, rewards, discounts, logits))
     rng, k_learn = jax.random.split(s.rng)
-
-    def one(carry, key):
-      params, opt_state, rule_state = carry
-      k_sample, k_step = jax.random.split(key)
-      batch = self._core._split_batch(replay.sample(buffer, k_sample, cfg.sample_entries))
-      params, opt_state, rule_state, loss, _ = self._core.learner_step(
-          params, opt_state, rule_state, rule_params, batch, k_step)
-      return (params, opt_state, rule_state), loss
-
-    # Unrolled, not lax.scan: XLA's CPU backend runs convolutions inside a
-    # loop body far slower (2.1 s instead of 0.22 s for the test config).
-    carry, losses = (s.params, s.opt_state, s.rule_state), []
-    for key in jax.random.split(k_learn, cfg.updates_per_iteration):
-      carry, loss = one(carry, key)
-      losses.append(loss)
-    params, opt_state, rule_state = carry
+    carry = (s.params, s.opt_state, s.rule_state)
+    # Unrolled (Learner.updates): XLA's CPU backend runs convolutions inside a
+    # loop body far slower.
+    (params, opt_state, rule_state), loss = self.learner.updates(
+        carry, rule_params, buffer, k_learn, unrolled=True)
     new = HostState(params, opt_state, rule_state, buffer, rng, s.seed)
-    return self.lay_out(new, devices.constrain), jnp.mean(jnp.stack(losses))
+    return self.lay_out(new, devices.constrain), loss
 
   # -- iterations ------------------------------------------------------------
 
@@ -305,14 +244,13 @@ class HostTrainer:
     clock = self.timer or _NoTimer()
     clock.lap("host")
     s = self.lay_out(s)
-    rollout = self._rollout_grouped if actor.grouped else self._rollout
-    obs, actions, logits, rewards, lasts, extra = rollout(s.params, actor, clock)
+    obs, actions, logits, rewards, lasts, extra = self._rollout(s.params, actor, clock)
     discounts = (1.0 - lasts).astype(np.float32)
     ret_sum, n_eps, actor.episode_return = episode_returns(rewards, lasts, actor.episode_return)
     obs = self._to_device(obs, 1)
     rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
     clock.lap("host")
-    if it >= cfg.min_buffer - 1:   # the buffer holds min_buffer entries after this add
+    if is_learning(it, cfg.min_buffer):
       s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
       learned = cfg.updates_per_iteration
     else:
@@ -350,57 +288,6 @@ class HostTrainer:
     clock.lap("host")
     return obs, actions, logits, rewards, lasts, extra
 
-  def _rollout_grouped(self, params, actor: _Actor, clock) -> tuple:
-    """`rollout_len` steps of a grouped pool, overlapped (module docstring):
-    per step and group g, the policy call for g is dispatched, the group in
-    flight (the other one) is received meanwhile, then g is sent. Returns
-    what ``_rollout`` does (actions and logits as host arrays [T, E], [T, E, A])."""
-    cfg, pool = self.cfg, actor.pool
-    t_len, e = cfg.rollout_len, cfg.num_envs
-    extra = dict.fromkeys(self.episode_columns, 0.0)
-    obs = np.zeros((t_len,) + actor.obs.shape, actor.obs.dtype)
-    actions = np.zeros((t_len, e), np.int32)
-    logits = np.zeros((t_len, e, self.task.num_actions), np.float32)
-    rewards = np.zeros((t_len, e), np.float32)
-    lasts = np.zeros((t_len, e), bool)
-    for t in range(t_len):
-      step_key = actor.key
-      for g, rows in enumerate(pool.group_rows):
-        if actor.in_flight == g:       # (one group only)
-          self._receive(actor, extra, clock)
-        group_obs = actor.obs[rows]
-        action, lg, actor.key = self._policy_group(params, group_obs, step_key, rows)
-        clock.lap("policy")
-        obs[t, rows] = group_obs
-        rewards[t, rows] = actor.reward[rows]
-        lasts[t, rows] = actor.last[rows]
-        clock.lap("host")
-        if actor.in_flight is not None:   # the other group stepped meanwhile
-          self._receive(actor, extra, clock)
-        host_action = np.asarray(action)
-        clock.lap("policy")
-        pool.send(g, host_action)
-        actor.in_flight = g
-        clock.lap("env")
-        actions[t, rows] = host_action
-        logits[t, rows] = np.asarray(lg)
-        clock.lap("host")
-    return obs, list(actions), list(logits), rewards, lasts, extra
-
-  @staticmethod
-  def _receive(actor: _Actor, extra: dict, clock) -> None:
-    """Waits for the group in flight and stores its step in the actor."""
-    o, r, last, _ = actor.pool.recv()
-    clock.lap("env")
-    rows = actor.pool.group_rows[actor.in_flight]
-    actor.obs[rows], actor.reward[rows], actor.last[rows] = o, r, last
-    actor.in_flight = None
-    _add_episode_infos(extra, actor.pool)
-    clock.lap("host")
-
-  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
-  stacks_seeds = False
-
   def run_chunk_group(self, states: list[HostState], rule_params, start: int, count: int):
     """Iterations [start, start + count) of a list of seeds' states.
 
@@ -410,7 +297,7 @@ class HostTrainer:
     """
     n = len(states)
     k = self.cfg.chunk
-    m = HostMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
+    m = IterationMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
                     np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
                     np.zeros((n, k), np.float32),
                     {c: np.zeros((n, k), np.float64) for c in self.episode_columns})
@@ -447,7 +334,7 @@ class HostTrainer:
     cap = None if cap is None else int(cap)
     seed = int(jax.random.randint(rng, (), 0, 2**31 - 1))
     pool = self.task.pool(n_envs, seed, self.protocol, evaluation=True)
-    if cap is not None and not hasattr(pool, "force_reset"):
+    if cap is not None and not pool.supports_force_reset:
       pool.close()
       raise ValueError(f"eval_max_steps is not supported by the {type(pool).__name__} backend")
     key = jax.random.fold_in(rng, 1)
@@ -485,21 +372,21 @@ def episode_returns(rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
   return total, count, running
 
 
-def _add_episode_infos(extra: dict, pool: Any) -> None:
+def _add_episode_infos(extra: dict, pool: HostPool) -> None:
   """Adds the pool's latest episode summaries to the sums `extra` {column: sum}."""
-  for _, info in getattr(pool, "episode_infos", ()):
+  for _, info in pool.episode_infos:
     for key in extra:
       extra[key] += float(info[key])
 
 
-def play_episodes(pool: Any, act: Any, episodes: int, cap: int | None = None,
+def play_episodes(pool: HostPool, act: Any, episodes: int, cap: int | None = None,
                   max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
   """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
 
   ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
   i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
   favoured); an episode is cut after `cap` steps when given (the pool must
-  have ``force_reset``; its return so far is kept and counted in
+  support ``force_reset``; its return so far is kept and counted in
   ``eval_truncated``). Returns the returns [episodes] (round by round:
   first episodes of every environment, then second ones, ...) and
   ``{"eval_truncated": n}``.

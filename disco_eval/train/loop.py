@@ -25,8 +25,10 @@ import optax
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config.train import TrainConfig
+from disco_eval.envs.base import JaxEnv
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
+from disco_eval.train.learner import Learner, is_learning
 
 Array = jax.Array
 
@@ -43,27 +45,34 @@ class TrainState(NamedTuple):
 
 
 class IterationMetrics(NamedTuple):
-  """Per iteration (arrays [K] per chunk)."""
+  """Per iteration (arrays [K] per chunk; [S, K] for a group of seeds), of
+  both trainers."""
   active: Array
   return_sum: Array    # summed returns of the episodes that ended
   episodes: Array      # number of episodes that ended
   learned: Array       # learner steps made
   loss: Array          # mean loss of those steps (0 if none)
+  # {column: sums} of the task's episode columns ([K] each): {} here, as
+  # pure-JAX envs declare none; the host trainer fills them.
+  extra: dict
 
 
 class Trainer:
-  """Builds the jitted pieces for one (env, agent, rule, optimiser) setup."""
+  """Builds the jitted pieces for one (env, agent, rule, optimiser) setup.
 
-  def __init__(self, env: Any, agent: Agent, rule: UpdateRule,
+  The trainer interface that sweeps use (``disco_eval.runs``), shared
+  with ``HostTrainer``: ``task``, ``agent``, ``init``, ``run_chunk_group``,
+  ``evaluate``, ``vmaps_seeds``, ``stacks_seeds`` and ``close``.
+  """
+
+  # Seeds' states are stacked on a leading axis (see run_chunk_group).
+  stacks_seeds = True
+
+  def __init__(self, env: JaxEnv, agent: Agent, rule: UpdateRule,
                optimizer: optax.GradientTransformation, cfg: TrainConfig):
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
-    self.mesh = devices.make_mesh(cfg.devices)   # None on one device
-    # The agent on learner batches [T+1, B, ...]: each device its share of B.
-    self._unroll = agent.apply
-    if self.mesh is not None:
-      devices.check_divisible(cfg.num_envs, cfg.devices)
-      devices.check_unroll_sizes(self._unroll_sizes(), cfg.devices)
-      self._unroll = devices.split_unroll(agent.apply, self.mesh)
+    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.mesh = self.learner.mesh   # None on one device
     self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
     self._chunk_seeds = jax.jit(jax.vmap(self._run_chunk, in_axes=(0, None, None, None)),
                                 donate_argnums=(0,))
@@ -111,23 +120,6 @@ class Trainer:
                                   rep(s.buffer.size)),
         rng=rep(s.rng))
 
-  def _unroll_sizes(self) -> dict[str, int]:
-    """Trajectories the learner runs the agent on in one piece, when fewer
-    than the batch (whose size num_envs already makes a multiple of the
-    devices), by the setting that makes the number."""
-    cfg, rule = self.cfg, self.rule
-    b = cfg.sample_entries * cfg.num_envs
-    sizes = {}
-    if rule.num_epochs * rule.num_minibatches > 1:
-      sizes["rule.num_minibatches"] = b // rule.num_minibatches
-    elif cfg.learner_microbatches > 1:
-      sizes["train.learner_microbatches"] = b // cfg.learner_microbatches
-    return sizes
-
-  def _split_batch(self, batch: Rollout) -> Rollout:
-    """Inside jit: the learner batch [T+1, B, ...] split along B."""
-    return batch if self.mesh is None else devices.constrain(batch, self.mesh, 1)
-
   def _empty_entry(self, ts) -> Rollout:
     t, e = self.cfg.rollout_len, self.cfg.num_envs
     return Rollout(
@@ -162,107 +154,18 @@ class Trainer:
 
   # -- learner ---------------------------------------------------------------
 
-  def _masked_loss(self, agent_out, targets, batch):
-    per_step, logs = self.rule.loss(agent_out, targets, batch)
-    mask = batch.loss_mask
-    return jnp.sum(per_step * mask) / (jnp.sum(mask) + 1e-8), logs
+  @property
+  def task(self) -> JaxEnv:
+    """The environment trained on (the trainers' common name for it)."""
+    return self.env
 
   def learner_step(self, params, opt_state, rule_state, rule_params,
                    batch: Rollout, rng: Array):
-    """One update: rule targets outside the gradient, then the agent loss.
+    """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
+    return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
-    With one epoch of one minibatch the agent is unrolled once and its
-    outputs' cotangent is pulled back through the network (``jax.vjp``);
-    otherwise each minibatch is unrolled again with the current parameters.
-    """
-    unroll = self._unroll
-    rule = self.rule
-    passes = rule.num_epochs * rule.num_minibatches
-    k = self.cfg.learner_microbatches
-    if passes == 1 and k > 1:
-      return self._sliced_learner_step(params, opt_state, rule_state, rule_params, batch, k)
-    if passes == 1:
-      agent_out, pullback = jax.vjp(lambda p: unroll(p, batch.observations), params)
-      targets, rule_state, tlogs = rule.targets(
-          rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out),
-          params, unroll)
-      (loss, logs), g_out = jax.value_and_grad(self._masked_loss, has_aux=True)(
-          agent_out, targets, batch)
-      (grads,) = pullback(g_out)
-      updates, opt_state = self.opt.update(grads, opt_state, params)
-      params = optax.apply_updates(params, updates)
-      return params, opt_state, rule_state, loss, {**tlogs, **logs}
-
-    agent_out = unroll(params, batch.observations)
-    targets, rule_state, tlogs = rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out),
-        params, unroll)
-    b = batch.actions.shape[1]
-    mb = b // rule.num_minibatches
-    perms = jax.vmap(lambda k: jax.random.permutation(k, b))(
-        jax.random.split(rng, rule.num_epochs))
-    order = perms[:, :mb * rule.num_minibatches].reshape(passes, mb)
-
-    def one(carry, idx):
-      params, opt_state = carry
-      take = lambda x: jnp.take(x, idx, axis=1)
-      mb_batch = jax.tree.map(take, batch)
-      mb_targets = jax.tree.map(take, targets)
-      def loss_fn(p):
-        return self._masked_loss(unroll(p, mb_batch.observations), mb_targets, mb_batch)
-      (loss, logs), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
-      updates, opt_state = self.opt.update(grads, opt_state, params)
-      return (optax.apply_updates(params, updates), opt_state), (loss, logs)
-
-    (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
-    return (params, opt_state, rule_state, jnp.mean(losses),
-            {**tlogs, **jax.tree.map(jnp.mean, logs)})
-
-  def _sliced_learner_step(self, params, opt_state, rule_state, rule_params,
-                           batch: Rollout, k: int):
-    """``learner_step`` with the agent run on `k` slices of the batch's
-    trajectories, one after another: outputs by slice (no gradient; the
-    rule's own unrolls too), targets and the loss's cotangent on the whole
-    batch, then each slice's pullback, summed. Slices are Python-unrolled
-    (XLA's CPU backend runs convolutions in a loop body far slower) and
-    chained with optimisation barriers, so that XLA cannot run them side by
-    side. Measured on XLA's CPU backend the saving is small (ProcGen, 64
-    trajectories: 8.3 GB in one piece, 7.6 GB in 4 slices)."""
-    unroll = self._unroll
-    b = batch.actions.shape[1]
-    if b % k:
-      raise ValueError(f"learner_microbatches={k} must divide the batch's {b} trajectories")
-    size = b // k
-
-    def piece(x, i):
-      return jax.lax.slice_in_dim(x, i * size, (i + 1) * size, axis=1)
-
-    def sliced_unroll(p, observations):
-      outs, prev = [], None
-      for i in range(k):
-        o = piece(observations, i)
-        if prev is not None:
-          o, _ = jax.lax.optimization_barrier((o, prev))
-        outs.append(unroll(p, o))
-        prev = outs[-1]
-      return jax.tree.map(lambda *xs: jnp.concatenate(xs, axis=1), *outs)
-
-    agent_out = sliced_unroll(params, batch.observations)
-    targets, rule_state, tlogs = self.rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params,
-        sliced_unroll)
-    (loss, logs), g_out = jax.value_and_grad(self._masked_loss, has_aux=True)(
-        agent_out, targets, batch)
-    grads = jax.tree.map(jnp.zeros_like, params)
-    for i in range(k):
-      o, g = piece(batch.observations, i), jax.tree.map(lambda x: piece(x, i), g_out)
-      o, g, grads = jax.lax.optimization_barrier((o, g, grads))
-      _, pullback = jax.vjp(lambda p: unroll(p, o), params)
-      (part,) = pullback(g)
-      grads = jax.tree.map(jnp.add, grads, part)
-    updates, opt_state = self.opt.update(grads, opt_state, params)
-    params = optax.apply_updates(params, updates)
-    return params, opt_state, rule_state, loss, {**tlogs, **logs}
+  def close(self) -> None:
+    """Nothing to release (the environments live in the state)."""
 
   # -- iterations ------------------------------------------------------------
 
@@ -274,29 +177,18 @@ class Trainer:
     buffer = replay.add(s.buffer, entry)
 
     def learn(args):
-      params, opt_state, rule_state = args
-
-      def one(carry, key):
-        params, opt_state, rule_state = carry
-        k_sample, k_step = jax.random.split(key)
-        batch = self._split_batch(replay.sample(buffer, k_sample, cfg.sample_entries))
-        params, opt_state, rule_state, loss, _ = self.learner_step(
-            params, opt_state, rule_state, rule_params, batch, k_step)
-        return (params, opt_state, rule_state), loss
-
-      keys = jax.random.split(k_learn, cfg.updates_per_iteration)
-      carry, losses = jax.lax.scan(one, (params, opt_state, rule_state), keys)
-      return carry, jnp.mean(losses), jnp.asarray(cfg.updates_per_iteration, jnp.int32)
+      carry, loss = self.learner.updates(args, rule_params, buffer, k_learn)
+      return carry, loss, jnp.asarray(cfg.updates_per_iteration, jnp.int32)
 
     def skip(args):
       return args, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
 
-    ready = it >= cfg.min_buffer - 1   # the buffer holds min_buffer entries now
+    ready = is_learning(it, cfg.min_buffer)
     (params, opt_state, rule_state), loss, learned = jax.lax.cond(
         ready, learn, skip, (s.params, s.opt_state, s.rule_state))
     new = self.lay_out(TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
                                   buffer, rng), devices.constrain)
-    return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss)
+    return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss, {})
 
   def _run_chunk(self, s: TrainState, rule_params, its: Array, active: Array):
     def body(s, xs):
@@ -306,7 +198,7 @@ class Trainer:
       def idle(s):
         z = jnp.zeros((), jnp.float32)
         return s, IterationMetrics(jnp.zeros((), bool), z, jnp.zeros((), jnp.int32),
-                                   jnp.zeros((), jnp.int32), z)
+                                   jnp.zeros((), jnp.int32), z, {})
       return jax.lax.cond(on, run, idle, s)
     return jax.lax.scan(body, s, (its, active))
 

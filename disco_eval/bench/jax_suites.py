@@ -1,0 +1,95 @@
+"""Throughput benchmark of the training loop on pure-JAX suites (Catch, Sokoban).
+
+Measures, on the device JAX uses:
+
+* env-only steps/s: the suite's environment stepped with uniformly random
+  actions, vmapped over the protocol's environments, inside one compiled scan;
+* training steps/s: the real loop (act, store, sample, learn) once learning
+  has started, for 1 seed and for N seeds (taking turns, and vmapped);
+* the learner step and its parts: agent forward + backward, the target
+  network's forward pass (rules that keep one), and the rule (targets + loss
+  and its gradient with respect to the agent outputs).
+
+Timings are medians of repeated calls after compilation (wall seconds).
+"""
+
+import dataclasses
+import time
+from typing import Any
+
+import jax
+import numpy as np
+
+from disco_eval.agents.networks import Agent
+from disco_eval.bench.common import header, learner_split, median_time
+from disco_eval.envs.base import JaxEnv
+from disco_eval.train import replay
+from disco_eval.train.loop import Trainer
+
+
+def env_steps_per_s(env: JaxEnv, num_envs: int, steps: int, repeats: int) -> float:
+  """Random-action env throughput, vmapped over `num_envs`, one compiled scan."""
+  keys = jax.random.split(jax.random.PRNGKey(0), num_envs)
+  state, _ = jax.vmap(env.reset)(keys)
+
+  @jax.jit
+  def run(state, key):
+    def body(s, k):
+      a = jax.random.randint(k, (num_envs,), 0, env.num_actions)
+      s, ts = jax.vmap(env.step)(s, a)
+      return s, ts.reward.sum()
+    return jax.lax.scan(body, state, jax.random.split(key, steps))
+
+  t = median_time(lambda: run(state, jax.random.PRNGKey(1)), repeats)
+  return steps * num_envs / t
+
+
+def _train_rate(trainer: Trainer, rule_params, n: int, chunk: int, repeats: int) -> float:
+  """Training steps/s of `n` seeds (1: ``run_chunk``; more:
+  ``run_chunk_group``): median of `repeats` chunks after one untimed one."""
+  spi = trainer.cfg.steps_per_iteration
+  state = trainer.init(0) if n == 1 else trainer.init_seeds(list(range(n)))
+  step = (lambda s, it: trainer.run_chunk(s, rule_params, it, chunk)) if n == 1 else (
+      lambda s, it: trainer.run_chunk_group(s, rule_params, it, chunk))
+  state, _ = step(state, 0)          # compile, fill the buffer a little
+  jax.block_until_ready(state)
+  times = []
+  for r in range(repeats):
+    t = time.perf_counter()
+    state, _ = step(state, chunk * (r + 1))
+    jax.block_until_ready(state)
+    times.append(time.perf_counter() - t)
+  return chunk * spi * n / float(np.median(times))
+
+
+def run_jax_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, chunk: int,
+                  repeats: int) -> dict[str, Any]:
+  """Every measurement for a pure-JAX suite; `parts` are (env, rule object,
+  agent, optimiser). Returns a JSON-able dict."""
+  env, rule_obj, agent, opt = parts
+  out = header(suite, proto, task, rule, cfg, repeats)
+
+  out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, cfg.rollout_len * chunk, repeats)
+
+  single = Trainer(env, agent, rule_obj, opt, cfg)
+  out["train_steps_per_s"] = _train_rate(single, rule.params, 1, chunk, repeats)
+  out["train_over_env_ratio"] = out["train_steps_per_s"] / out["env_steps_per_s"]
+  scaling = {}
+  for vm in (0, 1):
+    tr = Trainer(env, agent, rule_obj, opt, dataclasses.replace(cfg, vmap_seeds=vm))
+    rate = _train_rate(tr, rule.params, seeds, chunk, repeats)
+    scaling["vmapped" if vm else "taking_turns"] = {
+        "steps_per_s": rate,
+        "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate}
+  out["seeds"] = seeds
+  out["scaling"] = scaling
+  out["learner"] = _learner_split(single, rule, agent, rule_obj, cfg, repeats)
+  return out
+
+
+def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats: int):
+  """Median times of the learner step and its parts on a real batch."""
+  state = trainer.init(0)
+  state, _ = trainer.run_chunk(state, rule.params, 0, 2)     # a filled buffer
+  batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+  return learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)

@@ -1,0 +1,61 @@
+"""The trainer for a task, chosen by the task's contract (no backend names).
+
+A :class:`~disco_eval.envs.base.JaxEnv` trains in one compiled program
+(:class:`~disco_eval.train.loop.Trainer`); a
+:class:`~disco_eval.envs.base.HostTask` steps its pools on the host
+(:class:`~disco_eval.train.host_loop.HostTrainer`). Both have the interface
+that sweeps use: ``task``, ``agent``, ``init``, ``run_chunk_group``,
+``evaluate``, ``vmaps_seeds``, ``stacks_seeds`` and ``close``.
+"""
+
+from typing import Any, Protocol
+
+import optax
+
+from disco_eval.agents.networks import Agent
+from disco_eval.envs.base import EnvSpec, HostTask
+from disco_eval.rules.base import UpdateRule
+from disco_eval.train.host_loop import HostTrainer
+from disco_eval.train.loop import TrainConfig, Trainer
+
+
+class RunTrainer(Protocol):
+  """What a sweep uses of a trainer (both trainers have it).
+
+  Attributes:
+    task: the env or host task trained on.
+    agent: the agent network (``agent.apply`` for evaluations).
+    vmaps_seeds: seeds share one vmapped program.
+    stacks_seeds: ``run_chunk_group`` takes the seeds' states stacked on a
+      leading axis (True) or as a list (False).
+  """
+
+  task: EnvSpec
+  agent: Agent
+  vmaps_seeds: bool
+  stacks_seeds: bool
+
+  def init(self, seed: int) -> Any:
+    """A fresh training state of one seed."""
+
+  def run_chunk_group(self, states: Any, rule_params: Any, start: int, count: int
+                      ) -> tuple[Any, Any]:
+    """Iterations [start, start + count) of the seeds' states; returns the new
+    states and metrics [S, chunk] (``return_sum``, ``episodes``, ``learned``,
+    ``loss``, ``active``)."""
+
+  def evaluate(self, params: Any, rng: Any, episodes: int) -> tuple[Any, dict]:
+    """Returns [episodes] of fresh episodes with `params`, and extra figures."""
+
+  def close(self) -> None:
+    """Releases what the trainer holds (host pools)."""
+
+
+def make_trainer(task: EnvSpec, agent: Agent, rule: UpdateRule,
+                 optimizer: optax.GradientTransformation, cfg: TrainConfig,
+                 protocol: Any) -> RunTrainer:
+  """The trainer of `task`: host-stepped for a HostTask, else pure JAX
+  (`protocol` gives a host task its training and evaluation levels)."""
+  if isinstance(task, HostTask):
+    return HostTrainer(task, agent, rule, optimizer, cfg, protocol)
+  return Trainer(task, agent, rule, optimizer, cfg)
