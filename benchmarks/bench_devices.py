@@ -37,7 +37,7 @@ from disco_eval.train.loop import Trainer  # noqa: E402
 
 def _median(fn, repeats: int) -> tuple[float, float]:
   """Median wall-clock and process CPU seconds of `fn` (after a warm-up)."""
-  jax.block_until_ready(fn())          # compile and warm up
+  jax.block_until_ready(fn())  # compile and warm up
   wall, cpu = [], []
   for _ in range(repeats):
     t, c = time.perf_counter(), time.process_time()
@@ -57,14 +57,16 @@ def measure(suite_name: str, rule_spec: str, n: int, chunk: int, repeats: int) -
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
   env, rule_obj, agent, opt = build_parts(suite, task, rule, settings)
   trainer = Trainer(env, agent, rule_obj, opt, cfg)
-  state, _ = trainer.run_chunk(trainer.init(0), rule.params, 0, chunk)   # a filled buffer
+  state, _ = trainer.run_chunk(trainer.init(0), rule.params, 0, chunk)  # a filled buffer
   batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
   if trainer.mesh is not None:
     batch = devices.put(batch, trainer.mesh, 1)
   step = jax.jit(trainer.learner_step)
   key = jax.random.PRNGKey(1)
-  learner, learner_cpu = _median(lambda: step(state.params, state.opt_state, state.rule_state,
-                                 rule.params, batch, key)[:4], repeats)
+  learner, learner_cpu = _median(
+    lambda: step(state.params, state.opt_state, state.rule_state, rule.params, batch, key)[:4],
+    repeats,
+  )
   it = [chunk]
 
   def one_chunk():
@@ -74,10 +76,16 @@ def measure(suite_name: str, rule_spec: str, n: int, chunk: int, repeats: int) -
     return state
 
   iteration, iteration_cpu = _median(one_chunk, repeats)
-  return {"devices": n, "learner_step_s": learner, "learner_step_cpu_s": learner_cpu,
-          "iteration_s": iteration / chunk, "iteration_cpu_s": iteration_cpu / chunk,
-          "batch_trajectories": cfg.sample_entries * cfg.num_envs,
-          "num_envs": cfg.num_envs, "rollout_len": cfg.rollout_len}
+  return {
+    "devices": n,
+    "learner_step_s": learner,
+    "learner_step_cpu_s": learner_cpu,
+    "iteration_s": iteration / chunk,
+    "iteration_cpu_s": iteration_cpu / chunk,
+    "batch_trajectories": cfg.sample_entries * cfg.num_envs,
+    "num_envs": cfg.num_envs,
+    "rollout_len": cfg.rollout_len,
+  }
 
 
 def main() -> None:
@@ -89,8 +97,18 @@ def main() -> None:
   parser.add_argument("--repeats", type=int, default=5)
   args = parser.parse_args()
   rows = [measure(args.suite, args.rule, n, args.chunk, args.repeats) for n in args.devices]
-  print(json.dumps({"device": device_description(), "jax": jax.__version__,
-                    "suite": args.suite, "rule": args.rule, "results": rows}, indent=2))
+  print(
+    json.dumps(
+      {
+        "device": device_description(),
+        "jax": jax.__version__,
+        "suite": args.suite,
+        "rule": args.rule,
+        "results": rows,
+      },
+      indent=2,
+    )
+  )
 
 
 if __name__ == "__main__":

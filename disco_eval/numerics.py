@@ -85,12 +85,10 @@ def decode_value(logits: Array, max_abs_value: float) -> Array:
   return signed_parabolic(categorical_expectation(logits, max_abs_value))
 
 
-def categorical_value_loss(logits: Array, value_target: Array,
-                           max_abs_value: float) -> Array:
+def categorical_value_loss(logits: Array, value_target: Array, max_abs_value: float) -> Array:
   """Cross-entropy of logits [..., N] to the two-hot of h(value_target) [...]."""
   num_bins = logits.shape[-1]
-  target = jax.lax.stop_gradient(
-      two_hot(signed_hyperbolic(value_target), max_abs_value, num_bins))
+  target = jax.lax.stop_gradient(two_hot(signed_hyperbolic(value_target), max_abs_value, num_bins))
   return -jnp.sum(target * jax.nn.log_softmax(logits), axis=-1)
 
 
@@ -126,8 +124,7 @@ def log_prob(logits: Array, actions: Array) -> Array:
 # Off-policy returns.
 
 
-def retrace(q_taken: Array, v: Array, rewards: Array, discounts: Array,
-            c: Array) -> Array:
+def retrace(q_taken: Array, v: Array, rewards: Array, discounts: Array, c: Array) -> Array:
   """Retrace returns for Q(s_t, a_t), t = 0..T-1.
 
   G_{T-1} = r_{T-1} + g_{T-1} v_T and, going backwards,
@@ -157,13 +154,21 @@ def retrace(q_taken: Array, v: Array, rewards: Array, discounts: Array,
 
 class VTraceOutput(NamedTuple):
   """V-trace targets [T, B] and policy-gradient advantages [T, B]."""
+
   vs: Array
   pg_advantage: Array
 
 
-def vtrace(v_tm1: Array, v_t: Array, rewards: Array, discounts: Array,
-           rho: Array, lambda_: float = 1.0, clip_rho: float = 1.0,
-           clip_pg_rho: float = 1.0) -> VTraceOutput:
+def vtrace(
+  v_tm1: Array,
+  v_t: Array,
+  rewards: Array,
+  discounts: Array,
+  rho: Array,
+  lambda_: float = 1.0,
+  clip_rho: float = 1.0,
+  clip_pg_rho: float = 1.0,
+) -> VTraceOutput:
   """V-trace (Espeholt et al., 2018) with a trace coefficient lambda.
 
   Args:
@@ -190,11 +195,9 @@ def vtrace(v_tm1: Array, v_t: Array, rewards: Array, discounts: Array,
     acc = delta + d * c * acc
     return acc, acc
 
-  _, diffs = jax.lax.scan(step, jnp.zeros_like(v_t[-1]), (deltas, discounts, cs),
-                          reverse=True)
+  _, diffs = jax.lax.scan(step, jnp.zeros_like(v_t[-1]), (deltas, discounts, cs), reverse=True)
   vs = diffs + v_tm1
-  vs_next = jnp.concatenate(
-      [lambda_ * vs[1:] + (1.0 - lambda_) * v_tm1[1:], v_t[-1:]], axis=0)
+  vs_next = jnp.concatenate([lambda_ * vs[1:] + (1.0 - lambda_) * v_tm1[1:], v_t[-1:]], axis=0)
   pg_rho = jnp.minimum(clip_pg_rho, rho)
   adv = pg_rho * (rewards + discounts * vs_next - v_tm1)
   return VTraceOutput(jax.lax.stop_gradient(vs), jax.lax.stop_gradient(adv))
@@ -206,6 +209,7 @@ def vtrace(v_tm1: Array, v_t: Array, rewards: Array, discounts: Array,
 
 class EmaState(NamedTuple):
   """Adam-style debiased moving moments of a scalar statistic."""
+
   moment1: Array
   moment2: Array
   decay_product: Array
@@ -216,19 +220,19 @@ def ema_init() -> EmaState:
   return EmaState(z, z, jnp.ones((), jnp.float32))
 
 
-def ema_update(state: EmaState, x: Array, decay: float,
-               axis_name: str | None = None) -> EmaState:
+def ema_update(state: EmaState, x: Array, decay: float, axis_name: str | None = None) -> EmaState:
   """Moves the moments towards mean(x) and mean(x^2) over all entries."""
   m1, m2 = jnp.mean(x), jnp.mean(jnp.square(x))
   if axis_name is not None:
     m1, m2 = jax.lax.pmean((m1, m2), axis_name)
-  return EmaState(decay * state.moment1 + (1.0 - decay) * m1,
-                  decay * state.moment2 + (1.0 - decay) * m2,
-                  state.decay_product * decay)
+  return EmaState(
+    decay * state.moment1 + (1.0 - decay) * m1,
+    decay * state.moment2 + (1.0 - decay) * m2,
+    state.decay_product * decay,
+  )
 
 
-def ema_normalize(x: Array, state: EmaState, eps: float,
-                  subtract_mean: bool = True) -> Array:
+def ema_normalize(x: Array, state: EmaState, eps: float, subtract_mean: bool = True) -> Array:
   """(x - mean) / (sqrt(var + 1e-12) + eps) with debiased moments."""
   debias = 1.0 / (1.0 - state.decay_product)
   mean = state.moment1 * debias

@@ -33,7 +33,9 @@ def manifest_dir(kind: str) -> Path:
   root = Path(env) if env else PROJECT_ROOT
   folder = root / kind
   if not folder.is_dir():
-    raise UserError(f"no {kind} manifests at {folder}; install disco-eval from a checkout "
-                    "(pip install -e .) or set DISCO_EVAL_MANIFESTS to a folder holding "
-                    "rules/ and suites/")
+    raise UserError(
+      f"no {kind} manifests at {folder}; install disco-eval from a checkout "
+      "(pip install -e .) or set DISCO_EVAL_MANIFESTS to a folder holding "
+      "rules/ and suites/"
+    )
   return folder

@@ -6,8 +6,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from disco_eval.runs import SweepSpec, run_sweep
 from disco_eval.rules import ppo
+from disco_eval.runs import SweepSpec, run_sweep
 
 
 def test_gae_matches_a_plain_loop():
@@ -35,18 +35,29 @@ def test_masked_normalize_ignores_masked_entries():
 
 
 def test_clipped_surrogate_has_no_gradient_outside_the_clip():
-  import jax
-  from disco_eval.rules.base import Rollout
   import dataclasses
+
+  import jax
+
   from disco_eval.config import manifests
+  from disco_eval.rules.base import Rollout
+
   cfg = ppo.from_settings(manifests.load_rule_manifest("ppo").settings()).cfg
   rule = ppo.PPO(dataclasses.replace(cfg, entropy_cost=0.0, value_cost=0.0))
   t, b, a = 2, 1, 2
-  batch = Rollout(jnp.zeros((t, b, 1)), jnp.zeros((t, b), jnp.int32), jnp.zeros((t, b)),
-                  jnp.ones((t, b)), jnp.zeros((t, b, a)))
-  targets = ppo.PPOTargets(advantage=jnp.ones((t - 1, b)), returns=jnp.zeros((t - 1, b)),
-                           old_value=jnp.zeros((t - 1, b)),
-                           behaviour_logp=jnp.full((t - 1, b), jnp.log(0.5)))
+  batch = Rollout(
+    jnp.zeros((t, b, 1)),
+    jnp.zeros((t, b), jnp.int32),
+    jnp.zeros((t, b)),
+    jnp.ones((t, b)),
+    jnp.zeros((t, b, a)),
+  )
+  targets = ppo.PPOTargets(
+    advantage=jnp.ones((t - 1, b)),
+    returns=jnp.zeros((t - 1, b)),
+    old_value=jnp.zeros((t - 1, b)),
+    behaviour_logp=jnp.full((t - 1, b), jnp.log(0.5)),
+  )
 
   def pg(logit0):
     logits = jnp.stack([jnp.full((t, b), logit0), jnp.zeros((t, b))], -1)
@@ -63,8 +74,9 @@ def test_clipped_surrogate_has_no_gradient_outside_the_clip():
 @pytest.mark.parametrize("rule,steps,margin", [("ppo", 20_000, 0.3), ("impala", 30_000, 0.0)])
 def test_baselines_learn_catch(tmp_path, rule, steps, margin):
   # Random play scores about -0.6 on Catch; both must end clearly above it.
-  results = run_sweep(SweepSpec(suite="catch", rules=(rule,), seeds=(0,), steps=steps,
-                                out=tmp_path))
+  results = run_sweep(
+    SweepSpec(suite="catch", rules=(rule,), seeds=(0,), steps=steps, out=tmp_path)
+  )
   [res] = results
   assert res.status == "complete", res.error
   assert res.summary["score"] > margin, res.summary
@@ -72,8 +84,14 @@ def test_baselines_learn_catch(tmp_path, rule, steps, margin):
 
 @pytest.mark.slow
 def test_rule_scoped_override_and_alias_are_recorded(tmp_path):
-  spec = SweepSpec(suite="catch", rules=("ppo", "impala"), seeds=(0,), steps=600,
-                   out=tmp_path, overrides=(("ppo.lr", "3e-4"), ("train.chunk", "4")))
+  spec = SweepSpec(
+    suite="catch",
+    rules=("ppo", "impala"),
+    seeds=(0,),
+    steps=600,
+    out=tmp_path,
+    overrides=(("ppo.lr", "3e-4"), ("train.chunk", "4")),
+  )
   results = run_sweep(spec)
   assert [r.status for r in results] == ["complete", "complete"]
   cfg = {r.rule: json.loads((r.path / "config.json").read_text()) for r in results}
@@ -87,6 +105,7 @@ def test_rule_scoped_override_and_alias_are_recorded(tmp_path):
   # Their iterations differ in size (PPO 16 x 33, the protocol 2 x 29), so they
   # stop at different env steps; they share the budget asked for, and a table.
   from disco_eval.analysis import compare
+
   assert len({c["env_steps"] for c in cfg.values()}) == 2
   result = compare.compare(tmp_path, reps=100)
   assert [g.key.protocol for g in result.groups] == ["reference@600"]

@@ -8,8 +8,14 @@ from disco_eval.errors import UserError
 
 @pytest.mark.slow
 def test_bench_reports_every_measurement():
-  res = bench.run_bench("catch", "actor_critic", seeds=2, chunk=2, repeats=1,
-                        overrides=(("agent.torso_hidden", "[16]"),))
+  res = bench.run_bench(
+    "catch",
+    "actor_critic",
+    seeds=2,
+    chunk=2,
+    repeats=1,
+    overrides=(("agent.torso_hidden", "[16]"),),
+  )
   assert res["env_steps_per_s"] > 0 and res["train_steps_per_s"] > 0
   assert 0 < res["train_over_env_ratio"]
   assert set(res["scaling"]) == {"taking_turns", "vmapped"}

@@ -5,7 +5,7 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from disco_eval import bench                                    # noqa: E402
+from disco_eval import bench  # noqa: E402
 
 TINY = {"agent.impala_channels": "[8, 8, 8]", "agent.impala_hidden": "64"}
 
@@ -13,8 +13,13 @@ TINY = {"agent.impala_channels": "[8, 8, 8]", "agent.impala_hidden": "64"}
 @pytest.mark.slow
 def test_bench_on_procgen_reports_every_measurement():
   res = bench.run_bench(
-      "procgen", "actor_critic", seeds=2, task="coinrun", repeats=1,
-      overrides=(("train.num_envs", "4"), ("train.rollout_len", "8"), *TINY.items()))
+    "procgen",
+    "actor_critic",
+    seeds=2,
+    task="coinrun",
+    repeats=1,
+    overrides=(("train.num_envs", "4"), ("train.rollout_len", "8"), *TINY.items()),
+  )
   assert res["suite"] == "procgen" and res["backend"] == "envpool" and res["envpool"]
   assert res["env_steps_per_s"] > 0 and res["train_steps_per_s"] > 0
   m = res["one_seed"]

@@ -16,8 +16,17 @@ from disco_eval.runs import SweepSpec, plan_sweep
 REPO = Path(__file__).resolve().parents[1]
 # The keys of config.json before the label was stored (seed, versions and
 # created are added per run).
-OLD_KEYS = {"suite", "task", "protocol", "rule", "settings", "train", "env_steps",
-            "budget", "overrides"}
+OLD_KEYS = {
+  "suite",
+  "task",
+  "protocol",
+  "rule",
+  "settings",
+  "train",
+  "env_steps",
+  "budget",
+  "overrides",
+}
 
 
 def _identity(name: str) -> RuleIdentity:
@@ -26,8 +35,9 @@ def _identity(name: str) -> RuleIdentity:
 
 
 def _resolve(rule: str, suite: str = "catch", **kwargs):
-  return resolve.resolve(suites.load_suite(suite), suite, _identity(rule),
-                         manifests.load_rule_manifest(rule), **kwargs)
+  return resolve.resolve(
+    suites.load_suite(suite), suite, _identity(rule), manifests.load_rule_manifest(rule), **kwargs
+  )
 
 
 # --- precedence ----------------------------------------------------------------
@@ -45,10 +55,10 @@ def test_protocol_then_rule_train_table_then_set():
 
 def test_per_suite_table_then_global_then_scoped_set():
   base = _resolve("disco103").settings["optimizer"]["learning_rate"]
-  assert base == 1e-2                                    # [suites.catch] over 3e-4
+  assert base == 1e-2  # [suites.catch] over 3e-4
   glob = _resolve("disco103", overrides=(("optimizer.learning_rate", "2e-3"),))
   assert glob.settings["optimizer"]["learning_rate"] == 2e-3
-  both = (("lr", "2e-3"), ("disco103.lr", "5e-4"))        # alias; scoped after global
+  both = (("lr", "2e-3"), ("disco103.lr", "5e-4"))  # alias; scoped after global
   assert _resolve("disco103", overrides=both).settings["optimizer"]["learning_rate"] == 5e-4
 
 
@@ -87,7 +97,7 @@ def test_to_json_is_the_old_config_plus_the_label():
   assert doc["train"] == dataclasses.asdict(cfg.train)
   assert doc["overrides"] == {"ppo.lr": "3e-4"}
   assert doc["label"] == label.protocol_label(doc) == cfg.label
-  json.dumps(doc)                                       # JSON-able as it is
+  json.dumps(doc)  # JSON-able as it is
   unseeded = dataclasses.replace(cfg, episodes_reproducible=False).to_json()
   assert unseeded["episodes_reproducible"] is False and unseeded["label"] == cfg.label
   with pytest.raises(dataclasses.FrozenInstanceError):
@@ -95,9 +105,12 @@ def test_to_json_is_the_old_config_plus_the_label():
 
 
 def test_label_of_old_stored_configs():
-  old = {"protocol": {"name": "1m", "env_steps": 1_000_000},
-         "train": {"num_envs": 16, "rollout_len": 29}, "env_steps": 1_000_384}
-  assert label.protocol_label(old) == "1m"                      # rounded up: on protocol
+  old = {
+    "protocol": {"name": "1m", "env_steps": 1_000_000},
+    "train": {"num_envs": 16, "rollout_len": 29},
+    "env_steps": 1_000_384,
+  }
+  assert label.protocol_label(old) == "1m"  # rounded up: on protocol
   assert label.protocol_label({**old, "env_steps": 40_000}) == "1m@40000"
   assert label.protocol_label({**old, "budget": 40_000}) == "1m@40000"
   assert label.protocol_label({**old, "budget": 1_000_000, "env_steps": 1}) == "1m"
@@ -125,8 +138,11 @@ def test_a_record_written_before_the_label_still_resumes(tmp_path):
 
 
 def test_unknown_set_keys_are_refused():
-  with pytest.raises(UserError, match=r"unknown setting 'hyperparams.nope'; valid keys in "
-                                      r"\[hyperparams\]: .*vtrace_lambda"):
+  with pytest.raises(
+    UserError,
+    match=r"unknown setting 'hyperparams.nope'; valid keys in "
+    r"\[hyperparams\]: .*vtrace_lambda",
+  ):
     _resolve("impala", overrides=(("hyperparams.nope", "1"),))
   with pytest.raises(UserError, match="unknown setting 'train.nope'; train settings"):
     _resolve("impala", overrides=(("train.nope", "1"),))
@@ -141,8 +157,11 @@ def test_schema_names_the_key_the_table_and_the_valid_keys():
     b: int
 
   assert schema.from_tables(Toy, {"hyperparams": {"a": 1}, "rule": {"b": 2.0}}, "t") == Toy(1.0, 2)
-  with pytest.raises(UserError, match=r"^t: unknown key 'c' in \[rule\]; valid keys of "
-                                      r"\[hyperparams\] and \[rule\]: a, b$"):
+  with pytest.raises(
+    UserError,
+    match=r"^t: unknown key 'c' in \[rule\]; valid keys of "
+    r"\[hyperparams\] and \[rule\]: a, b$",
+  ):
     schema.from_tables(Toy, {"hyperparams": {"a": 1}, "rule": {"b": 2, "c": 3}}, "t")
   with pytest.raises(UserError, match="t: missing key 'b'"):
     schema.from_tables(Toy, {"hyperparams": {"a": 1}}, "t")
@@ -166,18 +185,29 @@ def _copy_rules(tmp_path, monkeypatch, name, edit):
 
 
 def test_unknown_rule_key_in_a_manifest_fails_before_any_work(tmp_path, monkeypatch):
-  _copy_rules(tmp_path, monkeypatch, "impala",
-              lambda t: t.replace("pg_cost = 1.0", "pg_cost = 1.0\npg_costs = 2.0"))
-  with pytest.raises(UserError, match=r"impala.toml: unknown key 'pg_costs' in "
-                                      r"\[hyperparams\]; valid keys of .*pg_cost"):
+  _copy_rules(
+    tmp_path,
+    monkeypatch,
+    "impala",
+    lambda t: t.replace("pg_cost = 1.0", "pg_cost = 1.0\npg_costs = 2.0"),
+  )
+  with pytest.raises(
+    UserError,
+    match=r"impala.toml: unknown key 'pg_costs' in "
+    r"\[hyperparams\]; valid keys of .*pg_cost",
+  ):
     plan_sweep(SweepSpec(suite="catch", rules=("impala",), seeds=(0,), out=tmp_path))
 
 
 @pytest.mark.parametrize("table,line", [("optimizer", "lr = 1.0"), ("train", "chunks = 3")])
 def test_unknown_optimizer_or_train_key_in_a_manifest(tmp_path, monkeypatch, table, line):
-  _copy_rules(tmp_path, monkeypatch, "ppo",
-              lambda t: t.replace(f"[{table}]\n", f"[{table}]\n{line}\n"))
+  _copy_rules(
+    tmp_path, monkeypatch, "ppo", lambda t: t.replace(f"[{table}]\n", f"[{table}]\n{line}\n")
+  )
   key = line.split(" ")[0]
-  with pytest.raises(UserError, match=rf"ppo.toml: unknown key '{key}' in \[{table}\]; "
-                                      "valid keys: "):
+  with pytest.raises(
+    UserError,
+    match=rf"ppo.toml: unknown key '{key}' in \[{table}\]; "
+    "valid keys: ",
+  ):
     manifests.load_rule_manifest("ppo")

@@ -15,17 +15,22 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
 from disco_eval.rules import weights
-from disco_eval.agents.networks import Agent
 from disco_eval.rules.base import OutputSpec, Rollout
 from disco_eval.rules.registry import build_rule
 
 RULES = [m.name for m in manifests.list_rule_manifests()]
 # Catch-sized: 8x8 boards, 3 actions; a tiny torso keeps the test fast.
 OBS_SHAPE, NUM_ACTIONS, T, B = (8, 8), 3, 5, 4
-TINY_AGENT = {"torso": "mlp", "torso_hidden": [16], "model_lstm_size": 8,
-              "model_head_hidden": [8], "head_init_std": 0.01}
+TINY_AGENT = {
+  "torso": "mlp",
+  "torso_hidden": [16],
+  "model_lstm_size": 8,
+  "model_head_hidden": [8],
+  "head_init_std": 0.01,
+}
 
 
 def make_rule(name: str, shared_dir: Path):
@@ -48,11 +53,12 @@ def random_rollout(seed: int = 0) -> Rollout:
   rng = np.random.default_rng(seed)
   discounts = (rng.random((T + 1, B)) > 0.25).astype(np.float32)
   return Rollout(
-      observations=jnp.asarray(rng.random((T + 1, B) + OBS_SHAPE) < 0.1, jnp.float32),
-      actions=jnp.asarray(rng.integers(0, NUM_ACTIONS, (T + 1, B)), jnp.int32),
-      rewards=jnp.asarray(rng.choice([0.0, 1.0, -1.0], (T + 1, B)), jnp.float32),
-      discounts=jnp.asarray(discounts),
-      behaviour_logits=jnp.asarray(rng.normal(size=(T + 1, B, NUM_ACTIONS)), jnp.float32))
+    observations=jnp.asarray(rng.random((T + 1, B) + OBS_SHAPE) < 0.1, jnp.float32),
+    actions=jnp.asarray(rng.integers(0, NUM_ACTIONS, (T + 1, B)), jnp.int32),
+    rewards=jnp.asarray(rng.choice([0.0, 1.0, -1.0], (T + 1, B)), jnp.float32),
+    discounts=jnp.asarray(discounts),
+    behaviour_logits=jnp.asarray(rng.normal(size=(T + 1, B, NUM_ACTIONS)), jnp.float32),
+  )
 
 
 def assert_finite_tree(tree, what: str) -> None:
@@ -82,7 +88,7 @@ def rule_parts(request, shared_dir):
 
 
 def test_every_rule_manifest_builds_a_rule():
-  assert "disco103" in RULES and "actor_critic" in RULES   # the list is not empty by accident
+  assert "disco103" in RULES and "actor_critic" in RULES  # the list is not empty by accident
   for name in RULES:
     manifest = manifests.load_rule_manifest(name)
     rule = build_rule(manifest.kind, manifest.settings("catch"), manifest.name)
@@ -109,8 +115,9 @@ def _targets_and_loss(rule, rule_params, agent, params, state, batch):
   """What a learner step computes: targets outside the gradient, then the
   masked mean of the per-step loss and its gradient w.r.t. the agent params."""
   out = agent.apply(params, batch.observations)
-  targets, new_state, logs = rule.targets(rule_params, state, batch,
-                                          jax.lax.stop_gradient(out), params, agent.apply)
+  targets, new_state, logs = rule.targets(
+    rule_params, state, batch, jax.lax.stop_gradient(out), params, agent.apply
+  )
 
   def mean_loss(p):
     per_step, loss_logs = rule.loss(agent.apply(p, batch.observations), targets, batch)

@@ -29,18 +29,22 @@ from disco_eval.errors import UserError
 # bound the environment guarantees, or one far above what random play needs.
 # The host loop stops as soon as every environment has ended one.
 EPISODE_STEP_CAPS = {
-    "catch": 8,          # episodes are rows - 1 = 7 steps long
-    "sokoban": 121,      # 120-step timeout
-    "procgen": 1001,     # ProcGen's 1000-step time limit (fast: EnvPool, 2 environments)
-    "crafter": 1000,     # random play dies after ~130-220 steps (measured), long before 10,000
-    # nethack: not seedable, episodes of random play run for thousands of steps
+  "catch": 8,  # episodes are rows - 1 = 7 steps long
+  "sokoban": 121,  # 120-step timeout
+  "procgen": 1001,  # ProcGen's 1000-step time limit (fast: EnvPool, 2 environments)
+  "crafter": 1000,  # random play dies after ~130-220 steps (measured), long before 10,000
+  # nethack: not seedable, episodes of random play run for thousands of steps
 }
 NUM_ENVS = 2
 
 
 def _tasks(host: bool) -> list:
-  return [pytest.param(s.name, t, id=f"{s.name}-{t}") for s in suites.list_suites()
-          for t in s.tasks if (s.backend != "jax") == host]
+  return [
+    pytest.param(s.name, t, id=f"{s.name}-{t}")
+    for s in suites.list_suites()
+    for t in s.tasks
+    if (s.backend != "jax") == host
+  ]
 
 
 JAX_TASKS, HOST_TASKS = _tasks(host=False), _tasks(host=True)
@@ -53,7 +57,7 @@ def make_task(suite_name: str, task: str, shared_dir: Path):
   Skips when the backend's package or the suite's data is missing.
   """
   suite = suites.load_suite(suite_name)
-  if suite.name == "sokoban":            # its levels come from the cache: fill it
+  if suite.name == "sokoban":  # its levels come from the cache: fill it
     if not (shared_dir / "boxoban" / "unfiltered").is_dir():
       pytest.skip("shared Boxoban levels are missing")
     boxoban.pull(shared_dir / "boxoban")
@@ -74,7 +78,8 @@ def random_actions(num_actions: int, steps: int, seed: int = 0) -> np.ndarray:
 def layout(tree) -> list:
   """Structure, shapes and dtypes of a pytree."""
   return [jax.tree_util.tree_structure(tree)] + [
-      (np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)]
+    (np.shape(x), jnp.result_type(x)) for x in jax.tree.leaves(tree)
+  ]
 
 
 # --- every task: manifests and spaces ---------------------------------------------

@@ -10,12 +10,19 @@ import pytest
 
 pytest.importorskip("crafter")
 
-from disco_eval.envs import crafter as cr                       # noqa: E402
-from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.envs import crafter as cr  # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep  # noqa: E402
 
-PUBLISHED = Path(__file__).resolve().parents[2] / "shared" / "published" / "crafter_published_per_seed.csv"
-TINY = {"torso": "impala_cnn", "impala_channels": [4, 8], "impala_hidden": 32,
-        "model_lstm_size": 16, "model_head_hidden": [16]}
+PUBLISHED = (
+  Path(__file__).resolve().parents[2] / "shared" / "published" / "crafter_published_per_seed.csv"
+)
+TINY = {
+  "torso": "impala_cnn",
+  "impala_channels": [4, 8],
+  "impala_hidden": 32,
+  "model_lstm_size": 16,
+  "model_head_hidden": [16],
+}
 
 
 def test_score_matches_the_published_per_seed_figures():
@@ -38,10 +45,11 @@ def test_score_edges():
 
 def test_score_from_rows_counts_every_episode():
   zero = {f"ach_{k}": 0.0 for k in cr.ACHIEVEMENTS}
-  rows = [{"episodes": 0, "avg_return": float("nan"), **zero},
-          {"episodes": 2, "avg_return": 3.0, **zero, "ach_collect_wood": 2.0},
-          {"episodes": 2, "avg_return": 1.0, **zero, "ach_collect_wood": 1.0,
-           "ach_wake_up": 1.0}]
+  rows = [
+    {"episodes": 0, "avg_return": float("nan"), **zero},
+    {"episodes": 2, "avg_return": 3.0, **zero, "ach_collect_wood": 2.0},
+    {"episodes": 2, "avg_return": 1.0, **zero, "ach_collect_wood": 1.0, "ach_wake_up": 1.0},
+  ]
   out = cr.score_from_rows(rows)
   assert out["train_episodes"] == 4 and out["reward"] == pytest.approx(2.0)
   assert out["success_rates"]["collect_wood"] == 75.0
@@ -66,7 +74,7 @@ def test_env_adapter_is_seeded_channel_first_and_reports_achievements():
     if term or trunc:
       assert set(info) == set(cr.EPISODE_COLUMNS)
       assert all(info[c] in (0.0, 1.0) for c in info if c.startswith("ach_"))
-      assert term and not trunc      # a random player dies long before 10,000 steps
+      assert term and not trunc  # a random player dies long before 10,000 steps
       assert info["episode_steps"] > 1
       break
     assert info is None
@@ -77,11 +85,21 @@ def test_env_adapter_is_seeded_channel_first_and_reports_achievements():
 @pytest.mark.slow
 def test_tiny_crafter_sweep(tmp_path, disco103_npz):
   spec = SweepSpec(
-      suite="crafter", rules=(str(disco103_npz),), seeds=(0,), steps=1200, out=tmp_path,
-      overrides=(("train.num_envs", "4"), ("train.rollout_len", "25"),
-                 ("train.min_buffer", "4"), ("train.sample_entries", "1"),
-                 ("train.buffer_capacity", "8"), ("train.chunk", "4"),
-                 *((f"agent.{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in TINY.items())))
+    suite="crafter",
+    rules=(str(disco103_npz),),
+    seeds=(0,),
+    steps=1200,
+    out=tmp_path,
+    overrides=(
+      ("train.num_envs", "4"),
+      ("train.rollout_len", "25"),
+      ("train.min_buffer", "4"),
+      ("train.sample_entries", "1"),
+      ("train.buffer_capacity", "8"),
+      ("train.chunk", "4"),
+      *((f"agent.{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in TINY.items()),
+    ),
+  )
   results = run_sweep(spec)
   assert [r.status for r in results] == ["complete"], [r.error for r in results]
   path, summary = results[0].path, results[0].summary
@@ -93,7 +111,7 @@ def test_tiny_crafter_sweep(tmp_path, disco103_npz):
   assert len(rows) == 12 and int(rows[-1]["env_steps"]) == 1200
   assert {f"ach_{k}" for k in cr.ACHIEVEMENTS} <= set(rows[0])
   episodes = sum(int(r["episodes"]) for r in rows)
-  assert summary["train_episodes"] == episodes > 0   # random players die within ~300 steps
+  assert summary["train_episodes"] == episodes > 0  # random players die within ~300 steps
   assert set(summary["success_rates"]) == set(cr.ACHIEVEMENTS)
   assert 0.0 <= summary["score"] <= 100.0
   assert summary["normalized_score"] == pytest.approx(summary["score"] / 100)

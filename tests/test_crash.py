@@ -16,17 +16,38 @@ from pathlib import Path
 
 import pytest
 
-
-ARGS = ["run", "catch", "--rule", "actor_critic", "--seeds", "2", "--steps", str(58 * 36),
-        "--checkpoint-every", "1", "--set", "train.min_buffer=4",
-        "--set", "train.sample_entries=4", "--set", "train.chunk=4",
-        "--set", "agent.torso_hidden=[32]", "--json"]
+ARGS = [
+  "run",
+  "catch",
+  "--rule",
+  "actor_critic",
+  "--seeds",
+  "2",
+  "--steps",
+  str(58 * 36),
+  "--checkpoint-every",
+  "1",
+  "--set",
+  "train.min_buffer=4",
+  "--set",
+  "train.sample_entries=4",
+  "--set",
+  "train.chunk=4",
+  "--set",
+  "agent.torso_hidden=[32]",
+  "--json",
+]
 
 
 def start(out: Path, home: Path) -> subprocess.Popen:
   env = dict(os.environ, DISCO_EVAL_HOME=str(home))
-  return subprocess.Popen([sys.executable, "-m", "disco_eval.cli", *ARGS, "--out", str(out)],
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, text=True)
+  return subprocess.Popen(
+    [sys.executable, "-m", "disco_eval.cli", *ARGS, "--out", str(out)],
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    env=env,
+    text=True,
+  )
 
 
 def finish(out: Path, home: Path) -> list[dict]:
@@ -116,11 +137,16 @@ def test_killed_sweep_resumes_to_identical_records(tmp_path, disco_home):
   # The final tables are those of the uninterrupted sweep.
   tables = []
   for out in (clean, crashed):
-    res = subprocess.run([sys.executable, "-m", "disco_eval.cli", "compare", str(out), "--json",
-                          "--reps", "2000"], capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, DISCO_EVAL_HOME=str(disco_home)))
+    res = subprocess.run(
+      [sys.executable, "-m", "disco_eval.cli", "compare", str(out), "--json", "--reps", "2000"],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=dict(os.environ, DISCO_EVAL_HOME=str(disco_home)),
+    )
     assert res.returncode == 0, res.stderr
     groups = json.loads(res.stdout)["groups"]
-    tables.append([{k: g[k] for k in ("per_task", "aggregate", "matrices", "seeds")}
-                   for g in groups])
+    tables.append(
+      [{k: g[k] for k in ("per_task", "aggregate", "matrices", "seeds")} for g in groups]
+    )
   assert tables[0] == tables[1]

@@ -23,22 +23,36 @@ from disco_eval.train import devices
 
 REPO = Path(__file__).resolve().parents[1]
 WEIGHTS = REPO.parent / "shared" / "rules" / "disco_103.npz"
-TINY = ["--set", "train.min_buffer=4", "--set", "train.sample_entries=4",
-        "--set", "train.chunk=8", "--set", "agent.torso_hidden=[32]"]
+TINY = [
+  "--set",
+  "train.min_buffer=4",
+  "--set",
+  "train.sample_entries=4",
+  "--set",
+  "train.chunk=8",
+  "--set",
+  "agent.torso_hidden=[32]",
+]
 
 
 def two_device_env(**extra: str) -> dict:
   flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=2"
-  return dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu",
-              PYTHONPATH=str(REPO), **extra)
+  return dict(
+    os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu", PYTHONPATH=str(REPO), **extra
+  )
 
 
 @pytest.fixture(scope="module")
 def probe() -> dict:
   weights = str(WEIGHTS) if WEIGHTS.is_file() else "none"
-  res = subprocess.run([sys.executable, str(REPO / "tests" / "two_devices_probe.py"), weights],
-                       cwd=REPO, env=two_device_env(), capture_output=True, text=True,
-                       timeout=600)
+  res = subprocess.run(
+    [sys.executable, str(REPO / "tests" / "two_devices_probe.py"), weights],
+    cwd=REPO,
+    env=two_device_env(),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
   assert res.returncode == 0, res.stderr[-4000:]
   return json.loads(res.stdout.strip().splitlines()[-1])
 
@@ -55,15 +69,15 @@ def test_catch_on_two_devices_learns_what_one_device_learns(probe):
   # near-tie may sample another action (one episode: +-2). Not bit-exact.
   np.testing.assert_allclose(c["returns_2"], c["returns_1"], rtol=0, atol=2.0)
   np.testing.assert_allclose(c["losses_2"], c["losses_1"], rtol=1e-4, atol=1e-6)
-  assert c["params_moved"] > 1e-2                  # learning happened...
-  assert c["params_rel_diff"] < 1e-3               # ...the same on both
+  assert c["params_moved"] > 1e-2  # learning happened...
+  assert c["params_rel_diff"] < 1e-3  # ...the same on both
   assert c["rule_state_rel_diff"] < 1e-3
 
 
 @pytest.mark.slow
 def test_rule_statistics_are_averaged_across_devices(probe):
   s = probe["statistics"]
-  assert s["all_reduce"]            # the devices' partial results are combined
+  assert s["all_reduce"]  # the devices' partial results are combined
   assert s["loss_split"] == pytest.approx(s["loss_whole"], rel=1e-5)
   h0, h1 = s["halves"]
   for key, whole in s["whole"].items():
@@ -72,7 +86,7 @@ def test_rule_statistics_are_averaged_across_devices(probe):
     assert s["split"][key] == pytest.approx(whole, rel=1e-4, abs=1e-8), key
     assert s["split"][key] == pytest.approx((h0[key] + h1[key]) / 2, rel=1e-4, abs=1e-8), key
     assert abs(h0[key] - h1[key]) > 1e-2 * abs(whole), key
-  if probe["rule"] == "disco103":   # the meta-LSTM steps on the pooled whole batch
+  if probe["rule"] == "disco103":  # the meta-LSTM steps on the pooled whole batch
     hidden = {k: np.asarray(v) for k, v in s["hidden"].items() if k != "halves"}
     np.testing.assert_allclose(hidden["split"], hidden["whole"], atol=1e-5)
     for half in s["hidden"]["halves"]:
@@ -107,14 +121,19 @@ def test_devices_setting_and_its_errors():
 
 
 def cli(*args, home: Path) -> subprocess.CompletedProcess:
-  return subprocess.run([sys.executable, "-m", "disco_eval.cli", *map(str, args)],
-                        cwd=REPO, env=two_device_env(DISCO_EVAL_HOME=str(home)),
-                        capture_output=True, text=True, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "disco_eval.cli", *map(str, args)],
+    cwd=REPO,
+    env=two_device_env(DISCO_EVAL_HOME=str(home)),
+    capture_output=True,
+    text=True,
+    timeout=600,
+  )
 
 
 def one_line_error(res) -> str:
   assert res.returncode == 1, res.stdout + res.stderr
-  lines = [l for l in res.stderr.strip().splitlines() if l.strip()]
+  lines = [line for line in res.stderr.strip().splitlines() if line.strip()]
   assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
   return lines[0]
 
@@ -125,8 +144,11 @@ def test_cli_devices(tmp_path, disco_home):
   line = one_line_error(cli(*base, "--devices", "4", "--out", tmp_path / "a", home=disco_home))
   assert "JAX sees 2 cpu device(s)" in line
   assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in line
-  line = one_line_error(cli(*base, "--devices", "2", "--set", "train.num_envs=3",
-                            "--out", tmp_path / "b", home=disco_home))
+  line = one_line_error(
+    cli(
+      *base, "--devices", "2", "--set", "train.num_envs=3", "--out", tmp_path / "b", home=disco_home
+    )
+  )
   assert "train.num_envs=3" in line
   res = cli(*base, "--devices", "2", "--out", tmp_path / "c", "--json", home=disco_home)
   assert res.returncode == 0, res.stderr

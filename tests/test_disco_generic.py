@@ -26,8 +26,13 @@ def make_inputs(seed, t, b, a):
   """Random inputs drawn as the golden files' (shared/golden/FORMAT.md)."""
   rng = np.random.default_rng(seed)
   n = lambda *s: rng.normal(size=s).astype(np.float32)
-  out = {"logits": n(t + 1, b, a), "y": n(t + 1, b, 600), "z": n(t + 1, b, a, 600),
-         "aux_pi": n(t + 1, b, a, a), "q": 2 * n(t + 1, b, a, 601)}
+  out = {
+    "logits": n(t + 1, b, a),
+    "y": n(t + 1, b, 600),
+    "z": n(t + 1, b, a, 600),
+    "aux_pi": n(t + 1, b, a, a),
+    "q": 2 * n(t + 1, b, a, 601),
+  }
   tgt = {k: v + (0.6 if k == "q" else 0.3) * n(*v.shape) for k, v in out.items()}
   discounts = (rng.random((t + 1, b)) > 0.25).astype(np.float32)
   discounts[0, 0] = 0
@@ -39,10 +44,14 @@ def make_inputs(seed, t, b, a):
 
 
 def step(params, state, actions, rewards, discounts, out, behaviour, tgt):
-  inp = disco.MetaInputs(jnp.asarray(actions), jnp.asarray(rewards[1:]),
-                         jnp.asarray(discounts[1:] == 0),
-                         jax.tree.map(jnp.asarray, out), jnp.asarray(behaviour),
-                         jax.tree.map(jnp.asarray, tgt))
+  inp = disco.MetaInputs(
+    jnp.asarray(actions),
+    jnp.asarray(rewards[1:]),
+    jnp.asarray(discounts[1:] == 0),
+    jax.tree.map(jnp.asarray, out),
+    jnp.asarray(behaviour),
+    jax.tree.map(jnp.asarray, tgt),
+  )
   return jax.jit(lambda p, s, i: disco.meta_step(p, s, i, CFG))(params, state, inp)
 
 
@@ -62,7 +71,7 @@ def test_actions_are_exchangeable(params, a):
   """Relabelling actions permutes the policy target and changes nothing else."""
   t, b = 5, 3
   actions, rewards, discounts, out, behaviour, tgt = make_inputs(a, t, b, a)
-  perm = np.random.default_rng(a).permutation(a)       # new label of old action i
+  perm = np.random.default_rng(a).permutation(a)  # new label of old action i
   inv = np.argsort(perm)
 
   def relabel(x, axes):
@@ -75,10 +84,12 @@ def test_actions_are_exchangeable(params, a):
   tgt_p = {k: relabel(v, axes[k]) for k, v in tgt.items()}
   state = disco.initial_meta_state()
   r1, s1, _ = step(params, state, actions, rewards, discounts, out, behaviour, tgt)
-  r2, s2, _ = step(params, state, perm[actions], rewards, discounts, out_p,
-                   relabel(behaviour, [2]), tgt_p)
-  np.testing.assert_allclose(np.take(np.asarray(r1.pi_hat), inv, axis=2), r2.pi_hat,
-                             rtol=1e-4, atol=1e-4)
+  r2, s2, _ = step(
+    params, state, perm[actions], rewards, discounts, out_p, relabel(behaviour, [2]), tgt_p
+  )
+  np.testing.assert_allclose(
+    np.take(np.asarray(r1.pi_hat), inv, axis=2), r2.pi_hat, rtol=1e-4, atol=1e-4
+  )
   np.testing.assert_allclose(r1.y_hat, r2.y_hat, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(r1.z_hat, r2.z_hat, rtol=1e-4, atol=1e-4)
   np.testing.assert_allclose(s1.hidden, s2.hidden, rtol=1e-4, atol=1e-5)
@@ -88,8 +99,9 @@ def test_gradients_match_closed_forms(params):
   """FORMAT.md's closed forms of d total_loss / d agent outputs, A = 7."""
   t, b, a = 6, 2, 7
   actions, rewards, discounts, out, behaviour, tgt = make_inputs(3, t, b, a)
-  res, _, _ = step(params, disco.initial_meta_state(), actions, rewards, discounts,
-                   out, behaviour, tgt)
+  res, _, _ = step(
+    params, disco.initial_meta_state(), actions, rewards, discounts, out, behaviour, tgt
+  )
   is_term = jnp.asarray(discounts[1:] == 0)
   mask = jnp.asarray(discounts[:-1] > 0, jnp.float32)
 
@@ -105,8 +117,12 @@ def test_gradients_match_closed_forms(params):
   np.testing.assert_allclose(grads["logits"][-1], 0.0)
   want_y = w * (sm(out["y"][:-1]) - sm(res.y_hat))
   np.testing.assert_allclose(grads["y"][:-1], want_y, atol=2e-7)
-  z_taken = np.take_along_axis(np.asarray(grads["z"][:-1]), actions[:-1, :, None, None], axis=2)[:, :, 0]
+  z_taken = np.take_along_axis(np.asarray(grads["z"][:-1]), actions[:-1, :, None, None], axis=2)[
+    :, :, 0
+  ]
   z_a = np.take_along_axis(out["z"][:-1], actions[:-1, :, None, None], axis=2)[:, :, 0]
   np.testing.assert_allclose(z_taken, w * (sm(z_a) - sm(res.z_hat)), atol=2e-7)
   # Other actions get no z gradient.
-  assert float(jnp.sum(jnp.abs(grads["z"][:-1]))) == pytest.approx(float(np.sum(np.abs(z_taken))), rel=1e-5)
+  assert float(jnp.sum(jnp.abs(grads["z"][:-1]))) == pytest.approx(
+    float(np.sum(np.abs(z_taken))), rel=1e-5
+  )

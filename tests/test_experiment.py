@@ -64,7 +64,7 @@ def test_suite_agent_table_sits_between_rule_defaults_and_overrides(toy):
   m = manifests.load_rule_manifest("disco103")
   s = resolve.rule_settings(m, toy, {})
   assert s["agent"]["torso"] == "special" and s["agent"]["torso_hidden"] == [7]
-  assert s["agent"]["model_lstm_size"] == 128          # untouched rule default
+  assert s["agent"]["model_lstm_size"] == 128  # untouched rule default
   s = resolve.rule_settings(m, toy, {"agent.torso_hidden": "[9]"})
   assert s["agent"]["torso_hidden"] == [9] and s["agent"]["torso"] == "special"
   m2 = dataclasses.replace(m, suites={"toy": {"agent.torso": "mlp"}})

@@ -33,8 +33,13 @@ def test_every_key_within_bounds(params, path):
   checks = verify.check_golden(params, verify.load_golden(path))
   keys = {c.key for c in checks}
   # Every output, new-state, gradient and debug key is compared.
-  assert {"out/pi_hat", "out/total_loss", "grad/agent_out/q",
-          "out/meta_state/rnn_state/hidden", "debug/trajectory_input"} <= keys
+  assert {
+    "out/pi_hat",
+    "out/total_loss",
+    "grad/agent_out/q",
+    "out/meta_state/rnn_state/hidden",
+    "debug/trajectory_input",
+  } <= keys
   assert len(checks) >= 40
   bad = [(c.key, c.max_abs_err, c.bound) for c in checks if not c.ok]
   assert not bad, bad
@@ -64,9 +69,15 @@ def test_tampered_output_is_caught(params, tmp_path):
 
 def _cli(*args, env_home):
   import os
+
   env = dict(os.environ, DISCO_EVAL_HOME=str(env_home))
-  return subprocess.run([sys.executable, "-m", "disco_eval.cli", *args],
-                        capture_output=True, text=True, env=env, timeout=600)
+  return subprocess.run(
+    [sys.executable, "-m", "disco_eval.cli", *args],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=600,
+  )
 
 
 @pytest.mark.slow

@@ -18,13 +18,18 @@ from disco_eval.errors import UserError
 from disco_eval.launch import base, driver
 from disco_eval.runs import RunResult, SweepSpec, Unit, plan_sweep
 
-TINY = (("train.min_buffer", "4"), ("train.sample_entries", "4"), ("train.chunk", "8"),
-        ("agent.torso_hidden", "[32]"))
+TINY = (
+  ("train.min_buffer", "4"),
+  ("train.sample_entries", "4"),
+  ("train.chunk", "8"),
+  ("agent.torso_hidden", "[32]"),
+)
 
 
 def spec(out: Path, seeds=(0, 1, 2, 3)) -> SweepSpec:
-  return SweepSpec(suite="catch", rules=("actor_critic",), seeds=tuple(seeds),
-                              steps=300, out=out, overrides=TINY)
+  return SweepSpec(
+    suite="catch", rules=("actor_critic",), seeds=tuple(seeds), steps=300, out=out, overrides=TINY
+  )
 
 
 def runs(out: Path) -> dict[int, Path]:
@@ -92,15 +97,24 @@ def test_a_missing_cluster_package_names_the_extra(monkeypatch, tmp_path):
 
 def test_slurm_profile_then_flags(tmp_path):
   from disco_eval.launch import slurm_jobs
+
   profile = tmp_path / "gpu.toml"
-  profile.write_text('partition = "gpu"\naccount = "lab"\ntime_min = 120\ngpus_per_node = 1\n'
-                     'setup = ["module load cuda"]\n[sbatch]\nexclude = "node7"\n')
-  options = launch.LaunchOptions("slurm", gpus_per_unit=2, slurm=launch.SlurmOptions(
-      profile=profile, partition="short"))
+  profile.write_text(
+    'partition = "gpu"\naccount = "lab"\ntime_min = 120\ngpus_per_node = 1\n'
+    'setup = ["module load cuda"]\n[sbatch]\nexclude = "node7"\n'
+  )
+  options = launch.LaunchOptions(
+    "slurm", gpus_per_unit=2, slurm=launch.SlurmOptions(profile=profile, partition="short")
+  )
   params = slurm_jobs.executor_parameters(options)
-  assert params == {"slurm_partition": "short", "slurm_account": "lab", "timeout_min": 120,
-                    "gpus_per_node": 2, "slurm_setup": ["module load cuda"],
-                    "slurm_additional_parameters": {"exclude": "node7"}}
+  assert params == {
+    "slurm_partition": "short",
+    "slurm_account": "lab",
+    "timeout_min": 120,
+    "gpus_per_node": 2,
+    "slurm_setup": ["module load cuda"],
+    "slurm_additional_parameters": {"exclude": "node7"},
+  }
   params = slurm_jobs.executor_parameters(launch.LaunchOptions("slurm"))
   assert params == {"timeout_min": slurm_jobs.DEFAULT_TIME_MIN}
   profile.write_text('partiton = "gpu"\n')
@@ -112,8 +126,9 @@ def test_slurm_profile_then_flags(tmp_path):
   with pytest.raises(UserError, match="whole number"):
     slurm_jobs.executor_parameters(launch.LaunchOptions("slurm", gpus_per_unit=0.5))
   # A data-parallel run asks for its devices' GPUs, and refuses fewer.
-  assert slurm_jobs.executor_parameters(
-      launch.LaunchOptions("slurm", devices=2))["gpus_per_node"] == 2
+  assert (
+    slurm_jobs.executor_parameters(launch.LaunchOptions("slurm", devices=2))["gpus_per_node"] == 2
+  )
   with pytest.raises(UserError, match="--devices 2 needs 2 GPUs per job"):
     slurm_jobs.executor_parameters(launch.LaunchOptions("slurm", gpus_per_unit=1, devices=2))
 
@@ -147,27 +162,37 @@ def test_retries_are_bounded_and_a_dead_unit_is_recorded_failed(tmp_path):
   a = Unit(0, "actor_critic", "catch", (0, 1))
   b = Unit(0, "actor_critic", "catch", (2,))
   path = lambda seed: store.run_dir(tmp_path, "catch", "catch", "actor_critic", seed)
-  result = lambda seed, status: RunResult("actor_critic", "catch", seed, status, path(seed),
-                                          error="boom" if status == "failed" else None)
+  result = lambda seed, status: RunResult(
+    "actor_critic", "catch", seed, status, path(seed), error="boom" if status == "failed" else None
+  )
   # Seed 2's worker died mid-run: its record says "running".
   record = store.RunRecord.open(tmp_path, "catch", "catch", "actor_critic", 2, {"seed": 2})
   with record.lock():
     record.mark_running(100)
-  backend = ScriptedBackend({
+  backend = ScriptedBackend(
+    {
       # a: seed 1 failed, then it is retried alone and completes
-      0: [base.Outcome(results=[result(0, "complete"), result(1, "failed")]),
-          base.Outcome(results=[result(1, "complete")])],
+      0: [
+        base.Outcome(results=[result(0, "complete"), result(1, "failed")]),
+        base.Outcome(results=[result(1, "complete")]),
+      ],
       # b: the worker dies every time
       1: [base.Outcome(crash="WorkerCrashedError: node lost")] * 3,
-  })
+    }
+  )
   events = []
   results = driver.collect(sweep, [a, b], backend, 2, events.append)
-  assert [(r.seed, r.status) for r in results] == [(0, "complete"), (1, "complete"),
-                                                   (2, "failed")]
+  assert [(r.seed, r.status) for r in results] == [(0, "complete"), (1, "complete"), (2, "failed")]
   assert [u for _, u in backend.submitted] == [a, b, Unit(0, "actor_critic", "catch", (1,)), b, b]
   assert [(e.kind, e.seeds) for e in events] == [
-      ("retry", (1,)), ("retry", (2,)), ("retry", (2,)), ("failed", (2,))]
-  assert "retry 2/2 of actor_critic/catch seeds 2 (WorkerCrashedError: node lost)" in events[2].message
+    ("retry", (1,)),
+    ("retry", (2,)),
+    ("retry", (2,)),
+    ("failed", (2,)),
+  ]
+  assert (
+    "retry 2/2 of actor_critic/catch seeds 2 (WorkerCrashedError: node lost)" in events[2].message
+  )
   status = json.loads((path(2) / "status.json").read_text())
   assert status["status"] == "failed" and status["error"] == "WorkerCrashedError: node lost"
   assert results[2].error == "WorkerCrashedError: node lost"
@@ -175,8 +200,9 @@ def test_retries_are_bounded_and_a_dead_unit_is_recorded_failed(tmp_path):
 
 def test_a_user_error_in_a_worker_stops_the_sweep(tmp_path):
   unit = Unit(0, "actor_critic", "catch", (0,))
-  backend = ScriptedBackend({0: [base.Outcome(user_error="run x was recorded with a "
-                                                "different config")]})
+  backend = ScriptedBackend(
+    {0: [base.Outcome(user_error="run x was recorded with a different config")]}
+  )
   with pytest.raises(UserError, match="different config"):
     driver.collect(spec(tmp_path), [unit], backend, 2, lambda e: None)
 
@@ -190,20 +216,39 @@ def test_ctrl_c_while_jobs_run_elsewhere_says_how_to_follow_them(tmp_path):
       return "stopped waiting; 1 Slurm job(s) keep running"
 
   with pytest.raises(UserError, match="keep running"):
-    driver.collect(spec(tmp_path), [Unit(0, "actor_critic", "catch", (0,))],
-                   Interrupted({}), 2, lambda e: None)
-  with pytest.raises(KeyboardInterrupt):   # units that stop with the driver
-    driver.collect(spec(tmp_path), [Unit(0, "actor_critic", "catch", (0,))],
-                   type("Stops", (Interrupted,), {"interrupted": lambda self: None})({}),
-                   2, lambda e: None)
+    driver.collect(
+      spec(tmp_path), [Unit(0, "actor_critic", "catch", (0,))], Interrupted({}), 2, lambda e: None
+    )
+  with pytest.raises(KeyboardInterrupt):  # units that stop with the driver
+    driver.collect(
+      spec(tmp_path),
+      [Unit(0, "actor_critic", "catch", (0,))],
+      type("Stops", (Interrupted,), {"interrupted": lambda self: None})({}),
+      2,
+      lambda e: None,
+    )
 
 
 def test_cli_gives_one_line_for_a_flag_of_another_launcher(disco_home, tmp_path):
   def cli(*args):
-    res = subprocess.run([sys.executable, "-m", "disco_eval.cli", "run", "catch", "--rule",
-                          "actor_critic", "--out", str(tmp_path / "out"), *args],
-                         capture_output=True, text=True, timeout=300,
-                         env=dict(os.environ, DISCO_EVAL_HOME=str(disco_home)))
+    res = subprocess.run(
+      [
+        sys.executable,
+        "-m",
+        "disco_eval.cli",
+        "run",
+        "catch",
+        "--rule",
+        "actor_critic",
+        "--out",
+        str(tmp_path / "out"),
+        *args,
+      ],
+      capture_output=True,
+      text=True,
+      timeout=300,
+      env=dict(os.environ, DISCO_EVAL_HOME=str(disco_home)),
+    )
     assert res.returncode == 1 and "Traceback" not in res.stderr, res.stderr
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and lines[0].startswith("error:"), res.stderr
@@ -232,8 +277,7 @@ def ray_instance():
     mp.setenv("RAY_AUTH_MODE", "disabled")
     mp.setenv("RAY_TMPDIR", str(scratch))
     (scratch / "home").mkdir()
-    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False,
-             _temp_dir=str(scratch / "t"))
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, _temp_dir=str(scratch / "t"))
     try:
       yield ray
     finally:
@@ -247,8 +291,7 @@ def test_ray_sweep_gives_the_local_records_and_table(ray_instance, local_runs, t
   out = tmp_path / "ray"
   events = []
   # Two units of two seeds, side by side on the two CPUs.
-  results = launch.run(spec(out), launch.LaunchOptions("ray", seeds_per_unit=2),
-                       events.append)
+  results = launch.run(spec(out), launch.LaunchOptions("ray", seeds_per_unit=2), events.append)
   assert [(r.seed, r.status) for r in results] == [(s, "complete") for s in range(4)]
   # The workers' progress reached the driver.
   assert {e.seeds for e in events if e.kind == "chunk"} == {(0, 1), (2, 3)}
@@ -267,6 +310,7 @@ def test_ray_sweep_gives_the_local_records_and_table(ray_instance, local_runs, t
 def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
   # A unit naming a rule the spec does not have raises in the worker.
   from disco_eval.launch.ray_tasks import RayBackend
+
   sweep = launch.for_workers(spec(tmp_path / "crash"))
   unit = Unit(5, "actor_critic", "catch", (7,))
   events = []
@@ -276,7 +320,7 @@ def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
   assert [(r.seed, r.status) for r in results] == [(7, "failed")]
   assert "IndexError" in results[0].error
   assert [e.kind for e in events] == ["retry", "failed"]
-  assert ray_instance.is_initialized()   # a Ray it did not start is left running
+  assert ray_instance.is_initialized()  # a Ray it did not start is left running
 
 
 # --- Slurm, through submitit's local executor ---------------------------------
@@ -286,9 +330,11 @@ def test_ray_unit_that_crashes_is_retried_then_reported(ray_instance, tmp_path):
 def test_slurm_path_runs_units_leaves_busy_runs_alone_and_requeues(local_runs, tmp_path):
   pytest.importorskip("submitit")
   from disco_eval.launch.slurm_jobs import SlurmBackend
+
   out = tmp_path / "slurm"
-  options = launch.LaunchOptions("slurm", seeds_per_unit=1, slurm=launch.SlurmOptions(
-      cluster="local", poll_s=0.5, time_min=10))
+  options = launch.LaunchOptions(
+    "slurm", seeds_per_unit=1, slurm=launch.SlurmOptions(cluster="local", poll_s=0.5, time_min=10)
+  )
   sweep = spec(out, seeds=(0, 1))
   # Another process writes seed 1 (this one holds its lock): it must be left alone.
   config = json.loads((runs(local_runs)[1] / "config.json").read_text())
@@ -314,13 +360,14 @@ def test_slurm_path_runs_units_leaves_busy_runs_alone_and_requeues(local_runs, t
       preempted.append(pid)
 
   with SlurmBackend(sweep, options, preempt) as backend:
-    results = driver.collect(sweep, plan_sweep(sweep, 1).units, backend, 0,
-                             preempt)
+    results = driver.collect(sweep, plan_sweep(sweep, 1).units, backend, 0, preempt)
   assert preempted
   # (Seed 1 reads "skipped" in the unlikely case that the signal came after
   # the run was complete, before the job ended; its record is checked below.)
   assert [(r.seed, r.status) for r in results] in (
-      [(0, "skipped"), (1, "complete")], [(0, "skipped"), (1, "skipped")])
+    [(0, "skipped"), (1, "complete")],
+    [(0, "skipped"), (1, "skipped")],
+  )
   logs = "".join(p.read_text() for p in (out / ".slurm").glob("*/*_log.*"))
   assert "Requeued job" in logs, "the preempted job was not requeued"
   local = runs(local_runs)

@@ -36,7 +36,8 @@ MODULES = {_module_name(p): p for p in sorted(ROOT.rglob("*.py"))}
 def _is_type_checking(node: ast.If) -> bool:
   test = node.test
   return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
-      isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
+    isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING"
+  )
 
 
 def _walk_runtime(tree: ast.AST):
@@ -59,7 +60,7 @@ def _resolve(module: str, path: Path, node: ast.ImportFrom) -> str:
   base = module.split(".")
   if path.name != "__init__.py":
     base = base[:-1]
-  base = base[:len(base) - (node.level - 1)]
+  base = base[: len(base) - (node.level - 1)]
   return ".".join(base + ([node.module] if node.module else []))
 
 

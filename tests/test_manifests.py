@@ -78,17 +78,20 @@ def test_settings_suite_override():
   assert m.settings("catch")["optimizer"]["learning_rate"] == 1e-2
   assert m.settings("procgen")["optimizer"]["learning_rate"] == 3e-4
   assert set(m.settings()) == {"hyperparams", "rule", "agent", "optimizer", "train"}
-  assert m.settings()["train"] == {}     # Disco103 runs the protocol's loop
+  assert m.settings()["train"] == {}  # Disco103 runs the protocol's loop
 
 
 def test_settings_user_overrides_apply_after_suite():
   m = manifests.load_rule_manifest("disco103")
-  s = m.settings("catch", {
+  s = m.settings(
+    "catch",
+    {
       "optimizer.learning_rate": 1,
       "hyperparams.value_cost": "0.5",
       "agent.torso_hidden": [64, 64],
       "rule.num_bins": "51",
-  })
+    },
+  )
   assert s["optimizer"]["learning_rate"] == 1.0
   assert isinstance(s["optimizer"]["learning_rate"], float)
   assert s["hyperparams"]["value_cost"] == 0.5
@@ -105,11 +108,14 @@ def test_settings_is_a_deep_copy():
   assert m.settings()["optimizer"]["learning_rate"] == 3e-4
 
 
-@pytest.mark.parametrize("key, expected", [
+@pytest.mark.parametrize(
+  "key, expected",
+  [
     ("optimizer.lr", "valid keys in [optimizer]: b1, b2, eps, learning_rate, max_abs_update"),
     ("optimiser.learning_rate", "agent, hyperparams, optimizer, rule"),
     ("learning_rate", "agent, hyperparams, optimizer, rule"),
-])
+  ],
+)
 def test_bad_override_key_names_valid_keys(key, expected):
   m = manifests.load_rule_manifest("disco103")
   with pytest.raises(UserError) as info:
@@ -118,13 +124,16 @@ def test_bad_override_key_names_valid_keys(key, expected):
   assert expected in str(info.value)
 
 
-@pytest.mark.parametrize("key, value", [
+@pytest.mark.parametrize(
+  "key, value",
+  [
     ("rule.num_bins", 1.5),
     ("rule.num_bins", True),
     ("agent.torso", 3),
     ("optimizer.learning_rate", "fast"),
     ("agent.torso_hidden", [1.5]),
-])
+  ],
+)
 def test_bad_override_type(key, value):
   m = manifests.load_rule_manifest("disco103")
   with pytest.raises(UserError, match=key.replace(".", r"\.")):
@@ -132,25 +141,28 @@ def test_bad_override_type(key, value):
 
 
 def test_missing_required_field_names_file_and_field(tmp_path, monkeypatch):
-  text = VALID_MANIFEST.format(name="broken", sha="0" * 64).replace(
-      'licence = "MIT"\n', "")
+  text = VALID_MANIFEST.format(name="broken", sha="0" * 64).replace('licence = "MIT"\n', "")
   folder = _write_manifests(tmp_path, monkeypatch, broken=text)
   with pytest.raises(UserError) as info:
     manifests.load_rule_manifest("broken")
-  assert str(info.value) == (
-      f"{folder / 'broken.toml'}: missing required field 'licence'")
+  assert str(info.value) == (f"{folder / 'broken.toml'}: missing required field 'licence'")
 
 
-@pytest.mark.parametrize("edit, expected", [
+@pytest.mark.parametrize(
+  "edit, expected",
+  [
     (('sha256 = "{sha}"\n', ""), "field 'sha256' is required"),
     (('sha256 = "{sha}"', 'sha256 = "abc"'), "64 lowercase hex"),
     (('name = "{name}"', 'name = "other"'), "make them match"),
     (('kind = "disco"', "kind = 3"), "field 'kind' must be a non-empty string"),
     (("[optimizer]", "[optimiser]"), "unknown field 'optimiser'"),
-    (("learning_rate = 3e-4", 'learning_rate = 3e-4\n[suites.catch]\n"optimizer.lr" = 1.0'),
-     "unknown setting 'optimizer.lr'"),
+    (
+      ("learning_rate = 3e-4", 'learning_rate = 3e-4\n[suites.catch]\n"optimizer.lr" = 1.0'),
+      "unknown setting 'optimizer.lr'",
+    ),
     (("learning_rate = 3e-4", "learning_rate = "), "invalid TOML"),
-])
+  ],
+)
 def test_invalid_manifests(tmp_path, monkeypatch, edit, expected):
   text = VALID_MANIFEST.replace(*edit).format(name="bad", sha="0" * 64)
   _write_manifests(tmp_path, monkeypatch, bad=text)

@@ -8,13 +8,20 @@ import pytest
 
 pytest.importorskip("nle")
 
-from disco_eval.analysis import compare                           # noqa: E402
-from disco_eval.envs import nethack                             # noqa: E402
-from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.analysis import compare  # noqa: E402
+from disco_eval.envs import nethack  # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep  # noqa: E402
 
-TINY = {"torso": "glyph_net", "glyph_embed_dim": 4, "glyph_map_channels": [4],
-        "glyph_crop_channels": [4], "glyph_blstats_hidden": 8, "glyph_hidden": 32,
-        "model_lstm_size": 16, "model_head_hidden": [16]}
+TINY = {
+  "torso": "glyph_net",
+  "glyph_embed_dim": 4,
+  "glyph_map_channels": [4],
+  "glyph_crop_channels": [4],
+  "glyph_blstats_hidden": 8,
+  "glyph_hidden": 32,
+  "model_lstm_size": 16,
+  "model_head_hidden": [16],
+}
 
 
 def test_encode_layout_and_clipping():
@@ -23,29 +30,33 @@ def test_encode_layout_and_clipping():
   blstats[20] = 10**9
   obs = nethack.encode(glyphs, blstats)
   assert obs.shape == nethack.OBSERVATION_SHAPE and obs.dtype == np.int16
-  np.testing.assert_array_equal(obs[:21 * 79], glyphs.reshape(-1))
+  np.testing.assert_array_equal(obs[: 21 * 79], glyphs.reshape(-1))
   assert obs[21 * 79 + 20] == 32767 and obs[21 * 79 + 5] == 5
 
 
 def test_glyph_torso_reads_the_same_layout():
   from disco_eval.agents import glyph
+
   assert glyph.OBS_LEN == nethack.OBS_LEN
   assert (glyph.GLYPH_ROWS, glyph.GLYPH_COLS, glyph.NUM_BLSTATS) == (
-      nethack.GLYPH_ROWS, nethack.GLYPH_COLS, nethack.NUM_BLSTATS)
+    nethack.GLYPH_ROWS,
+    nethack.GLYPH_COLS,
+    nethack.NUM_BLSTATS,
+  )
 
 
 def test_env_adapter_refuses_nothing_and_returns_scores_as_rewards():
-  env = nethack.NetHackEnv(seed=123)     # the seed is ignored: the env refuses seeding
+  env = nethack.NetHackEnv(seed=123)  # the seed is ignored: the env refuses seeding
   try:
     obs = env.reset()
     assert obs.shape == nethack.OBSERVATION_SHAPE
-    assert (obs[:21 * 79] >= 0).all() and (obs[:21 * 79] <= 5976).all()
+    assert (obs[: 21 * 79] >= 0).all() and (obs[: 21 * 79] <= 5976).all()
     rng = np.random.default_rng(0)
     total = 0.0
     for _ in range(300):
       obs, reward, term, trunc, info = env.step(int(rng.integers(nethack.NUM_ACTIONS)))
       total += reward
-      assert reward >= 0.0        # the challenge's reward: in-game score increments
+      assert reward >= 0.0  # the challenge's reward: in-game score increments
       if term or trunc:
         assert set(info) == set(nethack.EPISODE_COLUMNS)
         break
@@ -61,12 +72,23 @@ def test_unknown_task_is_refused():
 @pytest.mark.slow
 def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
   spec = SweepSpec(
-      suite="nethack", rules=(str(disco103_npz),), seeds=(0,), steps=400, out=tmp_path,
-      overrides=(("train.num_envs", "4"), ("train.rollout_len", "20"),
-                 ("train.min_buffer", "2"), ("train.sample_entries", "1"),
-                 ("train.buffer_capacity", "4"), ("train.chunk", "5"),
-                 ("protocol.eval_episodes", "3"), ("protocol.eval_max_steps", "60"),
-                 *((f"agent.{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in TINY.items())))
+    suite="nethack",
+    rules=(str(disco103_npz),),
+    seeds=(0,),
+    steps=400,
+    out=tmp_path,
+    overrides=(
+      ("train.num_envs", "4"),
+      ("train.rollout_len", "20"),
+      ("train.min_buffer", "2"),
+      ("train.sample_entries", "1"),
+      ("train.buffer_capacity", "4"),
+      ("train.chunk", "5"),
+      ("protocol.eval_episodes", "3"),
+      ("protocol.eval_max_steps", "60"),
+      *((f"agent.{k}", v if isinstance(v, str) else json.dumps(v)) for k, v in TINY.items()),
+    ),
+  )
   results = run_sweep(spec)
   assert [r.status for r in results] == ["complete"], [r.error for r in results]
   path, summary = results[0].path, results[0].summary
@@ -79,7 +101,13 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
   assert summary["score"] >= 0.0
   # Nothing but the run record is written in the run folder (no ttyrecs).
   assert {p.name for p in path.iterdir()} <= {
-      ".lock", "checkpoint", "config.json", "metrics.csv", "status.json", "summary.json"}
+    ".lock",
+    "checkpoint",
+    "config.json",
+    "metrics.csv",
+    "status.json",
+    "summary.json",
+  }
   result = compare.compare(tmp_path, reps=200)
   [group] = result.groups
   assert group.key.protocol.startswith("default@400+eval_episodes=3")

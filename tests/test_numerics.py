@@ -10,8 +10,7 @@ from disco_eval import numerics as nx
 
 def test_signed_hyperbolic_inverse():
   x = jnp.linspace(-5000.0, 5000.0, 1001)
-  np.testing.assert_allclose(nx.signed_parabolic(nx.signed_hyperbolic(x)), x,
-                             rtol=1e-4, atol=1e-3)
+  np.testing.assert_allclose(nx.signed_parabolic(nx.signed_hyperbolic(x)), x, rtol=1e-4, atol=1e-3)
 
 
 @pytest.mark.parametrize("value", [-300.0, -12.25, -0.5, 0.0, 3.0, 7.75, 299.9, 400.0])
@@ -69,7 +68,9 @@ def test_ema_debiased_normalisation():
   s = nx.ema_update(s, x, 0.99)
   # After one update the debiased mean and variance are those of x.
   np.testing.assert_allclose(nx.ema_normalize(x, s, 0.0), [-1.0, 1.0], rtol=1e-4)
-  np.testing.assert_allclose(nx.ema_normalize(x, s, 0.0, subtract_mean=False), [1.0, 3.0], rtol=1e-4)
+  np.testing.assert_allclose(
+    nx.ema_normalize(x, s, 0.0, subtract_mean=False), [1.0, 3.0], rtol=1e-4
+  )
 
 
 def test_categorical_kl_is_zero_on_equal_logits():

@@ -11,11 +11,11 @@ import pytest
 
 pytest.importorskip("envpool")
 
-from disco_eval.agents.impala import ImpalaCNN                  # noqa: E402
-from disco_eval.agents.networks import TORSOS                   # noqa: E402
-from disco_eval.envs import procgen                             # noqa: E402
-from disco_eval.envs.base import HostPool, HostTask             # noqa: E402
-from disco_eval.runs import SweepSpec, run_sweep          # noqa: E402
+from disco_eval.agents.impala import ImpalaCNN  # noqa: E402
+from disco_eval.agents.networks import TORSOS  # noqa: E402
+from disco_eval.envs import procgen  # noqa: E402
+from disco_eval.envs.base import HostPool, HostTask  # noqa: E402
+from disco_eval.runs import SweepSpec, run_sweep  # noqa: E402
 
 # The torso for ProcGen, small (the test's own [agent] table for the suite).
 TINY_AGENT = {"torso": "impala_cnn", "impala_channels": [8, 8, 8], "impala_hidden": 64}
@@ -31,6 +31,7 @@ def test_env_ids():
 @pytest.mark.parametrize("game", procgen.GAMES)
 def test_every_game_of_the_suite_steps_in_both_modes(game):
   from disco_eval.config import suites
+
   assert set(suites.load_suite("procgen").tasks) == set(procgen.GAMES)
   for mode in procgen.MODES:
     pool = procgen.ProcgenPool(game, mode, num_envs=2, seed=0, num_levels=200)
@@ -60,7 +61,7 @@ def test_episode_end_then_reset_step():
     assert reward.dtype == np.float32 and last.dtype == bool
     assert not np.any(truncated & ~last)
     ep_ret += reward
-    if checked:   # the row after an end: a reset step
+    if checked:  # the row after an end: a reset step
       assert np.all(reward[ended] == 0.0) and not np.any(last[ended])
       # a fresh episode: the picture jumps (new level), its first obs
       assert all(np.any(obs[i] != prev_obs[i]) for i in np.flatnonzero(ended))
@@ -81,8 +82,8 @@ def test_episode_end_then_reset_step():
 def test_reset_step_elapsed_step_is_zero():
   """EnvPool's own counter confirms it: after an end, elapsed_step restarts at 0."""
   import envpool
-  env = envpool.make("CoinrunEasy-v0", env_type="gymnasium", num_envs=4, seed=1,
-                     num_levels=200)
+
+  env = envpool.make("CoinrunEasy-v0", env_type="gymnasium", num_envs=4, seed=1, num_levels=200)
   env.reset()
   rng = np.random.default_rng(1)
   seen = False
@@ -114,17 +115,33 @@ def test_impala_torso_shapes():
 def test_tiny_procgen_sweep(tmp_path, monkeypatch):
   events = []
   spec = SweepSpec(
-      suite="procgen", rules=("actor_critic",), seeds=(0,), tasks=("coinrun",),
-      steps=1600, protocol="easy-200", out=tmp_path, checkpoint_every=2,
-      overrides=(("train.num_envs", "8"), ("train.rollout_len", "10"),
-                 ("train.min_buffer", "2"), ("train.sample_entries", "2"),
-                 ("train.buffer_capacity", "8"), ("train.chunk", "4"),
-                 *((f"agent.{k}", str(v)) for k, v in TINY_AGENT.items())))
+    suite="procgen",
+    rules=("actor_critic",),
+    seeds=(0,),
+    tasks=("coinrun",),
+    steps=1600,
+    protocol="easy-200",
+    out=tmp_path,
+    checkpoint_every=2,
+    overrides=(
+      ("train.num_envs", "8"),
+      ("train.rollout_len", "10"),
+      ("train.min_buffer", "2"),
+      ("train.sample_entries", "2"),
+      ("train.buffer_capacity", "8"),
+      ("train.chunk", "4"),
+      *((f"agent.{k}", str(v)) for k, v in TINY_AGENT.items()),
+    ),
+  )
   # eval_episodes comes from the protocol (100); shrink it for the test.
   from disco_eval.train import host_loop
+
   real_eval = host_loop.HostTrainer.evaluate
-  monkeypatch.setattr(host_loop.HostTrainer, "evaluate",
-                      lambda self, params, rng, episodes: real_eval(self, params, rng, 8))
+  monkeypatch.setattr(
+    host_loop.HostTrainer,
+    "evaluate",
+    lambda self, params, rng, episodes: real_eval(self, params, rng, 8),
+  )
   results = run_sweep(spec, events.append)
   assert [r.status for r in results] == ["complete"], [r.error for r in results]
   path = results[0].path
@@ -142,13 +159,14 @@ def test_tiny_procgen_sweep(tmp_path, monkeypatch):
   # The protocol makes 3 learner steps per iteration once 2 entries are in.
   assert int(rows[0]["learner_steps"]) == 0 and int(rows[1]["learner_steps"]) == 3
   assert all(math.isfinite(float(r["loss"])) for r in rows[1:])
-  assert all(int(r["episodes"]) >= 0 for r in rows)   # coinrun episodes may outlast 200 steps
+  assert all(int(r["episodes"]) >= 0 for r in rows)  # coinrun episodes may outlast 200 steps
   kinds = [e.kind for e in events]
   assert kinds[0] == "plan" and "start" in kinds and kinds[-1] == "done"
 
 
 class _FakePool(HostPool):
   """Episodes of 3 steps (reward 1 on the last), then a reset step (reward 0)."""
+
   num_actions, observation_shape = 15, (3, 64, 64)
 
   def __init__(self, num_envs):
@@ -160,19 +178,23 @@ class _FakePool(HostPool):
 
   def step(self, actions):
     self.t += 1
-    k = self.t % 4               # steps 1, 2, 3 of an episode, then 0 = reset step
+    k = self.t % 4  # steps 1, 2, 3 of an episode, then 0 = reset step
     last = np.full(self.num_envs, k == 3)
     reward = np.full(self.num_envs, 1.0 if k == 3 else 0.0, np.float32)
-    return (np.full((self.num_envs, 3, 64, 64), k, np.uint8), reward, last,
-            np.zeros(self.num_envs, bool))
+    return (
+      np.full((self.num_envs, 3, 64, 64), k, np.uint8),
+      reward,
+      last,
+      np.zeros(self.num_envs, bool),
+    )
 
   def close(self):
     pass
 
 
 def test_host_trainer_rows_and_returns():
-  from disco_eval.rules import weights
   from disco_eval.agents.networks import Agent
+  from disco_eval.rules import weights
   from disco_eval.rules.registry import build_rule
   from disco_eval.train.host_loop import HostTrainer
   from disco_eval.train.loop import TrainConfig
@@ -182,6 +204,7 @@ def test_host_trainer_rows_and_returns():
     num_actions, observation_shape = 15, (3, 64, 64)
     episode_columns = ()
     observation_dtype = np.uint8
+
     def pool(self, num_envs, seed, protocol=None, evaluation=False):
       return _FakePool(num_envs)
 
@@ -190,8 +213,9 @@ def test_host_trainer_rows_and_returns():
   st["agent"] = {**st["agent"], **TINY_AGENT}
   rule = build_rule(r.manifest.kind, st, r.label)
   agent = Agent(st["agent"], rule.output_spec(15), 15, (3, 64, 64))
-  cfg = TrainConfig(num_envs=2, rollout_len=8, buffer_capacity=4, min_buffer=4,
-                    sample_entries=1, chunk=2)
+  cfg = TrainConfig(
+    num_envs=2, rollout_len=8, buffer_capacity=4, min_buffer=4, sample_entries=1, chunk=2
+  )
   tr = HostTrainer(Task(), agent, rule, make_optimizer(st["optimizer"]), cfg, None)
   s, (ret, eps, learned, _, extra) = tr.iteration(tr.init(0), r.params, 0)
   assert extra == {}

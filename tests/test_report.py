@@ -32,18 +32,13 @@ TASKS = ("a", "b", "c")
 # Normalisation of the test suite: task -> (min, max).
 NORM = {"a": (0.0, 10.0), "b": (-1.0, 1.0), "c": (0.0, 100.0)}
 # Known normalised scores: [seeds, tasks] per rule.
-GOOD = np.array([[0.9, 0.8, 0.7],
-                 [0.6, 1.0, 0.85],
-                 [0.75, 0.65, 0.95],
-                 [0.8, 0.7, 0.6],
-                 [1.1, 0.55, 0.9]])
-BAD = np.array([[0.1, 0.3, 0.2],
-                [0.4, 0.0, 0.25],
-                [0.2, 0.35, 0.15],
-                [0.3, 0.1, 0.5],
-                [0.05, 0.45, 0.3]])
-PPO_PER_SEED = {"a": [4.0, 5.0, 6.0], "b": [-0.2, 0.0, 0.2],
-                "c": [30.0, 40.0, 50.0]}
+GOOD = np.array(
+  [[0.9, 0.8, 0.7], [0.6, 1.0, 0.85], [0.75, 0.65, 0.95], [0.8, 0.7, 0.6], [1.1, 0.55, 0.9]]
+)
+BAD = np.array(
+  [[0.1, 0.3, 0.2], [0.4, 0.0, 0.25], [0.2, 0.35, 0.15], [0.3, 0.1, 0.5], [0.05, 0.45, 0.3]]
+)
+PPO_PER_SEED = {"a": [4.0, 5.0, 6.0], "b": [-0.2, 0.0, 0.2], "c": [30.0, 40.0, 50.0]}
 
 SUITE_TOML = """
 name = "toy"
@@ -101,8 +96,7 @@ note = "read off a figure"
 
 
 @pytest.fixture
-def manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-              disco_home: Path) -> Path:
+def manifests(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, disco_home: Path) -> Path:
   """A manifest folder with the test suite (and published rows)."""
   folder = tmp_path / "manifests"
   (folder / "suites").mkdir(parents=True)
@@ -117,45 +111,80 @@ def raw_score(task: str, normalized: float) -> float:
   return lo + normalized * (hi - lo)
 
 
-def write_run(root: Path, task: str, rule: str, seed: int,
-              normalized: float | None = None, *, suite: str = "toy",
-              protocol: str = "std", env_steps: int = 1000,
-              protocol_steps: int = 1000, status: str = "complete",
-              summary: dict | None = None, iterations: int = 10) -> Path:
+def write_run(
+  root: Path,
+  task: str,
+  rule: str,
+  seed: int,
+  normalized: float | None = None,
+  *,
+  suite: str = "toy",
+  protocol: str = "std",
+  env_steps: int = 1000,
+  protocol_steps: int = 1000,
+  status: str = "complete",
+  summary: dict | None = None,
+  iterations: int = 10,
+) -> Path:
   """A run folder as experiment.py writes it, with chosen scores."""
-  config = {"suite": suite, "task": task, "seed": seed,
-            "protocol": {"name": protocol, "env_steps": protocol_steps,
-                         "num_envs": 2, "rollout_len": 50, "metric": "return"},
-            "rule": {"name": rule, "kind": "test", "sha256": None,
-                     "source": None},
-            "train": {"num_envs": 2, "rollout_len": 50, "chunk": 5,
-                      "iterations": iterations},
-            "env_steps": env_steps}
+  config = {
+    "suite": suite,
+    "task": task,
+    "seed": seed,
+    "protocol": {
+      "name": protocol,
+      "env_steps": protocol_steps,
+      "num_envs": 2,
+      "rollout_len": 50,
+      "metric": "return",
+    },
+    "rule": {"name": rule, "kind": "test", "sha256": None, "source": None},
+    "train": {"num_envs": 2, "rollout_len": 50, "chunk": 5, "iterations": iterations},
+    "env_steps": env_steps,
+  }
   record = store.RunRecord.open(root, suite, task, rule, seed, config)
   step = env_steps // iterations
-  record.append_metrics([
-      {"iteration": i, "env_steps": (i + 1) * step, "episodes": i % 3,
-       "avg_return": raw_score(task, 0.1 * i) if i % 3 else float("nan"),
-       "learner_steps": i, "loss": 0.5} for i in range(iterations)])
+  record.append_metrics(
+    [
+      {
+        "iteration": i,
+        "env_steps": (i + 1) * step,
+        "episodes": i % 3,
+        "avg_return": raw_score(task, 0.1 * i) if i % 3 else float("nan"),
+        "learner_steps": i,
+        "loss": 0.5,
+      }
+      for i in range(iterations)
+    ]
+  )
   if status == "complete":
     score = raw_score(task, normalized) if normalized is not None else 0.0
-    doc = {"suite": suite, "task": task, "rule": rule, "seed": seed,
-           "protocol": protocol, "env_steps": env_steps, "score": score,
-           "normalized_score": normalized, "metric": "return"}
+    doc = {
+      "suite": suite,
+      "task": task,
+      "rule": rule,
+      "seed": seed,
+      "protocol": protocol,
+      "env_steps": env_steps,
+      "score": score,
+      "normalized_score": normalized,
+      "metric": "return",
+    }
     doc.update(summary or {})
     record.mark_complete(doc, env_steps=env_steps)
   elif status == "failed":
     if summary is not None:  # a stray summary must never be averaged
       store.write_json_atomic(record.path / store.SUMMARY_FILE, summary)
-    record.mark_failed("RuntimeError: loss diverged\nTraceback (most recent "
-                       "call last): ...", env_steps=env_steps // 2)
+    record.mark_failed(
+      "RuntimeError: loss diverged\nTraceback (most recent call last): ...",
+      env_steps=env_steps // 2,
+    )
   elif status == "running":
     record.mark_running(env_steps // 2)
   return record.path
 
 
-def write_matrix(root: Path, rule: str, matrix: np.ndarray,
-                 first_seed: int = 0, **kwargs) -> None:
+def write_matrix(root: Path, rule: str, matrix: np.ndarray, first_seed: int = 0, **kwargs) -> None:
   """One run per entry of a [seeds, tasks] matrix of normalised scores."""
   for seed, row in enumerate(matrix, start=first_seed):
     for task, value in zip(TASKS, row):
@@ -173,8 +202,7 @@ def results(tmp_path: Path, manifests: Path) -> Path:
 
 def rows_by(result: compare.CompareResult, **where) -> list:
   group = result.groups[0]
-  return [r for r in group.aggregate
-          if all(getattr(r, k) == v for k, v in where.items())]
+  return [r for r in group.aggregate if all(getattr(r, k) == v for k, v in where.items())]
 
 
 # --- collect ----------------------------------------------------------------------
@@ -194,16 +222,18 @@ def test_collect_groups_complete_runs(results: Path) -> None:
 
 def test_empty_results_folder_is_a_user_error(tmp_path: Path) -> None:
   (tmp_path / "empty").mkdir()
-  with pytest.raises(UserError, match=r"no runs found under .*empty; run "
-                     r"`disco-eval run SUITE` first"):
+  with pytest.raises(
+    UserError,
+    match=r"no runs found under .*empty; run "
+    r"`disco-eval run SUITE` first",
+  ):
     compare.compare(tmp_path / "empty")
   with pytest.raises(UserError, match="no runs found"):
     compare.compare(tmp_path / "missing")
 
 
 def test_filters_that_match_nothing_are_user_errors(results: Path) -> None:
-  with pytest.raises(UserError, match="no runs of rule 'typo'.*rules found: "
-                     "bad, good"):
+  with pytest.raises(UserError, match="no runs of rule 'typo'.*rules found: bad, good"):
     collect.collect(results, rules="good,typo")
   with pytest.raises(UserError, match="no runs of suite 'nope'"):
     collect.collect(results, suite="nope")
@@ -231,11 +261,14 @@ def test_aggregate_points_and_intervals_match_stats(results: Path) -> None:
   assert group.seeds == {"bad": 5, "good": 5}
   np.testing.assert_allclose(group.matrices["good"], GOOD)
   np.testing.assert_allclose(group.matrices["bad"], BAD)
-  expected = stats.interval_estimates({"good": GOOD, "bad": BAD},
-                                      reps=REPS, seed=3)
+  expected = stats.interval_estimates({"good": GOOD, "bad": BAD}, reps=REPS, seed=3)
   for rule, matrix in (("good", GOOD), ("bad", BAD)):
-    points = {"iqm": stats.iqm(matrix), "median": stats.median(matrix),
-              "mean": stats.mean(matrix), "og": stats.optimality_gap(matrix)}
+    points = {
+      "iqm": stats.iqm(matrix),
+      "median": stats.median(matrix),
+      "mean": stats.mean(matrix),
+      "og": stats.optimality_gap(matrix),
+    }
     for metric, point in points.items():
       (row,) = rows_by(result, rule=rule, metric=metric)
       assert row.point == pytest.approx(float(point), abs=1e-12)
@@ -260,8 +293,9 @@ def test_per_task_rows_use_student_t_intervals(results: Path) -> None:
   row = next(r for r in group.per_task if r.task == "b" and r.rule == "good")
   assert row.seeds == (0, 1, 2, 3, 4)
   values = GOOD[:, 1]
-  lo, hi = scipy_stats.t.interval(0.95, len(values) - 1, loc=values.mean(),
-                                  scale=scipy_stats.sem(values))
+  lo, hi = scipy_stats.t.interval(
+    0.95, len(values) - 1, loc=values.mean(), scale=scipy_stats.sem(values)
+  )
   assert row.normalized == pytest.approx((values.mean(), lo, hi))
   raw = np.array([raw_score("b", v) for v in values])
   assert row.score.mean == pytest.approx(raw.mean())
@@ -281,21 +315,22 @@ def test_published_rows_are_marked_and_never_bootstrapped(results: Path) -> None
   result = compare.compare(results, reps=REPS)
   group = result.groups[0]
   names = {(p.rule, p.task) for p in group.published}
-  assert names == {("PPO (test)", "a"), ("PPO (test)", "b"),
-                   ("PPO (test)", "c"), ("Human", "a")}
+  assert names == {("PPO (test)", "a"), ("PPO (test)", "b"), ("PPO (test)", "c"), ("Human", "a")}
   human = next(p for p in group.published if p.rule == "Human")
   assert human.normalized_score == 0.9 and human.note == "read off a figure"
-  ppo_a = next(p for p in group.published if p.rule == "PPO (test)"
-               and p.task == "a")
+  ppo_a = next(p for p in group.published if p.rule == "PPO (test)" and p.task == "a")
   assert ppo_a.normalized_score == pytest.approx(0.5)  # from the manifest
   # Runs' statistics are those of the runs alone.
   assert set(group.matrices) == {"good", "bad"}
   assert {r.rule for r in group.aggregate} == {"good", "bad"}
   assert {r.x for r in group.improvement} == {"good", "bad"}
   # The published aggregate is separate, marked, and from per-seed scores.
-  ppo = np.array([[(v - NORM[t][0]) / (NORM[t][1] - NORM[t][0])
-                   for t, v in zip(TASKS, col)]
-                  for col in zip(*PPO_PER_SEED.values())])
+  ppo = np.array(
+    [
+      [(v - NORM[t][0]) / (NORM[t][1] - NORM[t][0]) for t, v in zip(TASKS, col)]
+      for col in zip(*PPO_PER_SEED.values())
+    ]
+  )
   want = stats.interval_estimates({"p": ppo}, reps=REPS, seed=0)["p"]
   assert {r.rule for r in group.published_aggregate} == {"PPO (test)"}
   for row in group.published_aggregate:
@@ -306,8 +341,7 @@ def test_published_rows_are_marked_and_never_bootstrapped(results: Path) -> None
   assert {r["rule"] for r in doc["aggregate"]} == {"good", "bad"}
 
 
-def test_published_rows_do_not_change_the_runs_statistics(
-    results: Path, manifests: Path) -> None:
+def test_published_rows_do_not_change_the_runs_statistics(results: Path, manifests: Path) -> None:
   with_published = compare.compare(results, reps=REPS).groups[0].aggregate
   (manifests / "suites" / "toy.toml").write_text(SUITE_TOML)
   without = compare.compare(results, reps=REPS).groups[0]
@@ -315,22 +349,22 @@ def test_published_rows_do_not_change_the_runs_statistics(
   assert without.aggregate == with_published
 
 
-def test_malformed_published_entries_are_warned_about(
-    results: Path, manifests: Path) -> None:
+def test_malformed_published_entries_are_warned_about(results: Path, manifests: Path) -> None:
   (manifests / "suites" / "toy.toml").write_text(
-      SUITE_TOML + '\n[[published]]\nrule = "X"\ntask = "a"\nprotocol = "std"\n')
+    SUITE_TOML + '\n[[published]]\nrule = "X"\ntask = "a"\nprotocol = "std"\n'
+  )
   group = compare.compare(results, reps=REPS).groups[0]
   assert group.published == []
-  assert any("published entry #1 lacks score, citation" in w
-             for w in group.warnings)
+  assert any("published entry #1 lacks score, citation" in w for w in group.warnings)
 
 
 # --- warnings and exclusions ----------------------------------------------------------
 
 
 def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
-  failed = write_run(results, "a", "good", 7, status="failed",
-                     summary={"score": 1e6, "normalized_score": 1e5})
+  failed = write_run(
+    results, "a", "good", 7, status="failed", summary={"score": 1e6, "normalized_score": 1e5}
+  )
   running = write_run(results, "b", "good", 8, status="running")
   nan = write_run(results, "c", "bad", 9, float("nan"))
   corrupt = results / "toy" / "a" / "bad" / "seed11"
@@ -359,8 +393,7 @@ def test_all_runs_excluded_is_a_user_error(tmp_path: Path, manifests: Path) -> N
     compare.compare(tmp_path / "r", reps=REPS)
 
 
-def test_few_and_unequal_seeds_are_warned_about(tmp_path: Path,
-                                                manifests: Path) -> None:
+def test_few_and_unequal_seeds_are_warned_about(tmp_path: Path, manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD)
   write_matrix(root, "bad", BAD[:2])
@@ -378,7 +411,8 @@ def test_few_and_unequal_seeds_are_warned_about(tmp_path: Path,
 
 
 def test_missing_seed_on_one_task_drops_that_seed_from_the_aggregate(
-    tmp_path: Path, manifests: Path) -> None:
+  tmp_path: Path, manifests: Path
+) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD)
   write_matrix(root, "bad", BAD)
@@ -391,8 +425,7 @@ def test_missing_seed_on_one_task_drops_that_seed_from_the_aggregate(
   assert per_task[("a", "bad")] == 5 and per_task[("c", "bad")] == 4
 
 
-def test_tasks_not_shared_by_all_rules_leave_the_aggregate(
-    tmp_path: Path, manifests: Path) -> None:
+def test_tasks_not_shared_by_all_rules_leave_the_aggregate(tmp_path: Path, manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD)
   for seed, row in enumerate(BAD):
@@ -406,8 +439,15 @@ def test_tasks_not_shared_by_all_rules_leave_the_aggregate(
 
 def test_protocols_are_never_mixed(results: Path) -> None:
   # One folder per (suite, task, rule, seed): other protocols use other seeds.
-  write_matrix(results, "good", GOOD[:3] * 0.5, first_seed=10,
-               protocol="long", env_steps=5000, protocol_steps=5000)
+  write_matrix(
+    results,
+    "good",
+    GOOD[:3] * 0.5,
+    first_seed=10,
+    protocol="long",
+    env_steps=5000,
+    protocol_steps=5000,
+  )
   write_matrix(results, "good", GOOD[:3] * 0.1, first_seed=20, env_steps=300)
   result = compare.compare(results, reps=REPS)
   labels = [g.key.protocol for g in result.groups]
@@ -415,15 +455,12 @@ def test_protocols_are_never_mixed(results: Path) -> None:
   by_label = {g.key.protocol: g for g in result.groups}
   np.testing.assert_allclose(by_label["std"].matrices["good"], GOOD)
   np.testing.assert_allclose(by_label["long"].matrices["good"], GOOD[:3] * 0.5)
-  np.testing.assert_allclose(by_label["std@300"].matrices["good"],
-                             GOOD[:3] * 0.1)
-  assert any("several protocols found" in w and "never aggregated" in w
-             for w in result.warnings)
+  np.testing.assert_allclose(by_label["std@300"].matrices["good"], GOOD[:3] * 0.1)
+  assert any("several protocols found" in w and "never aggregated" in w for w in result.warnings)
   # Published rows are shown beside off-budget runs of the protocol, with a
   # warning that they are not comparable; they never enter its aggregates.
   assert by_label["std@300"].published == by_label["std"].published != []
-  assert any("not comparable" in w and "'std@300'" in w
-             for w in by_label["std@300"].warnings)
+  assert any("not comparable" in w and "'std@300'" in w for w in by_label["std@300"].warnings)
   assert not any("not comparable" in w for w in by_label["std"].warnings)
   only = compare.compare(results, protocol="std@300", reps=REPS)
   assert [g.key.protocol for g in only.groups] == ["std@300"]
@@ -432,14 +469,12 @@ def test_protocols_are_never_mixed(results: Path) -> None:
   assert [g.key.protocol for g in by_name.groups] == ["std", "std@300"]
 
 
-def test_missing_suite_manifest_is_a_warning(tmp_path: Path,
-                                             manifests: Path) -> None:
+def test_missing_suite_manifest_is_a_warning(tmp_path: Path, manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "good", GOOD, suite="other")
   result = compare.compare(root, reps=REPS)
   assert result.groups[0].published == []
-  assert any("suite manifest of 'other' not loaded" in w
-             for w in result.warnings)
+  assert any("suite manifest of 'other' not loaded" in w for w in result.warnings)
 
 
 # --- output -------------------------------------------------------------------------
@@ -479,8 +514,7 @@ def test_render_names_seeds_method_protocol_and_metric(results: Path) -> None:
   assert "Probability of improvement" in text and "Optimality gap" in text
 
 
-def test_rich_markup_in_names_is_shown_literally(tmp_path: Path,
-                                                 manifests: Path) -> None:
+def test_rich_markup_in_names_is_shown_literally(tmp_path: Path, manifests: Path) -> None:
   root = tmp_path / "results"
   write_matrix(root, "[bold]x", GOOD)
   assert "[bold]x" in render_text(compare.compare(root, reps=REPS))
@@ -489,8 +523,7 @@ def test_rich_markup_in_names_is_shown_literally(tmp_path: Path,
 # --- export ---------------------------------------------------------------------------
 
 
-def test_export_csv_loads_with_documented_columns(results: Path,
-                                                  tmp_path: Path) -> None:
+def test_export_csv_loads_with_documented_columns(results: Path, tmp_path: Path) -> None:
   out = tmp_path / "runs.csv"
   text = export.export_csv(results, out=out, aggregate=True, reps=REPS)
   assert out.read_text() == text
@@ -505,13 +538,13 @@ def test_export_csv_loads_with_documented_columns(results: Path,
   assert counts["aggregate"] == 2 * 4
   assert counts["published"] == 4 + 4  # per-task rows + PPO's aggregates
   final = df[(df.kind == "final") & (df.rule == "good") & (df.task == "b")]
-  np.testing.assert_allclose(final.sort_values("seed").normalized_score,
-                             GOOD[:, 1])
+  np.testing.assert_allclose(final.sort_values("seed").normalized_score, GOOD[:, 1])
   agg = df[(df.kind == "aggregate") & (df.rule == "good") & (df.metric == "iqm")]
   assert agg.task.tolist() == ["*"] and agg.seed.isna().all()
   want = stats.interval_estimates({"good": GOOD}, reps=REPS)["good"]["iqm"]
-  assert (agg.normalized_score.item(), agg.ci_low.item(),
-          agg.ci_high.item()) == pytest.approx(tuple(want))
+  assert (agg.normalized_score.item(), agg.ci_low.item(), agg.ci_high.item()) == pytest.approx(
+    tuple(want)
+  )
   train = df[df.kind == "train"]
   assert train.score.isna().sum() == 30 * 4  # iterations without episodes
   assert train.normalized_score.dropna().between(-1e-9, 1.0).all()
@@ -527,8 +560,7 @@ def test_export_without_aggregate_and_with_filters(results: Path) -> None:
   assert len(df) == 15 * 10 + 15 + 4
 
 
-def test_export_to_a_missing_folder_is_a_user_error(results: Path,
-                                                    tmp_path: Path) -> None:
+def test_export_to_a_missing_folder_is_a_user_error(results: Path, tmp_path: Path) -> None:
   with pytest.raises(UserError, match="does not exist"):
     export.export_csv(results, out=tmp_path / "nope" / "x.csv")
 
@@ -549,8 +581,9 @@ def invoke(*args: str):
 
 def test_cli_compare_json_prints_only_json(results: Path) -> None:
   write_run(results, "a", "good", 9, status="failed")
-  code, out, err = invoke("compare", results, "--json", "--reps", REPS,
-                          "--metrics", "iqm,og", "--rules", "good,bad")
+  code, out, err = invoke(
+    "compare", results, "--json", "--reps", REPS, "--metrics", "iqm,og", "--rules", "good,bad"
+  )
   assert code == 0
   doc = json.loads(out)
   assert doc["settings"]["metrics"] == ["iqm", "og"]
@@ -568,8 +601,7 @@ def test_cli_compare_table_and_errors(results: Path, tmp_path: Path) -> None:
 
 
 def test_cli_export_csv(results: Path, tmp_path: Path) -> None:
-  code, out, _ = invoke("export", "csv", results, "--aggregate", "--reps", REPS,
-                        "--suite", "toy")
+  code, out, _ = invoke("export", "csv", results, "--aggregate", "--reps", REPS, "--suite", "toy")
   assert code == 0
   df = pd.read_csv(io.StringIO(out))
   assert "aggregate" in set(df.kind)

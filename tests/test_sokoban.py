@@ -71,7 +71,7 @@ def test_every_level_of_every_file_is_parsed(levels_dir):
     expected = 332 if path.name == "003.txt" and path.parent.name == "hard" else 1000
     assert len(codes) == len(blocks) == expected, path
     assert list(ids) == list(range(expected)), path
-    for i in (0, expected - 1):            # first and last level, as in the text
+    for i in (0, expected - 1):  # first and last level, as in the text
       assert boxoban.render_level(codes[i]).split("\n") == blocks[i], (path, i)
     assert np.all(np.sum(codes == boxoban.BOX, axis=(1, 2)) == 4)
     assert np.all(np.sum(codes == boxoban.PLAYER, axis=(1, 2)) == 1)
@@ -79,9 +79,16 @@ def test_every_level_of_every_file_is_parsed(levels_dir):
 
 def test_box_and_player_on_target_characters():
   codes = walled(" $.*+ $", "  . $")
-  assert list(codes[1][:8]) == [boxoban.WALL, boxoban.FLOOR, boxoban.BOX, boxoban.TARGET,
-                                boxoban.BOX_ON_TARGET, boxoban.PLAYER_ON_TARGET,
-                                boxoban.FLOOR, boxoban.BOX]
+  assert list(codes[1][:8]) == [
+    boxoban.WALL,
+    boxoban.FLOOR,
+    boxoban.BOX,
+    boxoban.TARGET,
+    boxoban.BOX_ON_TARGET,
+    boxoban.PLAYER_ON_TARGET,
+    boxoban.FLOOR,
+    boxoban.BOX,
+  ]
   s = sokoban.state_from_codes(codes)
   assert [int(v) for v in s.player] == [1, 5]
   assert int(s.boxes.sum()) == 4 and int(s.targets.sum()) == 4
@@ -103,8 +110,12 @@ def test_pull_from_folder_into_the_cache(levels_dir, disco_home):
   assert res.exit_code == 0, res.output
   assert "unfiltered-test: 1000 levels from 1 files" in res.output
   folder = disco_home / "data" / "boxoban"
-  for split, n in (("unfiltered-train", 10000), ("unfiltered-valid", 10000),
-                   ("unfiltered-test", 1000), ("hard", 3332)):
+  for split, n in (
+    ("unfiltered-train", 10000),
+    ("unfiltered-valid", 10000),
+    ("unfiltered-test", 1000),
+    ("hard", 3332),
+  ):
     arrays = boxoban.load_split(split)
     assert arrays["levels"].shape == (n, 10, 10) and arrays["levels"].dtype == np.int8
     assert (folder / f"{split}.npz").is_file()
@@ -113,7 +124,7 @@ def test_pull_from_folder_into_the_cache(levels_dir, disco_home):
   assert boxoban.render_level(test["levels"][-1]).split("\n") == blocks[-1]
   record = json.loads((folder / "boxoban.json").read_text())
   assert record["splits"]["unfiltered-test"]["levels"] == 1000
-  assert not list(folder.glob("*.txt"))           # no level files in the cache
+  assert not list(folder.glob("*.txt"))  # no level files in the cache
 
 
 def test_missing_split_and_offline_download_are_one_line_errors(disco_home):
@@ -121,8 +132,9 @@ def test_missing_split_and_offline_download_are_one_line_errors(disco_home):
     boxoban.load_levels("unfiltered-train")
   app = typer.Typer()
   cli_data.register(app)
-  res = CliRunner().invoke(app, ["data", "pull", "boxoban",
-                                 "--url", "http://127.0.0.1:9/master.zip"])
+  res = CliRunner().invoke(
+    app, ["data", "pull", "boxoban", "--url", "http://127.0.0.1:9/master.zip"]
+  )
   assert isinstance(res.exception, UserError)
   msg = str(res.exception)
   assert "\n" not in msg and "can't reach" in msg
@@ -140,7 +152,7 @@ def test_archive_sha256_is_recorded_then_checked(levels_dir, disco_home, tmp_pat
   assert record["splits"]["unfiltered-test"]["levels"] == 1000
   assert record["splits"]["hard"]["levels"] == 332
   assert len(record["archive_sha256"]) == 64
-  boxoban.pull()                                   # cached archive: checked, fine
+  boxoban.pull()  # cached archive: checked, fine
   cached = disco_home / "data" / "boxoban" / boxoban.ARCHIVE_NAME
   cached.write_bytes(cached.read_bytes() + b"x")
   with pytest.raises(UserError, match="checksum mismatch"):
@@ -168,7 +180,7 @@ def test_push_onto_and_off_a_target():
   codes = walled("@$.  *", "     *", "     *", "    .$")
   env = _one_level_env(codes)
   out = _play(env, codes, [RIGHT, RIGHT])
-  assert math.isclose(float(out[0][1].reward), 0.9, abs_tol=1e-6)   # onto a target
+  assert math.isclose(float(out[0][1].reward), 0.9, abs_tol=1e-6)  # onto a target
   assert math.isclose(float(out[1][1].reward), -1.1, abs_tol=1e-6)  # and off it again
   assert not bool(out[1][1].last)
 
@@ -176,8 +188,8 @@ def test_push_onto_and_off_a_target():
 def test_solving_gives_ten_and_resets():
   codes = walled("@$.  *", "     *", "     *")
   env = _one_level_env(codes)
-  (s, ts), = _play(env, codes, [RIGHT])
-  assert math.isclose(float(ts.reward), 10.9, abs_tol=1e-5)     # +10 +1 -0.1
+  ((s, ts),) = _play(env, codes, [RIGHT])
+  assert math.isclose(float(ts.reward), 10.9, abs_tol=1e-5)  # +10 +1 -0.1
   assert bool(ts.last) and not bool(ts.truncated)
   # Auto-reset: the last step already shows the next episode's first grid.
   first = sokoban.observe(sokoban.state_from_codes(codes))
@@ -189,10 +201,12 @@ def test_walls_and_box_behind_box_block():
   codes = walled("@", "$", "$", "", " $#", "    .", "   .", "    .")
   env = _one_level_env(codes)
   out = _play(env, codes, [UP, LEFT, DOWN])
-  for s, ts in out:    # into the wall, into the wall, box behind box: nothing moves
+  for s, ts in out:  # into the wall, into the wall, box behind box: nothing moves
     assert [int(v) for v in s.player] == [1, 1]
     assert math.isclose(float(ts.reward), -0.1, abs_tol=1e-6)
-  assert np.array_equal(np.asarray(out[-1][0].boxes), np.asarray(sokoban.state_from_codes(codes).boxes))
+  assert np.array_equal(
+    np.asarray(out[-1][0].boxes), np.asarray(sokoban.state_from_codes(codes).boxes)
+  )
   # A box pushed into a wall does not move either.
   codes = walled("", "", "", " @$#", "    .", "   .", "    .", " $ $")
   out = _play(_one_level_env(codes), codes, [RIGHT])
@@ -234,8 +248,11 @@ def _to_envpool(codes: np.ndarray) -> np.ndarray:
   b = boxoban
   target = np.isin(codes, [b.TARGET, b.BOX_ON_TARGET, b.PLAYER_ON_TARGET])
   fixed = np.where(codes == b.WALL, 1, np.where(target, 2, 0))
-  var = np.where(np.isin(codes, [b.PLAYER, b.PLAYER_ON_TARGET]), 3,
-                 np.where(np.isin(codes, [b.BOX, b.BOX_ON_TARGET]), 4, 0))
+  var = np.where(
+    np.isin(codes, [b.PLAYER, b.PLAYER_ON_TARGET]),
+    3,
+    np.where(np.isin(codes, [b.BOX, b.BOX_ON_TARGET]), 4, 0),
+  )
   return np.stack([fixed, var], -1).astype(np.uint8)
 
 
@@ -250,8 +267,8 @@ def test_matches_envpool_sokoban(levels_dir, tmp_path):
   except ImportError as e:
     pytest.skip(f"envpool cannot be imported ({e})")
   test, _ = boxoban.parse_levels((levels_dir / "unfiltered" / "test" / "000.txt").read_bytes())
-  near = walled("@$.  *", "     *", "     *")      # one push from solved
-  loose = walled("  *", "@$.  *", "  .$")      # boxes to push on and off targets
+  near = walled("@$.  *", "     *", "     *")  # one push from solved
+  loose = walled("  *", "@$.  *", "  .$")  # boxes to push on and off targets
   levels = np.concatenate([test[:40], test[-4:], np.stack([near] * 12 + [loose] * 8)])
   n = len(levels)
   # envpool reads BASE/jumanji/assets/boxoban/unfiltered-test.npy: [N, 10, 10, (fixed, variable)].
@@ -262,25 +279,36 @@ def test_matches_envpool_sokoban(levels_dir, tmp_path):
 
   # Ours: all levels at once, 120 steps, observations before any reset.
   env = sokoban.Sokoban(levels)
+
   def run(codes, acts, i):
     s = sokoban.state_from_codes(codes, jax.random.PRNGKey(0), i)
+
     def body(s, a):
       moved, reward, solved, timed_out = sokoban.transition(s, a)
       _, ts = env.step(s, a)
       return moved, (sokoban.render_codes(moved), reward, ts.reward, ts.last, ts.truncated)
+
     return jax.lax.scan(body, s, acts)[1]
+
   codes_seq, rewards, step_rewards, lasts, truncs = jax.device_get(
-      jax.jit(jax.vmap(run))(jnp.asarray(levels), jnp.asarray(actions), jnp.arange(n)))
+    jax.jit(jax.vmap(run))(jnp.asarray(levels), jnp.asarray(actions), jnp.arange(n))
+  )
   np.testing.assert_allclose(rewards, step_rewards, atol=0)
 
   seen = {"solved": 0, "on": 0, "off": 0, "timeout": 0}
   for i in range(n):
-    ep = envpool.make("Sokoban-v0", env_type="gymnasium", num_envs=1,
-                      sokoban_level_index=i, base_path=str(tmp_path), seed=0)
+    ep = envpool.make(
+      "Sokoban-v0",
+      env_type="gymnasium",
+      num_envs=1,
+      sokoban_level_index=i,
+      base_path=str(tmp_path),
+      seed=0,
+    )
     obs, _ = ep.reset()
     assert np.array_equal(obs["grid"][0][..., ::-1], _to_envpool(levels[i])), i
     for t in range(120):
-      obs, r, term, trunc, _ = ep.step(TO_ENVPOOL_ACTION[actions[i, t:t + 1]])
+      obs, r, term, trunc, _ = ep.step(TO_ENVPOOL_ACTION[actions[i, t : t + 1]])
       where = f"level {i} step {t + 1}"
       assert np.array_equal(obs["grid"][0][..., ::-1], _to_envpool(codes_seq[i, t])), where
       assert abs(float(r[0]) - float(rewards[i, t])) < 1e-5, where
@@ -300,8 +328,12 @@ def test_matches_envpool_sokoban(levels_dir, tmp_path):
 
 def test_evaluate_levels_plays_each_level_once(pulled):
   levels = boxoban.load_levels("unfiltered-test")
-  agent = Agent({"torso": "sokoban_conv", "conv_channels": [8], "conv_hidden": 16},
-                OutputSpec(flat={"logits": (4,)}, model={}), 4, (10, 10, 7))
+  agent = Agent(
+    {"torso": "sokoban_conv", "conv_channels": [8], "conv_hidden": 16},
+    OutputSpec(flat={"logits": (4,)}, model={}),
+    4,
+    (10, 10, 7),
+  )
   params = agent.init(jax.random.PRNGKey(0))
   solved, returns = sokoban.evaluate_levels(agent.apply, params, levels, jax.random.PRNGKey(1))
   solved, returns = np.asarray(solved), np.asarray(returns)
@@ -312,8 +344,9 @@ def test_evaluate_levels_plays_each_level_once(pulled):
   # A policy that always pushes right solves exactly the levels where that works.
   near = walled("@$.  *", "     *", "     *")
   right = lambda p, obs: {"logits": jnp.tile(jnp.array([-1e9, -1e9, -1e9, 0.0]), (obs.shape[0], 1))}
-  solved, returns = sokoban.evaluate_levels(right, None, np.stack([near, levels[0]]),
-                                            jax.random.PRNGKey(0))
+  solved, returns = sokoban.evaluate_levels(
+    right, None, np.stack([near, levels[0]]), jax.random.PRNGKey(0)
+  )
   assert list(np.asarray(solved)) == [True, False]
   assert math.isclose(float(returns[0]), 10.9, abs_tol=1e-5)
   assert float(returns[1]) <= -12.0 + 4 + 1e-4
@@ -324,12 +357,24 @@ def test_evaluate_levels_plays_each_level_once(pulled):
 @pytest.mark.slow
 def test_tiny_training_run(pulled, tmp_path):
   from disco_eval.runs import SweepSpec, run_sweep
+
   out = tmp_path / "results"
-  results = run_sweep(SweepSpec(
-      suite="sokoban", rules=("actor_critic",), seeds=(0,), steps=2000, out=out,
-      overrides=(("train.min_buffer", "4"), ("train.sample_entries", "4"),
-                 ("train.chunk", "8"), ("train.num_envs", "8"),
-                 ("train.rollout_len", "10"))))
+  results = run_sweep(
+    SweepSpec(
+      suite="sokoban",
+      rules=("actor_critic",),
+      seeds=(0,),
+      steps=2000,
+      out=out,
+      overrides=(
+        ("train.min_buffer", "4"),
+        ("train.sample_entries", "4"),
+        ("train.chunk", "8"),
+        ("train.num_envs", "8"),
+        ("train.rollout_len", "10"),
+      ),
+    )
+  )
   assert [r.status for r in results] == ["complete"], [r.error for r in results]
   run = results[0].path
   for name in ("config.json", "status.json", "metrics.csv", "summary.json"):

@@ -44,9 +44,11 @@ try:
   from jumanji.environments.routing.sokoban.generator import Generator
   from jumanji.types import StepType
 except Exception as e:  # ImportError, or a jumanji that does not fit this jax
-  pytest.skip(f"jumanji cannot be imported ({type(e).__name__}: {e}); "
-              f"`pip install jumanji==1.1.2` to run the parity tests",
-              allow_module_level=True)
+  pytest.skip(
+    f"jumanji cannot be imported ({type(e).__name__}: {e}); "
+    f"`pip install jumanji==1.1.2` to run the parity tests",
+    allow_module_level=True,
+  )
 
 BOXOBAN = Path(__file__).resolve().parents[2] / "shared" / "boxoban"
 UP, DOWN, LEFT, RIGHT = range(4)
@@ -62,8 +64,7 @@ NUM_STEPS = 200
 def to_jumanji_grid(codes):
   """Our cell codes [..., 10, 10] -> jumanji's grid [..., 10, 10, 2] (variable, fixed)."""
   codes = jnp.asarray(codes).astype(jnp.int32)
-  return jnp.stack([jnp.asarray(CODE_TO_VARIABLE)[codes],
-                    jnp.asarray(CODE_TO_FIXED)[codes]], -1)
+  return jnp.stack([jnp.asarray(CODE_TO_VARIABLE)[codes], jnp.asarray(CODE_TO_FIXED)[codes]], -1)
 
 
 class BoxobanLevels(Generator):
@@ -89,10 +90,13 @@ class BoxobanLevels(Generator):
   def level_state(self, index, key) -> JumanjiState:
     """The first state of level `index` of the table."""
     variable = self._variable_grids[index]
-    return JumanjiState(key=key, fixed_grid=self._fixed_grids[index],
-                        variable_grid=variable,
-                        agent_location=self.get_agent_coordinates(variable).astype(jnp.int32),
-                        step_count=jnp.zeros((), jnp.int32))
+    return JumanjiState(
+      key=key,
+      fixed_grid=self._fixed_grids[index],
+      variable_grid=variable,
+      agent_location=self.get_agent_coordinates(variable).astype(jnp.int32),
+      step_count=jnp.zeros((), jnp.int32),
+    )
 
   def __call__(self, rng_key) -> JumanjiState:
     key, sub = jax.random.split(rng_key)
@@ -111,8 +115,8 @@ def walled(*inner: str) -> np.ndarray:
   return level(*rows)
 
 
-NEAR = walled("@$.  *", "     *", "     *")      # one push from solved
-LOOSE = walled("  *", "@$.  *", "  .$")           # boxes to push onto and off targets
+NEAR = walled("@$.  *", "     *", "     *")  # one push from solved
+LOOSE = walled("  *", "@$.  *", "  .$")  # boxes to push onto and off targets
 
 
 @pytest.fixture(scope="module")
@@ -134,8 +138,9 @@ def test_generator_serves_our_levels_and_reset_draws_the_same_level(levels):
   theirs, jts = jax.jit(jax.vmap(jenv.reset))(keys)
   assert len(set(np.asarray(ours.level).tolist())) > 20
   codes = np.asarray(jnp.argmax(ts.observation, -1))
-  np.testing.assert_array_equal(np.asarray(to_jumanji_grid(codes)),
-                                np.asarray(jts.observation.grid))
+  np.testing.assert_array_equal(
+    np.asarray(to_jumanji_grid(codes)), np.asarray(jts.observation.grid)
+  )
   assert jts.observation.grid.dtype == jnp.uint8
   np.testing.assert_array_equal(np.asarray(ours.player), np.asarray(theirs.agent_location))
   assert np.all(np.asarray(jts.step_type) == StepType.FIRST)
@@ -165,17 +170,24 @@ def _play_both(levels, actions):
       fresh = gen.level_state(nxt.level, js2.key)
       js_next = jax.tree.map(lambda x, y: jnp.where(jts.last(), x, y), fresh, js2)
       out = {
-          # The grid after the step, before any reset.
-          "grid": to_jumanji_grid(sokoban.render_codes(moved)),
-          "jgrid": jts.observation.grid,
-          # The observation handed out: after an episode end, the next episode's first.
-          "obs": to_jumanji_grid(jnp.argmax(ts.observation, -1)),
-          "jobs_next": jnp.stack([js_next.variable_grid, js_next.fixed_grid], -1),
-          "steps": moved.steps, "jsteps": jts.observation.step_count,
-          "player": moved.player, "jplayer": js2.agent_location,
-          "reward": reward, "step_reward": ts.reward, "jreward": jts.reward,
-          "last": ts.last, "truncated": ts.truncated, "jlast": jts.last(),
-          "jdiscount": jts.discount, "jsolved": jts.extras["solved"],
+        # The grid after the step, before any reset.
+        "grid": to_jumanji_grid(sokoban.render_codes(moved)),
+        "jgrid": jts.observation.grid,
+        # The observation handed out: after an episode end, the next episode's first.
+        "obs": to_jumanji_grid(jnp.argmax(ts.observation, -1)),
+        "jobs_next": jnp.stack([js_next.variable_grid, js_next.fixed_grid], -1),
+        "steps": moved.steps,
+        "jsteps": jts.observation.step_count,
+        "player": moved.player,
+        "jplayer": js2.agent_location,
+        "reward": reward,
+        "step_reward": ts.reward,
+        "jreward": jts.reward,
+        "last": ts.last,
+        "truncated": ts.truncated,
+        "jlast": jts.last(),
+        "jdiscount": jts.discount,
+        "jsolved": jts.extras["solved"],
       }
       return (nxt, js_next), out
 
@@ -194,8 +206,9 @@ def test_matches_jumanji_sokoban_on_random_play(levels):
     for t in range(NUM_STEPS):
       where = f"level {i} step {t + 1}"
       assert np.array_equal(out["grid"][i, t], out["jgrid"][i, t]), where
-      assert np.array_equal(out["obs"][i, t],
-                            out["jobs_next"][i, t] if out["last"][i, t] else out["grid"][i, t]), where
+      assert np.array_equal(
+        out["obs"][i, t], out["jobs_next"][i, t] if out["last"][i, t] else out["grid"][i, t]
+      ), where
   np.testing.assert_array_equal(out["player"], out["jplayer"])
   np.testing.assert_array_equal(out["steps"], out["jsteps"])
   # Rewards: the same float32 numbers, bit for bit.
@@ -211,9 +224,13 @@ def test_matches_jumanji_sokoban_on_random_play(levels):
   np.testing.assert_array_equal(out["truncated"], out["jlast"] & ~out["jsolved"])
   assert np.all(out["steps"][out["truncated"]] == 120)
   # The random play covered every kind of reward and both kinds of ending.
-  seen = {"solved": int(solved.sum()), "timeout": int(out["truncated"].sum()),
-          "on": int((out["reward"] > 0.5).sum()), "off": int((out["reward"] < -0.5).sum()),
-          "ten": int((out["reward"] > 9.5).sum())}
+  seen = {
+    "solved": int(solved.sum()),
+    "timeout": int(out["truncated"].sum()),
+    "on": int((out["reward"] > 0.5).sum()),
+    "off": int((out["reward"] < -0.5).sum()),
+    "ten": int((out["reward"] > 9.5).sum()),
+  }
   assert all(v > 0 for v in seen.values()), seen
   assert seen["ten"] == seen["solved"]
   # Every env played on after its first episode ended (200 > 120 steps).

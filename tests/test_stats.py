@@ -11,14 +11,13 @@ import pytest
 
 from disco_eval.analysis import bootstrap, stats
 
-RLIABLE_HINT = ("install rliable==1.2.0 arch==7.2.0 'pandas>=2.2,<3'")
+RLIABLE_HINT = "install rliable==1.2.0 arch==7.2.0 'pandas>=2.2,<3'"
 
 # Small matrix with hand-computed answers: 2 runs x 3 tasks.
 #   per-task means: 2, 2, 15 -> median 2, mean 19/3
 #   sorted scores: 0 1 3 4 10 20; int(0.25 * 6) = 1 cut per end -> IQM 4.5
 #   min(s, 1) sums to 5 of 6 -> optimality gap 1/6; min(s, 5) sums to 18 -> 2
-HAND = np.array([[1.0, 4.0, 10.0],
-                 [3.0, 0.0, 20.0]])
+HAND = np.array([[1.0, 4.0, 10.0], [3.0, 0.0, 20.0]])
 
 
 def _rliable() -> tuple[ModuleType, ModuleType]:
@@ -27,8 +26,7 @@ def _rliable() -> tuple[ModuleType, ModuleType]:
     library = importlib.import_module("rliable.library")
     metrics = importlib.import_module("rliable.metrics")
   except Exception as e:  # ImportError, or arch/pandas incompatibilities.
-    pytest.skip(f"rliable not importable here: {type(e).__name__}: {e}; "
-                f"{RLIABLE_HINT}")
+    pytest.skip(f"rliable not importable here: {type(e).__name__}: {e}; {RLIABLE_HINT}")
   return library, metrics
 
 
@@ -49,8 +47,7 @@ def test_hand_computed_point_estimates():
 
 def test_iqm_trims_a_quarter_from_each_end():
   # 8 scores, 2 cut from each end: mean of 3, 4, 5, 6.
-  scores = np.array([[100.0, 3.0, 4.0, -50.0],
-                     [5.0, 6.0, -1.0, 99.0]])
+  scores = np.array([[100.0, 3.0, 4.0, -50.0], [5.0, 6.0, -1.0, 99.0]])
   assert stats.iqm(scores) == pytest.approx(4.5, abs=1e-12)
   # Fewer than 4 scores: nothing is trimmed.
   assert stats.iqm(np.array([[1.0, 2.0, 9.0]])) == pytest.approx(4.0)
@@ -67,8 +64,7 @@ def test_probability_of_improvement_hand_computed_with_ties():
   assert stats.probability_of_improvement(x + 10, x) == pytest.approx(1.0)
   assert stats.probability_of_improvement(x, x + 10) == pytest.approx(0.0)
   # All tied, different numbers of runs.
-  assert stats.probability_of_improvement(
-      np.ones((3, 2)), np.ones((5, 2))) == pytest.approx(0.5)
+  assert stats.probability_of_improvement(np.ones((3, 2)), np.ones((5, 2))) == pytest.approx(0.5)
 
 
 def test_metrics_are_batched_over_leading_dims():
@@ -82,8 +78,8 @@ def test_metrics_are_batched_over_leading_dims():
 def test_run_score_distribution_is_strictly_above():
   scores = np.array([[0.0, 1.0], [2.0, 3.0]])
   np.testing.assert_allclose(
-      stats.run_score_distribution(scores, [-1.0, 0.0, 1.5, 3.0]),
-      [1.0, 0.75, 0.5, 0.0])
+    stats.run_score_distribution(scores, [-1.0, 0.0, 1.5, 3.0]), [1.0, 0.75, 0.5, 0.0]
+  )
 
 
 def test_metric_registry():
@@ -99,8 +95,9 @@ def test_metric_registry():
 # ----------------------------------------------------------- rliable parity
 
 
-@pytest.mark.parametrize("shape", [(1, 1), (1, 5), (2, 2), (3, 7), (5, 16),
-                                   (10, 3), (7, 13), (20, 57)])
+@pytest.mark.parametrize(
+  "shape", [(1, 1), (1, 5), (2, 2), (3, 7), (5, 16), (10, 3), (7, 13), (20, 57)]
+)
 def test_point_estimates_match_rliable(shape):
   _, rm = _rliable()
   x = _random_matrix(sum(shape), shape)
@@ -110,12 +107,9 @@ def test_point_estimates_match_rliable(shape):
   assert abs(stats.median(x) - rm.aggregate_median(x)) < 1e-9
   assert abs(stats.mean(x) - rm.aggregate_mean(x)) < 1e-9
   assert abs(stats.optimality_gap(x) - rm.aggregate_optimality_gap(x)) < 1e-9
-  assert abs(stats.optimality_gap(x, 0.7)
-             - rm.aggregate_optimality_gap(x, 0.7)) < 1e-9
-  assert abs(stats.probability_of_improvement(x, y)
-             - rm.probability_of_improvement(x, y)) < 1e-9
-  assert abs(stats.probability_of_improvement(x, x)
-             - rm.probability_of_improvement(x, x)) < 1e-9
+  assert abs(stats.optimality_gap(x, 0.7) - rm.aggregate_optimality_gap(x, 0.7)) < 1e-9
+  assert abs(stats.probability_of_improvement(x, y) - rm.probability_of_improvement(x, y)) < 1e-9
+  assert abs(stats.probability_of_improvement(x, x) - rm.probability_of_improvement(x, x)) < 1e-9
 
 
 def test_probability_of_improvement_matches_rliable_on_discrete_scores():
@@ -123,8 +117,7 @@ def test_probability_of_improvement_matches_rliable_on_discrete_scores():
   rng = np.random.default_rng(3)
   x = rng.integers(0, 3, size=(6, 9)).astype(float)
   y = rng.integers(0, 3, size=(4, 9)).astype(float)
-  assert abs(stats.probability_of_improvement(x, y)
-             - rm.probability_of_improvement(x, y)) < 1e-9
+  assert abs(stats.probability_of_improvement(x, y) - rm.probability_of_improvement(x, y)) < 1e-9
 
 
 @pytest.fixture(scope="module")
@@ -140,8 +133,14 @@ def test_intervals_match_rliable(ci_case):
   x = ci_case["x"]
 
   def all_metrics(s):
-    return np.array([rm.aggregate_iqm(s), rm.aggregate_median(s),
-                     rm.aggregate_mean(s), rm.aggregate_optimality_gap(s)])
+    return np.array(
+      [
+        rm.aggregate_iqm(s),
+        rm.aggregate_median(s),
+        rm.aggregate_mean(s),
+        rm.aggregate_optimality_gap(s),
+      ]
+    )
 
   np.random.seed(0)  # rliable draws from numpy's global generator.
   points, cis = rl.get_interval_estimates({"x": x}, all_metrics, reps=50_000)
@@ -199,10 +198,12 @@ def test_same_seed_same_intervals_different_seed_different():
       assert first[rule][name][1:] != other[rule][name][1:]
 
   a, b = x["a"], x["b"]
-  assert (stats.probability_of_improvement_interval(a, b, 2_000, seed=3)
-          == stats.probability_of_improvement_interval(a, b, 2_000, seed=3))
-  assert (stats.probability_of_improvement_interval(a, b, 2_000, seed=3)
-          != stats.probability_of_improvement_interval(a, b, 2_000, seed=4))
+  assert stats.probability_of_improvement_interval(
+    a, b, 2_000, seed=3
+  ) == stats.probability_of_improvement_interval(a, b, 2_000, seed=3)
+  assert stats.probability_of_improvement_interval(
+    a, b, 2_000, seed=3
+  ) != stats.probability_of_improvement_interval(a, b, 2_000, seed=4)
 
 
 def test_global_numpy_generator_is_untouched():
@@ -219,13 +220,12 @@ def test_chunk_size_does_not_change_results():
   chunked = stats.interval_estimates(x, reps=3_001, seed=1, chunk_size=7)
   assert whole == chunked
   a, b = _random_matrix(1, (5, 8)), _random_matrix(2, (3, 8))
-  assert (stats.probability_of_improvement_interval(a, b, 1_001, seed=2)
-          == stats.probability_of_improvement_interval(a, b, 1_001, seed=2,
-                                                       chunk_size=13))
+  assert stats.probability_of_improvement_interval(
+    a, b, 1_001, seed=2
+  ) == stats.probability_of_improvement_interval(a, b, 1_001, seed=2, chunk_size=13)
   over_time = {"a": _random_matrix(3, (4, 6, 5))}
   c1 = stats.sample_efficiency_curves(over_time, reps=999, seed=5)["a"]
-  c2 = stats.sample_efficiency_curves(over_time, reps=999, seed=5,
-                                      chunk_size=10)["a"]
+  c2 = stats.sample_efficiency_curves(over_time, reps=999, seed=5, chunk_size=10)["a"]
   for u, v in zip(c1, c2):
     np.testing.assert_array_equal(u, v)
 
@@ -270,7 +270,8 @@ def test_intervals_contain_point_and_widen_with_confidence():
 def test_custom_metric_must_be_batched():
   x = {"a": _random_matrix(0, (5, 16))}
   ok = stats.interval_estimates(
-      x, {"max_task_mean": lambda s: s.mean(axis=-2).max(axis=-1)}, reps=200)
+    x, {"max_task_mean": lambda s: s.mean(axis=-2).max(axis=-1)}, reps=200
+  )
   assert set(ok["a"]) == {"max_task_mean"}
   with pytest.raises(ValueError, match="batched"):
     stats.interval_estimates(x, {"flat": lambda s: np.mean(s)}, reps=200)
@@ -278,12 +279,10 @@ def test_custom_metric_must_be_batched():
 
 def test_sample_efficiency_curves_match_per_point_intervals():
   over_time = _random_matrix(0, (5, 16, 3))
-  curve = stats.sample_efficiency_curves({"a": over_time}, "iqm",
-                                         reps=20_000)["a"]
+  curve = stats.sample_efficiency_curves({"a": over_time}, "iqm", reps=20_000)["a"]
   assert curve.point.shape == curve.lo.shape == curve.hi.shape == (3,)
   for p in range(3):
-    single = stats.interval_estimates({"a": over_time[..., p]}, ["iqm"],
-                                      reps=20_000)["a"]["iqm"]
+    single = stats.interval_estimates({"a": over_time[..., p]}, ["iqm"], reps=20_000)["a"]["iqm"]
     assert curve.point[p] == pytest.approx(single.point, abs=1e-12)
     assert curve.lo[p] == pytest.approx(single.lo, abs=0.01)
     assert curve.hi[p] == pytest.approx(single.hi, abs=0.01)
@@ -291,8 +290,7 @@ def test_sample_efficiency_curves_match_per_point_intervals():
 
 def test_performance_profile_shapes_and_monotonicity():
   taus = np.linspace(-0.5, 1.5, 41)
-  band = stats.performance_profile({"a": _random_matrix(0, (5, 16))}, taus,
-                                   reps=1_000)["a"]
+  band = stats.performance_profile({"a": _random_matrix(0, (5, 16))}, taus, reps=1_000)["a"]
   assert band.point.shape == band.lo.shape == band.hi.shape == (41,)
   assert np.all(np.diff(band.point) <= 0)
   assert np.all(band.lo <= band.point + 1e-12)
@@ -318,12 +316,15 @@ def test_nan_scores_raise():
     bootstrap.check_scores(bad)
 
 
-@pytest.mark.parametrize("bad, match", [
+@pytest.mark.parametrize(
+  "bad, match",
+  [
     (np.ones(4), "expected 2 dimensions"),
     (np.ones((0, 3)), "at least one run"),
     (np.array([[1.0, np.inf]]), "infinite"),
     (np.array([["a", "b"]]), "numeric"),
-])
+  ],
+)
 def test_invalid_scores_raise(bad, match):
   with pytest.raises(ValueError, match=match):
     stats.interval_estimates({"rule": bad}, reps=10)
@@ -339,6 +340,7 @@ def test_invalid_arguments_raise():
     stats.interval_estimates(x, ["iqm", "nope"], reps=10)
   with pytest.raises(ValueError, match="same tasks"):
     stats.probability_of_improvement_interval(
-        _random_matrix(0, (3, 4)), _random_matrix(1, (3, 5)), reps=10)
+      _random_matrix(0, (3, 4)), _random_matrix(1, (3, 5)), reps=10
+    )
   with pytest.raises(ValueError, match="taus"):
     stats.performance_profile(x, [], reps=10)

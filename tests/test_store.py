@@ -18,9 +18,17 @@ import numpy as np
 import pytest
 
 from disco_eval import store
-from disco_eval.store import atomic, layout, training_checkpoint
 from disco_eval.errors import UserError
-from disco_eval.store import RunRecord, run_dir, scan_runs, write_atomic, write_json_atomic
+from disco_eval.store import (
+  RunRecord,
+  atomic,
+  layout,
+  run_dir,
+  scan_runs,
+  training_checkpoint,
+  write_atomic,
+  write_json_atomic,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,18 +36,24 @@ REPO = Path(__file__).resolve().parents[1]
 def _config(**changes) -> dict:
   """A typical run config."""
   config = {
-      "rule": "disco103", "rule_sha256": "ab" * 32, "suite": "minatar",
-      "task": "breakout", "protocol": "standard", "seed": 0,
-      "hyper": {"lr": 3e-4, "batch": 32, "gammas": [0.99, 0.997]},
-      "versions": store.versions(), "created": "2026-01-01T00:00:00+00:00",
+    "rule": "disco103",
+    "rule_sha256": "ab" * 32,
+    "suite": "minatar",
+    "task": "breakout",
+    "protocol": "standard",
+    "seed": 0,
+    "hyper": {"lr": 3e-4, "batch": 32, "gammas": [0.99, 0.997]},
+    "versions": store.versions(),
+    "created": "2026-01-01T00:00:00+00:00",
   }
   config.update(changes)
   return config
 
 
 def _open(root: Path, seed: int = 0, **changes) -> RunRecord:
-  return RunRecord.open(root, "minatar", "breakout", "disco103", seed,
-                        _config(seed=seed, **changes))
+  return RunRecord.open(
+    root, "minatar", "breakout", "disco103", seed, _config(seed=seed, **changes)
+  )
 
 
 def _temps(folder: Path) -> list[str]:
@@ -48,11 +62,19 @@ def _temps(folder: Path) -> list[str]:
 
 def _python(code: str, *args: str, **kwargs) -> subprocess.Popen:
   """Start `python -c code args` with this checkout importable."""
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      [str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]))
-  return subprocess.Popen([sys.executable, "-c", code, *args], cwd=REPO, env=env,
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                          **kwargs)
+  env = dict(
+    os.environ,
+    PYTHONPATH=os.pathsep.join([str(REPO)] + [p for p in [os.environ.get("PYTHONPATH")] if p]),
+  )
+  return subprocess.Popen(
+    [sys.executable, "-c", code, *args],
+    cwd=REPO,
+    env=env,
+    stdout=subprocess.PIPE,
+    stderr=subprocess.PIPE,
+    text=True,
+    **kwargs,
+  )
 
 
 def _wait_for_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
@@ -68,13 +90,16 @@ def _wait_for_line(proc: subprocess.Popen, timeout: float = 30.0) -> str:
 
 
 def test_run_dir_layout(tmp_path):
-  assert run_dir(tmp_path, "procgen", "coinrun", "ppo", 3) == \
-      tmp_path / "procgen" / "coinrun" / "ppo" / "seed3"
+  assert (
+    run_dir(tmp_path, "procgen", "coinrun", "ppo", 3)
+    == tmp_path / "procgen" / "coinrun" / "ppo" / "seed3"
+  )
   assert run_dir(tmp_path, "s", "t", "r", np.int64(2)).name == "seed2"
 
 
-@pytest.mark.parametrize("suite,seed", [("a/b", 0), ("..", 0), ("", 0), ("x\ny", 0),
-                                        ("ok", -1), ("ok", True), ("ok", 1.0)])
+@pytest.mark.parametrize(
+  "suite,seed", [("a/b", 0), ("..", 0), ("", 0), ("x\ny", 0), ("ok", -1), ("ok", True), ("ok", 1.0)]
+)
 def test_run_dir_refuses_names_that_leave_the_root(tmp_path, suite, seed):
   with pytest.raises(UserError):
     run_dir(tmp_path, suite, "task", "rule", seed)
@@ -276,8 +301,14 @@ def test_a_record_older_than_a_train_setting_matches_its_old_value(tmp_path):
   same = {**_config(), "train": {"num_envs": 2, "devices": 1, "learner_microbatches": 1}}
   RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, same)
   with pytest.raises(UserError, match=r"train\.devices is 1 there but 2 now"):
-    RunRecord.open(tmp_path, "catch", "catch", "disco103", 0,
-                   {**_config(), "train": {"num_envs": 2, "devices": 2}})
+    RunRecord.open(
+      tmp_path,
+      "catch",
+      "catch",
+      "disco103",
+      0,
+      {**_config(), "train": {"num_envs": 2, "devices": 2}},
+    )
 
 
 def test_open_refuses_a_corrupt_stored_config(tmp_path):
@@ -289,8 +320,17 @@ def test_open_refuses_a_corrupt_stored_config(tmp_path):
 
 def test_json_keeps_nan_inf_and_numpy_values(tmp_path):
   target = tmp_path / "x.json"
-  write_json_atomic(target, {"nan": float("nan"), "inf": math.inf, "ninf": -math.inf,
-                             "np": np.float32(0.5), "arr": np.arange(3), "i": np.int64(7)})
+  write_json_atomic(
+    target,
+    {
+      "nan": float("nan"),
+      "inf": math.inf,
+      "ninf": -math.inf,
+      "np": np.float32(0.5),
+      "arr": np.arange(3),
+      "i": np.int64(7),
+    },
+  )
   doc = json.loads(target.read_text())
   assert math.isnan(doc["nan"]) and doc["inf"] == math.inf and doc["ninf"] == -math.inf
   assert doc["np"] == 0.5 and doc["arr"] == [0, 1, 2] and doc["i"] == 7
@@ -328,7 +368,7 @@ def test_corrupt_status_is_a_user_error(tmp_path):
   record = _open(tmp_path)
   (record.path / "status.json").write_text('{"status": "runn')
   with pytest.raises(UserError, match="unreadable status.json"):
-    record.status
+    _ = record.status
 
 
 # --- metrics ------------------------------------------------------------------
@@ -340,10 +380,12 @@ def test_metrics_round_trip(tmp_path):
   record.append_metrics([])
   assert not (record.path / "metrics.csv").exists()
   record.append_metrics([{"env_steps": 0, "ret": 0.1, "loss": float("nan"), "note": "a,b"}])
-  record.append_metrics([
+  record.append_metrics(
+    [
       {"loss": math.inf, "env_steps": 100, "ret": np.float32(1.5), "note": None},
       {"env_steps": np.int64(200), "ret": -1e-300, "loss": 2, "note": "x\ny"},
-  ])
+    ]
+  )
   assert (record.path / "metrics.csv").read_text().splitlines()[0] == "env_steps,ret,loss,note"
   rows = record.read_metrics()
   assert [r["env_steps"] for r in rows] == [0, 100, 200]
@@ -379,21 +421,28 @@ def test_truncate_metrics_drops_rows_after_the_checkpoint(tmp_path):
 
 def _state():
   import jax.numpy as jnp
+
   return {
-      "params": {"w": jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
-                 "b": jnp.zeros((4,), jnp.bfloat16) + 0.5},
-      "opt": (jnp.array(3, jnp.int32), np.arange(6, dtype=np.float64).reshape(2, 3),
-              np.array([1, 2, 255], np.uint8)),
-      "flags": np.array([True, False]),
-      "rng": jnp.array([1, 2], jnp.uint32),
-      "step": 7,
-      "scale": np.float16(0.25),
-      "empty": np.zeros((0, 3), np.int16),
+    "params": {
+      "w": jnp.arange(12, dtype=jnp.float32).reshape(3, 4),
+      "b": jnp.zeros((4,), jnp.bfloat16) + 0.5,
+    },
+    "opt": (
+      jnp.array(3, jnp.int32),
+      np.arange(6, dtype=np.float64).reshape(2, 3),
+      np.array([1, 2, 255], np.uint8),
+    ),
+    "flags": np.array([True, False]),
+    "rng": jnp.array([1, 2], jnp.uint32),
+    "step": 7,
+    "scale": np.float16(0.25),
+    "empty": np.zeros((0, 3), np.int16),
   }
 
 
 def _assert_trees_equal(got, want):
   import jax
+
   assert jax.tree_util.tree_structure(got) == jax.tree_util.tree_structure(want)
   for a, b in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(want)):
     assert type(a) is type(b) or (isinstance(a, jax.Array) and isinstance(b, jax.Array))
@@ -404,29 +453,35 @@ def _assert_trees_equal(got, want):
 
 def test_checkpoint_round_trip(tmp_path):
   import jax
+
   record = _open(tmp_path)
   template = _state()
   assert record.load_checkpoint(template) is None
   record.save_checkpoint(template, env_steps=1000, extra={"episodes": 12, "best": math.nan})
   state, steps, extra = record.load_checkpoint(jax.tree_util.tree_map(np.zeros_like, template))
   assert steps == 1000 and extra["episodes"] == 12 and math.isnan(extra["best"])
-  _assert_trees_equal(jax.tree_util.tree_map(np.asarray, state),
-                      jax.tree_util.tree_map(np.asarray, template))
+  _assert_trees_equal(
+    jax.tree_util.tree_map(np.asarray, state), jax.tree_util.tree_map(np.asarray, template)
+  )
   # A template of jax arrays / ShapeDtypeStructs gives jax arrays back.
-  abstract = jax.tree_util.tree_map(lambda x: jax.ShapeDtypeStruct(np.shape(x),
-                                                                   np.asarray(x).dtype),
-                                    template)
+  abstract = jax.tree_util.tree_map(
+    lambda x: jax.ShapeDtypeStruct(np.shape(x), np.asarray(x).dtype), template
+  )
   state, _, _ = record.load_checkpoint(abstract)
   assert all(isinstance(leaf, jax.Array) for leaf in jax.tree_util.tree_leaves(state))
   state, _, _ = record.load_checkpoint(template)
   _assert_trees_equal(state, template)
   assert isinstance(state["step"], int) and isinstance(state["scale"], np.float16)
   meta = json.loads((record.path / "checkpoint" / "checkpoint.json").read_text())
-  assert {leaf["path"] for leaf in meta["checkpoints"][0]["leaves"]} >= {"['params']['w']", "['opt'][0]"}
+  assert {leaf["path"] for leaf in meta["checkpoints"][0]["leaves"]} >= {
+    "['params']['w']",
+    "['opt'][0]",
+  }
 
 
 def test_checkpoint_keeps_the_two_latest(tmp_path):
   import jax.numpy as jnp
+
   record = _open(tmp_path)
   for steps in (100, 200, 200, 300):
     record.save_checkpoint({"w": jnp.full((2,), steps, jnp.float32)}, env_steps=steps)
@@ -467,10 +522,14 @@ def test_checkpoint_survives_a_crash_before_the_commit(tmp_path, monkeypatch):
 
 def test_checkpoint_refuses_a_template_that_does_not_fit(tmp_path):
   import jax.numpy as jnp
+
   record = _open(tmp_path)
   record.save_checkpoint({"w": jnp.zeros((3, 4)), "b": jnp.zeros(4)}, env_steps=1)
-  with pytest.raises(UserError, match=r"leaf \['w'\] is float32\[3, 4\] there but "
-                     r"float32\[4, 4\] is expected"):
+  with pytest.raises(
+    UserError,
+    match=r"leaf \['w'\] is float32\[3, 4\] there but "
+    r"float32\[4, 4\] is expected",
+  ):
     record.load_checkpoint({"w": jnp.zeros((4, 4)), "b": jnp.zeros(4)})
   with pytest.raises(UserError, match="int32"):
     record.load_checkpoint({"w": jnp.zeros((3, 4), jnp.int32), "b": jnp.zeros(4)})
@@ -516,8 +575,10 @@ def test_lock_refuses_a_second_process_until_released(tmp_path):
   with record.lock():
     other = _python(_LOCKER, str(record.path), "try")
     out, err = other.communicate(timeout=60)
-    assert out.strip() == (f"refused: run {record.path} is being written by another "
-                           f"process (pid {os.getpid()}); wait for it to end or stop it"), err
+    assert out.strip() == (
+      f"refused: run {record.path} is being written by another "
+      f"process (pid {os.getpid()}); wait for it to end or stop it"
+    ), err
     with pytest.raises(UserError, match="another process"):  # not reentrant either
       with record.lock():
         pass
@@ -550,8 +611,12 @@ def test_lock_needs_an_existing_run(tmp_path):
 def test_lock_removes_only_stale_temp_files(tmp_path):
   record = _open(tmp_path)
   (record.path / "checkpoint").mkdir()
-  dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                        capture_output=True, text=True, check=True)
+  dead = subprocess.run(
+    [sys.executable, "-c", "import os; print(os.getpid())"],
+    capture_output=True,
+    text=True,
+    check=True,
+  )
   stale = record.path / f".status.json.{dead.stdout.strip()}.0123456789ab.tmp"
   stale_ckpt = record.path / "checkpoint" / f".x.npz.{dead.stdout.strip()}.0123456789ab.tmp"
   live = record.path / f".metrics.csv.{os.getppid()}.0123456789ab.tmp"  # a live process
@@ -571,7 +636,7 @@ def test_scan_runs_reports_runs_and_problems(tmp_path):
   done.mark_running()
   done.save_checkpoint({"w": np.ones(2)}, env_steps=5)
   done.mark_complete({"return": 1.0})
-  fresh = _open(tmp_path, seed=1)
+  _open(tmp_path, seed=1)  # a fresh record, never run
   bad_config = _open(tmp_path, seed=2)
   (bad_config.path / "config.json").write_text('{"rule": ')
   bad_status = _open(tmp_path, seed=10)
@@ -623,14 +688,19 @@ def test_scan_runs_reports_folders_it_cannot_list(tmp_path, monkeypatch):
 
 
 def test_scan_accepts_a_rule_table_in_the_config(tmp_path):
-  cfg = {"rule": {"name": "disco103", "kind": "disco", "sha256": "ab"}, "suite": "catch",
-         "task": "catch", "seed": 0}
+  cfg = {
+    "rule": {"name": "disco103", "kind": "disco", "sha256": "ab"},
+    "suite": "catch",
+    "task": "catch",
+    "seed": 0,
+  }
   rec = store.RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, cfg)
   rec.mark_complete({"score": 1.0})
   (info,) = store.scan_runs(tmp_path)
   assert info.problem is None and info.rule == "disco103"
-  other = store.RunRecord.open(tmp_path, "catch", "catch", "ppo", 0,
-                               {**cfg, "rule": {"name": "disco103"}})
+  other = store.RunRecord.open(
+    tmp_path, "catch", "catch", "ppo", 0, {**cfg, "rule": {"name": "disco103"}}
+  )
   other.mark_complete({"score": 1.0})
   bad = [i for i in store.scan_runs(tmp_path) if i.path == other.path][0]
   assert "says rule 'disco103' but the folder says 'ppo'" in bad.problem

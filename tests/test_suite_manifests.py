@@ -17,11 +17,33 @@ from disco_eval.analysis import published
 from disco_eval.config import suites
 
 SUITES = sorted(p.stem for p in (paths.PROJECT_ROOT / "suites").glob("*.toml"))
-PROCGEN_GAMES = ["bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
-                 "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
-                 "ninja", "plunder", "starpilot"]
-TRAIN_KEYS = ("env_steps", "num_envs", "rollout_len", "buffer_capacity", "min_buffer",
-              "sample_entries", "updates_per_iteration")
+PROCGEN_GAMES = [
+  "bigfish",
+  "bossfight",
+  "caveflyer",
+  "chaser",
+  "climber",
+  "coinrun",
+  "dodgeball",
+  "fruitbot",
+  "heist",
+  "jumper",
+  "leaper",
+  "maze",
+  "miner",
+  "ninja",
+  "plunder",
+  "starpilot",
+]
+TRAIN_KEYS = (
+  "env_steps",
+  "num_envs",
+  "rollout_len",
+  "buffer_capacity",
+  "min_buffer",
+  "sample_entries",
+  "updates_per_iteration",
+)
 
 
 def _entries(manifest: suites.SuiteManifest) -> list[tuple[str, dict]]:
@@ -61,8 +83,9 @@ def test_protocols_have_a_budget_and_loop_settings(name):
 @pytest.mark.parametrize("name", SUITES)
 def test_normalisation_tables_cover_known_tasks_with_a_positive_range(name):
   m = suites.load_suite(name)
-  tables = [m.normalization] + [p.get("normalization") for p in m.protocols.values()
-                                if p.get("normalization") is not None]
+  tables = [m.normalization] + [
+    p.get("normalization") for p in m.protocols.values() if p.get("normalization") is not None
+  ]
   for table in tables:
     assert isinstance(table, dict)
     for task, n in table.items():
@@ -128,10 +151,13 @@ def test_report_reads_every_published_row_without_warnings(name):
   assert warnings == []
   # Every [[published]] row, plus the figures in another metric that the
   # protocol reports beside its score (shown with no score of their own).
-  beside = [e for e in m.raw.get("published_other_metric", [])
-            if e["metric"] in m.protocols[e["protocol"]].get("reported_beside", [])]
+  beside = [
+    e
+    for e in m.raw.get("published_other_metric", [])
+    if e["metric"] in m.protocols[e["protocol"]].get("reported_beside", [])
+  ]
   assert len(rows) == len(m.raw.get("published", [])) + len(beside)
-  assert all(math.isnan(r.score) and r.beside for r in rows[len(rows) - len(beside):])
+  assert all(math.isnan(r.score) and r.beside for r in rows[len(rows) - len(beside) :])
 
 
 def test_procgen_published_scores_are_the_mean_of_their_seeds():
@@ -157,9 +183,11 @@ def test_procgen_published_aggregates_match_the_shared_reference():
   shared/published/README.md (PPO easy-200 0.353, PPG hard 0.667)."""
   m = suites.load_suite("procgen")
   rows, _ = published.published_rows(m)
-  for protocol, rule, iqm in (("easy-200", "PPO (OpenAI train-procgen, published)", 0.353),
-                              ("disco", "PPG (OpenAI, published)", 0.667),
-                              ("disco", "PPO (OpenAI PPG repo, published)", 0.398)):
+  for protocol, rule, iqm in (
+    ("easy-200", "PPO (OpenAI train-procgen, published)", 0.353),
+    ("disco", "PPG (OpenAI, published)", 0.667),
+    ("disco", "PPO (OpenAI PPG repo, published)", 0.398),
+  ):
     chosen = [r for r in rows if r.protocol == protocol and r.rule == rule]
     matrices = published.published_matrices(chosen, PROCGEN_GAMES, m)
     matrix, per_seed = matrices[rule]
@@ -218,9 +246,23 @@ def test_nethack_protocol():
 def test_cli_suites_show_procgen_easy_200(tmp_path):
   env = dict(os.environ, DISCO_EVAL_HOME=str(tmp_path / "home"))
   env.pop("DISCO_EVAL_MANIFESTS", None)
-  res = subprocess.run([sys.executable, "-m", "disco_eval.cli", "suites", "show", "procgen",
-                        "--protocol", "easy-200", "--json"],
-                       capture_output=True, text=True, env=env, timeout=120)
+  res = subprocess.run(
+    [
+      sys.executable,
+      "-m",
+      "disco_eval.cli",
+      "suites",
+      "show",
+      "procgen",
+      "--protocol",
+      "easy-200",
+      "--json",
+    ],
+    capture_output=True,
+    text=True,
+    env=env,
+    timeout=120,
+  )
   assert res.returncode == 0, res.stdout + res.stderr
   info = json.loads(res.stdout)
   assert info["name"] == "procgen" and info["backend"] == "envpool"

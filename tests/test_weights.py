@@ -115,8 +115,13 @@ def test_missing_file(work, disco_home):
 
 def test_wrong_sha256(disco103_npz, disco_home):
   _assert_load_error(
-      disco103_npz, disco_home, "checksum mismatch", f"expected {'0' * 64}",
-      f"found {DISCO103_SHA}", expected_sha256="0" * 64)
+    disco103_npz,
+    disco_home,
+    "checksum mismatch",
+    f"expected {'0' * 64}",
+    f"found {DISCO103_SHA}",
+    expected_sha256="0" * 64,
+  )
 
 
 def test_missing_key(work, disco_home, disco103_arrays):
@@ -137,8 +142,7 @@ def test_wrong_shape(work, disco_home, disco103_arrays):
   key = "lstm/lstm/linear/w"
   disco103_arrays[key] = disco103_arrays[key][:, :512]
   path = _save(work / "shape.npz", disco103_arrays)
-  _assert_load_error(
-      path, disco_home, f"'{key}'", "expected (283, 1024)", "shape (283, 512)")
+  _assert_load_error(path, disco_home, f"'{key}'", "expected (283, 1024)", "shape (283, 512)")
 
 
 def test_extra_key(work, disco_home, disco103_arrays):
@@ -234,8 +238,7 @@ def server(disco103_npz, work):
   httpd.files = {"good": good, "wrong": bytes(wrong), "half": good}
   httpd.release = threading.Event()
   httpd.timeout = TIMEOUT
-  thread = threading.Thread(
-      target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+  thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
   thread.start()
   try:
     yield f"http://127.0.0.1:{httpd.server_address[1]}"
@@ -270,7 +273,9 @@ def test_pull_wrong_bytes(server, manifest, disco_home):
   with pytest.raises(UserError) as info:
     weights.pull(manifest, url=f"{server}/wrong", timeout=TIMEOUT)
   message = str(info.value)
-  assert message.startswith(f"checksum mismatch for {server}/wrong: expected {DISCO103_SHA}, found ")
+  assert message.startswith(
+    f"checksum mismatch for {server}/wrong: expected {DISCO103_SHA}, found "
+  )
   _assert_cache_clean(disco_home)
 
 

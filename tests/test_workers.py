@@ -24,8 +24,13 @@ class CountingEnv:
       raise ValueError("boom in the environment")
     end = self.t == self.length
     info = {"steps": float(self.t)} if end else None
-    return (np.array([self.seed, self.t], np.int32), float(action),
-            end and not self.truncate, end and self.truncate, info)
+    return (
+      np.array([self.seed, self.t], np.int32),
+      float(action),
+      end and not self.truncate,
+      end and self.truncate,
+      info,
+    )
 
 
 def make_counting(seed, **kwargs):
@@ -33,8 +38,15 @@ def make_counting(seed, **kwargs):
 
 
 def test_reset_step_convention_and_episode_infos():
-  pool = WorkerPool(make_counting, {"length": 3}, num_envs=3, seed=1,
-                    obs_shape=(2,), obs_dtype=np.int32, num_workers=2)
+  pool = WorkerPool(
+    make_counting,
+    {"length": 3},
+    num_envs=3,
+    seed=1,
+    obs_shape=(2,),
+    obs_dtype=np.int32,
+    num_workers=2,
+  )
   try:
     obs = pool.reset()
     seeds = [1 * 100_003 + i for i in range(3)]
@@ -47,7 +59,7 @@ def test_reset_step_convention_and_episode_infos():
     assert obs_t == [1, 2, 3, 0, 1]
     assert rewards == [1.0, 2.0, 3.0, 0.0, 5.0]
     assert last == [False, False, True, False, False]
-    assert not any(s[3].any() for s in steps)       # terminations, not truncations
+    assert not any(s[3].any() for s in steps)  # terminations, not truncations
     # The infos arrive with the step that ended the episodes, for every env.
     pool.step(np.zeros(3))
     pool.reset()
@@ -60,25 +72,39 @@ def test_reset_step_convention_and_episode_infos():
 
 
 def test_truncation_and_force_reset():
-  pool = WorkerPool(make_counting, {"length": 2, "truncate": True}, num_envs=2, seed=0,
-                    obs_shape=(2,), obs_dtype=np.int32, num_workers=1)
+  pool = WorkerPool(
+    make_counting,
+    {"length": 2, "truncate": True},
+    num_envs=2,
+    seed=0,
+    obs_shape=(2,),
+    obs_dtype=np.int32,
+    num_workers=1,
+  )
   try:
     pool.reset()
     pool.step([0, 0])
     _, _, last, truncated = pool.step([0, 0])
     assert last.all() and truncated.all()
-    pool.step([0, 0])                       # reset steps
+    pool.step([0, 0])  # reset steps
     pool.force_reset([True, False])
     obs, reward, last, _ = pool.step([7, 7])
-    np.testing.assert_array_equal(obs[:, 1], [0, 1])   # env 0 was reset, env 1 stepped
+    np.testing.assert_array_equal(obs[:, 1], [0, 1])  # env 0 was reset, env 1 stepped
     np.testing.assert_array_equal(reward, [0.0, 7.0])
   finally:
     pool.close()
 
 
 def test_returned_arrays_are_copies():
-  pool = WorkerPool(make_counting, {"length": 5}, num_envs=2, seed=0,
-                    obs_shape=(2,), obs_dtype=np.int32, num_workers=1)
+  pool = WorkerPool(
+    make_counting,
+    {"length": 5},
+    num_envs=2,
+    seed=0,
+    obs_shape=(2,),
+    obs_dtype=np.int32,
+    num_workers=1,
+  )
   try:
     first = pool.reset()
     pool.step([0, 0])
@@ -88,8 +114,15 @@ def test_returned_arrays_are_copies():
 
 
 def test_an_error_in_a_worker_is_raised_with_its_traceback():
-  pool = WorkerPool(make_counting, {"length": 9, "fail_at": 2}, num_envs=2, seed=0,
-                    obs_shape=(2,), obs_dtype=np.int32, num_workers=2)
+  pool = WorkerPool(
+    make_counting,
+    {"length": 9, "fail_at": 2},
+    num_envs=2,
+    seed=0,
+    obs_shape=(2,),
+    obs_dtype=np.int32,
+    num_workers=2,
+  )
   try:
     pool.reset()
     pool.step([0, 0])
@@ -100,17 +133,19 @@ def test_an_error_in_a_worker_is_raised_with_its_traceback():
 
 
 def test_close_ends_the_workers_and_frees_shared_memory():
-  pool = WorkerPool(make_counting, {}, num_envs=2, seed=0, obs_shape=(2,),
-                    obs_dtype=np.int32, num_workers=2)
+  pool = WorkerPool(
+    make_counting, {}, num_envs=2, seed=0, obs_shape=(2,), obs_dtype=np.int32, num_workers=2
+  )
   procs = list(pool._procs)
   names = [s.name for s in pool._shms.values()]
   pool.close()
   assert all(not p.is_alive() for p in procs)
   from multiprocessing import shared_memory
+
   for name in names:
     with pytest.raises(FileNotFoundError):
       shared_memory.SharedMemory(name=name)
-  pool.close()   # idempotent
+  pool.close()  # idempotent
 
 
 class VaryingEnv:
@@ -137,10 +172,12 @@ def make_varying(seed):
 
 def test_play_episodes_fixed_quotas_and_cap():
   from disco_eval.train.host_loop import play_episodes
-  pool = WorkerPool(make_varying, {}, num_envs=3, seed=0, obs_shape=(1,),
-                    obs_dtype=np.int32, num_workers=1)
+
+  pool = WorkerPool(
+    make_varying, {}, num_envs=3, seed=0, obs_shape=(1,), obs_dtype=np.int32, num_workers=1
+  )
   try:
-    act = lambda obs: np.zeros(len(obs), np.int32)   # noqa: E731
+    act = lambda obs: np.zeros(len(obs), np.int32)  # noqa: E731
     # 7 episodes over 3 envs: quotas 3, 2, 2, whatever the episode lengths
     # (a "first 7 to finish" evaluation would favour env 0's short episodes).
     returns, info = play_episodes(pool, act, 7)

@@ -22,6 +22,7 @@ Array = jax.Array
 
 class SokobanConv(nn.Module):
   """Conv layers over a [B, H, W, C] grid, then flatten and dense -> [B, hidden]."""
+
   channels: Sequence[int] = (32, 32)
   hidden: int = 256
   kernel: int = 3
@@ -29,11 +30,16 @@ class SokobanConv(nn.Module):
   @nn.compact
   def __call__(self, obs: Array) -> Array:
     x = obs.astype(jnp.float32)
-    if x.ndim == 3:                      # [B, H, W]: one channel
+    if x.ndim == 3:  # [B, H, W]: one channel
       x = x[..., None]
     for i, c in enumerate(self.channels):
-      x = nn.Conv(int(c), (self.kernel, self.kernel), padding="SAME",
-                  kernel_init=fan_in_truncated_normal, name=f"conv_{i}")(x)
+      x = nn.Conv(
+        int(c),
+        (self.kernel, self.kernel),
+        padding="SAME",
+        kernel_init=fan_in_truncated_normal,
+        name=f"conv_{i}",
+      )(x)
       x = nn.relu(x)
     x = x.reshape(x.shape[0], -1)
     x = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(x)
@@ -42,5 +48,7 @@ class SokobanConv(nn.Module):
 
 def from_settings(agent: dict) -> SokobanConv:
   """The torso described by an ``[agent]`` settings table."""
-  return SokobanConv(channels=tuple(int(c) for c in agent.get("conv_channels", (32, 32))),
-                     hidden=int(agent.get("conv_hidden", 256)))
+  return SokobanConv(
+    channels=tuple(int(c) for c in agent.get("conv_channels", (32, 32))),
+    hidden=int(agent.get("conv_hidden", 256)),
+  )

@@ -50,7 +50,7 @@ from disco_eval.envs.nethack import GLYPH_COLS, GLYPH_ROWS, NUM_BLSTATS, OBS_LEN
 
 Array = jax.Array
 
-NUM_GLYPHS = 5977          # nle.nethack.MAX_GLYPH (5976, "nothing") + 1
+NUM_GLYPHS = 5977  # nle.nethack.MAX_GLYPH (5976, "nothing") + 1
 
 
 def _embed_init(key, shape, dtype=jnp.float32):
@@ -109,6 +109,7 @@ def scale_blstats(blstats: Array) -> Array:
 
 class GlyphNet(nn.Module):
   """NLE observations [B, 1686] -> [B, hidden] embedding (see module docstring)."""
+
   embed_dim: int = 16
   map_channels: Sequence[int] = (16, 16)
   crop_size: int = 9
@@ -120,27 +121,36 @@ class GlyphNet(nn.Module):
   def __call__(self, obs: Array) -> Array:
     b = obs.shape[0]
     glyphs, blstats = split(obs)
-    emb = nn.Embed(NUM_GLYPHS, int(self.embed_dim), embedding_init=_embed_init,
-                   name="embed")(glyphs)                   # [B, 21, 79, D]
+    emb = nn.Embed(NUM_GLYPHS, int(self.embed_dim), embedding_init=_embed_init, name="embed")(
+      glyphs
+    )  # [B, 21, 79, D]
 
     m = emb
     for i, c in enumerate(self.map_channels):
       stride = 2 if i == 0 else 1
-      m = nn.Conv(int(c), (3, 3), strides=(stride, stride), padding="SAME",
-                  kernel_init=fan_in_truncated_normal, name=f"map_conv_{i}")(m)
+      m = nn.Conv(
+        int(c),
+        (3, 3),
+        strides=(stride, stride),
+        padding="SAME",
+        kernel_init=fan_in_truncated_normal,
+        name=f"map_conv_{i}",
+      )(m)
       m = nn.elu(m)
     m = m.reshape(b, -1)
 
     x, y = player_position(blstats)
-    p = crop(emb, x, y, self.crop_size)                  # [B, S, S, D]
+    p = crop(emb, x, y, self.crop_size)  # [B, S, S, D]
     for i, c in enumerate(self.crop_channels):
-      p = nn.Conv(int(c), (3, 3), padding="SAME",
-                  kernel_init=fan_in_truncated_normal, name=f"crop_conv_{i}")(p)
+      p = nn.Conv(
+        int(c), (3, 3), padding="SAME", kernel_init=fan_in_truncated_normal, name=f"crop_conv_{i}"
+      )(p)
       p = nn.elu(p)
     p = p.reshape(b, -1)
 
-    s = nn.Dense(int(self.blstats_hidden), kernel_init=fan_in_truncated_normal,
-                 name="blstats_dense")(scale_blstats(blstats))
+    s = nn.Dense(
+      int(self.blstats_hidden), kernel_init=fan_in_truncated_normal, name="blstats_dense"
+    )(scale_blstats(blstats))
     s = nn.relu(s)
 
     out = jnp.concatenate([m, p, s], axis=-1)
@@ -151,9 +161,10 @@ class GlyphNet(nn.Module):
 def from_settings(agent: dict) -> GlyphNet:
   """The torso described by an ``[agent]`` settings table."""
   return GlyphNet(
-      embed_dim=int(agent.get("glyph_embed_dim", 16)),
-      map_channels=tuple(int(c) for c in agent.get("glyph_map_channels", (16, 16))),
-      crop_size=int(agent.get("glyph_crop_size", 9)),
-      crop_channels=tuple(int(c) for c in agent.get("glyph_crop_channels", (16, 16))),
-      blstats_hidden=int(agent.get("glyph_blstats_hidden", 64)),
-      hidden=int(agent.get("glyph_hidden", 256)))
+    embed_dim=int(agent.get("glyph_embed_dim", 16)),
+    map_channels=tuple(int(c) for c in agent.get("glyph_map_channels", (16, 16))),
+    crop_size=int(agent.get("glyph_crop_size", 9)),
+    crop_channels=tuple(int(c) for c in agent.get("glyph_crop_channels", (16, 16))),
+    blstats_hidden=int(agent.get("glyph_blstats_hidden", 64)),
+    hidden=int(agent.get("glyph_hidden", 256)),
+  )

@@ -26,19 +26,19 @@ Array = jax.Array
 
 
 def _conv(channels: int, name: str) -> nn.Conv:
-  return nn.Conv(channels, (3, 3), padding="SAME",
-                 kernel_init=fan_in_truncated_normal, name=name)
+  return nn.Conv(channels, (3, 3), padding="SAME", kernel_init=fan_in_truncated_normal, name=name)
 
 
 class ImpalaCNN(nn.Module):
   """[B, C, H, W] images -> [B, hidden] embedding."""
+
   channels: Sequence[int] = (16, 32, 32)
   hidden: int = 256
 
   @nn.compact
   def __call__(self, obs: Array) -> Array:
     x = obs.astype(jnp.float32) / 255.0
-    x = jnp.transpose(x, (0, 2, 3, 1))                   # NCHW -> NHWC
+    x = jnp.transpose(x, (0, 2, 3, 1))  # NCHW -> NHWC
     for i, c in enumerate(self.channels):
       x = _conv(int(c), f"stack_{i}_conv")(x)
       x = nn.max_pool(x, (3, 3), strides=(2, 2), padding="SAME")
@@ -53,5 +53,7 @@ class ImpalaCNN(nn.Module):
 
 def from_settings(agent: dict) -> ImpalaCNN:
   """The torso described by an ``[agent]`` settings table."""
-  return ImpalaCNN(channels=tuple(int(c) for c in agent.get("impala_channels", (16, 32, 32))),
-                   hidden=int(agent.get("impala_hidden", 256)))
+  return ImpalaCNN(
+    channels=tuple(int(c) for c in agent.get("impala_channels", (16, 32, 32))),
+    hidden=int(agent.get("impala_hidden", 256)),
+  )

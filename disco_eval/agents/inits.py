@@ -15,6 +15,8 @@ def fan_in_truncated_normal(key, shape, dtype=jnp.float32):
 
 def truncated_normal(std: float):
   """Normal truncated at 2 std with the given std."""
+
   def init(key, shape, dtype=jnp.float32):
     return jax.random.truncated_normal(key, -2.0, 2.0, shape, dtype) * std
+
   return init

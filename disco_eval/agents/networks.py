@@ -33,6 +33,7 @@ def _dense(features: int, name: str | None = None, init=fan_in_truncated_normal)
 
 class MLPTorso(nn.Module):
   """Flatten then MLP; relu between layers, none after the last (Haiku MLP)."""
+
   hidden: Sequence[int] = (512, 512)
 
   @nn.compact
@@ -46,15 +47,16 @@ class MLPTorso(nn.Module):
 
 
 TORSOS: dict[str, Callable[..., nn.Module]] = {
-    "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
-    "sokoban_conv": lambda agent: conv.from_settings(agent),
-    "impala_cnn": lambda agent: impala.from_settings(agent),
-    "glyph_net": lambda agent: glyph.from_settings(agent),
+  "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
+  "sokoban_conv": lambda agent: conv.from_settings(agent),
+  "impala_cnn": lambda agent: impala.from_settings(agent),
+  "glyph_net": lambda agent: glyph.from_settings(agent),
 }
 
 
 class LSTMActionModel(nn.Module):
   """One LSTM step per action from an embedding of the torso."""
+
   spec: dict[str, tuple[int, ...]]
   num_actions: int
   lstm_size: int = 128
@@ -86,6 +88,7 @@ class LSTMActionModel(nn.Module):
 
 class AgentNet(nn.Module):
   """Torso + flat heads + (optional) action model, for a batch [B, ...]."""
+
   torso: nn.Module
   spec: OutputSpec
   num_actions: int
@@ -99,13 +102,20 @@ class AgentNet(nn.Module):
     out = {}
     for key in sorted(self.spec.flat):
       shape = self.spec.flat[key]
-      x = _dense(math.prod(shape), name=f"head_{key}",
-                 init=truncated_normal(self.head_init_std))(emb)
+      x = _dense(math.prod(shape), name=f"head_{key}", init=truncated_normal(self.head_init_std))(
+        emb
+      )
       out[key] = x.reshape((obs.shape[0],) + tuple(shape))
     if self.spec.model:
-      out.update(LSTMActionModel(
-          self.spec.model, self.num_actions, self.model_lstm_size,
-          tuple(self.model_head_hidden), name="model")(emb))
+      out.update(
+        LSTMActionModel(
+          self.spec.model,
+          self.num_actions,
+          self.model_lstm_size,
+          tuple(self.model_head_hidden),
+          name="model",
+        )(emb)
+      )
     return out
 
 
@@ -116,26 +126,33 @@ class Agent:
   outputs [..., *spec].
   """
 
-  def __init__(self, agent_settings: dict[str, Any], spec: OutputSpec,
-               num_actions: int, obs_shape: tuple[int, ...]):
+  def __init__(
+    self,
+    agent_settings: dict[str, Any],
+    spec: OutputSpec,
+    num_actions: int,
+    obs_shape: tuple[int, ...],
+  ):
     torso_name = agent_settings.get("torso", "mlp")
     if torso_name not in TORSOS:
       raise ValueError(f"unknown torso '{torso_name}'; known: {sorted(TORSOS)}")
     self.obs_shape = tuple(obs_shape)
     self.spec = spec
     self.net = AgentNet(
-        torso=TORSOS[torso_name](agent_settings), spec=spec,
-        num_actions=num_actions,
-        head_init_std=float(agent_settings.get("head_init_std", 1e-2)),
-        model_lstm_size=int(agent_settings.get("model_lstm_size", 128)),
-        model_head_hidden=tuple(agent_settings.get("model_head_hidden", (128,))))
+      torso=TORSOS[torso_name](agent_settings),
+      spec=spec,
+      num_actions=num_actions,
+      head_init_std=float(agent_settings.get("head_init_std", 1e-2)),
+      model_lstm_size=int(agent_settings.get("model_lstm_size", 128)),
+      model_head_hidden=tuple(agent_settings.get("model_head_hidden", (128,))),
+    )
 
   def init(self, rng: Array) -> Any:
     dummy = jnp.zeros((1,) + self.obs_shape, jnp.float32)
     return self.net.init(rng, dummy)
 
   def apply(self, params: Any, obs: Array) -> dict[str, Array]:
-    lead = obs.shape[:obs.ndim - len(self.obs_shape)]
+    lead = obs.shape[: obs.ndim - len(self.obs_shape)]
     flat = obs.reshape((-1,) + self.obs_shape)
     out = self.net.apply(params, flat)
     return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)

@@ -38,8 +38,7 @@ _CHUNK_ELEMENTS = 1 << 22
 # ----------------------------------------------------------------- validation
 
 
-def check_scores(scores: np.ndarray, name: str = "scores",
-                 ndim: int = 2) -> np.ndarray:
+def check_scores(scores: np.ndarray, name: str = "scores", ndim: int = 2) -> np.ndarray:
   """Validates a score array and returns it as float64.
 
   Args:
@@ -56,24 +55,24 @@ def check_scores(scores: np.ndarray, name: str = "scores",
       values, or any NaN/infinite score.
   """
   arr = np.asarray(scores)
-  if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number)
-                                 or arr.dtype == bool):
+  if arr.dtype == object or not (np.issubdtype(arr.dtype, np.number) or arr.dtype == bool):
     raise ValueError(f"{name}: scores must be numeric, got dtype {arr.dtype}")
   arr = arr.astype(np.float64, copy=False)
   if arr.ndim != ndim:
     raise ValueError(
-        f"{name}: expected {ndim} dimensions "
-        f"({'[runs, tasks]' if ndim == 2 else '[runs, tasks, points]'}), "
-        f"got shape {arr.shape}")
+      f"{name}: expected {ndim} dimensions "
+      f"({'[runs, tasks]' if ndim == 2 else '[runs, tasks, points]'}), "
+      f"got shape {arr.shape}"
+    )
   if arr.size == 0:
-    raise ValueError(f"{name}: needs at least one run and one task, "
-                     f"got shape {arr.shape}")
+    raise ValueError(f"{name}: needs at least one run and one task, got shape {arr.shape}")
   nan = np.isnan(arr)
   if nan.any():
     runs = sorted({int(r) for r in np.argwhere(nan)[:, 0]})
     raise ValueError(
-        f"{name}: {int(nan.sum())} NaN score(s) in run(s) {runs}; exclude "
-        f"failed runs explicitly (and report them) before computing statistics")
+      f"{name}: {int(nan.sum())} NaN score(s) in run(s) {runs}; exclude "
+      f"failed runs explicitly (and report them) before computing statistics"
+    )
   if not np.isfinite(arr).all():
     raise ValueError(f"{name}: infinite score(s); scores must be finite")
   return arr
@@ -89,16 +88,14 @@ def check_reps(reps: int) -> int:
 def check_confidence(confidence: float) -> float:
   """`confidence` as a float; ValueError unless it is in (0, 1)."""
   if not 0.0 < confidence < 1.0:
-    raise ValueError(f"confidence must be strictly between 0 and 1, "
-                     f"got {confidence!r}")
+    raise ValueError(f"confidence must be strictly between 0 and 1, got {confidence!r}")
   return float(confidence)
 
 
 # ------------------------------------------------------------------ resampling
 
 
-def chunk_sizes(reps: int, elements_per_rep: int,
-                chunk_size: int | None) -> Iterator[int]:
+def chunk_sizes(reps: int, elements_per_rep: int, chunk_size: int | None) -> Iterator[int]:
   """Splits ``reps`` into chunks of at most ``chunk_size`` replicates."""
   if chunk_size is None:
     chunk_size = max(1, _CHUNK_ELEMENTS // max(1, elements_per_rep))
@@ -108,8 +105,7 @@ def chunk_sizes(reps: int, elements_per_rep: int,
     yield min(chunk_size, reps - start)
 
 
-def draw_run_indices(rng: np.random.Generator, reps: int,
-                     shape: tuple[int, ...]) -> np.ndarray:
+def draw_run_indices(rng: np.random.Generator, reps: int, shape: tuple[int, ...]) -> np.ndarray:
   """Draws stratified-bootstrap run indices.
 
   Each entry is uniform on ``range(shape[0])`` and independent of all others,
@@ -134,8 +130,7 @@ def draw_run_indices(rng: np.random.Generator, reps: int,
   return idx
 
 
-def stratified_resample(scores: np.ndarray,
-                        indices: np.ndarray) -> np.ndarray:
+def stratified_resample(scores: np.ndarray, indices: np.ndarray) -> np.ndarray:
   """Gathers resampled scores.
 
   ``out[b, r, t, ...] = scores[indices[b, r, t, ...], t, ...]``.
@@ -150,13 +145,14 @@ def stratified_resample(scores: np.ndarray,
   return np.take_along_axis(scores[None], indices, axis=1)
 
 
-def bootstrap(scores: np.ndarray,
-              statistic: Callable[[np.ndarray], np.ndarray],
-              reps: int,
-              rng: np.random.Generator,
-              elements_per_rep: int | None = None,
-              chunk_size: int | None = None
-              ) -> tuple[np.ndarray, np.ndarray]:
+def bootstrap(
+  scores: np.ndarray,
+  statistic: Callable[[np.ndarray], np.ndarray],
+  reps: int,
+  rng: np.random.Generator,
+  elements_per_rep: int | None = None,
+  chunk_size: int | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
   """Evaluates a batched statistic on the data and on stratified resamples.
 
   Args:
@@ -181,21 +177,21 @@ def bootstrap(scores: np.ndarray,
   per_rep = scores.size if elements_per_rep is None else elements_per_rep
   out = []
   for n in chunk_sizes(reps, per_rep, chunk_size):
-    resampled = stratified_resample(scores, draw_run_indices(rng, n,
-                                                             scores.shape))
+    resampled = stratified_resample(scores, draw_run_indices(rng, n, scores.shape))
     values = np.asarray(statistic(resampled), dtype=np.float64)
     if values.shape != (n, *point.shape):
       raise ValueError(
-          f"statistic returned shape {values.shape} for {n} resamples "
-          f"(expected {(n, *point.shape)}); metrics must be batched: "
-          f"[..., runs, tasks] -> [...]")
+        f"statistic returned shape {values.shape} for {n} resamples "
+        f"(expected {(n, *point.shape)}); metrics must be batched: "
+        f"[..., runs, tasks] -> [...]"
+      )
     out.append(values)
   return point, np.concatenate(out, axis=0)
 
 
-def percentile_interval(replicates: np.ndarray,
-                        confidence: float = DEFAULT_CONFIDENCE
-                        ) -> tuple[np.ndarray, np.ndarray]:
+def percentile_interval(
+  replicates: np.ndarray, confidence: float = DEFAULT_CONFIDENCE
+) -> tuple[np.ndarray, np.ndarray]:
   """Two-sided percentile interval of bootstrap replicates (arch's method).
 
   Args:
@@ -206,6 +202,5 @@ def percentile_interval(replicates: np.ndarray,
     ``(lo, hi)``, each ``[...]``.
   """
   alpha = (1.0 - check_confidence(confidence)) / 2
-  lo, hi = np.percentile(replicates, [100 * alpha, 100 * (1.0 - alpha)],
-                         axis=0)
+  lo, hi = np.percentile(replicates, [100 * alpha, 100 * (1.0 - alpha)], axis=0)
   return lo, hi

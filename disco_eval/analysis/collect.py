@@ -36,6 +36,7 @@ EXCLUSION_REASONS = ("failed", "incomplete", "corrupt", "nan")
 
 class GroupKey(NamedTuple):
   """Runs that may be compared: one suite under one protocol label."""
+
   suite: str
   protocol: str
 
@@ -47,6 +48,7 @@ class Run:
   ``protocol`` is the protocol's manifest name; ``protocol_label`` adds
   ``@STEPS`` when the run's budget differs from the protocol's.
   """
+
   suite: str
   protocol: str
   protocol_label: str
@@ -58,12 +60,10 @@ class Run:
   normalized_score: float
   metric: str
   path: Path
-  train: Mapping[str, Any] = dataclasses.field(default_factory=dict,
-                                               compare=False, hash=False)
+  train: Mapping[str, Any] = dataclasses.field(default_factory=dict, compare=False, hash=False)
   # The protocol's figures reported beside the score (e.g. Crafter's mean
   # episode reward, NetHack's mean score), by name; NaN where missing.
-  beside: Mapping[str, float] = dataclasses.field(default_factory=dict,
-                                                  compare=False, hash=False)
+  beside: Mapping[str, float] = dataclasses.field(default_factory=dict, compare=False, hash=False)
   # Evaluation episodes cut at the protocol's eval_max_steps (scored as far
   # as they went).
   eval_truncated: int = dataclasses.field(default=0, compare=False, hash=False)
@@ -76,6 +76,7 @@ class Run:
 @dataclasses.dataclass(frozen=True)
 class Excluded:
   """A run left out of every statistic, and why."""
+
   path: Path
   reason: str  # one of EXCLUSION_REASONS
   detail: str
@@ -96,6 +97,7 @@ class Collection:
   ``all_rules`` holds every rule name found under the folder, before any
   filter, so that plots can give each rule the same colour whatever is shown.
   """
+
   root: Path
   runs: tuple[Run, ...]
   excluded: tuple[Excluded, ...]
@@ -152,14 +154,16 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
   if problem:
     return Excluded(info.path, "corrupt", problem, **where)
   if info.status is None:
-    return Excluded(info.path, "incomplete", "never started (no status.json)",
-                    **where)
+    return Excluded(info.path, "incomplete", "never started (no status.json)", **where)
   if info.status == "running":
     steps = _status_detail(info.path).get("env_steps")
     at = f" at {steps} env steps" if isinstance(steps, int) else ""
-    return Excluded(info.path, "incomplete",
-                    f"status is running{at} (still running or interrupted; "
-                    "rerun the sweep to resume it)", **where)
+    return Excluded(
+      info.path,
+      "incomplete",
+      f"status is running{at} (still running or interrupted; rerun the sweep to resume it)",
+      **where,
+    )
   if info.status == "failed":
     error = _first_line(_status_detail(info.path).get("error"))
     return Excluded(info.path, "failed", error, **where)
@@ -167,40 +171,50 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
   if not isinstance(summary, dict) or "score" not in summary:
     return Excluded(info.path, "corrupt", "summary.json lacks a score", **where)
   if "normalized_score" not in summary:
-    return Excluded(info.path, "corrupt", "summary.json lacks normalized_score",
-                    **where)
+    return Excluded(info.path, "corrupt", "summary.json lacks normalized_score", **where)
   protocol = labels.protocol_name(info)
   steps = labels.run_env_steps(info)
   if protocol is None or steps is None:
-    return Excluded(info.path, "corrupt",
-                    "config.json and summary.json name no protocol or env_steps",
-                    **where)
+    return Excluded(
+      info.path, "corrupt", "config.json and summary.json name no protocol or env_steps", **where
+    )
   score = finite(summary.get("score"))
   normalized = finite(summary.get("normalized_score"))
   if score is None:
-    return Excluded(info.path, "nan", f"score is {summary.get('score')!r}",
-                    **where)
+    return Excluded(info.path, "nan", f"score is {summary.get('score')!r}", **where)
   if normalized is None:
-    return Excluded(info.path, "nan",
-                    f"normalized_score is {summary.get('normalized_score')!r} "
-                    f"(does the suite manifest normalise task {info.task!r}?)",
-                    **where)
+    return Excluded(
+      info.path,
+      "nan",
+      f"normalized_score is {summary.get('normalized_score')!r} "
+      f"(does the suite manifest normalise task {info.task!r}?)",
+      **where,
+    )
   train = (info.config or {}).get("train")
   protocol_doc = (info.config or {}).get("protocol")
   names = protocol_doc.get("reported_beside", []) if isinstance(protocol_doc, dict) else []
   beside = {str(n): finite(summary.get(n)) for n in names if isinstance(n, str)}
-  return Run(suite=info.suite, protocol=protocol,
-             protocol_label=labels.run_label(info.config, protocol, steps),
-             task=info.task, rule=info.rule, seed=int(info.seed),
-             env_steps=steps, score=score, normalized_score=normalized,
-             metric=str(summary.get("metric") or "score"), path=info.path,
-             train=dict(train) if isinstance(train, dict) else {},
-             beside={k: (float("nan") if v is None else v) for k, v in beside.items()},
-             eval_truncated=int(finite(summary.get("eval_truncated")) or 0))
+  return Run(
+    suite=info.suite,
+    protocol=protocol,
+    protocol_label=labels.run_label(info.config, protocol, steps),
+    task=info.task,
+    rule=info.rule,
+    seed=int(info.seed),
+    env_steps=steps,
+    score=score,
+    normalized_score=normalized,
+    metric=str(summary.get("metric") or "score"),
+    path=info.path,
+    train=dict(train) if isinstance(train, dict) else {},
+    beside={k: (float("nan") if v is None else v) for k, v in beside.items()},
+    eval_truncated=int(finite(summary.get("eval_truncated")) or 0),
+  )
 
 
-def _selected(info: store.RunInfo, suite: str | None,
-              rules: Sequence[str] | None, protocol: str | None) -> bool:
+def _selected(
+  info: store.RunInfo, suite: str | None, rules: Sequence[str] | None, protocol: str | None
+) -> bool:
   """Whether a scanned run passes the filters (unknown fields pass)."""
   if suite is not None and info.suite is not None and info.suite != suite:
     return False
@@ -222,30 +236,43 @@ def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
   return names or None
 
 
-def _check_filters(infos: list[store.RunInfo], root: Path, suite: str | None,
-                   rules: Sequence[str] | None, protocol: str | None) -> None:
+def _check_filters(
+  infos: list[store.RunInfo],
+  root: Path,
+  suite: str | None,
+  rules: Sequence[str] | None,
+  protocol: str | None,
+) -> None:
   """UserError naming a filter value that matches no run at all."""
   suites_found = sorted({i.suite for i in infos if i.suite})
   if suite is not None and suite not in suites_found:
-    raise UserError(f"no runs of suite '{suite}' under {root}; suites found: "
-                    f"{', '.join(suites_found) or 'none'}")
+    raise UserError(
+      f"no runs of suite '{suite}' under {root}; suites found: {', '.join(suites_found) or 'none'}"
+    )
   in_suite = [i for i in infos if suite is None or i.suite in (suite, None)]
   rules_found = sorted({i.rule for i in in_suite if i.rule})
   missing = [r for r in rules or () if r not in rules_found]
   if missing:
-    raise UserError(f"no runs of rule '{missing[0]}' under {root}"
-                    f"{f' for suite {suite}' if suite else ''}; rules found: "
-                    f"{', '.join(rules_found) or 'none'}")
+    raise UserError(
+      f"no runs of rule '{missing[0]}' under {root}"
+      f"{f' for suite {suite}' if suite else ''}; rules found: "
+      f"{', '.join(rules_found) or 'none'}"
+    )
   if protocol is not None:
     found = sorted({p for i in in_suite for p in labels.run_labels(i) if p})
     if protocol not in found:
-      raise UserError(f"no runs with protocol '{protocol}' under {root}; "
-                      f"protocols found: {', '.join(found) or 'none'}")
+      raise UserError(
+        f"no runs with protocol '{protocol}' under {root}; "
+        f"protocols found: {', '.join(found) or 'none'}"
+      )
 
 
-def collect(root: str | Path, suite: str | None = None,
-            rules: Sequence[str] | str | None = None,
-            protocol: str | None = None) -> Collection:
+def collect(
+  root: str | Path,
+  suite: str | None = None,
+  rules: Sequence[str] | str | None = None,
+  protocol: str | None = None,
+) -> Collection:
   """Scans `root` and sorts its runs into usable and excluded ones.
 
   Args:
@@ -264,8 +291,7 @@ def collect(root: str | Path, suite: str | None = None,
   root = Path(root)
   infos = store.scan_runs(root)
   if not infos:
-    raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` "
-                    "first")
+    raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` first")
   rules = parse_list(rules)
   _check_filters(infos, root, suite, rules, protocol)
   runs: list[Run] = []
@@ -286,6 +312,8 @@ def nothing_usable_error(collection: Collection) -> UserError:
     counts[e.reason] += 1
   first = collection.excluded[0].describe() if collection.excluded else ""
   return UserError(
-      f"no complete runs to compare under {collection.root}: "
-      f"{len(collection.excluded)} excluded ("
-      + ", ".join(f"{n} {r}" for r, n in counts.items()) + f"), e.g. {first}")
+    f"no complete runs to compare under {collection.root}: "
+    f"{len(collection.excluded)} excluded ("
+    + ", ".join(f"{n} {r}" for r, n in counts.items())
+    + f"), e.g. {first}"
+  )

@@ -32,37 +32,51 @@ The results are the dataclasses below; :meth:`CompareResult.to_json` is what
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.config import suites
 from disco_eval.analysis import labels, stats
-from disco_eval.analysis.collect import (Collection, Excluded, GroupKey, Run,
-                                         collect, nest_runs,
-                                         nothing_usable_error, parse_list)
-from disco_eval.analysis.published import (PublishedRow, budget_phrase,
-                                           load_manifest, norm_label,
-                                           published_matrices, published_rows)
+from disco_eval.analysis.collect import (
+  Collection,
+  GroupKey,
+  Run,
+  collect,
+  nest_runs,
+  nothing_usable_error,
+  parse_list,
+)
+from disco_eval.analysis.published import (
+  PublishedRow,
+  budget_phrase,
+  load_manifest,
+  norm_label,
+  published_matrices,
+  published_rows,
+)
+from disco_eval.analysis.results import (
+  AggregateRow,
+  CompareResult,
+  GroupResult,
+  ImprovementRow,
+  TaskRow,
+)
+from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 DEFAULT_METRICS = ("iqm", "median", "mean", "og")
-METRIC_LABELS = {"iqm": "IQM", "median": "Median", "mean": "Mean",
-                 "og": "Optimality gap"}
-PER_TASK_CI = "Student-t"
+METRIC_LABELS = {"iqm": "IQM", "median": "Median", "mean": "Mean", "og": "Optimality gap"}
 MIN_SEEDS = 3
 
 
 # --- settings and results ------------------------------------------------------
 
 
-def check_settings(metrics: Sequence[str] | str, reps: int,
-                   confidence: float) -> tuple[str, ...]:
+def check_settings(metrics: Sequence[str] | str, reps: int, confidence: float) -> tuple[str, ...]:
   """Validated metric names (UserError on bad metrics, reps or confidence)."""
   names = parse_list(metrics) or ()
   valid = ", ".join(stats.metric_names())
@@ -71,156 +85,17 @@ def check_settings(metrics: Sequence[str] | str, reps: int,
   bad = [m for m in names if m not in stats.metric_names()]
   if bad:
     raise UserError(f"unknown metric '{bad[0]}'; valid metrics: {valid}")
-  if (isinstance(reps, bool) or not isinstance(reps, (int, np.integer))
-      or reps < 1):
+  if isinstance(reps, bool) or not isinstance(reps, (int, np.integer)) or reps < 1:
     raise UserError(f"--reps must be a positive integer, got {reps!r}")
   if not 0.0 < confidence < 1.0:
     raise UserError(f"confidence must be between 0 and 1, got {confidence!r}")
   return names
 
 
-@dataclasses.dataclass(frozen=True)
-class TaskRow:
-  """Per-task statistics of one rule over its seeds."""
-  task: str
-  rule: str
-  seeds: tuple[int, ...]
-  score: stats.Estimate
-  normalized: stats.Estimate
-  beside: Mapping[str, float] = dataclasses.field(default_factory=dict)  # mean over seeds
-
-
-@dataclasses.dataclass(frozen=True)
-class AggregateRow:
-  """One aggregate metric of one rule, with its bootstrap interval.
-
-  For published rows ``lo``/``hi`` are NaN when only a point is available.
-  """
-  rule: str
-  metric: str
-  point: float
-  lo: float
-  hi: float
-  seeds: int
-  published: bool = False
-
-
-@dataclasses.dataclass(frozen=True)
-class ImprovementRow:
-  """P(X > Y) with its bootstrap interval."""
-  x: str
-  y: str
-  point: float
-  lo: float
-  hi: float
-
-
-@dataclasses.dataclass
-class GroupResult:
-  """Everything :func:`compare` reports for one suite and protocol."""
-  key: GroupKey
-  protocol_name: str
-  env_steps: tuple[int, ...]
-  metric: str
-  rules: tuple[str, ...]
-  tasks: tuple[str, ...]
-  aggregate_tasks: tuple[str, ...]
-  seeds: dict[str, int]
-  per_task: list[TaskRow]
-  aggregate: list[AggregateRow]
-  improvement: list[ImprovementRow]
-  published: list[PublishedRow]
-  published_aggregate: list[AggregateRow]
-  matrices: dict[str, np.ndarray]
-  matrix_seeds: dict[str, tuple[int, ...]]
-  warnings: list[str]
-  # What the normalised score is called (a suite without normalisation, e.g.
-  # NetHack's single task, aggregates raw scores and says so).
-  norm_label: str = "normalised"
-
-
-@dataclasses.dataclass
-class CompareResult:
-  """The result of :func:`compare`: one :class:`GroupResult` per suite and
-  protocol, the excluded runs, and warnings that concern all groups."""
-  root: Path
-  metrics: tuple[str, ...]
-  reps: int
-  seed: int
-  confidence: float
-  groups: list[GroupResult]
-  excluded: list[Excluded]
-  warnings: list[str]
-
-  def to_json(self) -> dict:
-    """A JSON-able dict (NaN and infinities become null)."""
-    return _jsonable({
-        "root": self.root,
-        "settings": {
-            "metrics": list(self.metrics), "reps": self.reps, "seed": self.seed,
-            "confidence": self.confidence,
-            "aggregate_ci": "stratified bootstrap, percentile",
-            "per_task_ci": f"{PER_TASK_CI} over seeds (n-1 degrees of freedom)",
-        },
-        "groups": [_group_json(g) for g in self.groups],
-        "excluded": [dataclasses.asdict(e) for e in self.excluded],
-        "warnings": self.warnings,
-    })
-
-
-def _group_json(group: GroupResult) -> dict:
-  """JSON form of a group (matrices as lists of rows, seeds labelled)."""
-  doc = {
-      "suite": group.key.suite, "protocol": group.key.protocol,
-      "protocol_name": group.protocol_name, "env_steps": list(group.env_steps),
-      "metric": group.metric, "rules": list(group.rules),
-      "tasks": list(group.tasks), "aggregate_tasks": list(group.aggregate_tasks),
-      "seeds": group.seeds,
-      "per_task": [
-          {"task": r.task, "rule": r.rule, "seeds": list(r.seeds),
-           "num_seeds": len(r.seeds), "score": r.score._asdict(),
-           "normalized_score": r.normalized._asdict(),
-           "beside": dict(r.beside)} for r in group.per_task],
-      "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
-      "probability_of_improvement": [dataclasses.asdict(r)
-                                     for r in group.improvement],
-      "published": [dict(dataclasses.asdict(r), published=True)
-                    for r in group.published],
-      "published_aggregate": [dataclasses.asdict(r)
-                              for r in group.published_aggregate],
-      "matrices": {rule: {"seeds": list(group.matrix_seeds[rule]),
-                          "tasks": list(group.aggregate_tasks),
-                          "normalized_scores": m.tolist()}
-                   for rule, m in group.matrices.items()},
-      "warnings": group.warnings,
-      "normalized_label": group.norm_label,
-  }
-  return doc
-
-
-def _jsonable(value: Any) -> Any:
-  """`value` with NaN/inf -> None, paths -> str, tuples -> lists, numpy ->
-  Python."""
-  if isinstance(value, dict):
-    return {str(k): _jsonable(v) for k, v in value.items()}
-  if isinstance(value, (list, tuple)):
-    return [_jsonable(v) for v in value]
-  if isinstance(value, np.ndarray):
-    return _jsonable(value.tolist())
-  if isinstance(value, np.generic):
-    return _jsonable(value.item())
-  if isinstance(value, float):
-    return value if math.isfinite(value) else None
-  if isinstance(value, Path):
-    return str(value)
-  return value
-
-
 # --- analysis of one group -----------------------------------------------------
 
 
-def _ordered_rules(present: Iterable[str], order: Sequence[str] | None
-                   ) -> tuple[str, ...]:
+def _ordered_rules(present: Iterable[str], order: Sequence[str] | None) -> tuple[str, ...]:
   """Rules in the order asked for (``--rules``), else sorted."""
   present = set(present)
   if order:
@@ -228,19 +103,21 @@ def _ordered_rules(present: Iterable[str], order: Sequence[str] | None
   return tuple(sorted(present))
 
 
-def _ordered_tasks(present: Iterable[str],
-                   manifest: suites.SuiteManifest | None) -> tuple[str, ...]:
+def _ordered_tasks(
+  present: Iterable[str], manifest: suites.SuiteManifest | None
+) -> tuple[str, ...]:
   """Tasks in manifest order, unknown ones sorted after them."""
   present = set(present)
   known = [t for t in (manifest.tasks if manifest else ()) if t in present]
   return tuple(known + sorted(present - set(known)))
 
 
-def _aggregate_matrices(nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
-                        rules: Sequence[str], tasks: Sequence[str],
-                        warnings: list[str]
-                        ) -> tuple[tuple[str, ...], dict[str, np.ndarray],
-                                   dict[str, tuple[int, ...]]]:
+def _aggregate_matrices(
+  nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
+  rules: Sequence[str],
+  tasks: Sequence[str],
+  warnings: list[str],
+) -> tuple[tuple[str, ...], dict[str, np.ndarray], dict[str, tuple[int, ...]]]:
   """``[seeds, tasks]`` matrices of normalised scores over the tasks all
   rules share, each rule keeping the seeds it has on all of them."""
   common = tuple(t for t in tasks if all(nested[t].get(r) for r in rules))
@@ -248,49 +125,57 @@ def _aggregate_matrices(nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
   if dropped:
     lacking = {t: [r for r in rules if not nested[t].get(r)] for t in dropped}
     warnings.append(
-        "tasks left out of the aggregate because not every rule has them: "
-        + "; ".join(f"{t} (no runs of {', '.join(rs)})" for t, rs in lacking.items()))
+      "tasks left out of the aggregate because not every rule has them: "
+      + "; ".join(f"{t} (no runs of {', '.join(rs)})" for t, rs in lacking.items())
+    )
   if not common:
-    warnings.append("no task is shared by all rules: no aggregate and no "
-                    "probability of improvement")
+    warnings.append(
+      "no task is shared by all rules: no aggregate and no probability of improvement"
+    )
     return common, {}, {}
   matrices, seeds_of = {}, {}
   for rule in rules:
     seed_sets = [set(nested[t][rule]) for t in common]
     seeds = tuple(sorted(set.intersection(*seed_sets)))
-    left_out = sorted({(t, s) for t in common for s in nested[t][rule]
-                       if s not in seeds})
+    left_out = sorted({(t, s) for t in common for s in nested[t][rule] if s not in seeds})
     if left_out:
       warnings.append(
-          f"rule {rule}: runs left out of the aggregate because their seed "
-          "lacks a usable run on another task: "
-          + ", ".join(f"{t}/seed{s}" for t, s in left_out))
+        f"rule {rule}: runs left out of the aggregate because their seed "
+        "lacks a usable run on another task: " + ", ".join(f"{t}/seed{s}" for t, s in left_out)
+      )
     if not seeds:
-      warnings.append(f"rule {rule}: no seed has usable runs on all aggregate "
-                      "tasks; rule left out of the aggregate")
+      warnings.append(
+        f"rule {rule}: no seed has usable runs on all aggregate "
+        "tasks; rule left out of the aggregate"
+      )
       continue
     matrices[rule] = np.array(
-        [[nested[t][rule][s].normalized_score for t in common] for s in seeds])
+      [[nested[t][rule][s].normalized_score for t in common] for s in seeds]
+    )
     seeds_of[rule] = seeds
   return common, matrices, seeds_of
 
 
-def _seed_warnings(per_task: Sequence[TaskRow], seeds: Mapping[str, int],
-                   rules: Sequence[str]) -> list[str]:
+def _seed_warnings(
+  per_task: Sequence[TaskRow], seeds: Mapping[str, int], rules: Sequence[str]
+) -> list[str]:
   """Warnings about too few seeds and unequal seed counts."""
   out = []
   for rule in rules:
     counts = [len(r.seeds) for r in per_task if r.rule == rule]
     if counts and min(counts) < MIN_SEEDS:
-      worst = [r.task for r in per_task if r.rule == rule
-               and len(r.seeds) == min(counts)]
-      out.append(f"rule {rule}: fewer than {MIN_SEEDS} seeds ({min(counts)} on "
-                 f"{', '.join(worst)}); intervals from so few seeds are "
-                 "unreliable, run more seeds")
+      worst = [r.task for r in per_task if r.rule == rule and len(r.seeds) == min(counts)]
+      out.append(
+        f"rule {rule}: fewer than {MIN_SEEDS} seeds ({min(counts)} on "
+        f"{', '.join(worst)}); intervals from so few seeds are "
+        "unreliable, run more seeds"
+      )
   if len(set(seeds.values())) > 1:
-    out.append("unequal numbers of seeds between rules in the aggregate ("
-               + ", ".join(f"{r} {n}" for r, n in seeds.items())
-               + "); each rule's interval uses its own seeds")
+    out.append(
+      "unequal numbers of seeds between rules in the aggregate ("
+      + ", ".join(f"{r} {n}" for r, n in seeds.items())
+      + "); each rule's interval uses its own seeds"
+    )
   return out
 
 
@@ -304,36 +189,48 @@ def _train_warning(runs: Sequence[Run]) -> str | None:
   differing = sorted(k for k, v in values.items() if len(v) > 1)
   if not differing:
     return None
-  return ("runs in this group used different training settings ("
-          + ", ".join(f"train.{k}: {' vs '.join(sorted(values[k]))}"
-                      for k in differing)
-          + "); their scores may not be comparable")
+  return (
+    "runs in this group used different training settings ("
+    + ", ".join(f"train.{k}: {' vs '.join(sorted(values[k]))}" for k in differing)
+    + "); their scores may not be comparable"
+  )
 
 
-def _published_aggregate(rows: Sequence[PublishedRow], tasks: Sequence[str],
-                         manifest: suites.SuiteManifest | None,
-                         metrics: Sequence[str], reps: int, seed: int,
-                         confidence: float) -> list[AggregateRow]:
+def _published_aggregate(
+  rows: Sequence[PublishedRow],
+  tasks: Sequence[str],
+  manifest: suites.SuiteManifest | None,
+  metrics: Sequence[str],
+  reps: int,
+  seed: int,
+  confidence: float,
+) -> list[AggregateRow]:
   """Aggregates of published rules that cover every aggregate task: with
   bootstrap intervals from per-seed scores, else points only."""
   out: list[AggregateRow] = []
-  for rule, (matrix, per_seed) in published_matrices(rows, tasks,
-                                                     manifest).items():
+  for rule, (matrix, per_seed) in published_matrices(rows, tasks, manifest).items():
     if per_seed:
-      est = stats.interval_estimates({rule: matrix}, metrics, reps, confidence,
-                                     seed)[rule]
-      out += [AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi,
-                           matrix.shape[0], published=True) for m in metrics]
+      est = stats.interval_estimates({rule: matrix}, metrics, reps, confidence, seed)[rule]
+      out += [
+        AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi, matrix.shape[0], published=True)
+        for m in metrics
+      ]
     else:
-      out += [AggregateRow(rule, m, float(stats.get_metric(m)(matrix)),
-                           math.nan, math.nan, 0, published=True)
-              for m in metrics]
+      out += [
+        AggregateRow(
+          rule, m, float(stats.get_metric(m)(matrix)), math.nan, math.nan, 0, published=True
+        )
+        for m in metrics
+      ]
   return out
 
 
-def _per_task_rows(nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
-                   tasks: Sequence[str], rules: Sequence[str],
-                   confidence: float) -> list[TaskRow]:
+def _per_task_rows(
+  nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
+  tasks: Sequence[str],
+  rules: Sequence[str],
+  confidence: float,
+) -> list[TaskRow]:
   """One row per (task, rule) with runs: Student-t intervals over seeds."""
   per_task = []
   for task in tasks:
@@ -342,12 +239,16 @@ def _per_task_rows(nested: Mapping[str, Mapping[str, Mapping[int, Run]]],
       if not by_seed:
         continue
       chosen = [by_seed[s] for s in sorted(by_seed)]
-      per_task.append(TaskRow(
-          task, rule, tuple(sorted(by_seed)),
+      per_task.append(
+        TaskRow(
+          task,
+          rule,
+          tuple(sorted(by_seed)),
           stats.t_interval([r.score for r in chosen], confidence),
-          stats.t_interval([r.normalized_score for r in chosen],
-                           confidence),
-          _mean_beside(chosen)))
+          stats.t_interval([r.normalized_score for r in chosen], confidence),
+          _mean_beside(chosen),
+        )
+      )
   return per_task
 
 
@@ -360,45 +261,58 @@ def _run_warnings(runs: Sequence[Run]) -> list[str]:
     warnings.append(train_warning)
   cut = [r for r in runs if r.eval_truncated]
   if cut:
-    warnings.append(f"{len(cut)} run(s) scored evaluation episodes cut at eval_max_steps "
-                    f"({sum(r.eval_truncated for r in cut)} episodes in all; e.g. {cut[0].path})")
+    warnings.append(
+      f"{len(cut)} run(s) scored evaluation episodes cut at eval_max_steps "
+      f"({sum(r.eval_truncated for r in cut)} episodes in all; e.g. {cut[0].path})"
+    )
   steps = tuple(sorted({r.env_steps for r in runs}))
   if len(steps) > 1:
-    warnings.append(f"runs in this group stopped at different env_steps "
-                    f"({', '.join(map(str, steps))})")
+    warnings.append(
+      f"runs in this group stopped at different env_steps ({', '.join(map(str, steps))})"
+    )
   return warnings
 
 
-def _aggregate_rows(matrices: Mapping[str, np.ndarray],
-                    seeds: Mapping[str, int], metrics: Sequence[str],
-                    reps: int, seed: int, confidence: float
-                    ) -> list[AggregateRow]:
+def _aggregate_rows(
+  matrices: Mapping[str, np.ndarray],
+  seeds: Mapping[str, int],
+  metrics: Sequence[str],
+  reps: int,
+  seed: int,
+  confidence: float,
+) -> list[AggregateRow]:
   """Each metric of each rule's ``[seeds, tasks]`` matrix, with its
   stratified-bootstrap interval."""
   if not matrices:
     return []
-  estimates = stats.interval_estimates(matrices, metrics, reps, confidence,
-                                       seed)
+  estimates = stats.interval_estimates(matrices, metrics, reps, confidence, seed)
   return [
-      AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi, seeds[rule])
-      for rule, est in estimates.items() for m in metrics]
+    AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi, seeds[rule])
+    for rule, est in estimates.items()
+    for m in metrics
+  ]
 
 
-def _improvement_rows(matrices: Mapping[str, np.ndarray], reps: int,
-                      seed: int, confidence: float) -> list[ImprovementRow]:
+def _improvement_rows(
+  matrices: Mapping[str, np.ndarray], reps: int, seed: int, confidence: float
+) -> list[ImprovementRow]:
   """P(X > Y) with its interval for every ordered pair of rules."""
   pairs = []
   for x, y in itertools.permutations(matrices, 2):
     est = stats.probability_of_improvement_interval(
-        matrices[x], matrices[y], reps, confidence, seed)
+      matrices[x], matrices[y], reps, confidence, seed
+    )
     pairs.append(ImprovementRow(x, y, est.point, est.lo, est.hi))
   return pairs
 
 
-def _group_published(key: GroupKey, runs: Sequence[Run],
-                     tasks: Sequence[str],
-                     manifest: suites.SuiteManifest | None,
-                     warnings: list[str]) -> list[PublishedRow]:
+def _group_published(
+  key: GroupKey,
+  runs: Sequence[Run],
+  tasks: Sequence[str],
+  manifest: suites.SuiteManifest | None,
+  warnings: list[str],
+) -> list[PublishedRow]:
   """The published rows of the group's protocol and tasks (appending
   warnings about malformed entries and about comparability)."""
   if manifest is None:
@@ -409,21 +323,28 @@ def _group_published(key: GroupKey, runs: Sequence[Run],
   # changed evaluation (``name@STEPS``) still see them, with a warning.
   published = [r for r in entries if r.protocol == key.protocol and r.task in tasks]
   if not published:
-    published = [r for r in entries
-                 if r.protocol == runs[0].protocol and r.task in tasks]
+    published = [r for r in entries if r.protocol == runs[0].protocol and r.task in tasks]
   if published and published[0].protocol != key.protocol:
-    warnings.append(f"published rows are for protocol '{runs[0].protocol}' as published "
-                    f"({budget_phrase(manifest, runs[0].protocol)}); these runs are "
-                    f"'{key.protocol}', not comparable with them")
+    warnings.append(
+      f"published rows are for protocol '{runs[0].protocol}' as published "
+      f"({budget_phrase(manifest, runs[0].protocol)}); these runs are "
+      f"'{key.protocol}', not comparable with them"
+    )
   return published
 
 
-def analyse_group(key: GroupKey, runs: Sequence[Run],
-                  manifest: suites.SuiteManifest | None,
-                  metrics: Sequence[str], reps: int, seed: int,
-                  confidence: float, rule_order: Sequence[str] | None = None,
-                  improvement: bool = True,
-                  aggregate: bool = True) -> GroupResult:
+def analyse_group(
+  key: GroupKey,
+  runs: Sequence[Run],
+  manifest: suites.SuiteManifest | None,
+  metrics: Sequence[str],
+  reps: int,
+  seed: int,
+  confidence: float,
+  rule_order: Sequence[str] | None = None,
+  improvement: bool = True,
+  aggregate: bool = True,
+) -> GroupResult:
   """Per-task, aggregate and pairwise statistics of one group of runs.
 
   `aggregate` and `improvement` turn the bootstrap intervals of the
@@ -436,36 +357,46 @@ def analyse_group(key: GroupKey, runs: Sequence[Run],
   tasks = _ordered_tasks(nested, manifest)
   warnings: list[str] = []
   per_task = _per_task_rows(nested, tasks, rules, confidence)
-  common, matrices, matrix_seeds = _aggregate_matrices(nested, rules, tasks,
-                                                       warnings)
+  common, matrices, matrix_seeds = _aggregate_matrices(nested, rules, tasks, warnings)
   seeds = {r: m.shape[0] for r, m in matrices.items()}
   warnings += _seed_warnings(per_task, seeds, rules)
   warnings += _run_warnings(runs)
-  aggregate_rows = (_aggregate_rows(matrices, seeds, metrics, reps, seed,
-                                    confidence) if aggregate else [])
-  pairs = (_improvement_rows(matrices, reps, seed, confidence)
-           if improvement else [])
+  aggregate_rows = (
+    _aggregate_rows(matrices, seeds, metrics, reps, seed, confidence) if aggregate else []
+  )
+  pairs = _improvement_rows(matrices, reps, seed, confidence) if improvement else []
   published = _group_published(key, runs, tasks, manifest, warnings)
   metric = sorted({r.metric for r in runs})
   return GroupResult(
-      key=key, protocol_name=runs[0].protocol,
-      env_steps=tuple(sorted({r.env_steps for r in runs})),
-      metric=", ".join(metric), rules=rules, tasks=tasks,
-      aggregate_tasks=common, seeds=seeds, per_task=per_task,
-      aggregate=aggregate_rows, improvement=pairs, published=published,
-      published_aggregate=_published_aggregate(
-          published, common, manifest, metrics, reps, seed, confidence)
-      if aggregate else [],
-      matrices=matrices, matrix_seeds=matrix_seeds, warnings=warnings,
-      norm_label=norm_label(manifest))
+    key=key,
+    protocol_name=runs[0].protocol,
+    env_steps=tuple(sorted({r.env_steps for r in runs})),
+    metric=", ".join(metric),
+    rules=rules,
+    tasks=tasks,
+    aggregate_tasks=common,
+    seeds=seeds,
+    per_task=per_task,
+    aggregate=aggregate_rows,
+    improvement=pairs,
+    published=published,
+    published_aggregate=_published_aggregate(
+      published, common, manifest, metrics, reps, seed, confidence
+    )
+    if aggregate
+    else [],
+    matrices=matrices,
+    matrix_seeds=matrix_seeds,
+    warnings=warnings,
+    norm_label=norm_label(manifest),
+  )
 
 
 def _mean_beside(chosen: Sequence[Run]) -> dict[str, float]:
   """Mean over seeds of each figure reported beside the score (NaN if any
   seed lacks it: never a silent mean over fewer seeds)."""
   names = dict.fromkeys(n for r in chosen for n in r.beside)
-  return {n: float(np.mean([r.beside.get(n, float("nan")) for r in chosen]))
-          for n in names}
+  return {n: float(np.mean([r.beside.get(n, float("nan")) for r in chosen])) for n in names}
 
 
 def protocol_warning(keys: Iterable[GroupKey]) -> str | None:
@@ -476,19 +407,24 @@ def protocol_warning(keys: Iterable[GroupKey]) -> str | None:
   mixed = {s: p for s, p in by_suite.items() if len(p) > 1}
   if not mixed:
     return None
-  return ("several protocols found ("
-          + "; ".join(f"{s}: {', '.join(p)}" for s, p in mixed.items())
-          + "); each is reported separately and never aggregated across "
-          "protocols (pass --protocol to pick one)")
+  return (
+    "several protocols found ("
+    + "; ".join(f"{s}: {', '.join(p)}" for s, p in mixed.items())
+    + "); each is reported separately and never aggregated across "
+    "protocols (pass --protocol to pick one)"
+  )
 
 
-def compare_collection(collection: Collection,
-                       metrics: Sequence[str] | str = DEFAULT_METRICS,
-                       reps: int = stats.DEFAULT_REPS, seed: int = 0,
-                       confidence: float = stats.DEFAULT_CONFIDENCE,
-                       rule_order: Sequence[str] | None = None,
-                       improvement: bool = True,
-                       aggregate: bool = True) -> CompareResult:
+def compare_collection(
+  collection: Collection,
+  metrics: Sequence[str] | str = DEFAULT_METRICS,
+  reps: int = stats.DEFAULT_REPS,
+  seed: int = 0,
+  confidence: float = stats.DEFAULT_CONFIDENCE,
+  rule_order: Sequence[str] | None = None,
+  improvement: bool = True,
+  aggregate: bool = True,
+) -> CompareResult:
   """:func:`compare` on an already collected set of runs.
 
   `improvement` and `aggregate` switch those bootstraps off when a caller
@@ -508,20 +444,36 @@ def compare_collection(collection: Collection,
       manifests[key.suite], problem = load_manifest(key.suite)
       if problem:
         warnings.append(problem)
-  results = [analyse_group(key, runs, manifests[key.suite], metrics, reps,
-                           seed, confidence, rule_order, improvement,
-                           aggregate)
-             for key, runs in groups.items()]
-  return CompareResult(collection.root, metrics, reps, seed, confidence,
-                       results, list(collection.excluded), warnings)
+  results = [
+    analyse_group(
+      key,
+      runs,
+      manifests[key.suite],
+      metrics,
+      reps,
+      seed,
+      confidence,
+      rule_order,
+      improvement,
+      aggregate,
+    )
+    for key, runs in groups.items()
+  ]
+  return CompareResult(
+    collection.root, metrics, reps, seed, confidence, results, list(collection.excluded), warnings
+  )
 
 
-def compare(root: str | Path, suite: str | None = None,
-            rules: Sequence[str] | str | None = None,
-            metrics: Sequence[str] | str = DEFAULT_METRICS,
-            reps: int = stats.DEFAULT_REPS, seed: int = 0,
-            confidence: float = stats.DEFAULT_CONFIDENCE,
-            protocol: str | None = None) -> CompareResult:
+def compare(
+  root: str | Path,
+  suite: str | None = None,
+  rules: Sequence[str] | str | None = None,
+  metrics: Sequence[str] | str = DEFAULT_METRICS,
+  reps: int = stats.DEFAULT_REPS,
+  seed: int = 0,
+  confidence: float = stats.DEFAULT_CONFIDENCE,
+  protocol: str | None = None,
+) -> CompareResult:
   """Compares the rules of the runs under `root`, per suite and protocol.
 
   Args:
@@ -544,5 +496,4 @@ def compare(root: str | Path, suite: str | None = None,
   rules = parse_list(rules)
   check_settings(metrics, reps, confidence)
   collection = collect(root, suite=suite, rules=rules, protocol=protocol)
-  return compare_collection(collection, metrics, reps, seed, confidence,
-                            rule_order=rules)
+  return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules)

@@ -52,9 +52,22 @@ from disco_eval.analysis import collect, compare, published, stats
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
-COLUMNS = ("suite", "protocol", "task", "rule", "seed", "env_steps", "kind",
-           "score", "normalized_score", "metric", "ci_low", "ci_high",
-           "num_seeds", "citation")
+COLUMNS = (
+  "suite",
+  "protocol",
+  "task",
+  "rule",
+  "seed",
+  "env_steps",
+  "kind",
+  "score",
+  "normalized_score",
+  "metric",
+  "ci_low",
+  "ci_high",
+  "num_seeds",
+  "citation",
+)
 KINDS = ("train", "final", "aggregate", "published")
 
 
@@ -83,54 +96,100 @@ def _number(value: Any) -> float | None:
   return value if math.isfinite(value) else None
 
 
-def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None
-             ) -> Iterator[list[str]]:
+def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None) -> Iterator[list[str]]:
   """The `train` rows of one run's metrics.csv, then its `final` row."""
-  base = dict(suite=run.suite, protocol=run.protocol_label, task=run.task,
-              rule=run.rule, seed=run.seed)
+  base = dict(
+    suite=run.suite, protocol=run.protocol_label, task=run.task, rule=run.rule, seed=run.seed
+  )
   for row in store.RunRecord(run.path).read_metrics():
     score = _number(row.get("avg_return"))
-    normalized = (manifest.normalize(run.task, score, run.protocol_label)
-                  if manifest is not None and score is not None else None)
-    yield _row(**base, env_steps=row.get("env_steps"), kind="train",
-               score=score, normalized_score=normalized, metric="avg_return")
-  yield _row(**base, env_steps=run.env_steps, kind="final", score=run.score,
-             normalized_score=run.normalized_score, metric=run.metric)
+    normalized = (
+      manifest.normalize(run.task, score, run.protocol_label)
+      if manifest is not None and score is not None
+      else None
+    )
+    yield _row(
+      **base,
+      env_steps=row.get("env_steps"),
+      kind="train",
+      score=score,
+      normalized_score=normalized,
+      metric="avg_return",
+    )
+  yield _row(
+    **base,
+    env_steps=run.env_steps,
+    kind="final",
+    score=run.score,
+    normalized_score=run.normalized_score,
+    metric=run.metric,
+  )
 
 
 def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
   """The per-task `published` rows of a group."""
   for pub in group.published:
-    yield _row(suite=group.key.suite, protocol=pub.protocol, task=pub.task,
-               rule=pub.rule, kind="published", score=pub.score,
-               normalized_score=pub.normalized_score, num_seeds=pub.seeds,
-               citation=pub.citation)
+    yield _row(
+      suite=group.key.suite,
+      protocol=pub.protocol,
+      task=pub.task,
+      rule=pub.rule,
+      kind="published",
+      score=pub.score,
+      normalized_score=pub.normalized_score,
+      num_seeds=pub.seeds,
+      citation=pub.citation,
+    )
 
 
-def aggregate_csv_rows(group: compare.GroupResult,
-                       citations: dict[str, str]) -> Iterator[list[str]]:
+def aggregate_csv_rows(
+  group: compare.GroupResult, citations: dict[str, str]
+) -> Iterator[list[str]]:
   """The `aggregate` rows of a group, then its published aggregates."""
   steps = group.env_steps[0] if len(group.env_steps) == 1 else None
   for row in group.aggregate:
-    yield _row(suite=group.key.suite, protocol=group.key.protocol, task="*",
-               rule=row.rule, env_steps=steps, kind="aggregate",
-               normalized_score=row.point, metric=row.metric, ci_low=row.lo,
-               ci_high=row.hi, num_seeds=row.seeds)
+    yield _row(
+      suite=group.key.suite,
+      protocol=group.key.protocol,
+      task="*",
+      rule=row.rule,
+      env_steps=steps,
+      kind="aggregate",
+      normalized_score=row.point,
+      metric=row.metric,
+      ci_low=row.lo,
+      ci_high=row.hi,
+      num_seeds=row.seeds,
+    )
   for row in group.published_aggregate:
-    yield _row(suite=group.key.suite, protocol=group.key.protocol, task="*",
-               rule=row.rule, kind="published", normalized_score=row.point,
-               metric=row.metric, ci_low=row.lo, ci_high=row.hi,
-               num_seeds=row.seeds or None, citation=citations.get(row.rule))
+    yield _row(
+      suite=group.key.suite,
+      protocol=group.key.protocol,
+      task="*",
+      rule=row.rule,
+      kind="published",
+      normalized_score=row.point,
+      metric=row.metric,
+      ci_low=row.lo,
+      ci_high=row.hi,
+      num_seeds=row.seeds or None,
+      citation=citations.get(row.rule),
+    )
 
 
-def export_csv(root: str | Path, out: str | Path | None = None,
-               suite: str | None = None,
-               rules: Sequence[str] | str | None = None,
-               aggregate: bool = False, reps: int = stats.DEFAULT_REPS,
-               seed: int = 0, protocol: str | None = None,
-               metrics: Sequence[str] | str = compare.DEFAULT_METRICS,
-               confidence: float = stats.DEFAULT_CONFIDENCE,
-               warn: Callable[[str], None] | None = None) -> str:
+def export_csv(
+  root: str | Path,
+  out: str | Path | None = None,
+  suite: str | None = None,
+  rules: Sequence[str] | str | None = None,
+  aggregate: bool = False,
+  reps: int = stats.DEFAULT_REPS,
+  seed: int = 0,
+  protocol: str | None = None,
+  metrics: Sequence[str] | str = compare.DEFAULT_METRICS,
+  confidence: float = stats.DEFAULT_CONFIDENCE,
+  warn: Callable[[str], None] | None = None,
+) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
   Args:
@@ -149,17 +208,21 @@ def export_csv(root: str | Path, out: str | Path | None = None,
       `out` cannot be written.
   """
   rules = collect.parse_list(rules)
-  collection = collect.collect(root, suite=suite, rules=rules,
-                               protocol=protocol)
+  collection = collect.collect(root, suite=suite, rules=rules, protocol=protocol)
   result = compare.compare_collection(
-      collection, metrics, reps, seed, confidence, rule_order=rules,
-      improvement=False, aggregate=aggregate)
+    collection,
+    metrics,
+    reps,
+    seed,
+    confidence,
+    rule_order=rules,
+    improvement=False,
+    aggregate=aggregate,
+  )
   if warn is not None:
-    for warning in result.warnings + [w for g in result.groups
-                                      for w in g.warnings]:
+    for warning in result.warnings + [w for g in result.groups for w in g.warnings]:
       warn(warning)
-  manifests = {g.key.suite: published.load_manifest(g.key.suite)[0]
-               for g in result.groups}
+  manifests = {g.key.suite: published.load_manifest(g.key.suite)[0] for g in result.groups}
   buffer = io.StringIO(newline="")
   writer = csv.writer(buffer, lineterminator="\n")
   writer.writerow(COLUMNS)
@@ -175,7 +238,6 @@ def export_csv(root: str | Path, out: str | Path | None = None,
   if out is not None:
     out = Path(out)
     if not out.parent.is_dir():
-      raise UserError(f"cannot write {out}: folder {out.parent} does not "
-                             "exist")
+      raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
     store.write_atomic(out, text.encode("utf-8"))
   return text

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import math
 import textwrap
 from pathlib import Path
 from typing import Callable, Mapping, Sequence
@@ -40,7 +39,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from disco_eval import store
-from disco_eval.analysis import collect, compare, render, stats
+from disco_eval.analysis import collect, compare, curves, render, stats
+from disco_eval.analysis.curves import CURVE_POINTS
 from disco_eval.analysis.published import load_manifest, published_matrices
 from disco_eval.config import suites
 from disco_eval.errors import UserError
@@ -48,20 +48,29 @@ from disco_eval.errors import UserError
 KINDS = ("intervals", "curves", "profiles", "improvement")
 FORMATS = ("png", "pdf", "svg")
 # Okabe & Ito (2008), ordered for contrast on white (yellow last).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7",
-           "#000000", "#F0E442")
+PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000", "#F0E442")
 PUBLISHED_COLORS = ("#444444", "#888888")
 PUBLISHED_DASHES = ((0, (6, 3)), (0, (2, 2)), (0, (8, 2, 2, 2)), (0, (4, 4)))
-CURVE_POINTS = 40
 PROFILE_TAUS = 101
 STYLE = {
-    "font.size": 11, "axes.titlesize": 12, "axes.labelsize": 11,
-    "xtick.labelsize": 10, "ytick.labelsize": 10, "legend.fontsize": 10,
-    "figure.titlesize": 12, "axes.spines.top": False,
-    "axes.spines.right": False, "axes.grid": True, "grid.alpha": 0.3,
-    "grid.linewidth": 0.6, "pdf.fonttype": 42, "ps.fonttype": 42,
-    "svg.fonttype": "none", "svg.hashsalt": "disco-eval",
-    "savefig.dpi": 200, "figure.dpi": 100,
+  "font.size": 11,
+  "axes.titlesize": 12,
+  "axes.labelsize": 11,
+  "xtick.labelsize": 10,
+  "ytick.labelsize": 10,
+  "legend.fontsize": 10,
+  "figure.titlesize": 12,
+  "axes.spines.top": False,
+  "axes.spines.right": False,
+  "axes.grid": True,
+  "grid.alpha": 0.3,
+  "grid.linewidth": 0.6,
+  "pdf.fonttype": 42,
+  "ps.fonttype": 42,
+  "svg.fonttype": "none",
+  "svg.hashsalt": "disco-eval",
+  "savefig.dpi": 200,
+  "figure.dpi": 100,
 }
 CAPTION_SIZE = 10
 
@@ -72,15 +81,16 @@ CAPTION_SIZE = 10
 def rule_colors(all_rules: Sequence[str]) -> dict[str, str]:
   """A colour per rule: Okabe-Ito in the sorted order of `all_rules`
   (cycling after 8 rules)."""
-  return {rule: PALETTE[i % len(PALETTE)]
-          for i, rule in enumerate(sorted(set(all_rules)))}
+  return {rule: PALETTE[i % len(PALETTE)] for i, rule in enumerate(sorted(set(all_rules)))}
 
 
 def published_style(index: int) -> dict:
   """Line style of the `index`-th published baseline: grey and dashed."""
-  return {"color": PUBLISHED_COLORS[index % len(PUBLISHED_COLORS)],
-          "linestyle": PUBLISHED_DASHES[index % len(PUBLISHED_DASHES)],
-          "linewidth": 1.6}
+  return {
+    "color": PUBLISHED_COLORS[index % len(PUBLISHED_COLORS)],
+    "linestyle": PUBLISHED_DASHES[index % len(PUBLISHED_DASHES)],
+    "linewidth": 1.6,
+  }
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -89,26 +99,28 @@ def published_style(index: int) -> dict:
 def check_kind_and_format(kind: str, out: Path) -> str:
   """The output format from `out`'s suffix; UserError for a bad kind/suffix."""
   if kind not in KINDS:
-    raise UserError(f"unknown plot kind '{kind}'; valid kinds: "
-                    f"{', '.join(KINDS)}")
+    raise UserError(f"unknown plot kind '{kind}'; valid kinds: {', '.join(KINDS)}")
   fmt = out.suffix.lower().lstrip(".")
   if fmt not in FORMATS:
-    raise UserError(f"cannot tell the plot format from '{out.name}'; end the "
-                    f"file name in one of: "
-                    f"{', '.join('.' + f for f in FORMATS)}")
+    raise UserError(
+      f"cannot tell the plot format from '{out.name}'; end the "
+      f"file name in one of: "
+      f"{', '.join('.' + f for f in FORMATS)}"
+    )
   return fmt
 
 
-def single_group(collection: collect.Collection
-                 ) -> tuple[collect.GroupKey, list[collect.Run]]:
+def single_group(collection: collect.Collection) -> tuple[collect.GroupKey, list[collect.Run]]:
   """The one (suite, protocol) group of `collection`, else a UserError."""
   groups = collection.groups()
   if not groups:
     raise collect.nothing_usable_error(collection)
   if len(groups) > 1:
     names = ", ".join(f"{k.suite}/{k.protocol}" for k in groups)
-    raise UserError(f"the results hold several suites or protocols ({names}); "
-                    "a plot shows one: pass --suite and --protocol")
+    raise UserError(
+      f"the results hold several suites or protocols ({names}); "
+      "a plot shows one: pass --suite and --protocol"
+    )
   key = next(iter(groups))
   return key, groups[key]
 
@@ -116,6 +128,7 @@ def single_group(collection: collect.Collection
 @dataclasses.dataclass
 class Context:
   """What a plot builder needs."""
+
   collection: collect.Collection
   group: compare.GroupResult
   manifest: suites.SuiteManifest | None
@@ -130,8 +143,7 @@ class Context:
     return f"{round(100 * self.confidence, 1):g}%"
 
   def ci_text(self, reps: int | None = None) -> str:
-    return (f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} "
-            f"reps, seed {self.seed})")
+    return f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
 
   def seeds_text(self) -> str:
     return render.seed_phrase(self.group.seeds)
@@ -142,8 +154,7 @@ class Context:
       counts[e.reason] = counts.get(e.reason, 0) + 1
     if not counts:
       return ""
-    return ("excluded runs (not shown): "
-            + ", ".join(f"{n} {r}" for r, n in counts.items()))
+    return "excluded runs (not shown): " + ", ".join(f"{n} {r}" for r, n in counts.items())
 
 
 # --- figure helpers ------------------------------------------------------------------
@@ -153,6 +164,7 @@ def _figure(width: float, height: float, ncols: int = 1):
   """A constrained-layout figure on an Agg canvas and its axes."""
   from matplotlib.backends.backend_agg import FigureCanvasAgg
   from matplotlib.figure import Figure
+
   fig = Figure(figsize=(width, height), layout="constrained")
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, ncols, squeeze=False)[0]
@@ -174,26 +186,33 @@ def _caption(fig, parts: Sequence[str]) -> None:
   fig.set_size_inches(width, height + caption_in)
   frac = caption_in / (height + caption_in)
   fig.get_layout_engine().set(rect=(0, frac, 1, 1 - frac))
-  fig.text(0.012, frac - 0.05 / (height + caption_in), wrapped, ha="left",
-           va="top", fontsize=CAPTION_SIZE, color="#333333")
+  fig.text(
+    0.012,
+    frac - 0.05 / (height + caption_in),
+    wrapped,
+    ha="left",
+    va="top",
+    fontsize=CAPTION_SIZE,
+    color="#333333",
+  )
 
 
 def _save(fig, fmt: str) -> bytes:
   """The figure's bytes in `fmt`, with reproducible metadata."""
-  metadata = {"pdf": {"CreationDate": None, "Creator": "disco-eval"},
-              "svg": {"Date": None, "Creator": "disco-eval"},
-              "png": {"Software": "disco-eval"}}[fmt]
+  metadata = {
+    "pdf": {"CreationDate": None, "Creator": "disco-eval"},
+    "svg": {"Date": None, "Creator": "disco-eval"},
+    "png": {"Software": "disco-eval"},
+  }[fmt]
   buffer = io.BytesIO()
-  fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.08,
-              metadata=metadata)
+  fig.savefig(buffer, format=fmt, bbox_inches="tight", pad_inches=0.08, metadata=metadata)
   return buffer.getvalue()
 
 
 def _metric_axis_label(metric: str, group: compare.GroupResult) -> str:
   """``IQM`` over ``normalised return (PROTOCOL)``."""
   name = compare.METRIC_LABELS.get(metric, metric)
-  detail = textwrap.fill(f"normalised {group.metric} ({group.key.protocol})",
-                         36)
+  detail = textwrap.fill(f"normalised {group.metric} ({group.key.protocol})", 36)
   return f"{name}\n{detail}"
 
 
@@ -207,10 +226,15 @@ def _legend_right(ax) -> None:
   """A frameless legend to the right of `ax` (the layout makes room)."""
   handles, labels = ax.get_legend_handles_labels()
   if handles:
-    labels = [textwrap.fill(label, 26, subsequent_indent="  ")
-              for label in labels]
-    ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.02, 1.0),
-              borderaxespad=0.0, frameon=False)
+    labels = [textwrap.fill(label, 26, subsequent_indent="  ") for label in labels]
+    ax.legend(
+      handles,
+      labels,
+      loc="upper left",
+      bbox_to_anchor=(1.02, 1.0),
+      borderaxespad=0.0,
+      frameon=False,
+    )
 
 
 # --- intervals -------------------------------------------------------------------------
@@ -229,14 +253,21 @@ def build_intervals(ctx: Context):
     rows = {r.rule: r for r in group.aggregate if r.metric == metric}
     for y, rule in zip(ys, rules):
       row = rows[rule]
-      ax.barh(y, row.hi - row.lo, left=row.lo, height=0.6,
-              color=ctx.colors[rule], alpha=0.8, edgecolor="none")
+      ax.barh(
+        y,
+        row.hi - row.lo,
+        left=row.lo,
+        height=0.6,
+        color=ctx.colors[rule],
+        alpha=0.8,
+        edgecolor="none",
+      )
       ax.vlines(row.point, y - 0.3, y + 0.3, color="black", linewidth=2)
     for j, rule in enumerate(published):
-      row = next(r for r in group.published_aggregate
-                 if r.rule == rule and r.metric == metric)
-      ax.axvline(row.point, label=f"{rule} (published)" if ax is axes[-1]
-                 else None, **published_style(j))
+      row = next(r for r in group.published_aggregate if r.rule == rule and r.metric == metric)
+      ax.axvline(
+        row.point, label=f"{rule} (published)" if ax is axes[-1] else None, **published_style(j)
+      )
     ax.set_yticks(ys, rules if i == 0 else [""] * len(rules))
     ax.set_ylim(-0.6, len(rules) - 0.4)
     ax.set_xlabel(_metric_axis_label(metric, group))
@@ -245,154 +276,130 @@ def build_intervals(ctx: Context):
     ax.xaxis.set_major_locator(_max_ticks(4))
     ax.margins(x=0.08)
   _legend_right(axes[-1])
-  fig.suptitle(f"Aggregate normalised {group.metric} of the final policy "
-               f"over {len(group.aggregate_tasks)} task(s) — suite "
-               f"{group.key.suite}, {_protocol_text(group)}")
-  _caption(fig, [f"Bars: {ctx.ci_text()}; black ticks: point estimates",
-                 ctx.seeds_text(),
-                 "optimality gap: lower is better",
-                 "published baselines (dashed) come from the suite manifest "
-                 "and are not bootstrapped with runs made here"
-                 if published else "",
-                 ctx.excluded_text()])
+  fig.suptitle(
+    f"Aggregate normalised {group.metric} of the final policy "
+    f"over {len(group.aggregate_tasks)} task(s) — suite "
+    f"{group.key.suite}, {_protocol_text(group)}"
+  )
+  _caption(
+    fig,
+    [
+      f"Bars: {ctx.ci_text()}; black ticks: point estimates",
+      ctx.seeds_text(),
+      "optimality gap: lower is better",
+      "published baselines (dashed) come from the suite manifest "
+      "and are not bootstrapped with runs made here"
+      if published
+      else "",
+      ctx.excluded_text(),
+    ],
+  )
   return fig
 
 
 def _max_ticks(n: int):
   from matplotlib.ticker import MaxNLocator
+
   return MaxNLocator(nbins=n)
 
 
 # --- curves ---------------------------------------------------------------------------
 
 
-def _read_curve(run: collect.Run) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-  """(env_steps, episodes, avg_return) of a run's metrics.csv."""
-  rows = store.RunRecord(run.path).read_metrics()
-  steps, episodes, returns = [], [], []
-  for row in rows:
-    step = row.get("env_steps")
-    if not isinstance(step, (int, float)) or isinstance(step, bool):
-      continue
-    value = row.get("avg_return")
-    count = row.get("episodes", 1)
-    steps.append(float(step))
-    returns.append(float(value) if isinstance(value, (int, float)) else math.nan)
-    episodes.append(float(count) if isinstance(count, (int, float)) else 0.0)
-  if not steps:
-    raise UserError(f"run {run.path} has no readable training curve in "
-                    f"{store.METRICS_FILE}")
-  return np.array(steps), np.array(episodes), np.array(returns)
-
-
-def curve_grid(common_steps: np.ndarray, points: int = CURVE_POINTS
-               ) -> np.ndarray:
-  """About `points` env-step values spread evenly over `common_steps`."""
-  steps = np.unique(common_steps)
-  idx = np.unique(np.round(np.linspace(0, steps.size - 1,
-                                       min(points, steps.size))).astype(int))
-  return steps[idx]
-
-
-def windowed_returns(steps: np.ndarray, episodes: np.ndarray,
-                     returns: np.ndarray, grid: np.ndarray) -> np.ndarray:
-  """Episode-weighted mean return in each window ``(grid[k-1], grid[k]]``.
-
-  NaN where no episode ended in a window.
-  """
-  ok = np.isfinite(returns) & (episodes > 0)
-  window = np.searchsorted(grid, steps, side="left")  # index of grid >= step
-  inside = ok & (window < grid.size)
-  sums = np.bincount(window[inside], weights=(returns * episodes)[inside],
-                     minlength=grid.size)
-  counts = np.bincount(window[inside], weights=episodes[inside],
-                       minlength=grid.size)
-  with np.errstate(invalid="ignore", divide="ignore"):
-    return np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
-
-
-def training_curves(ctx: Context, points: int = CURVE_POINTS
-                    ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def training_curves(
+  ctx: Context, points: int = CURVE_POINTS
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
   """Per rule: (grid of env steps, ``[seeds, tasks, points]`` normalised
   windowed training returns), over the aggregate tasks and seeds."""
   group, manifest = ctx.group, ctx.manifest
   tasks = group.aggregate_tasks
-  missing = [t for t in tasks
-             if manifest is None or t not in manifest.normalization]
+  missing = [t for t in tasks if manifest is None or t not in manifest.normalization]
   if missing:
-    raise UserError(f"cannot normalise training returns of task '{missing[0]}':"
-                    f" the manifest of suite '{group.key.suite}' has no "
-                    "normalisation for it")
-  runs = {(r.rule, r.task, r.seed): r for r in ctx.collection.runs
-          if r.key == group.key}
+    raise UserError(
+      f"cannot normalise training returns of task '{missing[0]}':"
+      f" the manifest of suite '{group.key.suite}' has no "
+      "normalisation for it"
+    )
+  runs = {(r.rule, r.task, r.seed): r for r in ctx.collection.runs if r.key == group.key}
   out = {}
   for rule in (r for r in group.rules if r in group.matrices):
-    curves = {(t, s): _read_curve(runs[(rule, t, s)])
-              for s in group.matrix_seeds[rule] for t in tasks}
-    common = set.intersection(*(set(c[0]) for c in curves.values()))
+    per_run = {
+      (t, s): curves.read_curve(runs[(rule, t, s)]) for s in group.matrix_seeds[rule] for t in tasks
+    }
+    common = set.intersection(*(set(c[0]) for c in per_run.values()))
     if not common:
       ctx.warn(f"rule {rule}: its runs share no logged env_steps; no curve")
       continue
-    grid = curve_grid(np.array(sorted(common)), points)
+    grid = curves.curve_grid(np.array(sorted(common)), points)
     values = np.empty((len(group.matrix_seeds[rule]), len(tasks), grid.size))
     for i, s in enumerate(group.matrix_seeds[rule]):
       for j, t in enumerate(tasks):
         norm = manifest.normalization[t]
-        raw = windowed_returns(*curves[(t, s)], grid)
+        raw = curves.windowed_returns(*per_run[(t, s)], grid)
         values[i, j] = (raw - norm["min"]) / (norm["max"] - norm["min"])
     keep = np.isfinite(values).all(axis=(0, 1))
     if not keep.all():
-      ctx.warn(f"rule {rule}: {int((~keep).sum())} of {grid.size} curve points "
-               "dropped (no training episode ended in that window for some run)")
+      ctx.warn(
+        f"rule {rule}: {int((~keep).sum())} of {grid.size} curve points "
+        "dropped (no training episode ended in that window for some run)"
+      )
     if keep.any():
       out[rule] = (grid[keep], values[..., keep])
   if not out:
-    raise UserError("no training curve to plot: no rule has a window in which "
-                    "every run ended an episode")
+    raise UserError(
+      "no training curve to plot: no rule has a window in which every run ended an episode"
+    )
   return out
 
 
 def build_curves(ctx: Context):
   """IQM of normalised training return over env steps, with CI bands."""
   from matplotlib.ticker import EngFormatter
+
   group = ctx.group
   curves = training_curves(ctx)
   bands = {}
   for rule, (grid, values) in curves.items():
-    bands[rule] = (grid, stats.sample_efficiency_curves(
-        {rule: values}, "iqm", ctx.reps, ctx.confidence, ctx.seed)[rule])
+    bands[rule] = (
+      grid,
+      stats.sample_efficiency_curves({rule: values}, "iqm", ctx.reps, ctx.confidence, ctx.seed)[
+        rule
+      ],
+    )
   fig, (ax,) = _figure(7.6, 4.2)
   for rule, (grid, band) in bands.items():
     color = ctx.colors[rule]
     ax.plot(grid, band.point, color=color, linewidth=2, label=rule)
-    ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.2,
-                    linewidth=0)
-  pub = published_matrices(group.published, group.aggregate_tasks,
-                           ctx.manifest)
+    ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.2, linewidth=0)
+  pub = published_matrices(group.published, group.aggregate_tasks, ctx.manifest)
   published = {r: float(stats.iqm(m)) for r, (m, _) in pub.items()}
   for j, (rule, value) in enumerate(published.items()):
-    ax.axhline(value, label=f"{rule} (published, final)",
-               **published_style(j))
+    ax.axhline(value, label=f"{rule} (published, final)", **published_style(j))
   ax.xaxis.set_major_formatter(EngFormatter(sep=""))
   ax.set_xlabel(f"Environment steps (protocol {group.key.protocol})")
   ax.set_ylabel(f"IQM of normalised training {group.metric}")
   fig.suptitle(f"Sample efficiency — suite {group.key.suite}")
   _legend_right(ax)
-  _caption(fig, [f"Shaded: {ctx.ci_text()}",
-                 f"IQM over {len(group.aggregate_tasks)} task(s) x seeds of "
-                 "the mean return of training episodes ending in each window",
-                 ctx.seeds_text(),
-                 "dashed: published final scores (IQM over tasks), not "
-                 "bootstrapped with runs made here" if published else "",
-                 ctx.excluded_text()])
+  _caption(
+    fig,
+    [
+      f"Shaded: {ctx.ci_text()}",
+      f"IQM over {len(group.aggregate_tasks)} task(s) x seeds of "
+      "the mean return of training episodes ending in each window",
+      ctx.seeds_text(),
+      "dashed: published final scores (IQM over tasks), not bootstrapped with runs made here"
+      if published
+      else "",
+      ctx.excluded_text(),
+    ],
+  )
   return fig
 
 
 # --- profiles --------------------------------------------------------------------------
 
 
-def profile_taus(matrices: Mapping[str, np.ndarray],
-                 count: int = PROFILE_TAUS) -> np.ndarray:
+def profile_taus(matrices: Mapping[str, np.ndarray], count: int = PROFILE_TAUS) -> np.ndarray:
   """Thresholds from min(0, lowest score) to max(1, highest score)."""
   values = np.concatenate([m.ravel() for m in matrices.values()])
   lo = min(0.0, float(values.min()))
@@ -405,34 +412,38 @@ def build_profiles(ctx: Context):
   group = ctx.group
   if not group.matrices:
     raise UserError("no task is shared by all rules; nothing to profile")
-  pub = published_matrices(group.published, group.aggregate_tasks,
-                           ctx.manifest)
+  pub = published_matrices(group.published, group.aggregate_tasks, ctx.manifest)
   taus = profile_taus({**group.matrices, **{r: m for r, (m, _) in pub.items()}})
-  bands = stats.performance_profile(group.matrices, taus, ctx.reps,
-                                    ctx.confidence, ctx.seed)
+  bands = stats.performance_profile(group.matrices, taus, ctx.reps, ctx.confidence, ctx.seed)
   fig, (ax,) = _figure(7.6, 4.2)
   for rule in (r for r in group.rules if r in bands):
     band = bands[rule]
     color = ctx.colors[rule]
     ax.plot(taus, band.point, color=color, linewidth=2, label=rule)
-    ax.fill_between(taus, band.lo, band.hi, color=color, alpha=0.2,
-                    linewidth=0)
+    ax.fill_between(taus, band.lo, band.hi, color=color, alpha=0.2, linewidth=0)
   for j, (rule, (matrix, per_seed)) in enumerate(pub.items()):
     what = "per seed" if per_seed else "per task"
-    ax.plot(taus, stats.run_score_distribution(matrix, taus),
-            label=f"{rule} (published, {what})", **published_style(j))
-  ax.set_xlabel(f"Normalised {group.metric} of the final policy, τ\n"
-                f"({_protocol_text(group)})")
+    ax.plot(
+      taus,
+      stats.run_score_distribution(matrix, taus),
+      label=f"{rule} (published, {what})",
+      **published_style(j),
+    )
+  ax.set_xlabel(f"Normalised {group.metric} of the final policy, τ\n({_protocol_text(group)})")
   ax.set_ylabel("Fraction of runs with score > τ")
   ax.set_ylim(-0.02, 1.02)
   fig.suptitle(f"Performance profiles — suite {group.key.suite}")
   _legend_right(ax)
-  _caption(fig, [f"Shaded: {ctx.ci_text()}",
-                 f"final scores on {len(group.aggregate_tasks)} task(s)",
-                 ctx.seeds_text(),
-                 "dashed: published scores from the suite manifest, not "
-                 "bootstrapped" if pub else "",
-                 ctx.excluded_text()])
+  _caption(
+    fig,
+    [
+      f"Shaded: {ctx.ci_text()}",
+      f"final scores on {len(group.aggregate_tasks)} task(s)",
+      ctx.seeds_text(),
+      "dashed: published scores from the suite manifest, not bootstrapped" if pub else "",
+      ctx.excluded_text(),
+    ],
+  )
   return fig
 
 
@@ -445,13 +456,21 @@ def build_improvement(ctx: Context):
   order = {r: i for i, r in enumerate(group.rules)}
   rows = [r for r in group.improvement if order[r.x] < order[r.y]]
   if not rows:
-    raise UserError("a probability-of-improvement plot needs at least two "
-                    "rules with runs on a shared task")
+    raise UserError(
+      "a probability-of-improvement plot needs at least two rules with runs on a shared task"
+    )
   fig, (ax,) = _figure(6.4, 1.2 + 0.5 * len(rows))
   ys = np.arange(len(rows))[::-1]
   for y, row in zip(ys, rows):
-    ax.barh(y, row.hi - row.lo, left=row.lo, height=0.6,
-            color=ctx.colors[row.x], alpha=0.8, edgecolor="none")
+    ax.barh(
+      y,
+      row.hi - row.lo,
+      left=row.lo,
+      height=0.6,
+      color=ctx.colors[row.x],
+      alpha=0.8,
+      edgecolor="none",
+    )
     ax.vlines(row.point, y - 0.3, y + 0.3, color="black", linewidth=2)
   ax.axvline(0.5, color="#444444", linestyle=(0, (4, 3)), linewidth=1)
   ax.set_xlim(-0.03, 1.03)
@@ -466,29 +485,46 @@ def build_improvement(ctx: Context):
   right.grid(False)
   for side in ("top", "right", "left"):
     right.spines[side].set_visible(False)
-  ax.set_xlabel(f"P(X > Y) on normalised {group.metric}: X (left) beats Y "
-                f"(right)\n({_protocol_text(group)})")
+  ax.set_xlabel(
+    f"P(X > Y) on normalised {group.metric}: X (left) beats Y (right)\n({_protocol_text(group)})"
+  )
   fig.suptitle(f"Probability of improvement — suite {group.key.suite}")
-  _caption(fig, [f"Bars: {ctx.ci_text()}; black ticks: point estimates",
-                 "P(X > Y) is the chance that a run of X scores higher than a "
-                 "run of Y on a random task (ties count one half)",
-                 ctx.seeds_text(), ctx.excluded_text()])
+  _caption(
+    fig,
+    [
+      f"Bars: {ctx.ci_text()}; black ticks: point estimates",
+      "P(X > Y) is the chance that a run of X scores higher than a "
+      "run of Y on a random task (ties count one half)",
+      ctx.seeds_text(),
+      ctx.excluded_text(),
+    ],
+  )
   return fig
 
 
-BUILDERS = {"intervals": build_intervals, "curves": build_curves,
-            "profiles": build_profiles, "improvement": build_improvement}
+BUILDERS = {
+  "intervals": build_intervals,
+  "curves": build_curves,
+  "profiles": build_profiles,
+  "improvement": build_improvement,
+}
 
 
 # --- entry point ---------------------------------------------------------------------
 
 
-def plot(kind: str, root: str | Path, out: str | Path,
-         suite: str | None = None, rules: Sequence[str] | str | None = None,
-         reps: int = stats.DEFAULT_REPS, seed: int = 0,
-         protocol: str | None = None,
-         confidence: float = stats.DEFAULT_CONFIDENCE,
-         warn: Callable[[str], None] | None = None) -> Path:
+def plot(
+  kind: str,
+  root: str | Path,
+  out: str | Path,
+  suite: str | None = None,
+  rules: Sequence[str] | str | None = None,
+  reps: int = stats.DEFAULT_REPS,
+  seed: int = 0,
+  protocol: str | None = None,
+  confidence: float = stats.DEFAULT_CONFIDENCE,
+  warn: Callable[[str], None] | None = None,
+) -> Path:
   """Draws one plot of the runs under `root` and writes it to `out`.
 
   Args:
@@ -511,6 +547,7 @@ def plot(kind: str, root: str | Path, out: str | Path,
       or `out` cannot be written.
   """
   import matplotlib as mpl
+
   out = Path(out)
   fmt = check_kind_and_format(kind, out)
   if not out.parent.is_dir():
@@ -525,16 +562,26 @@ def plot(kind: str, root: str | Path, out: str | Path,
     if message:
       warn(message)
   group = compare.analyse_group(
-      key, runs, manifest, compare.DEFAULT_METRICS, reps, seed, confidence,
-      rule_order=rules, improvement=kind == "improvement",
-      aggregate=kind == "intervals")
+    key,
+    runs,
+    manifest,
+    compare.DEFAULT_METRICS,
+    reps,
+    seed,
+    confidence,
+    rule_order=rules,
+    improvement=kind == "improvement",
+    aggregate=kind == "intervals",
+  )
   for message in group.warnings:
     warn(message)
   if not group.matrices:
-    raise UserError(f"nothing to plot for {key.suite}/{key.protocol}: no task "
-                    "is shared by all selected rules")
-  ctx = Context(collection, group, manifest, rule_colors(collection.all_rules),
-                reps, seed, confidence, warn)
+    raise UserError(
+      f"nothing to plot for {key.suite}/{key.protocol}: no task is shared by all selected rules"
+    )
+  ctx = Context(
+    collection, group, manifest, rule_colors(collection.all_rules), reps, seed, confidence, warn
+  )
   with mpl.rc_context(STYLE):
     fig = BUILDERS[kind](ctx)
     data = _save(fig, fmt)

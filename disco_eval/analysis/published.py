@@ -29,8 +29,8 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.config import suites
 from disco_eval.analysis.collect import finite
+from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 
@@ -38,6 +38,7 @@ from disco_eval.errors import UserError
 class PublishedRow:
   """A published per-task score from a suite manifest (never bootstrapped
   together with runs made here)."""
+
   rule: str
   task: str
   protocol: str
@@ -50,22 +51,22 @@ class PublishedRow:
   beside: Mapping[str, float] = dataclasses.field(default_factory=dict)
 
 
-def published_rows(manifest: suites.SuiteManifest
-                   ) -> tuple[list[PublishedRow], list[str]]:
+def published_rows(manifest: suites.SuiteManifest) -> tuple[list[PublishedRow], list[str]]:
   """The ``[[published]]`` rows of a suite manifest, and warnings about
   entries that were ignored because they are malformed."""
   entries = manifest.raw.get("published", [])
   if not isinstance(entries, list):
-    return [], [f"suite manifest {manifest.path}: 'published' must be an array "
-                "of tables ([[published]]); ignored"]
+    return [], [
+      f"suite manifest {manifest.path}: 'published' must be an array "
+      "of tables ([[published]]); ignored"
+    ]
   rows, warnings = [], []
   for i, entry in enumerate(entries, start=1):
     where = f"suite manifest {manifest.path}: published entry #{i}"
     if not isinstance(entry, dict):
       warnings.append(f"{where} is not a table; ignored")
       continue
-    missing = [k for k in ("rule", "task", "protocol", "score", "citation")
-               if k not in entry]
+    missing = [k for k in ("rule", "task", "protocol", "score", "citation") if k not in entry]
     score = finite(entry.get("score"))
     if missing or score is None:
       what = f"lacks {', '.join(missing)}" if missing else "has no finite score"
@@ -73,8 +74,7 @@ def published_rows(manifest: suites.SuiteManifest
       continue
     normalized = finite(entry.get("normalized_score"))
     if normalized is None:
-      normalized = finite(manifest.normalize(str(entry["task"]), score,
-                                              str(entry["protocol"])))
+      normalized = finite(manifest.normalize(str(entry["task"]), score, str(entry["protocol"])))
     per_seed = entry.get("per_seed")
     if per_seed is not None:
       values = [finite(v) for v in per_seed] if isinstance(per_seed, list) else [None]
@@ -84,15 +84,25 @@ def published_rows(manifest: suites.SuiteManifest
       else:
         per_seed = tuple(values)
     seeds = entry.get("seeds")
-    seeds = int(seeds) if isinstance(seeds, int) and not isinstance(seeds, bool) else (
-        len(per_seed) if per_seed else None)
-    rows.append(PublishedRow(
-        rule=str(entry["rule"]), task=str(entry["task"]),
-        protocol=str(entry["protocol"]), score=score,
-        normalized_score=normalized, seeds=seeds, per_seed=per_seed,
+    seeds = (
+      int(seeds)
+      if isinstance(seeds, int) and not isinstance(seeds, bool)
+      else (len(per_seed) if per_seed else None)
+    )
+    rows.append(
+      PublishedRow(
+        rule=str(entry["rule"]),
+        task=str(entry["task"]),
+        protocol=str(entry["protocol"]),
+        score=score,
+        normalized_score=normalized,
+        seeds=seeds,
+        per_seed=per_seed,
         citation=str(entry["citation"]),
         note=str(entry["note"]) if entry.get("note") else None,
-        beside=_published_beside(manifest, entry)))
+        beside=_published_beside(manifest, entry),
+      )
+    )
   rows += _published_beside_only(manifest)
   return rows, warnings
 
@@ -106,24 +116,34 @@ def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]
     if not isinstance(entry, dict):
       continue
     value = finite(entry.get("value"))
-    if entry.get("metric") not in _beside_names(manifest, entry) or value is None or "rule" not in entry:
+    if (
+      entry.get("metric") not in _beside_names(manifest, entry)
+      or value is None
+      or "rule" not in entry
+    ):
       continue
     seeds = entry.get("seeds")
-    rows.append(PublishedRow(
-        rule=str(entry["rule"]), task=str(entry.get("task")),
-        protocol=str(entry["protocol"]), score=math.nan, normalized_score=None,
-        seeds=int(seeds) if isinstance(seeds, int) else None, per_seed=None,
+    rows.append(
+      PublishedRow(
+        rule=str(entry["rule"]),
+        task=str(entry.get("task")),
+        protocol=str(entry["protocol"]),
+        score=math.nan,
+        normalized_score=None,
+        seeds=int(seeds) if isinstance(seeds, int) else None,
+        per_seed=None,
         citation=str(entry.get("citation", "")),
         note=str(entry["note"]) if entry.get("note") else None,
-        beside={str(entry["metric"]): value}))
+        beside={str(entry["metric"]): value},
+      )
+    )
   return rows
 
 
 def _published_beside(manifest: suites.SuiteManifest, entry: dict) -> dict[str, float]:
   """The figures a published entry gives beside its score, for the names its
   protocol reports beside the score (e.g. Crafter's ``reward``)."""
-  return {n: v for n in _beside_names(manifest, entry)
-          if (v := finite(entry.get(n))) is not None}
+  return {n: v for n in _beside_names(manifest, entry) if (v := finite(entry.get(n))) is not None}
 
 
 def _beside_names(manifest: suites.SuiteManifest, entry: dict) -> list[str]:
@@ -142,13 +162,12 @@ def load_manifest(suite: str) -> tuple[suites.SuiteManifest | None, str | None]:
   try:
     return suites.load_suite(suite), None
   except UserError as exc:
-    return None, (f"suite manifest of '{suite}' not loaded ({exc}); no "
-                  "published baselines shown")
+    return None, (f"suite manifest of '{suite}' not loaded ({exc}); no published baselines shown")
 
 
-def published_matrices(rows: Sequence[PublishedRow], tasks: Sequence[str],
-                       manifest: suites.SuiteManifest | None
-                       ) -> dict[str, tuple[np.ndarray, bool]]:
+def published_matrices(
+  rows: Sequence[PublishedRow], tasks: Sequence[str], manifest: suites.SuiteManifest | None
+) -> dict[str, tuple[np.ndarray, bool]]:
   """Normalised score matrices of published rules covering all `tasks`.
 
   Returns ``{rule: (matrix, per_seed)}``: a ``[seeds, tasks]`` matrix of
@@ -168,8 +187,7 @@ def published_matrices(rows: Sequence[PublishedRow], tasks: Sequence[str],
     chosen = [per_task[t] for t in tasks]
     lengths = {len(r.per_seed) if r.per_seed else 0 for r in chosen}
     if manifest is not None and len(lengths) == 1 and 0 not in lengths:
-      columns = [[manifest.normalize(r.task, v, r.protocol) for v in r.per_seed]
-                 for r in chosen]
+      columns = [[manifest.normalize(r.task, v, r.protocol) for v in r.per_seed] for r in chosen]
       matrix = np.array(columns, dtype=np.float64).T
       if np.isfinite(matrix).all():
         out[rule] = (matrix, True)

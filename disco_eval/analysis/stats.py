@@ -54,6 +54,7 @@ DEFAULT_CONFIDENCE = bs.DEFAULT_CONFIDENCE
 
 class Interval(NamedTuple):
   """A point estimate with a percentile bootstrap confidence interval."""
+
   point: float
   lo: float
   hi: float
@@ -64,6 +65,7 @@ class Band(NamedTuple):
 
   Each field has shape ``[num_points]`` (evaluation points or thresholds).
   """
+
   point: np.ndarray
   lo: np.ndarray
   hi: np.ndarray
@@ -92,7 +94,7 @@ def iqm(scores: np.ndarray) -> np.ndarray:
   if cut == 0:
     return flat.mean(axis=-1)
   ordered = np.sort(flat, axis=-1)
-  return ordered[..., cut:n - cut].mean(axis=-1)
+  return ordered[..., cut : n - cut].mean(axis=-1)
 
 
 def median(scores: np.ndarray) -> np.ndarray:
@@ -132,8 +134,7 @@ def optimality_gap(scores: np.ndarray, gamma: float = 1.0) -> np.ndarray:
   return gamma - np.mean(np.minimum(scores, gamma), axis=(-2, -1))
 
 
-def probability_of_improvement(scores_x: np.ndarray,
-                               scores_y: np.ndarray) -> np.ndarray:
+def probability_of_improvement(scores_x: np.ndarray, scores_y: np.ndarray) -> np.ndarray:
   """Average probability that a run of X beats a run of Y on the same task.
 
   For each task, ``P(X > Y) = (#{x > y} + 0.5 * #{x == y}) / (n * m)`` over all
@@ -157,8 +158,7 @@ def probability_of_improvement(scores_x: np.ndarray,
   return per_task.mean(axis=-1)
 
 
-def run_score_distribution(scores: np.ndarray,
-                           taus: np.ndarray) -> np.ndarray:
+def run_score_distribution(scores: np.ndarray, taus: np.ndarray) -> np.ndarray:
   """Fraction of all (run, task) scores strictly above each threshold.
 
   rliable's score distribution (``run_score_deviation``), the default
@@ -177,10 +177,10 @@ def run_score_distribution(scores: np.ndarray,
 
 
 METRICS: dict[str, Metric] = {
-    "iqm": iqm,
-    "median": median,
-    "mean": mean,
-    "og": optimality_gap,
+  "iqm": iqm,
+  "median": median,
+  "mean": mean,
+  "og": optimality_gap,
 }
 """Metrics selectable by name (e.g. from the command line)."""
 
@@ -195,12 +195,10 @@ def get_metric(name: str) -> Metric:
   try:
     return METRICS[name]
   except KeyError:
-    raise ValueError(f"unknown metric {name!r}; choose from "
-                     f"{', '.join(metric_names())}") from None
+    raise ValueError(f"unknown metric {name!r}; choose from {', '.join(metric_names())}") from None
 
 
-def resolve_metrics(metrics: Mapping[str, Metric] | Sequence[str] | str
-                    ) -> dict[str, Metric]:
+def resolve_metrics(metrics: Mapping[str, Metric] | Sequence[str] | str) -> dict[str, Metric]:
   """Turns metric names, or a name -> metric mapping, into a dict.
 
   Args:
@@ -227,26 +225,24 @@ def resolve_metrics(metrics: Mapping[str, Metric] | Sequence[str] | str
 # ------------------------------------------------------------------ intervals
 
 
-def _stack_metrics(metrics: Mapping[str, Metric]
-                   ) -> Callable[[np.ndarray], np.ndarray]:
+def _stack_metrics(metrics: Mapping[str, Metric]) -> Callable[[np.ndarray], np.ndarray]:
   """``[..., runs, tasks] -> [..., num_metrics]`` evaluating all metrics."""
   fns = tuple(metrics.values())
 
   def stacked(scores: np.ndarray) -> np.ndarray:
-    return np.stack([np.asarray(fn(scores), dtype=np.float64) for fn in fns],
-                    axis=-1)
+    return np.stack([np.asarray(fn(scores), dtype=np.float64) for fn in fns], axis=-1)
 
   return stacked
 
 
-def interval_estimates(score_dict: Mapping[str, np.ndarray],
-                       metrics: Mapping[str, Metric] | Sequence[str] = (
-                           "iqm", "median", "mean", "og"),
-                       reps: int = DEFAULT_REPS,
-                       confidence: float = DEFAULT_CONFIDENCE,
-                       seed: int = 0,
-                       chunk_size: int | None = None
-                       ) -> dict[str, dict[str, Interval]]:
+def interval_estimates(
+  score_dict: Mapping[str, np.ndarray],
+  metrics: Mapping[str, Metric] | Sequence[str] = ("iqm", "median", "mean", "og"),
+  reps: int = DEFAULT_REPS,
+  confidence: float = DEFAULT_CONFIDENCE,
+  seed: int = 0,
+  chunk_size: int | None = None,
+) -> dict[str, dict[str, Interval]]:
   """Point estimates and stratified-bootstrap percentile CIs per rule.
 
   All metrics of a rule are evaluated on the same resamples. Equivalent in
@@ -271,26 +267,26 @@ def interval_estimates(score_dict: Mapping[str, np.ndarray],
   results: dict[str, dict[str, Interval]] = {}
   for rule, raw in score_dict.items():
     scores = bs.check_scores(raw, name=str(rule))
-    point, replicates = bs.bootstrap(scores, stacked, reps,
-                                  np.random.default_rng(seed),
-                                  chunk_size=chunk_size)
+    point, replicates = bs.bootstrap(
+      scores, stacked, reps, np.random.default_rng(seed), chunk_size=chunk_size
+    )
     if point.shape != (len(fns),):
       raise ValueError("each metric must map [runs, tasks] to a scalar")
     lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = {
-        name: Interval(float(point[i]), float(lo[i]), float(hi[i]))
-        for i, name in enumerate(fns)
+      name: Interval(float(point[i]), float(lo[i]), float(hi[i])) for i, name in enumerate(fns)
     }
   return results
 
 
-def probability_of_improvement_interval(scores_x: np.ndarray,
-                                        scores_y: np.ndarray,
-                                        reps: int = DEFAULT_REPS,
-                                        confidence: float = DEFAULT_CONFIDENCE,
-                                        seed: int = 0,
-                                        chunk_size: int | None = None
-                                        ) -> Interval:
+def probability_of_improvement_interval(
+  scores_x: np.ndarray,
+  scores_y: np.ndarray,
+  reps: int = DEFAULT_REPS,
+  confidence: float = DEFAULT_CONFIDENCE,
+  seed: int = 0,
+  chunk_size: int | None = None,
+) -> Interval:
   """P(X > Y) with a stratified-bootstrap percentile CI.
 
   X and Y are resampled independently, each within task (rliable's
@@ -312,8 +308,9 @@ def probability_of_improvement_interval(scores_x: np.ndarray,
   x = bs.check_scores(scores_x, name="scores_x")
   y = bs.check_scores(scores_y, name="scores_y")
   if x.shape[1] != y.shape[1]:
-    raise ValueError(f"scores_x and scores_y must cover the same tasks: "
-                     f"{x.shape[1]} vs {y.shape[1]} tasks")
+    raise ValueError(
+      f"scores_x and scores_y must cover the same tasks: {x.shape[1]} vs {y.shape[1]} tasks"
+    )
   reps = bs.check_reps(reps)
   bs.check_confidence(confidence)
   rng_x, rng_y = np.random.default_rng(seed).spawn(2)
@@ -325,16 +322,17 @@ def probability_of_improvement_interval(scores_x: np.ndarray,
     ys = bs.stratified_resample(y, bs.draw_run_indices(rng_y, c, y.shape))
     out.append(probability_of_improvement(xs, ys))
   lo, hi = bs.percentile_interval(np.concatenate(out), confidence)
-  return Interval(float(probability_of_improvement(x, y)), float(lo),
-                  float(hi))
+  return Interval(float(probability_of_improvement(x, y)), float(lo), float(hi))
 
 
-def performance_profile(score_dict: Mapping[str, np.ndarray],
-                        taus: np.ndarray | Sequence[float],
-                        reps: int = DEFAULT_PROFILE_REPS,
-                        confidence: float = DEFAULT_CONFIDENCE,
-                        seed: int = 0,
-                        chunk_size: int | None = None) -> dict[str, Band]:
+def performance_profile(
+  score_dict: Mapping[str, np.ndarray],
+  taus: np.ndarray | Sequence[float],
+  reps: int = DEFAULT_PROFILE_REPS,
+  confidence: float = DEFAULT_CONFIDENCE,
+  seed: int = 0,
+  chunk_size: int | None = None,
+) -> dict[str, Band]:
   """Run-score distributions with stratified-bootstrap percentile bands.
 
   Equivalent in distribution to ``rliable.library.create_performance_profile``
@@ -364,22 +362,27 @@ def performance_profile(score_dict: Mapping[str, np.ndarray],
   results: dict[str, Band] = {}
   for rule, raw in score_dict.items():
     scores = bs.check_scores(raw, name=str(rule))
-    point, replicates = bs.bootstrap(scores, profile, reps,
-                                  np.random.default_rng(seed),
-                                  elements_per_rep=scores.size * taus.size,
-                                  chunk_size=chunk_size)
+    point, replicates = bs.bootstrap(
+      scores,
+      profile,
+      reps,
+      np.random.default_rng(seed),
+      elements_per_rep=scores.size * taus.size,
+      chunk_size=chunk_size,
+    )
     lo, hi = bs.percentile_interval(replicates, confidence)
     results[rule] = Band(point, lo, hi)
   return results
 
 
-def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
-                             metric: str | Metric = "iqm",
-                             reps: int = DEFAULT_REPS,
-                             confidence: float = DEFAULT_CONFIDENCE,
-                             seed: int = 0,
-                             chunk_size: int | None = None
-                             ) -> dict[str, Band]:
+def sample_efficiency_curves(
+  scores_over_time: Mapping[str, np.ndarray],
+  metric: str | Metric = "iqm",
+  reps: int = DEFAULT_REPS,
+  confidence: float = DEFAULT_CONFIDENCE,
+  seed: int = 0,
+  chunk_size: int | None = None,
+) -> dict[str, Band]:
   """An aggregate metric at each evaluation point, with percentile CIs.
 
   As in rliable's sample-efficiency curves (``get_interval_estimates`` on a
@@ -408,9 +411,9 @@ def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
   results: dict[str, Band] = {}
   for rule, raw in scores_over_time.items():
     scores = bs.check_scores(raw, name=str(rule), ndim=3)
-    point, replicates = bs.bootstrap(scores, curve, reps,
-                                  np.random.default_rng(seed),
-                                  chunk_size=chunk_size)
+    point, replicates = bs.bootstrap(
+      scores, curve, reps, np.random.default_rng(seed), chunk_size=chunk_size
+    )
     if point.shape != (scores.shape[-1],):
       raise ValueError("the metric must map [points, runs, tasks] to [points]")
     lo, hi = bs.percentile_interval(replicates, confidence)
@@ -423,6 +426,7 @@ def sample_efficiency_curves(scores_over_time: Mapping[str, np.ndarray],
 
 class Estimate(NamedTuple):
   """A mean over seeds with a confidence interval (NaN bounds if n < 2)."""
+
   mean: float
   lo: float
   hi: float
@@ -434,10 +438,12 @@ def t_interval(values: Sequence[float], confidence: float = 0.95) -> Estimate:
   One value gives NaN bounds; identical values give a zero-width interval.
   """
   from scipy import stats as scipy_stats
+
   x = np.asarray(values, dtype=np.float64)
   mean = float(x.mean())
   if x.size < 2:
     return Estimate(mean, math.nan, math.nan)
-  half = float(scipy_stats.t.ppf(0.5 + confidence / 2, x.size - 1)
-               * x.std(ddof=1) / math.sqrt(x.size))
+  half = float(
+    scipy_stats.t.ppf(0.5 + confidence / 2, x.size - 1) * x.std(ddof=1) / math.sqrt(x.size)
+  )
   return Estimate(mean, mean - half, mean + half)

@@ -22,8 +22,17 @@ from disco_eval.rules import weights
 from disco_eval.runs.parts import build_parts
 from disco_eval.runs.plan import rule_identity
 
-__all__ = ["device_description", "env_steps_per_s", "header", "learner_split",
-           "median_time", "report_rows", "run_bench", "run_host_bench", "run_jax_bench"]
+__all__ = [
+  "device_description",
+  "env_steps_per_s",
+  "header",
+  "learner_split",
+  "median_time",
+  "report_rows",
+  "run_bench",
+  "run_host_bench",
+  "run_jax_bench",
+]
 
 
 def _check_counts(seeds: int, repeats: int, chunk: int) -> None:
@@ -35,10 +44,16 @@ def _check_counts(seeds: int, repeats: int, chunk: int) -> None:
     raise UserError(f"--chunk must be at least 1, got {chunk}")
 
 
-def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
-              protocol: str | None = None, task: str | None = None,
-              overrides: tuple[tuple[str, str], ...] = (), chunk: int = 4,
-              repeats: int = 3) -> dict[str, Any]:
+def run_bench(
+  suite_name: str,
+  rule_spec: str = "disco103",
+  seeds: int = 4,
+  protocol: str | None = None,
+  task: str | None = None,
+  overrides: tuple[tuple[str, str], ...] = (),
+  chunk: int = 4,
+  repeats: int = 3,
+) -> dict[str, Any]:
   """Runs every measurement; returns a JSON-able dict.
 
   Host-stepped suites (ProcGen, Crafter, NetHack) are measured by
@@ -48,8 +63,9 @@ def run_bench(suite_name: str, rule_spec: str = "disco103", seeds: int = 4,
   suite = suites.load_suite(suite_name)
   task = suite.check_tasks([task] if task else None)[0]
   rule = weights.resolve_rule(rule_spec)
-  run = resolve.resolve(suite, task, rule_identity(rule), rule.manifest, protocol=protocol,
-                        overrides=overrides)
+  run = resolve.resolve(
+    suite, task, rule_identity(rule), rule.manifest, protocol=protocol, overrides=overrides
+  )
   proto, settings, cfg = run.protocol, run.settings, run.train
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)

@@ -30,28 +30,43 @@ def device_description() -> str:
   """The device JAX uses, its backend and count, the host's cores and machine."""
   d = jax.devices()[0]
   kind = d.device_kind
-  return (f"{kind} ({jax.default_backend()}, {jax.device_count()} device(s)), "
-          f"{os.cpu_count()} CPU cores, {platform.machine()}")
+  return (
+    f"{kind} ({jax.default_backend()}, {jax.device_count()} device(s)), "
+    f"{os.cpu_count()} CPU cores, {platform.machine()}"
+  )
 
 
 def header(suite, proto, task: str, rule, cfg, repeats: int) -> dict[str, Any]:
   """What every bench result starts with: device, versions, the loop's sizes."""
   return {
-      "device": device_description(), "jax": jax.__version__,
-      "python": platform.python_version(), "suite": suite.name, "backend": suite.backend,
-      "task": task, "protocol": proto.name, "rule": rule.label, "num_envs": cfg.num_envs,
-      "rollout_len": cfg.rollout_len, "batch_trajectories": cfg.sample_entries * cfg.num_envs,
-      "updates_per_iteration": cfg.updates_per_iteration, "repeats": repeats}
+    "device": device_description(),
+    "jax": jax.__version__,
+    "python": platform.python_version(),
+    "suite": suite.name,
+    "backend": suite.backend,
+    "task": task,
+    "protocol": proto.name,
+    "rule": rule.label,
+    "num_envs": cfg.num_envs,
+    "rollout_len": cfg.rollout_len,
+    "batch_trajectories": cfg.sample_entries * cfg.num_envs,
+    "updates_per_iteration": cfg.updates_per_iteration,
+    "repeats": repeats,
+  }
 
 
-def learner_split(learner: Learner, state, batch, rule, agent: Agent, rule_obj,
-                  repeats: int) -> dict[str, float]:
+def learner_split(
+  learner: Learner, state, batch, rule, agent: Agent, rule_obj, repeats: int
+) -> dict[str, float]:
   """Median times of ``learner.step`` on `batch` and of its parts:
   agent forward + backward, the target network's forward (rules that keep
   one), the rule (targets + loss gradient). `state` has params, opt_state and
   rule_state (a ``TrainState`` or a ``HostState``)."""
-  step = jax.jit(lambda s, b: learner.step(
-      s.params, s.opt_state, s.rule_state, rule.params, b, jax.random.PRNGKey(1))[:4])
+  step = jax.jit(
+    lambda s, b: learner.step(
+      s.params, s.opt_state, s.rule_state, rule.params, b, jax.random.PRNGKey(1)
+    )[:4]
+  )
 
   def fwd_bwd(p, b):
     out, pullback = jax.vjp(lambda q: agent.apply(q, b.observations), p)
@@ -61,18 +76,17 @@ def learner_split(learner: Learner, state, batch, rule, agent: Agent, rule_obj,
   agent_out = fwd(state.params, batch)
 
   def rule_part(s, b, ao):
-    no_target = lambda p, obs: ao          # the target forward is timed apart
+    no_target = lambda p, obs: ao  # the target forward is timed apart
     targets, _, _ = rule_obj.targets(rule.params, s.rule_state, b, ao, s.params, no_target)
     return jax.grad(lambda o: jnp.sum(rule_obj.loss(o, targets, b)[0]))(ao)
 
   fwd_bwd, rule_part = jax.jit(fwd_bwd), jax.jit(rule_part)
   total = median_time(lambda: step(state, batch), repeats)
   parts = {
-      "agent_forward_backward_s": median_time(lambda: fwd_bwd(state.params, batch), repeats),
-      "rule_s": median_time(lambda: rule_part(state, batch, agent_out), repeats),
+    "agent_forward_backward_s": median_time(lambda: fwd_bwd(state.params, batch), repeats),
+    "rule_s": median_time(lambda: rule_part(state, batch, agent_out), repeats),
   }
   # (A probe of the rule's state: the rule contract declares no target network.)
   if hasattr(state.rule_state, "target_params"):
     parts["target_forward_s"] = median_time(lambda: fwd(state.params, batch), repeats)
-  return {"step_s": total, **parts,
-          "rule_share": parts["rule_s"] / total}
+  return {"step_s": total, **parts, "rule_share": parts["rule_s"] / total}

@@ -35,7 +35,7 @@ from disco_eval.train import replay
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
 
 BUFFER_CAP = 8
-ENV_ONLY_STEPS = 100       # pool steps per timed env-only run
+ENV_ONLY_STEPS = 100  # pool steps per timed env-only run
 # The package that steps each backend's environments (its version is reported).
 BACKEND_PACKAGES = {"envpool": "envpool", "crafter": "crafter", "nle": "nle"}
 
@@ -70,7 +70,7 @@ def _versions(backend: str) -> dict[str, str]:
 def _one_seed(trainer: HostTrainer, state, rule_params, it: int, repeats: int):
   """One warm-up iteration (compiles; new pool), then `repeats` timed ones.
   Returns the state, the next iteration and the figures of one seed."""
-  trainer.close()                       # a new actor: its pool made here
+  trainer.close()  # a new actor: its pool made here
   state, _ = trainer.iteration(state, rule_params, it)
   jax.block_until_ready(state)
   timer, times = PhaseTimer(), []
@@ -85,9 +85,12 @@ def _one_seed(trainer: HostTrainer, state, rule_params, it: int, repeats: int):
   spi = trainer.cfg.steps_per_iteration
   split = {f"{k}_s": v / repeats for k, v in timer.totals.items()}
   actor_s = sum(timer.totals[k] for k in ("env", "policy", "host")) / repeats
-  figures = {"iteration_s": float(np.median(times)),
-             "train_steps_per_s": spi / float(np.median(times)),
-             "split_per_iteration": split, "actor_steps_per_s": spi / actor_s}
+  figures = {
+    "iteration_s": float(np.median(times)),
+    "train_steps_per_s": spi / float(np.median(times)),
+    "split_per_iteration": split,
+    "actor_steps_per_s": spi / actor_s,
+  }
   return state, it + 1 + repeats, figures
 
 
@@ -106,12 +109,14 @@ def _seeds_rate(trainer: HostTrainer, rule_params, seeds: int, repeats: int) -> 
   return seeds * repeats * trainer.cfg.steps_per_iteration / wall
 
 
-def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
-                   repeats: int) -> dict[str, Any]:
+def run_host_bench(
+  suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, repeats: int
+) -> dict[str, Any]:
   """Every measurement for a host-stepped suite; `parts` are (task, rule
   object, agent, optimiser). Returns a JSON-able dict."""
-  cfg = dataclasses.replace(cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP),
-                            chunk=max(cfg.chunk, repeats))
+  cfg = dataclasses.replace(
+    cfg, buffer_capacity=min(cfg.buffer_capacity, BUFFER_CAP), chunk=max(cfg.chunk, repeats)
+  )
   task_obj, rule_obj, agent, opt = parts
   out = header(suite, proto, task, rule, cfg, repeats)
   out.update(_versions(suite.backend))
@@ -119,8 +124,7 @@ def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
 
   pool = task_obj.pool(cfg.num_envs, 0, proto)
   try:
-    out["env_steps_per_s"] = env_steps_per_s(pool, task_obj.num_actions, ENV_ONLY_STEPS,
-                                             repeats)
+    out["env_steps_per_s"] = env_steps_per_s(pool, task_obj.num_actions, ENV_ONLY_STEPS, repeats)
   finally:
     pool.close()
 
@@ -132,14 +136,18 @@ def run_host_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int,
     out["train_over_env_ratio"] = main["train_steps_per_s"] / out["env_steps_per_s"]
     out["actor_over_env_ratio"] = main["actor_steps_per_s"] / out["env_steps_per_s"]
     batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
-    out["learner"] = learner_split(trainer.learner, state, batch, rule, agent,
-                                   rule_obj, repeats)
+    out["learner"] = learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)
     del state, batch
     out["seeds"] = seeds
-    rate = _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (
-        out["train_steps_per_s"])
-    out["scaling"] = {"taking_turns": {
-        "steps_per_s": rate, "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate}}
+    rate = (
+      _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (out["train_steps_per_s"])
+    )
+    out["scaling"] = {
+      "taking_turns": {
+        "steps_per_s": rate,
+        "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate,
+      }
+    }
   finally:
     trainer.close()
   return out

@@ -38,6 +38,7 @@ def env_steps_per_s(env: JaxEnv, num_envs: int, steps: int, repeats: int) -> flo
       a = jax.random.randint(k, (num_envs,), 0, env.num_actions)
       s, ts = jax.vmap(env.step)(s, a)
       return s, ts.reward.sum()
+
     return jax.lax.scan(body, state, jax.random.split(key, steps))
 
   t = median_time(lambda: run(state, jax.random.PRNGKey(1)), repeats)
@@ -49,9 +50,12 @@ def _train_rate(trainer: Trainer, rule_params, n: int, chunk: int, repeats: int)
   ``run_chunk_group``): median of `repeats` chunks after one untimed one."""
   spi = trainer.cfg.steps_per_iteration
   state = trainer.init(0) if n == 1 else trainer.init_seeds(list(range(n)))
-  step = (lambda s, it: trainer.run_chunk(s, rule_params, it, chunk)) if n == 1 else (
-      lambda s, it: trainer.run_chunk_group(s, rule_params, it, chunk))
-  state, _ = step(state, 0)          # compile, fill the buffer a little
+  step = (
+    (lambda s, it: trainer.run_chunk(s, rule_params, it, chunk))
+    if n == 1
+    else (lambda s, it: trainer.run_chunk_group(s, rule_params, it, chunk))
+  )
+  state, _ = step(state, 0)  # compile, fill the buffer a little
   jax.block_until_ready(state)
   times = []
   for r in range(repeats):
@@ -62,8 +66,9 @@ def _train_rate(trainer: Trainer, rule_params, n: int, chunk: int, repeats: int)
   return chunk * spi * n / float(np.median(times))
 
 
-def run_jax_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, chunk: int,
-                  repeats: int) -> dict[str, Any]:
+def run_jax_bench(
+  suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, chunk: int, repeats: int
+) -> dict[str, Any]:
   """Every measurement for a pure-JAX suite; `parts` are (env, rule object,
   agent, optimiser). Returns a JSON-able dict."""
   env, rule_obj, agent, opt = parts
@@ -79,8 +84,9 @@ def run_jax_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, 
     tr = Trainer(env, agent, rule_obj, opt, dataclasses.replace(cfg, vmap_seeds=vm))
     rate = _train_rate(tr, rule.params, seeds, chunk, repeats)
     scaling["vmapped" if vm else "taking_turns"] = {
-        "steps_per_s": rate,
-        "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate}
+      "steps_per_s": rate,
+      "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate,
+    }
   out["seeds"] = seeds
   out["scaling"] = scaling
   out["learner"] = _learner_split(single, rule, agent, rule_obj, cfg, repeats)
@@ -90,6 +96,6 @@ def run_jax_bench(suite, proto, task: str, rule, parts: tuple, cfg, seeds: int, 
 def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats: int):
   """Median times of the learner step and its parts on a real batch."""
   state = trainer.init(0)
-  state, _ = trainer.run_chunk(state, rule.params, 0, 2)     # a filled buffer
+  state, _ = trainer.run_chunk(state, rule.params, 0, 2)  # a filled buffer
   batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
   return learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)

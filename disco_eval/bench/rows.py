@@ -8,21 +8,27 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
   rows = [("device", res["device"])]
   pkgs = [f"{k} {res[k]}" for k in ("envpool", "crafter", "nle") if k in res]
   rows.append(("versions", ", ".join([f"jax {res['jax']}", *pkgs, f"python {res['python']}"])))
-  loop = (f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
-          f"{res['updates_per_iteration']} learner step(s) of "
-          f"{res['batch_trajectories']} trajectories")
+  loop = (
+    f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
+    f"{res['updates_per_iteration']} learner step(s) of "
+    f"{res['batch_trajectories']} trajectories"
+  )
   rows.append(("loop", loop))
   rows.append(("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}"))
-  if "one_seed" in res:          # host-stepped suites
+  if "one_seed" in res:  # host-stepped suites
     m = res["one_seed"]
     sp = m["split_per_iteration"]
-    rate = (f"{m['train_steps_per_s']:,.0f} "
-            f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
-            f"actor alone {m['actor_steps_per_s']:,.0f} "
-            f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})")
+    rate = (
+      f"{m['train_steps_per_s']:,.0f} "
+      f"({m['train_steps_per_s'] / res['env_steps_per_s']:.1%} of env-only); "
+      f"actor alone {m['actor_steps_per_s']:,.0f} "
+      f"({m['actor_steps_per_s'] / res['env_steps_per_s']:.1%})"
+    )
     rows.append(("training steps/s, 1 seed", rate))
-    split = (f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
-             f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s")
+    split = (
+      f"{m['iteration_s']:.3f} s: env {sp['env_s']:.3f}, policy {sp['policy_s']:.3f}, "
+      f"host {sp['host_s']:.3f}, learner {sp['learner_s']:.3f} s"
+    )
     rows.append(("  per iteration", split))
   else:
     rows.append(("training steps/s (1 seed)", f"{res['train_steps_per_s']:,.0f}"))
@@ -32,9 +38,17 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
   rows.append(("  agent forward + backward", f"{lr['agent_forward_backward_s'] * 1000:.1f} ms"))
   if "target_forward_s" in lr:
     rows.append(("  target network forward", f"{lr['target_forward_s'] * 1000:.1f} ms"))
-  rows.append(("  rule (targets + loss gradient)",
-               f"{lr['rule_s'] * 1000:.1f} ms ({lr['rule_share']:.0%} of the step)"))
+  rows.append(
+    (
+      "  rule (targets + loss gradient)",
+      f"{lr['rule_s'] * 1000:.1f} ms ({lr['rule_share']:.0%} of the step)",
+    )
+  )
   for mode, v in res["scaling"].items():
-    rows.append((f"{res['seeds']} seeds, {mode.replace('_', ' ')}",
-                 f"{v['steps_per_s']:,.0f} steps/s; wall {v['wall_vs_one_seed']:.2f}x one seed's"))
+    rows.append(
+      (
+        f"{res['seeds']} seeds, {mode.replace('_', ' ')}",
+        f"{v['steps_per_s']:,.0f} steps/s; wall {v['wall_vs_one_seed']:.2f}x one seed's",
+      )
+    )
   return rows

@@ -13,9 +13,12 @@ from disco_eval.cli import bench, data, results, rules, run, suites
 from disco_eval.cli.common import err
 from disco_eval.errors import UserError
 
-app = typer.Typer(help="Evaluate discovered RL update rules on held-out suites, "
-                       "with honest statistics.", no_args_is_help=True,
-                  pretty_exceptions_enable=False, add_completion=False)
+app = typer.Typer(
+  help="Evaluate discovered RL update rules on held-out suites, with honest statistics.",
+  no_args_is_help=True,
+  pretty_exceptions_enable=False,
+  add_completion=False,
+)
 # In this order: `--help` lists the commands, then the groups, as registered.
 for group in (rules, suites, run, bench, results, data):
   group.register(app)

@@ -17,14 +17,21 @@ DATASETS = ("boxoban",)
 
 
 def pull_command(
-    name: Annotated[str, typer.Argument(help="Data set: " + ", ".join(DATASETS) + ".")],
-    source: Annotated[Optional[Path], typer.Option(
-        "--from", help="Import a local copy (a folder laid out like the repository: "
-        "unfiltered/{train,valid,test}/*.txt, hard/*.txt) instead of downloading.")] = None,
-    url: Annotated[Optional[str], typer.Option(
-        "--url", help="Download the archive from this URL instead.")] = None,
-    force: Annotated[bool, typer.Option(
-        "--force", help="Download the archive again even if cached.")] = False,
+  name: Annotated[str, typer.Argument(help="Data set: " + ", ".join(DATASETS) + ".")],
+  source: Annotated[
+    Optional[Path],
+    typer.Option(
+      "--from",
+      help="Import a local copy (a folder laid out like the repository: "
+      "unfiltered/{train,valid,test}/*.txt, hard/*.txt) instead of downloading.",
+    ),
+  ] = None,
+  url: Annotated[
+    Optional[str], typer.Option("--url", help="Download the archive from this URL instead.")
+  ] = None,
+  force: Annotated[
+    bool, typer.Option("--force", help="Download the archive again even if cached.")
+  ] = False,
 ) -> None:
   """Download (or import) a data set into the cache and convert it once."""
   if name != "boxoban":
@@ -35,8 +42,9 @@ def pull_command(
     verb = "checked against the recorded" if had_sha else "recorded as the reference"
     typer.echo(f"archive sha256 {record.get('archive_sha256', '')} ({verb} sha256)")
   for split, info in sorted(record.get("splits", {}).items()):
-    typer.echo(f"{split}: {info['levels']} levels from {info['files']} files -> "
-               f"{boxoban.split_path(split)}")
+    typer.echo(
+      f"{split}: {info['levels']} levels from {info['files']} files -> {boxoban.split_path(split)}"
+    )
 
 
 def register(app: typer.Typer) -> None:

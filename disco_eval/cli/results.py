@@ -20,19 +20,21 @@ from disco_eval.cli.common import wide_console
 
 DEFAULT_DIR = Path("results")
 
-DirArg = Annotated[Path, typer.Argument(
-    help="Results folder (the --out of `disco-eval run`).")]
-SuiteOpt = Annotated[Optional[str], typer.Option(
-    "--suite", help="Only this suite.")]
-RulesOpt = Annotated[Optional[str], typer.Option(
-    "--rules", help="Only these rules, comma-separated (also their order).")]
-ProtocolOpt = Annotated[Optional[str], typer.Option(
-    "--protocol", help="Only this protocol (a name, or NAME@STEPS for runs "
-    "with another step budget).")]
-RepsOpt = Annotated[int, typer.Option(
-    "--reps", min=1, help="Bootstrap replicates.")]
-SeedOpt = Annotated[int, typer.Option(
-    "--seed", help="Seed of the bootstrap generators.")]
+DirArg = Annotated[Path, typer.Argument(help="Results folder (the --out of `disco-eval run`).")]
+SuiteOpt = Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")]
+RulesOpt = Annotated[
+  Optional[str],
+  typer.Option("--rules", help="Only these rules, comma-separated (also their order)."),
+]
+ProtocolOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--protocol",
+    help="Only this protocol (a name, or NAME@STEPS for runs with another step budget).",
+  ),
+]
+RepsOpt = Annotated[int, typer.Option("--reps", min=1, help="Bootstrap replicates.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap generators.")]
 
 
 def _warn(message: str) -> None:
@@ -41,23 +43,27 @@ def _warn(message: str) -> None:
 
 
 def compare_command(
-    root: DirArg = DEFAULT_DIR,
-    suite: SuiteOpt = None,
-    rules: RulesOpt = None,
-    metrics: Annotated[str, typer.Option(
-        "--metrics", help="Aggregate metrics, comma-separated: "
-        + ", ".join(stats.metric_names()) + ".")] = ",".join(
-            compare.DEFAULT_METRICS),
-    reps: RepsOpt = stats.DEFAULT_REPS,
-    seed: SeedOpt = 0,
-    protocol: ProtocolOpt = None,
-    as_json: Annotated[bool, typer.Option(
-        "--json", help="Print the result as JSON (only JSON on stdout).")
-    ] = False,
+  root: DirArg = DEFAULT_DIR,
+  suite: SuiteOpt = None,
+  rules: RulesOpt = None,
+  metrics: Annotated[
+    str,
+    typer.Option(
+      "--metrics",
+      help="Aggregate metrics, comma-separated: " + ", ".join(stats.metric_names()) + ".",
+    ),
+  ] = ",".join(compare.DEFAULT_METRICS),
+  reps: RepsOpt = stats.DEFAULT_REPS,
+  seed: SeedOpt = 0,
+  protocol: ProtocolOpt = None,
+  as_json: Annotated[
+    bool, typer.Option("--json", help="Print the result as JSON (only JSON on stdout).")
+  ] = False,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
-  result = compare.compare(root, suite=suite, rules=rules, metrics=metrics,
-                           reps=reps, seed=seed, protocol=protocol)
+  result = compare.compare(
+    root, suite=suite, rules=rules, metrics=metrics, reps=reps, seed=seed, protocol=protocol
+  )
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
     return
@@ -65,22 +71,35 @@ def compare_command(
 
 
 def export_csv_command(
-    root: DirArg = DEFAULT_DIR,
-    out: Annotated[Optional[Path], typer.Option(
-        "--out", help="Write the CSV to this file (default: stdout).")] = None,
-    aggregate: Annotated[bool, typer.Option(
-        "--aggregate", help="Add aggregate rows (IQM, median, mean, optimality "
-        "gap with bootstrap CIs).")] = False,
-    suite: SuiteOpt = None,
-    rules: RulesOpt = None,
-    reps: RepsOpt = stats.DEFAULT_REPS,
-    seed: SeedOpt = 0,
-    protocol: ProtocolOpt = None,
+  root: DirArg = DEFAULT_DIR,
+  out: Annotated[
+    Optional[Path], typer.Option("--out", help="Write the CSV to this file (default: stdout).")
+  ] = None,
+  aggregate: Annotated[
+    bool,
+    typer.Option(
+      "--aggregate",
+      help="Add aggregate rows (IQM, median, mean, optimality gap with bootstrap CIs).",
+    ),
+  ] = False,
+  suite: SuiteOpt = None,
+  rules: RulesOpt = None,
+  reps: RepsOpt = stats.DEFAULT_REPS,
+  seed: SeedOpt = 0,
+  protocol: ProtocolOpt = None,
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
-  text = export.export_csv(root, out=out, suite=suite, rules=rules,
-                           aggregate=aggregate, reps=reps, seed=seed,
-                           protocol=protocol, warn=_warn)
+  text = export.export_csv(
+    root,
+    out=out,
+    suite=suite,
+    rules=rules,
+    aggregate=aggregate,
+    reps=reps,
+    seed=seed,
+    protocol=protocol,
+    warn=_warn,
+  )
   if out is None:
     typer.echo(text, nl=False)
   else:
@@ -88,29 +107,31 @@ def export_csv_command(
 
 
 def plot_command(
-    kind: Annotated[str, typer.Argument(
-        help="Plot kind: " + ", ".join(plots.KINDS) + ".")],
-    root: DirArg = DEFAULT_DIR,
-    out: Annotated[Path, typer.Option(
-        "--out", help="Output file; the suffix picks the format: "
-        + ", ".join(plots.FORMATS) + ".")] = ...,
-    suite: SuiteOpt = None,
-    rules: RulesOpt = None,
-    reps: RepsOpt = stats.DEFAULT_REPS,
-    seed: SeedOpt = 0,
-    protocol: ProtocolOpt = None,
+  kind: Annotated[str, typer.Argument(help="Plot kind: " + ", ".join(plots.KINDS) + ".")],
+  root: DirArg = DEFAULT_DIR,
+  out: Annotated[
+    Path,
+    typer.Option(
+      "--out", help="Output file; the suffix picks the format: " + ", ".join(plots.FORMATS) + "."
+    ),
+  ] = ...,
+  suite: SuiteOpt = None,
+  rules: RulesOpt = None,
+  reps: RepsOpt = stats.DEFAULT_REPS,
+  seed: SeedOpt = 0,
+  protocol: ProtocolOpt = None,
 ) -> None:
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
-  path = plots.plot(kind, root, out, suite=suite, rules=rules, reps=reps,
-                    seed=seed, protocol=protocol, warn=_warn)
+  path = plots.plot(
+    kind, root, out, suite=suite, rules=rules, reps=reps, seed=seed, protocol=protocol, warn=_warn
+  )
   typer.echo(f"wrote {path}", err=True)
 
 
 def register(app: typer.Typer) -> None:
   """Adds ``compare``, ``export csv`` and ``plot`` to `app`."""
   app.command("compare")(compare_command)
-  export_app = typer.Typer(help="Export results for papers and notebooks.",
-                           no_args_is_help=True)
+  export_app = typer.Typer(help="Export results for papers and notebooks.", no_args_is_help=True)
   export_app.command("csv")(export_csv_command)
   app.add_typer(export_app, name="export")
   app.command("plot")(plot_command)

@@ -1,7 +1,7 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
 from pathlib import Path
-from typing import Optional
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
@@ -17,68 +17,130 @@ def register(root: typer.Typer) -> None:
   root.command("run")(run)
 
 
-def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suites list`)."),
-        rule: list[str] = typer.Option(["disco103"], "--rule", "-r",
-                                       help="Rule name or PATH.npz; repeat for several."),
-        seeds: int = typer.Option(3, help="Number of seeds (0..N-1)."),
-        seed_start: int = typer.Option(0, help="First seed."),
-        tasks: Optional[str] = typer.Option(None, help="Comma-separated tasks (default: all)."),
-        steps: Optional[int] = typer.Option(None, help="Env-step budget per run (default: the protocol's)."),
-        protocol: Optional[str] = typer.Option(None, help="Protocol (default: the suite's)."),
-        out_dir: Path = typer.Option(Path("results"), "--out", help="Results folder."),
-        set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value "
-                                       "(rule tables: hyperparams, rule, agent, optimizer; loop: train)."),
-        checkpoint_every: int = typer.Option(10, help="Chunks of iterations between checkpoints."),
-        devices: Optional[int] = typer.Option(
-            None, "--devices", help="Local devices each run's environments and learner batch "
-            "are split over (default 1; same as --set train.devices=N)."),
-        as_json: bool = typer.Option(False, "--json", help="Print the run results as JSON."),
-        launcher: str = typer.Option("local", help="Where units run: local, ray or slurm "
-                                     "(docs/cluster.md).", rich_help_panel=_LAUNCH),
-        seeds_per_unit: int = typer.Option(0, help="Seeds trained together in one unit of "
-                                           "work (0: all seeds of a rule and task).",
-                                           rich_help_panel=_LAUNCH),
-        retries: Optional[int] = typer.Option(None, help="ray/slurm: times a unit whose runs "
-                                              "failed or whose worker died is submitted again "
-                                              "(default: 2).", rich_help_panel=_LAUNCH),
-        gpus_per_unit: Optional[float] = typer.Option(
-            None, help="ray/slurm: GPUs per unit (default: ray: 1 if the cluster has GPUs, "
-            "else 0; slurm: the profile's, else none).", rich_help_panel=_LAUNCH),
-        cpus_per_unit: Optional[int] = typer.Option(None, help="ray/slurm: CPUs per unit "
-                                                    "(default: ray: 1).", rich_help_panel=_LAUNCH),
-        ray_address: Optional[str] = typer.Option(None, help="ray: the cluster to join "
-                                                  "(HOST:6379 or auto; default: a local Ray).",
-                                                  rich_help_panel=_LAUNCH),
-        slurm_profile: Optional[Path] = typer.Option(None, help="slurm: TOML file of executor "
-                                                     "settings (flags win).", rich_help_panel=_LAUNCH),
-        slurm_partition: Optional[str] = typer.Option(None, help="slurm: partition.",
-                                                       rich_help_panel=_LAUNCH),
-        slurm_account: Optional[str] = typer.Option(None, help="slurm: account to charge.",
-                                                     rich_help_panel=_LAUNCH),
-        slurm_time: Optional[int] = typer.Option(None, help="slurm: time limit per job in "
-                                                 "minutes (default: 1440); longer runs are "
-                                                 "requeued and resume.", rich_help_panel=_LAUNCH),
-        slurm_mem_gb: Optional[int] = typer.Option(None, help="slurm: memory per job in GB.",
-                                                    rich_help_panel=_LAUNCH),
-        slurm_array_parallelism: Optional[int] = typer.Option(
-            None, help="slurm: jobs of the array running at once.", rich_help_panel=_LAUNCH)):
+def _opt(help_text: str, *names: str, panel: str | None = None):
+  """A ``typer.Option`` (help on the command's page, in `panel` if given)."""
+  return typer.Option(*names, help=help_text, rich_help_panel=panel)
+
+
+def _launch(help_text: str):
+  return _opt(help_text, panel=_LAUNCH)
+
+
+SuiteArg = Annotated[str, typer.Argument(help="Suite name (see `disco-eval suites list`).")]
+RuleOpt = Annotated[list[str], _opt("Rule name or PATH.npz; repeat for several.", "--rule", "-r")]
+SetOpt = Annotated[
+  list[str],
+  _opt(
+    "Override a setting: table.key=value "
+    "(rule tables: hyperparams, rule, agent, optimizer; loop: train).",
+    "--set",
+  ),
+]
+DevicesOpt = Annotated[
+  Optional[int],
+  _opt(
+    "Local devices each run's environments and learner batch "
+    "are split over (default 1; same as --set train.devices=N).",
+    "--devices",
+  ),
+]
+RetriesOpt = Annotated[
+  Optional[int],
+  _launch(
+    "ray/slurm: times a unit whose runs failed or whose worker died is "
+    "submitted again (default: 2)."
+  ),
+]
+GpusOpt = Annotated[
+  Optional[float],
+  _launch(
+    "ray/slurm: GPUs per unit (default: ray: 1 if the cluster has GPUs, "
+    "else 0; slurm: the profile's, else none)."
+  ),
+]
+SlurmTimeOpt = Annotated[
+  Optional[int],
+  _launch(
+    "slurm: time limit per job in minutes (default: 1440); longer runs are requeued and resume."
+  ),
+]
+
+
+def run(
+  suite: SuiteArg,
+  rule: RuleOpt = ["disco103"],  # noqa: B006 - typer copies list defaults
+  seeds: Annotated[int, _opt("Number of seeds (0..N-1).")] = 3,
+  seed_start: Annotated[int, _opt("First seed.")] = 0,
+  tasks: Annotated[Optional[str], _opt("Comma-separated tasks (default: all).")] = None,
+  steps: Annotated[
+    Optional[int], _opt("Env-step budget per run (default: the protocol's).")
+  ] = None,
+  protocol: Annotated[Optional[str], _opt("Protocol (default: the suite's).")] = None,
+  out_dir: Annotated[Path, _opt("Results folder.", "--out")] = Path("results"),
+  set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
+  checkpoint_every: Annotated[int, _opt("Chunks of iterations between checkpoints.")] = 10,
+  devices: DevicesOpt = None,
+  as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
+  launcher: Annotated[
+    str, _launch("Where units run: local, ray or slurm (docs/cluster.md).")
+  ] = "local",
+  seeds_per_unit: Annotated[
+    int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).")
+  ] = 0,
+  retries: RetriesOpt = None,
+  gpus_per_unit: GpusOpt = None,
+  cpus_per_unit: Annotated[
+    Optional[int], _launch("ray/slurm: CPUs per unit (default: ray: 1).")
+  ] = None,
+  ray_address: Annotated[
+    Optional[str], _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).")
+  ] = None,
+  slurm_profile: Annotated[
+    Optional[Path], _launch("slurm: TOML file of executor settings (flags win).")
+  ] = None,
+  slurm_partition: Annotated[Optional[str], _launch("slurm: partition.")] = None,
+  slurm_account: Annotated[Optional[str], _launch("slurm: account to charge.")] = None,
+  slurm_time: SlurmTimeOpt = None,
+  slurm_mem_gb: Annotated[Optional[int], _launch("slurm: memory per job in GB.")] = None,
+  slurm_array_parallelism: Annotated[
+    Optional[int], _launch("slurm: jobs of the array running at once.")
+  ] = None,
+):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
   # Here, not at the top: they load jax (start-up time of every command).
   from disco_eval import launch, runs
+
   options = launch.LaunchOptions(
-      launcher=launcher, seeds_per_unit=seeds_per_unit, retries=retries,
-      gpus_per_unit=gpus_per_unit, cpus_per_unit=cpus_per_unit, ray_address=ray_address,
-      devices=devices or 1,
-      slurm=launch.SlurmOptions(profile=slurm_profile, partition=slurm_partition,
-                                account=slurm_account, time_min=slurm_time,
-                                mem_gb=slurm_mem_gb, array_parallelism=slurm_array_parallelism))
+    launcher=launcher,
+    seeds_per_unit=seeds_per_unit,
+    retries=retries,
+    gpus_per_unit=gpus_per_unit,
+    cpus_per_unit=cpus_per_unit,
+    ray_address=ray_address,
+    devices=devices or 1,
+    slurm=launch.SlurmOptions(
+      profile=slurm_profile,
+      partition=slurm_partition,
+      account=slurm_account,
+      time_min=slurm_time,
+      mem_gb=slurm_mem_gb,
+      array_parallelism=slurm_array_parallelism,
+    ),
+  )
   overrides = parse_set(set_)
   if devices is not None:
     overrides += (("train.devices", str(devices)),)
   spec = runs.SweepSpec(
-      suite=suite, rules=tuple(rule), seeds=tuple(range(seed_start, seed_start + seeds)),
-      tasks=split_csv(tasks), steps=steps, protocol=protocol, out=out_dir,
-      overrides=overrides, checkpoint_every=max(1, checkpoint_every))
+    suite=suite,
+    rules=tuple(rule),
+    seeds=tuple(range(seed_start, seed_start + seeds)),
+    tasks=split_csv(tasks),
+    steps=steps,
+    protocol=protocol,
+    out=out_dir,
+    overrides=overrides,
+    checkpoint_every=max(1, checkpoint_every),
+  )
   with sweep_progress(err if as_json else out) as on_progress:
     results = launch.run(spec, options, on_progress)
   _print_results(suite, results, as_json)
@@ -88,10 +150,19 @@ def run(suite: str = typer.Argument(..., help="Suite name (see `disco-eval suite
 
 def _print_results(suite: str, results, as_json: bool) -> None:
   """The table (or JSON) of the sweep's run results, one row per run."""
-  rows = [{"rule": r.rule, "task": r.task, "seed": r.seed, "status": r.status,
-           "path": str(r.path), "score": (r.summary or {}).get("score"),
-           "normalized_score": (r.summary or {}).get("normalized_score"),
-           "error": r.error} for r in results]
+  rows = [
+    {
+      "rule": r.rule,
+      "task": r.task,
+      "seed": r.seed,
+      "status": r.status,
+      "path": str(r.path),
+      "score": (r.summary or {}).get("score"),
+      "normalized_score": (r.summary or {}).get("normalized_score"),
+      "error": r.error,
+    }
+    for r in results
+  ]
   if as_json:
     return print_json(rows)
   t = Table(title=f"{suite}: runs")
@@ -99,12 +170,16 @@ def _print_results(suite: str, results, as_json: bool) -> None:
     t.add_column(c)
   for r in rows:
     score = "-" if r["score"] is None else f"{r['score']:+.3f}"
-    status = {"failed": f"[red]failed[/]: {r['error']}",
-              "busy": "[yellow]busy[/]: being written by another process"}.get(
-                  r["status"], r["status"])
+    status = {
+      "failed": f"[red]failed[/]: {r['error']}",
+      "busy": "[yellow]busy[/]: being written by another process",
+    }.get(r["status"], r["status"])
     t.add_row(r["rule"], r["task"], str(r["seed"]), status, score, r["path"])
   out.print(t)
   busy = sum(r["status"] == "busy" for r in rows)
   if busy:
-    err.print(f"{busy} run(s) are being written by another process; run this command "
-              "again once it ends to check them.", highlight=False)
+    err.print(
+      f"{busy} run(s) are being written by another process; run this command "
+      "again once it ends to check them.",
+      highlight=False,
+    )

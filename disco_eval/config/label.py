@@ -39,13 +39,17 @@ def _steps_per_iteration(config: Mapping[str, Any]) -> int:
 def _protocol_changes(config: Mapping[str, Any]) -> str:
   """``+KEY=VALUE`` for each ``protocol.*`` override, sorted."""
   overrides = config.get("overrides") or {}
-  changed = sorted(str(k).split(".", 1)[1] + "=" + str(v)
-                   for k, v in overrides.items() if str(k).startswith("protocol."))
+  changed = sorted(
+    str(k).split(".", 1)[1] + "=" + str(v)
+    for k, v in overrides.items()
+    if str(k).startswith("protocol.")
+  )
   return "".join(f"+{c}" for c in changed)
 
 
-def protocol_label(config: Mapping[str, Any] | None, name: str | None = None,
-                   env_steps: int | None = None) -> str | None:
+def protocol_label(
+  config: Mapping[str, Any] | None, name: str | None = None, env_steps: int | None = None
+) -> str | None:
   """``name``, or ``name@STEPS`` when the budget is not the protocol's.
 
   Args:
@@ -79,8 +83,9 @@ def protocol_label(config: Mapping[str, Any] | None, name: str | None = None,
   return f"{name}@{env_steps}{suffix}"
 
 
-def run_label(config: Mapping[str, Any] | None, name: str | None = None,
-              env_steps: int | None = None) -> str | None:
+def run_label(
+  config: Mapping[str, Any] | None, name: str | None = None, env_steps: int | None = None
+) -> str | None:
   """The stored label of a config, else the one :func:`protocol_label`
   derives (records written before the label was stored)."""
   stored = (config or {}).get(LABEL_KEY)

@@ -51,7 +51,7 @@ class RuleManifest:
   rule: dict = field(default_factory=dict)
   agent: dict = field(default_factory=dict)
   optimizer: dict = field(default_factory=dict)
-  train: dict = field(default_factory=dict)     # loop settings over the protocol's (e.g. PPO)
+  train: dict = field(default_factory=dict)  # loop settings over the protocol's (e.g. PPO)
   suites: dict = field(default_factory=dict)
   path: Path = Path()
 
@@ -61,9 +61,9 @@ class RuleManifest:
     return self.filename is not None
 
   def settings(
-      self,
-      suite: str | None = None,
-      overrides: Mapping[str, object] | None = None,
+    self,
+    suite: str | None = None,
+    overrides: Mapping[str, object] | None = None,
   ) -> dict[str, dict[str, Any]]:
     """The four settings tables, with suite then user overrides applied.
 
@@ -87,9 +87,9 @@ class RuleManifest:
 
 
 def apply_overrides(
-    tables: dict[str, dict[str, Any]],
-    overrides: Mapping[str, object],
-    where: str,
+  tables: dict[str, dict[str, Any]],
+  overrides: Mapping[str, object],
+  where: str,
 ) -> dict[str, dict[str, Any]]:
   """A copy of `tables` with dotted-key `overrides` applied (see settings)."""
   result = copy.deepcopy(tables)
@@ -100,20 +100,18 @@ def apply_overrides(
 
 
 def split_setting_key(
-    tables: Mapping[str, Mapping[str, Any]], dotted: str, where: str
+  tables: Mapping[str, Mapping[str, Any]], dotted: str, where: str
 ) -> tuple[str, str]:
   """Split ``"table.key"`` and check that both parts exist in `tables`."""
   table, dot, key = str(dotted).partition(".")
   if not dot or table not in tables:
     valid = ", ".join(sorted(tables))
     raise UserError(
-        f"{where}: unknown setting '{dotted}'; use TABLE.KEY with TABLE one of: {valid}"
+      f"{where}: unknown setting '{dotted}'; use TABLE.KEY with TABLE one of: {valid}"
     )
   if key not in tables[table]:
     valid = ", ".join(sorted(tables[table])) or "(none)"
-    raise UserError(
-        f"{where}: unknown setting '{dotted}'; valid keys in [{table}]: {valid}"
-    )
+    raise UserError(f"{where}: unknown setting '{dotted}'; valid keys in [{table}]: {valid}")
   return table, key
 
 
@@ -138,7 +136,7 @@ def coerce_setting(value: object, default: object, dotted: str, where: str) -> A
     ok = isinstance(value, type(default))
   if not ok:
     raise UserError(
-        f"{where}: setting '{dotted}' takes {expected} (default {default!r}), got {value!r}"
+      f"{where}: setting '{dotted}' takes {expected} (default {default!r}), got {value!r}"
     )
   return value
 
@@ -148,15 +146,18 @@ def _parse_toml_value(text: str, dotted: str, where: str) -> Any:
   try:
     return tomllib.loads(f"v = {text}")["v"]
   except tomllib.TOMLDecodeError:
-    raise UserError(
-        f"{where}: can't read {text!r} as a value for setting '{dotted}'"
-    ) from None
+    raise UserError(f"{where}: can't read {text!r} as a value for setting '{dotted}'") from None
 
 
 def _type_name(value: object) -> str:
   """A short English name of `value`'s type, for error messages."""
-  names = {bool: "true/false", int: "an integer", float: "a number",
-           str: "a string", list: "a list"}
+  names = {
+    bool: "true/false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+  }
   return names.get(type(value), type(value).__name__)
 
 
@@ -177,8 +178,7 @@ def load_rule_manifest(name: str) -> RuleManifest:
   if not _NAME_RE.fullmatch(name) or not path.is_file():
     known = ", ".join(known_rule_names()) or "(none)"
     raise UserError(
-        f"unknown rule '{name}'; known rules: {known} "
-        "(or pass a checkpoint path ending in .npz)"
+      f"unknown rule '{name}'; known rules: {known} (or pass a checkpoint path ending in .npz)"
     )
   return read_rule_manifest(path)
 
@@ -201,7 +201,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
   unknown = sorted(set(data) - set(KNOWN_FIELDS))
   if unknown:
     raise UserError(
-        f"{path}: unknown field '{unknown[0]}'; valid fields: {', '.join(KNOWN_FIELDS)}"
+      f"{path}: unknown field '{unknown[0]}'; valid fields: {', '.join(KNOWN_FIELDS)}"
     )
   for key in REQUIRED_FIELDS:
     if key not in data:
@@ -218,30 +218,28 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
   _check_declared_keys(tables, path)
   suites = _check_suites(data.get("suites", {}), tables, path)
   return RuleManifest(
-      name=data["name"],
-      kind=data["kind"],
-      architecture=data.get("architecture"),
-      description=data["description"],
-      source_url=data.get("source_url"),
-      filename=data.get("filename"),
-      sha256=data.get("sha256"),
-      licence=data["licence"],
-      citation=data["citation"],
-      suites=suites,
-      path=path,
-      **tables,
+    name=data["name"],
+    kind=data["kind"],
+    architecture=data.get("architecture"),
+    description=data["description"],
+    source_url=data.get("source_url"),
+    filename=data.get("filename"),
+    sha256=data.get("sha256"),
+    licence=data["licence"],
+    citation=data["citation"],
+    suites=suites,
+    path=path,
+    **tables,
   )
 
 
 def _check_name(name: str, path: Path) -> None:
   """The rule name must be simple and match the file name."""
   if not _NAME_RE.fullmatch(name):
-    raise UserError(
-        f"{path}: field 'name' must use letters, digits, '_', '.' or '-', got {name!r}"
-    )
+    raise UserError(f"{path}: field 'name' must use letters, digits, '_', '.' or '-', got {name!r}")
   if path.suffix == ".toml" and path.stem != name:
     raise UserError(
-        f"{path}: field 'name' is {name!r} but the file is named {path.name}; make them match"
+      f"{path}: field 'name' is {name!r} but the file is named {path.name}; make them match"
     )
 
 
@@ -250,17 +248,13 @@ def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:
   if "filename" in data:
     for key in ("architecture", "sha256"):
       if key not in data:
-        raise UserError(
-            f"{path}: field '{key}' is required when 'filename' is given"
-        )
+        raise UserError(f"{path}: field '{key}' is required when 'filename' is given")
     filename = data["filename"]
     if Path(filename).name != filename or filename.startswith("."):
-      raise UserError(
-          f"{path}: field 'filename' must be a plain file name, got {filename!r}"
-      )
+      raise UserError(f"{path}: field 'filename' must be a plain file name, got {filename!r}")
   if "sha256" in data and not _SHA256_RE.fullmatch(data["sha256"]):
     raise UserError(
-        f"{path}: field 'sha256' must be 64 lowercase hex digits, got {data['sha256']!r}"
+      f"{path}: field 'sha256' must be 64 lowercase hex digits, got {data['sha256']!r}"
     )
   if "source_url" in data and "filename" not in data:
     raise UserError(f"{path}: field 'source_url' needs a 'filename' to save it as")
@@ -271,21 +265,22 @@ def _check_declared_keys(tables: Mapping[str, Mapping[str, Any]], path: Path) ->
   for table, valid in DECLARED_KEYS.items():
     for key in tables.get(table, {}):
       if key not in valid:
-        raise UserError(f"{path}: unknown key '{key}' in [{table}]; valid keys: "
-                        + ", ".join(valid))
+        raise UserError(
+          f"{path}: unknown key '{key}' in [{table}]; valid keys: " + ", ".join(valid)
+        )
 
 
 def _check_suites(
-    suites: Mapping[str, Any],
-    tables: dict[str, dict[str, Any]],
-    path: Path,
+  suites: Mapping[str, Any],
+  tables: dict[str, dict[str, Any]],
+  path: Path,
 ) -> dict[str, dict[str, Any]]:
   """Check every ``[suites.NAME]`` override against the settings tables."""
   checked = {}
   for suite, overrides in suites.items():
     where = f"{path}: [suites.{suite}]"
     if not isinstance(overrides, dict):
-      raise UserError(f"{where} must be a table of \"table.key\" = value")
+      raise UserError(f'{where} must be a table of "table.key" = value')
     flat = _flatten(overrides)
     apply_overrides(tables, flat, where)
     checked[suite] = flat

@@ -17,9 +17,18 @@ from typing import Iterable, NamedTuple
 
 from disco_eval.errors import UserError
 
-TRAIN_KEYS = ("num_envs", "rollout_len", "buffer_capacity", "min_buffer",
-              "sample_entries", "updates_per_iteration", "chunk", "vmap_seeds",
-              "learner_microbatches", "devices")
+TRAIN_KEYS = (
+  "num_envs",
+  "rollout_len",
+  "buffer_capacity",
+  "min_buffer",
+  "sample_entries",
+  "updates_per_iteration",
+  "chunk",
+  "vmap_seeds",
+  "learner_microbatches",
+  "devices",
+)
 # Protocol settings a user may change with ``--set protocol.KEY=VALUE`` (for
 # small runs); a run that changes them is labelled as off-protocol.
 PROTOCOL_KEYS = ("eval_episodes", "eval_max_steps", "eval_envs")
@@ -31,9 +40,10 @@ Overrides = tuple[tuple[str, str], ...]
 
 class SplitOverrides(NamedTuple):
   """One rule's overrides by the part of the config they set."""
-  rule: dict[str, str]       # "table.key" -> text, for the rule's settings tables
-  train: dict[str, str]      # loop setting -> text
-  protocol: dict[str, int]   # protocol setting -> positive integer
+
+  rule: dict[str, str]  # "table.key" -> text, for the rule's settings tables
+  train: dict[str, str]  # loop setting -> text
+  protocol: dict[str, int]  # protocol setting -> positive integer
 
 
 def _protocol_value(key: str, value: str) -> int:
@@ -55,21 +65,25 @@ def split_overrides(overrides: Iterable[tuple[str, str]]) -> SplitOverrides:
     name = key.split(".", 1)[-1]
     if key.startswith("protocol."):
       if name not in PROTOCOL_KEYS:
-        raise UserError(f"unknown setting '{key}'; protocol settings that may be changed: "
-                        + ", ".join(f"protocol.{k}" for k in PROTOCOL_KEYS))
+        raise UserError(
+          f"unknown setting '{key}'; protocol settings that may be changed: "
+          + ", ".join(f"protocol.{k}" for k in PROTOCOL_KEYS)
+        )
       split.protocol[name] = _protocol_value(key, value)
     elif key.startswith("train."):
       if name not in TRAIN_KEYS:
-        raise UserError(f"unknown setting '{key}'; train settings: "
-                        + ", ".join(f"train.{k}" for k in TRAIN_KEYS))
+        raise UserError(
+          f"unknown setting '{key}'; train settings: " + ", ".join(f"train.{k}" for k in TRAIN_KEYS)
+        )
       split.train[name] = value
     else:
       split.rule[key] = value
   return split
 
 
-def scope_overrides(overrides: Iterable[tuple[str, str]],
-                    labels: list[str]) -> dict[str, Overrides]:
+def scope_overrides(
+  overrides: Iterable[tuple[str, str]], labels: list[str]
+) -> dict[str, Overrides]:
   """Overrides per rule label: ``RULE.KEY=V`` applies to that rule only,
   any other key to every rule; aliases (``lr``) are expanded."""
   scoped: dict[str, list[tuple[str, str]]] = {label: [] for label in labels}

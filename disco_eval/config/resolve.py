@@ -29,8 +29,9 @@ from disco_eval.config.train import TrainConfig
 from disco_eval.errors import UserError
 
 
-def rule_settings(manifest: manifests.RuleManifest, suite: SuiteManifest,
-                  rule_over: dict[str, str]) -> dict:
+def rule_settings(
+  manifest: manifests.RuleManifest, suite: SuiteManifest, rule_over: dict[str, str]
+) -> dict:
   """A rule's settings tables for a suite.
 
   Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
@@ -39,8 +40,9 @@ def rule_settings(manifest: manifests.RuleManifest, suite: SuiteManifest,
   """
   tables = manifest.settings()
   tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
-  tables = manifests.apply_overrides(tables, manifest.suites.get(suite.name, {}),
-                                     f"{manifest.path}: [suites.{suite.name}]")
+  tables = manifests.apply_overrides(
+    tables, manifest.suites.get(suite.name, {}), f"{manifest.path}: [suites.{suite.name}]"
+  )
   return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
 
 
@@ -60,8 +62,7 @@ def budget(protocol: Protocol, steps: int | None) -> int:
   return int(steps if steps is not None else protocol.get("env_steps"))
 
 
-def train_config(protocol: Protocol, steps: int | None,
-                 train_over: dict[str, str]) -> TrainConfig:
+def train_config(protocol: Protocol, steps: int | None, train_over: dict[str, str]) -> TrainConfig:
   """The loop settings of a protocol, with a step budget and overrides."""
   cfg = TrainConfig(**_loop_values(protocol, train_over))
   asked = budget(protocol, steps)
@@ -76,8 +77,9 @@ def train_config(protocol: Protocol, steps: int | None,
   return cfg
 
 
-def rule_train_config(protocol: Protocol, steps: int | None,
-                      settings: dict, train_over: dict[str, str]) -> TrainConfig:
+def rule_train_config(
+  protocol: Protocol, steps: int | None, settings: dict, train_over: dict[str, str]
+) -> TrainConfig:
   """Loop settings of one rule: the protocol's, then the rule manifest's
   ``[train]`` table (e.g. PPO's on-policy loop), then ``--set train.*``."""
   merged = {k: str(v) for k, v in settings.get("train", {}).items()}
@@ -85,8 +87,9 @@ def rule_train_config(protocol: Protocol, steps: int | None,
   return train_config(protocol, steps, merged)
 
 
-def effective_protocol(protocol: Protocol, cfg: TrainConfig,
-                       protocol_over: dict[str, int]) -> Protocol:
+def effective_protocol(
+  protocol: Protocol, cfg: TrainConfig, protocol_over: dict[str, int]
+) -> Protocol:
   """The protocol a sweep runs: the manifest's, with the user's
   ``protocol.*`` overrides and, for a budget below the protocol's (a small,
   off-protocol run, labelled ``NAME@STEPS`` in reports), the protocol's
@@ -96,7 +99,7 @@ def effective_protocol(protocol: Protocol, cfg: TrainConfig,
   settings = dict(protocol.settings)
   full = protocol.get("env_steps")
   if isinstance(full, (int, float)) and cfg.iterations * cfg.steps_per_iteration < full:
-    smoke = {k[len("smoke_"):]: v for k, v in settings.items() if k.startswith("smoke_")}
+    smoke = {k[len("smoke_") :]: v for k, v in settings.items() if k.startswith("smoke_")}
     if smoke:
       settings.update(smoke)
       settings["smoke"] = True
@@ -106,14 +109,19 @@ def effective_protocol(protocol: Protocol, cfg: TrainConfig,
 
 class RulePlan(NamedTuple):
   """A rule's resolved parts for a suite (the same for every task)."""
+
   settings: dict[str, dict[str, Any]]
   train: TrainConfig
   protocol: Protocol
 
 
-def rule_plan(suite: SuiteManifest, protocol: Protocol, steps: int | None,
-              manifest: manifests.RuleManifest,
-              scoped: Iterable[tuple[str, str]]) -> RulePlan:
+def rule_plan(
+  suite: SuiteManifest,
+  protocol: Protocol,
+  steps: int | None,
+  manifest: manifests.RuleManifest,
+  scoped: Iterable[tuple[str, str]],
+) -> RulePlan:
   """Settings, loop and protocol of one rule from its scoped overrides
   (:func:`disco_eval.config.overrides.scope_overrides`)."""
   split = over.split_overrides(scoped)
@@ -122,10 +130,17 @@ def rule_plan(suite: SuiteManifest, protocol: Protocol, steps: int | None,
   return RulePlan(settings, cfg, effective_protocol(protocol, cfg, split.protocol))
 
 
-def resolve(suite: SuiteManifest, task: str, rule: RuleIdentity,
-            manifest: manifests.RuleManifest, *, protocol: str | None = None,
-            steps: int | None = None, overrides: over.Overrides = (),
-            scoped: over.Overrides | None = None) -> RunConfig:
+def resolve(
+  suite: SuiteManifest,
+  task: str,
+  rule: RuleIdentity,
+  manifest: manifests.RuleManifest,
+  *,
+  protocol: str | None = None,
+  steps: int | None = None,
+  overrides: over.Overrides = (),
+  scoped: over.Overrides | None = None,
+) -> RunConfig:
   """The run config of `rule` on `task` of `suite`.
 
   Args:
@@ -140,6 +155,13 @@ def resolve(suite: SuiteManifest, task: str, rule: RuleIdentity,
   if scoped is None:
     scoped = over.scope_overrides(overrides, [rule.name])[rule.name]
   plan = rule_plan(suite, suite.protocol(protocol), steps, manifest, scoped)
-  return RunConfig(suite=suite.name, task=task, protocol=plan.protocol, rule=rule,
-                   settings=plan.settings, train=plan.train,
-                   budget=budget(plan.protocol, steps), overrides=tuple(overrides))
+  return RunConfig(
+    suite=suite.name,
+    task=task,
+    protocol=plan.protocol,
+    rule=rule,
+    settings=plan.settings,
+    train=plan.train,
+    budget=budget(plan.protocol, steps),
+    overrides=tuple(overrides),
+  )

@@ -18,14 +18,14 @@ from disco_eval.config.train import TrainConfig
 @dataclasses.dataclass(frozen=True)
 class RuleIdentity:
   """Which rule a run trained with."""
-  name: str               # the rule's label (manifest name, or a checkpoint's)
-  kind: str               # the manifest's kind: disco, actor_critic, ppo, ...
-  sha256: str | None      # of the weights file (learned rules)
-  source: str | None      # the weights file's path (learned rules)
+
+  name: str  # the rule's label (manifest name, or a checkpoint's)
+  kind: str  # the manifest's kind: disco, actor_critic, ppo, ...
+  sha256: str | None  # of the weights file (learned rules)
+  source: str | None  # the weights file's path (learned rules)
 
   def to_json(self) -> dict[str, Any]:
-    return {"name": self.name, "kind": self.kind, "sha256": self.sha256,
-            "source": self.source}
+    return {"name": self.name, "kind": self.kind, "sha256": self.sha256, "source": self.source}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,6 +47,7 @@ class RunConfig:
     label: the protocol label (:func:`disco_eval.config.label.protocol_label`),
       computed from the fields above when the config is made.
   """
+
   suite: str
   task: str
   protocol: Protocol
@@ -69,13 +70,15 @@ class RunConfig:
   def _fields_json(self) -> dict[str, Any]:
     """The JSON dict of every field but the label."""
     doc = {
-        "suite": self.suite, "task": self.task,
-        "protocol": {"name": self.protocol.name, **copy.deepcopy(self.protocol.settings)},
-        "rule": self.rule.to_json(),
-        "settings": copy.deepcopy(self.settings),
-        "train": dataclasses.asdict(self.train), "env_steps": self.env_steps,
-        "budget": self.budget,
-        "overrides": dict(self.overrides),
+      "suite": self.suite,
+      "task": self.task,
+      "protocol": {"name": self.protocol.name, **copy.deepcopy(self.protocol.settings)},
+      "rule": self.rule.to_json(),
+      "settings": copy.deepcopy(self.settings),
+      "train": dataclasses.asdict(self.train),
+      "env_steps": self.env_steps,
+      "budget": self.budget,
+      "overrides": dict(self.overrides),
     }
     if not self.episodes_reproducible:
       doc["episodes_reproducible"] = False

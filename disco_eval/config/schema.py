@@ -24,8 +24,12 @@ def field_names(cls: type) -> tuple[str, ...]:
   return tuple(f.name for f in dataclasses.fields(cls))
 
 
-def check_tables(cls: type, tables: Mapping[str, Mapping[str, Any]], where: str,
-                 names: tuple[str, ...] = RULE_TABLES) -> dict[str, Any]:
+def check_tables(
+  cls: type,
+  tables: Mapping[str, Mapping[str, Any]],
+  where: str,
+  names: tuple[str, ...] = RULE_TABLES,
+) -> dict[str, Any]:
   """The keys of tables `names` of `tables` as one flat dict, checked
   against the fields of `cls` (a UserError for an unknown, repeated or
   missing key)."""
@@ -34,21 +38,30 @@ def check_tables(cls: type, tables: Mapping[str, Mapping[str, Any]], where: str,
   for table in names:
     for key, value in (tables.get(table) or {}).items():
       if key not in valid:
-        raise UserError(f"{where}: unknown key '{key}' in [{table}]; valid keys of "
-                        f"[{'] and ['.join(names)}]: {', '.join(valid)}")
+        raise UserError(
+          f"{where}: unknown key '{key}' in [{table}]; valid keys of "
+          f"[{'] and ['.join(names)}]: {', '.join(valid)}"
+        )
       if key in flat:
-        raise UserError(f"{where}: key '{key}' is set in more than one of "
-                        f"[{'] and ['.join(names)}]; set it once")
+        raise UserError(
+          f"{where}: key '{key}' is set in more than one of [{'] and ['.join(names)}]; set it once"
+        )
       flat[key] = value
   missing = [key for key in valid if key not in flat]
   if missing:
-    raise UserError(f"{where}: missing key '{missing[0]}' (in [{'] or ['.join(names)}]); "
-                    f"required keys: {', '.join(valid)}")
+    raise UserError(
+      f"{where}: missing key '{missing[0]}' (in [{'] or ['.join(names)}]); "
+      f"required keys: {', '.join(valid)}"
+    )
   return flat
 
 
-def from_tables(cls: type[T], tables: Mapping[str, Mapping[str, Any]], where: str,
-                names: tuple[str, ...] = RULE_TABLES) -> T:
+def from_tables(
+  cls: type[T],
+  tables: Mapping[str, Mapping[str, Any]],
+  where: str,
+  names: tuple[str, ...] = RULE_TABLES,
+) -> T:
   """An instance of dataclass `cls` from the keys of tables `names`, each
   value converted to its field's type (float, int, bool or str)."""
   flat = check_tables(cls, tables, where, names)

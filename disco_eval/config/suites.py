@@ -39,8 +39,10 @@ class SuiteManifest:
   def protocol(self, name: str | None = None) -> Protocol:
     name = name or self.default_protocol
     if name not in self.protocols:
-      raise UserError(f"unknown protocol '{name}' for suite '{self.name}'; "
-                      f"valid protocols: {', '.join(sorted(self.protocols))}")
+      raise UserError(
+        f"unknown protocol '{name}' for suite '{self.name}'; "
+        f"valid protocols: {', '.join(sorted(self.protocols))}"
+      )
     return self.protocols[name]
 
   def check_tasks(self, tasks: list[str] | None) -> list[str]:
@@ -48,12 +50,12 @@ class SuiteManifest:
       return list(self.tasks)
     bad = [t for t in tasks if t not in self.tasks]
     if bad:
-      raise UserError(f"unknown task '{bad[0]}' for suite '{self.name}'; "
-                      f"valid tasks: {', '.join(self.tasks)}")
+      raise UserError(
+        f"unknown task '{bad[0]}' for suite '{self.name}'; valid tasks: {', '.join(self.tasks)}"
+      )
     return list(tasks)
 
-  def normalization_for(self, task: str, protocol: str | None = None
-                        ) -> dict[str, float] | None:
+  def normalization_for(self, task: str, protocol: str | None = None) -> dict[str, float] | None:
     """{min, max} of `task`: the protocol's own table if it has one, else the
     suite's. `protocol` may be a label ``NAME@STEPS``."""
     name = (protocol or "").split("@", 1)[0]
@@ -79,14 +81,22 @@ def _read(path: Path) -> SuiteManifest:
     if field not in data:
       raise UserError(f"suite manifest {path} lacks the field '{field}'")
   protocols = {
-      name: Protocol(name, str(p.get("description", "")),
-                     {k: v for k, v in p.items() if k != "description"})
-      for name, p in data["protocols"].items()}
+    name: Protocol(
+      name, str(p.get("description", "")), {k: v for k, v in p.items() if k != "description"}
+    )
+    for name, p in data["protocols"].items()
+  }
   return SuiteManifest(
-      name=data["name"], description=data.get("description", ""),
-      backend=data["backend"], tasks=tuple(data["tasks"]),
-      default_protocol=data["default_protocol"], protocols=protocols,
-      normalization=dict(data.get("normalization", {})), raw=data, path=path)
+    name=data["name"],
+    description=data.get("description", ""),
+    backend=data["backend"],
+    tasks=tuple(data["tasks"]),
+    default_protocol=data["default_protocol"],
+    protocols=protocols,
+    normalization=dict(data.get("normalization", {})),
+    raw=data,
+    path=path,
+  )
 
 
 def list_suites() -> list[SuiteManifest]:

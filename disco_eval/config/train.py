@@ -13,15 +13,16 @@ import dataclasses
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """Loop settings (defaults: the reference Catch example)."""
+
   num_envs: int = 2
-  rollout_len: int = 29            # actor steps per trajectory (T + 1)
+  rollout_len: int = 29  # actor steps per trajectory (T + 1)
   iterations: int = 1000
-  buffer_capacity: int = 1024      # entries
-  min_buffer: int = 64             # entries before learning starts
-  sample_entries: int = 64         # entries per learner batch
+  buffer_capacity: int = 1024  # entries
+  min_buffer: int = 64  # entries before learning starts
+  sample_entries: int = 64  # entries per learner batch
   updates_per_iteration: int = 1
-  chunk: int = 25                  # iterations per compiled chunk
-  vmap_seeds: int = -1             # seeds in one vmapped program: 1 yes, 0 no, -1 auto
+  chunk: int = 25  # iterations per compiled chunk
+  vmap_seeds: int = -1  # seeds in one vmapped program: 1 yes, 0 no, -1 auto
   # The batch's trajectories go through the agent in this many slices, one
   # after another (same update up to float rounding; one more forward pass).
   learner_microbatches: int = 1

@@ -44,6 +44,7 @@ class TimeStep(NamedTuple):
     truncated: [] bool, the episode was ended by a time limit; None for
       envs without one (Catch), so that their state carries no such leaf.
   """
+
   observation: Any
   reward: Any
   last: Any
@@ -133,7 +134,7 @@ class HostPool(abc.ABC):
     (only for pools with ``supports_force_reset``)."""
     raise NotImplementedError(f"{type(self).__name__} cannot force resets")
 
-  def close(self) -> None:
+  def close(self) -> None:  # noqa: B027 - optional: pools holding nothing need not close
     """Releases the environments (threads, processes); idempotent."""
 
 
@@ -143,8 +144,9 @@ class HostTask(EnvSpec):
   observation_dtype: Any = np.uint8
 
   @abc.abstractmethod
-  def pool(self, num_envs: int, seed: int, protocol: Any = None,
-           evaluation: bool = False) -> HostPool:
+  def pool(
+    self, num_envs: int, seed: int, protocol: Any = None, evaluation: bool = False
+  ) -> HostPool:
     """`num_envs` environments seeded by `seed`, on the protocol's training
     levels or, with `evaluation`, on its evaluation levels (the task reads
     them from the protocol's settings)."""

@@ -51,18 +51,25 @@ SIZE = 10
 
 # Cell codes of the cached arrays.
 FLOOR, WALL, TARGET, BOX, BOX_ON_TARGET, PLAYER, PLAYER_ON_TARGET = range(7)
-CODES = {" ": FLOOR, "#": WALL, ".": TARGET, "$": BOX, "*": BOX_ON_TARGET,
-         "@": PLAYER, "+": PLAYER_ON_TARGET}
+CODES = {
+  " ": FLOOR,
+  "#": WALL,
+  ".": TARGET,
+  "$": BOX,
+  "*": BOX_ON_TARGET,
+  "@": PLAYER,
+  "+": PLAYER_ON_TARGET,
+}
 CHARS = {code: char for char, code in CODES.items()}
 
 # Split name -> folder of its text files inside the repository.
 SPLITS = {
-    "unfiltered-train": "unfiltered/train",
-    "unfiltered-valid": "unfiltered/valid",
-    "unfiltered-test": "unfiltered/test",
-    "medium-train": "medium/train",
-    "medium-valid": "medium/valid",
-    "hard": "hard",
+  "unfiltered-train": "unfiltered/train",
+  "unfiltered-valid": "unfiltered/valid",
+  "unfiltered-test": "unfiltered/test",
+  "medium-train": "medium/train",
+  "medium-valid": "medium/valid",
+  "hard": "hard",
 }
 
 _INVALID = 127
@@ -72,8 +79,7 @@ _TABLE = bytes(CODES.get(chr(i), _INVALID) for i in range(256))
 # --- parsing -------------------------------------------------------------------
 
 
-def parse_levels(text: str | bytes, source: str = "<text>"
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def parse_levels(text: str | bytes, source: str = "<text>") -> tuple[np.ndarray, np.ndarray]:
   """All levels of one Boxoban file.
 
   Returns (codes int8 [N, 10, 10], level_ids int32 [N]). Rows shorter than 10
@@ -92,8 +98,9 @@ def parse_levels(text: str | bytes, source: str = "<text>"
     if rows is None:
       return
     if len(rows) != SIZE:
-      raise UserError(f"{source}:{header_line}: level '{ids[-1]}' has {len(rows)} rows, "
-                      f"expected {SIZE}")
+      raise UserError(
+        f"{source}:{header_line}: level '{ids[-1]}' has {len(rows)} rows, expected {SIZE}"
+      )
     blocks.append(b"".join(rows))
 
   for number, line in enumerate(lines, start=1):
@@ -103,8 +110,9 @@ def parse_levels(text: str | bytes, source: str = "<text>"
       try:
         ids.append(int(stripped[1:].strip() or b"-1"))
       except ValueError:
-        raise UserError(f"{source}:{number}: malformed level header "
-                        f"'{stripped.decode(errors='replace')}'") from None
+        raise UserError(
+          f"{source}:{number}: malformed level header '{stripped.decode(errors='replace')}'"
+        ) from None
       header_line, rows = number, []
     elif not stripped:
       continue
@@ -113,8 +121,7 @@ def parse_levels(text: str | bytes, source: str = "<text>"
     else:
       row = line.rstrip(b"\r")
       if len(row) > SIZE:
-        raise UserError(f"{source}:{number}: row of {len(row)} characters, "
-                        f"expected {SIZE}")
+        raise UserError(f"{source}:{number}: row of {len(row)} characters, expected {SIZE}")
       rows.append(row.ljust(SIZE, b" "))
   close()
   if not blocks:
@@ -125,8 +132,9 @@ def parse_levels(text: str | bytes, source: str = "<text>"
   if len(bad):
     i, r, c = bad[0]
     char = chr(blocks[i][r * SIZE + c])
-    raise UserError(f"{source}: level '{ids[i]}' has the unknown character {char!r} "
-                    f"at row {r}, column {c}")
+    raise UserError(
+      f"{source}: level '{ids[i]}' has the unknown character {char!r} at row {r}, column {c}"
+    )
   codes = codes.astype(np.int8)
   _check_levels(codes, np.asarray(ids), source)
   return codes, np.asarray(ids, np.int32)
@@ -135,11 +143,14 @@ def parse_levels(text: str | bytes, source: str = "<text>"
 def _check_levels(codes: np.ndarray, ids: np.ndarray, source: str) -> None:
   players = np.sum((codes == PLAYER) | (codes == PLAYER_ON_TARGET), axis=(1, 2))
   boxes = np.sum((codes == BOX) | (codes == BOX_ON_TARGET), axis=(1, 2))
-  targets = np.sum((codes == TARGET) | (codes == BOX_ON_TARGET)
-                   | (codes == PLAYER_ON_TARGET), axis=(1, 2))
-  for what, bad in (("not exactly one player", players != 1),
-                    ("not as many boxes as targets", boxes != targets),
-                    ("no box", boxes == 0)):
+  targets = np.sum(
+    (codes == TARGET) | (codes == BOX_ON_TARGET) | (codes == PLAYER_ON_TARGET), axis=(1, 2)
+  )
+  for what, bad in (
+    ("not exactly one player", players != 1),
+    ("not as many boxes as targets", boxes != targets),
+    ("no box", boxes == 0),
+  ):
     if np.any(bad):
       i = int(np.argmax(bad))
       raise UserError(f"{source}: level '{ids[i]}' has {what}")
@@ -161,8 +172,12 @@ def convert_files(files: Iterable[tuple[str, Callable[[], bytes]]]) -> dict[str,
     names.append(name)
   if not names:
     raise ValueError("no files")
-  return {"levels": np.concatenate(all_codes), "level_ids": np.concatenate(all_ids),
-          "file_index": np.concatenate(all_index), "files": np.asarray(names, dtype=str)}
+  return {
+    "levels": np.concatenate(all_codes),
+    "level_ids": np.concatenate(all_ids),
+    "file_index": np.concatenate(all_index),
+    "files": np.asarray(names, dtype=str),
+  }
 
 
 # --- the cache -----------------------------------------------------------------
@@ -187,19 +202,23 @@ def load_split(split: str) -> dict[str, np.ndarray]:
   _check_split(split)
   path = split_path(split)
   if not path.is_file():
-    raise UserError(f"Boxoban levels '{split}' are not in the cache ({path}); run "
-                    f"`disco-eval data pull boxoban` (or `--from DIR` with a copy of "
-                    f"github.com/deepmind/boxoban-levels)")
+    raise UserError(
+      f"Boxoban levels '{split}' are not in the cache ({path}); run "
+      f"`disco-eval data pull boxoban` (or `--from DIR` with a copy of "
+      f"github.com/deepmind/boxoban-levels)"
+    )
   try:
     with np.load(path, allow_pickle=False) as npz:
       arrays = {k: npz[k] for k in npz.files}
   except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-    raise UserError(f"cached Boxoban split {path} is unreadable ({e}); run "
-                    f"`disco-eval data pull boxoban --force`") from None
+    raise UserError(
+      f"cached Boxoban split {path} is unreadable ({e}); run `disco-eval data pull boxoban --force`"
+    ) from None
   levels = arrays.get("levels")
   if levels is None or levels.ndim != 3 or levels.shape[1:] != (SIZE, SIZE):
-    raise UserError(f"cached Boxoban split {path} is malformed; run "
-                    f"`disco-eval data pull boxoban --force`")
+    raise UserError(
+      f"cached Boxoban split {path} is malformed; run `disco-eval data pull boxoban --force`"
+    )
   return arrays
 
 
@@ -213,8 +232,11 @@ def _save_split(split: str, arrays: dict[str, np.ndarray]) -> dict:
   np.savez_compressed(buf, **arrays)
   data = buf.getvalue()
   store.write_atomic(split_path(split), data)
-  return {"levels": int(len(arrays["levels"])), "files": int(len(arrays["files"])),
-          "sha256": hashlib.sha256(data).hexdigest()}
+  return {
+    "levels": int(len(arrays["levels"])),
+    "files": int(len(arrays["files"])),
+    "sha256": hashlib.sha256(data).hexdigest(),
+  }
 
 
 def read_record() -> dict:
@@ -229,8 +251,9 @@ def read_record() -> dict:
 
 
 def _write_record(record: dict) -> None:
-  store.write_atomic(data_dir() / RECORD_NAME,
-                     (json.dumps(record, indent=2, sort_keys=True) + "\n").encode())
+  store.write_atomic(
+    data_dir() / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+  )
 
 
 def _mkdir(folder: Path) -> None:
@@ -255,9 +278,11 @@ def import_folder(root: Path) -> dict:
   found = {split: sorted((root / sub).glob("*.txt")) for split, sub in SPLITS.items()}
   found = {k: v for k, v in found.items() if v}
   if not found:
-    raise UserError(f"--from {root}: no level files found; expected the layout of "
-                    f"github.com/deepmind/boxoban-levels (unfiltered/train/*.txt, "
-                    f"unfiltered/test/*.txt, hard/*.txt, ...)")
+    raise UserError(
+      f"--from {root}: no level files found; expected the layout of "
+      f"github.com/deepmind/boxoban-levels (unfiltered/train/*.txt, "
+      f"unfiltered/test/*.txt, hard/*.txt, ...)"
+    )
   _mkdir(data_dir())
   record = read_record()
   splits = dict(record.get("splits", {}))
@@ -274,18 +299,17 @@ def import_archive(archive: Path) -> dict:
   try:
     zf = zipfile.ZipFile(archive)
   except (OSError, zipfile.BadZipFile) as e:
-    raise UserError(f"{archive} is not a readable zip archive ({e}); delete it and "
-                    f"pull again") from None
+    raise UserError(
+      f"{archive} is not a readable zip archive ({e}); delete it and pull again"
+    ) from None
   with zf:
     members = [n for n in zf.namelist() if n.endswith(".txt")]
     splits = dict(read_record().get("splits", {}))
     for split, sub in SPLITS.items():
-      chosen = sorted(n for n in members
-                      if n.split("/", 1)[-1].rsplit("/", 1)[0] == sub)
+      chosen = sorted(n for n in members if n.split("/", 1)[-1].rsplit("/", 1)[0] == sub)
       if not chosen:
         continue
-      arrays = convert_files(
-          (n.split("/", 1)[-1], (lambda n=n: zf.read(n))) for n in chosen)
+      arrays = convert_files((n.split("/", 1)[-1], (lambda n=n: zf.read(n))) for n in chosen)
       splits[split] = _save_split(split, arrays)
   if not splits:
     raise UserError(f"{archive} holds no Boxoban level files")
@@ -295,8 +319,9 @@ def import_archive(archive: Path) -> dict:
   return record
 
 
-def pull(source: Path | None = None, *, url: str = ARCHIVE_URL, force: bool = False,
-         timeout: float = 30.0) -> dict:
+def pull(
+  source: Path | None = None, *, url: str = ARCHIVE_URL, force: bool = False, timeout: float = 30.0
+) -> dict:
   """Fills the cache with the converted splits; returns the cache record.
 
   With `source`, imports that folder. Otherwise uses the archive in the cache
@@ -315,9 +340,11 @@ def pull(source: Path | None = None, *, url: str = ARCHIVE_URL, force: bool = Fa
   else:
     found = _sha256_file(archive)
   if known and found != known:
-    raise UserError(f"checksum mismatch for {archive}: recorded {known} on the first "
-                    f"download, found {found}; delete it (and {folder / RECORD_NAME}) "
-                    f"to download it afresh")
+    raise UserError(
+      f"checksum mismatch for {archive}: recorded {known} on the first "
+      f"download, found {found}; delete it (and {folder / RECORD_NAME}) "
+      f"to download it afresh"
+    )
   if not known:
     record["archive_sha256"] = found
     record["archive_url"] = url
@@ -336,16 +363,17 @@ def _sha256_file(path: Path) -> str:
 
 def _download(url: str, dest: Path, timeout: float, expected: str | None) -> str:
   """Streams `url` into a temp file, checks it, renames it onto `dest`."""
-  by_hand = (f"download {ARCHIVE_URL} yourself and place it at {dest}, or unpack it and "
-             f"run `disco-eval data pull boxoban --from DIR`")
+  by_hand = (
+    f"download {ARCHIVE_URL} yourself and place it at {dest}, or unpack it and "
+    f"run `disco-eval data pull boxoban --from DIR`"
+  )
   tmp = dest.with_name(f".{dest.name}.partial-{os.getpid()}")
   digest = hashlib.sha256()
   received = 0
   request = urllib.request.Request(url, headers={"User-Agent": f"disco-eval/{__version__}"})
   try:
     try:
-      with urllib.request.urlopen(request, timeout=timeout) as response, \
-          open(tmp, "wb") as out:
+      with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
         for chunk in iter(lambda: response.read(1 << 20), b""):
           out.write(chunk)
           digest.update(chunk)
@@ -355,18 +383,21 @@ def _download(url: str, dest: Path, timeout: float, expected: str | None) -> str
     except urllib.error.HTTPError as e:
       raise UserError(f"download of {url} failed: HTTP {e.code}; {by_hand}") from None
     except urllib.error.URLError as e:
-      raise UserError(f"`disco-eval` can't reach {url}: {_one_line(e.reason)}; "
-                      f"{by_hand}") from None
+      raise UserError(f"`disco-eval` can't reach {url}: {_one_line(e.reason)}; {by_hand}") from None
     except (TimeoutError, socket.timeout):
-      raise UserError(f"download of {url} timed out after {timeout:g}s "
-                      f"({received} bytes); {by_hand}") from None
+      raise UserError(
+        f"download of {url} timed out after {timeout:g}s ({received} bytes); {by_hand}"
+      ) from None
     except (http.client.HTTPException, ConnectionError) as e:
-      raise UserError(f"download of {url} was interrupted after {received} bytes "
-                      f"({_one_line(e)}); {by_hand}") from None
+      raise UserError(
+        f"download of {url} was interrupted after {received} bytes ({_one_line(e)}); {by_hand}"
+      ) from None
     found = digest.hexdigest()
     if expected and found != expected:
-      raise UserError(f"checksum mismatch for {url}: recorded {expected} on the first "
-                      f"download, received {found} (nothing was saved); {by_hand}")
+      raise UserError(
+        f"checksum mismatch for {url}: recorded {expected} on the first "
+        f"download, received {found} (nothing was saved); {by_hand}"
+      )
     os.replace(tmp, dest)
   finally:
     tmp.unlink(missing_ok=True)

@@ -19,10 +19,10 @@ Array = jax.Array
 
 
 class CatchState(NamedTuple):
-  ball_y: Array    # [] int32
+  ball_y: Array  # [] int32
   ball_x: Array
   paddle_x: Array
-  rng: Array       # PRNG key of this environment
+  rng: Array  # PRNG key of this environment
 
 
 class Catch(JaxEnv):
@@ -40,9 +40,12 @@ class Catch(JaxEnv):
 
   def _new_episode(self, rng: Array) -> CatchState:
     rng, sub = jax.random.split(rng)
-    return CatchState(jnp.zeros((), jnp.int32),
-                      jax.random.randint(sub, (), 0, self.columns, jnp.int32),
-                      jnp.asarray(self.columns // 2, jnp.int32), rng)
+    return CatchState(
+      jnp.zeros((), jnp.int32),
+      jax.random.randint(sub, (), 0, self.columns, jnp.int32),
+      jnp.asarray(self.columns // 2, jnp.int32),
+      rng,
+    )
 
   def render(self, s: CatchState) -> Array:
     ys = jnp.arange(self.rows)[:, None]
@@ -53,12 +56,10 @@ class Catch(JaxEnv):
 
   def reset(self, rng: Array) -> tuple[CatchState, TimeStep]:
     s = self._new_episode(rng)
-    return s, TimeStep(self.render(s), jnp.zeros((), jnp.float32),
-                       jnp.zeros((), bool))
+    return s, TimeStep(self.render(s), jnp.zeros((), jnp.float32), jnp.zeros((), bool))
 
   def step(self, s: CatchState, action: Array) -> tuple[CatchState, TimeStep]:
-    paddle_x = jnp.clip(s.paddle_x + action.astype(jnp.int32) - 1, 0,
-                        self.columns - 1)
+    paddle_x = jnp.clip(s.paddle_x + action.astype(jnp.int32) - 1, 0, self.columns - 1)
     ball_y = s.ball_y + 1
     last = ball_y == self.rows - 1
     reward = jnp.where(last, jnp.where(paddle_x == s.ball_x, 1.0, -1.0), 0.0)

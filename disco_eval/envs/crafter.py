@@ -27,12 +27,29 @@ import numpy as np
 from disco_eval.envs.base import HostTask
 
 ACHIEVEMENTS = (
-    "collect_coal", "collect_diamond", "collect_drink", "collect_iron",
-    "collect_sapling", "collect_stone", "collect_wood", "defeat_skeleton",
-    "defeat_zombie", "eat_cow", "eat_plant", "make_iron_pickaxe",
-    "make_iron_sword", "make_stone_pickaxe", "make_stone_sword",
-    "make_wood_pickaxe", "make_wood_sword", "place_furnace", "place_plant",
-    "place_stone", "place_table", "wake_up")
+  "collect_coal",
+  "collect_diamond",
+  "collect_drink",
+  "collect_iron",
+  "collect_sapling",
+  "collect_stone",
+  "collect_wood",
+  "defeat_skeleton",
+  "defeat_zombie",
+  "eat_cow",
+  "eat_plant",
+  "make_iron_pickaxe",
+  "make_iron_sword",
+  "make_stone_pickaxe",
+  "make_stone_sword",
+  "make_wood_pickaxe",
+  "make_wood_sword",
+  "place_furnace",
+  "place_plant",
+  "place_stone",
+  "place_table",
+  "wake_up",
+)
 NUM_ACTIONS = 17
 OBSERVATION_SHAPE = (3, 64, 64)
 EPISODE_COLUMNS = tuple(f"ach_{name}" for name in ACHIEVEMENTS) + ("episode_steps",)
@@ -42,9 +59,11 @@ class CrafterEnv:
   """One Crafter environment in the adapter protocol of ``envs.workers``."""
 
   def __init__(self, seed: int, length: int = 10_000):
-    import crafter   # imported in the worker
-    self._env = crafter.Env(area=(64, 64), view=(9, 9), size=(64, 64),
-                            reward=True, length=int(length), seed=int(seed))
+    import crafter  # imported in the worker
+
+    self._env = crafter.Env(
+      area=(64, 64), view=(9, 9), size=(64, 64), reward=True, length=int(length), seed=int(seed)
+    )
     self._steps = 0
 
   def reset(self) -> np.ndarray:
@@ -60,12 +79,18 @@ class CrafterEnv:
       unlocked = info["achievements"]
       missing = set(ACHIEVEMENTS) - set(unlocked)
       if missing:
-        raise RuntimeError(f"crafter reported no count for {sorted(missing)}; "
-                           "install crafter==1.8.3")
+        raise RuntimeError(
+          f"crafter reported no count for {sorted(missing)}; install crafter==1.8.3"
+        )
       episode = {f"ach_{k}": float(unlocked[k] > 0) for k in ACHIEVEMENTS}
       episode["episode_steps"] = float(self._steps)
-    return (np.ascontiguousarray(obs.transpose(2, 0, 1)), float(reward),
-            bool(done and not truncated), truncated, episode)
+    return (
+      np.ascontiguousarray(obs.transpose(2, 0, 1)),
+      float(reward),
+      bool(done and not truncated),
+      truncated,
+      episode,
+    )
 
 
 def make_env(seed: int, length: int = 10_000) -> CrafterEnv:
@@ -89,14 +114,22 @@ def score_from_rows(rows: Sequence[dict]) -> dict[str, Any]:
   episodes = sum(int(r["episodes"]) for r in rows)
   if episodes == 0:
     nan = float("nan")
-    return {"score": nan, "reward": nan, "train_episodes": 0,
-            "success_rates": {k: nan for k in ACHIEVEMENTS}}
-  rates = {k: 100.0 * sum(float(r[f"ach_{k}"]) for r in rows) / episodes
-           for k in ACHIEVEMENTS}
-  reward = sum(float(r["avg_return"]) * int(r["episodes"])
-               for r in rows if int(r["episodes"])) / episodes
-  return {"score": crafter_score(list(rates.values())), "reward": reward,
-          "train_episodes": episodes, "success_rates": rates}
+    return {
+      "score": nan,
+      "reward": nan,
+      "train_episodes": 0,
+      "success_rates": {k: nan for k in ACHIEVEMENTS},
+    }
+  rates = {k: 100.0 * sum(float(r[f"ach_{k}"]) for r in rows) / episodes for k in ACHIEVEMENTS}
+  reward = (
+    sum(float(r["avg_return"]) * int(r["episodes"]) for r in rows if int(r["episodes"])) / episodes
+  )
+  return {
+    "score": crafter_score(list(rates.values())),
+    "reward": reward,
+    "train_episodes": episodes,
+    "success_rates": rates,
+  }
 
 
 class CrafterTask(HostTask):
@@ -114,12 +147,17 @@ class CrafterTask(HostTask):
     self.observation_shape = OBSERVATION_SHAPE
     self.length = int(length)
 
-  def pool(self, num_envs: int, seed: int, protocol: Any = None,
-           evaluation: bool = False):
+  def pool(self, num_envs: int, seed: int, protocol: Any = None, evaluation: bool = False):
     from disco_eval.envs.workers import WorkerPool
-    return WorkerPool(make_env, {"length": self.length}, num_envs,
-                      seed + (1_000_003 if evaluation else 0),
-                      OBSERVATION_SHAPE, np.uint8)
+
+    return WorkerPool(
+      make_env,
+      {"length": self.length},
+      num_envs,
+      seed + (1_000_003 if evaluation else 0),
+      OBSERVATION_SHAPE,
+      np.uint8,
+    )
 
   def score_from_training(self, rows: Sequence[dict], protocol: Any) -> dict[str, Any]:
     """The Crafter score and its figures (:func:`score_from_rows`)."""

@@ -30,7 +30,7 @@ NUM_ACTIONS = 121
 GLYPH_ROWS, GLYPH_COLS, NUM_BLSTATS = 21, 79, 27
 OBS_LEN = GLYPH_ROWS * GLYPH_COLS + NUM_BLSTATS
 OBSERVATION_SHAPE = (OBS_LEN,)
-DEPTH_INDEX = 12            # blstats: dungeon depth
+DEPTH_INDEX = 12  # blstats: dungeon depth
 EPISODE_COLUMNS = ("episode_steps", "max_depth")
 
 
@@ -45,9 +45,9 @@ def encode(glyphs: np.ndarray, blstats: np.ndarray) -> np.ndarray:
   if blstats.shape != (NUM_BLSTATS,):
     raise ValueError(f"blstats must be [{NUM_BLSTATS}], got {blstats.shape}")
   out = np.empty((OBS_LEN,), np.int16)
-  out[:GLYPH_ROWS * GLYPH_COLS] = glyphs.reshape(-1)
+  out[: GLYPH_ROWS * GLYPH_COLS] = glyphs.reshape(-1)
   info = np.iinfo(np.int16)
-  out[GLYPH_ROWS * GLYPH_COLS:] = np.clip(blstats.astype(np.int64), info.min, info.max)
+  out[GLYPH_ROWS * GLYPH_COLS :] = np.clip(blstats.astype(np.int64), info.min, info.max)
   return out
 
 
@@ -60,8 +60,8 @@ class NetHackEnv:
   def __init__(self, seed: int = 0):
     import gymnasium as gym
     import nle  # noqa: F401 - registers the NetHack environments with gymnasium
-    self._env = gym.make(ENV_ID, observation_keys=("glyphs", "blstats"),
-                         save_ttyrec_every=0)
+
+    self._env = gym.make(ENV_ID, observation_keys=("glyphs", "blstats"), save_ttyrec_every=0)
     self._steps = 0
     self._depth = 0
 
@@ -106,9 +106,9 @@ class NetHackTask(HostTask):
     self.num_actions = NUM_ACTIONS
     self.observation_shape = OBSERVATION_SHAPE
 
-  def pool(self, num_envs: int, seed: int, protocol: Any = None,
-           evaluation: bool = False):
+  def pool(self, num_envs: int, seed: int, protocol: Any = None, evaluation: bool = False):
     from disco_eval.envs.workers import WorkerPool
+
     return WorkerPool(make_env, {}, num_envs, seed, OBSERVATION_SHAPE, np.int16)
 
 

@@ -32,9 +32,24 @@ import numpy as np
 
 from disco_eval.envs.base import HostPool, HostTask
 
-GAMES = ("bigfish", "bossfight", "caveflyer", "chaser", "climber", "coinrun",
-         "dodgeball", "fruitbot", "heist", "jumper", "leaper", "maze", "miner",
-         "ninja", "plunder", "starpilot")
+GAMES = (
+  "bigfish",
+  "bossfight",
+  "caveflyer",
+  "chaser",
+  "climber",
+  "coinrun",
+  "dodgeball",
+  "fruitbot",
+  "heist",
+  "jumper",
+  "leaper",
+  "maze",
+  "miner",
+  "ninja",
+  "plunder",
+  "starpilot",
+)
 MODES = ("easy", "hard")
 NUM_ACTIONS = 15
 OBSERVATION_SHAPE = (3, 64, 64)
@@ -56,16 +71,31 @@ class ProcgenPool(HostPool):
   the unbounded level distribution). ``seed`` seeds EnvPool's level draws.
   """
 
-  def __init__(self, game: str, mode: str, num_envs: int, seed: int,
-               start_level: int = 0, num_levels: int = 0, num_threads: int = 0):
-    import envpool   # imported here: only the host-stepped suites need it
+  def __init__(
+    self,
+    game: str,
+    mode: str,
+    num_envs: int,
+    seed: int,
+    start_level: int = 0,
+    num_levels: int = 0,
+    num_threads: int = 0,
+  ):
+    import envpool  # imported here: only the host-stepped suites need it
+
     self.game, self.mode, self.num_envs = game, mode, int(num_envs)
     self.num_actions = NUM_ACTIONS
     self.observation_shape = OBSERVATION_SHAPE
-    self._env = envpool.make(env_id(game, mode), env_type="gymnasium",
-                             num_envs=self.num_envs, batch_size=self.num_envs,
-                             seed=int(seed), start_level=int(start_level),
-                             num_levels=int(num_levels), num_threads=int(num_threads))
+    self._env = envpool.make(
+      env_id(game, mode),
+      env_type="gymnasium",
+      num_envs=self.num_envs,
+      batch_size=self.num_envs,
+      seed=int(seed),
+      start_level=int(start_level),
+      num_levels=int(num_levels),
+      num_threads=int(num_threads),
+    )
 
   def reset(self) -> np.ndarray:
     """Starts new episodes in all environments; returns obs [E, 3, 64, 64] uint8."""
@@ -101,19 +131,22 @@ class ProcgenTask(HostTask):
   observation_dtype = np.uint8
 
   def __init__(self, game: str):
-    env_id(game, "easy")   # validates the game
+    env_id(game, "easy")  # validates the game
     self.name = game
     self.num_actions = NUM_ACTIONS
     self.observation_shape = OBSERVATION_SHAPE
 
-  def pool(self, num_envs: int, seed: int, protocol: Any = None,
-           evaluation: bool = False) -> ProcgenPool:
+  def pool(
+    self, num_envs: int, seed: int, protocol: Any = None, evaluation: bool = False
+  ) -> ProcgenPool:
     """A pool on the protocol's training levels (``distribution_mode``,
     ``start_level``, ``num_levels``) or, with `evaluation`, on its test levels
     (the same keys prefixed ``eval_``)."""
+
     def get(key, default):
       value = protocol.get(key) if protocol is not None else None
       return default if value is None else value
+
     mode = str(get("distribution_mode", "hard"))
     start, levels = int(get("start_level", 0)), int(get("num_levels", 0))
     if evaluation:

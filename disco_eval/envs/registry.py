@@ -23,11 +23,13 @@ from disco_eval.errors import UserError
 
 def _require(module: str, fix: str) -> Callable[[], None]:
   """A check raising UserError naming `fix` when `module` cannot be imported."""
+
   def check() -> None:
     try:
       importlib.import_module(module)
     except ImportError as e:
       raise UserError(f"cannot import {module} ({e}); {fix}") from None
+
   return check
 
 
@@ -36,15 +38,19 @@ def _require_envpool() -> None:
     import envpool  # noqa: F401
   except (ImportError, OSError) as e:
     if "Qt5" in str(e) or "libQt" in str(e):
-      raise UserError(f"envpool's ProcGen needs the Qt5 runtime ({e}); install it with "
-                      "`apt-get install libqt5gui5`") from None
+      raise UserError(
+        f"envpool's ProcGen needs the Qt5 runtime ({e}); install it with "
+        "`apt-get install libqt5gui5`"
+      ) from None
     raise UserError(f"cannot import envpool ({e}); pip install envpool==1.2.5") from None
 
 
 def _from_module(module: str) -> Callable[[Any, str], EnvSpec]:
   """A factory calling ``make_task`` of `module`, imported on first use."""
+
   def make_task(suite: Any, task: str) -> EnvSpec:
     return importlib.import_module(module).make_task(suite, task)
+
   return make_task
 
 
@@ -53,20 +59,21 @@ class JaxFamily:
   """A family of pure-JAX tasks: its module (with ``make_task``) and whether
   it has its own final evaluation (``evaluate_protocol(protocol, apply_fn,
   params, rng)``, e.g. Sokoban's fixed level splits)."""
+
   module: str
   own_evaluation: bool = False
 
 
 # Pure-JAX tasks by family: the task's name, or its name up to the first "-" and "-".
 JAX_TASKS = {
-    "catch": JaxFamily("disco_eval.envs.catch"),
-    "boxoban-": JaxFamily("disco_eval.envs.sokoban", own_evaluation=True),
+  "catch": JaxFamily("disco_eval.envs.catch"),
+  "boxoban-": JaxFamily("disco_eval.envs.sokoban", own_evaluation=True),
 }
 
 
 def jax_family(task: str) -> JaxFamily | None:
   """The family of a pure-JAX task (``JAX_TASKS``), or None."""
-  prefix = task[:task.index("-") + 1] if "-" in task else task
+  prefix = task[: task.index("-") + 1] if "-" in task else task
   return JAX_TASKS.get(task, JAX_TASKS.get(prefix))
 
 
@@ -86,27 +93,35 @@ class Backend:
     requires: checks run first (each raises a UserError naming the fix).
     suites: the suites this backend serves (empty: every suite naming it).
   """
+
   make: Callable[[Any, str], EnvSpec]
   requires: tuple[Callable[[], None], ...] = ()
   suites: tuple[str, ...] = ()
 
 
 BACKENDS = {
-    "jax": Backend(_make_jax),
-    "envpool": Backend(_from_module("disco_eval.envs.procgen"), (_require_envpool,),
-                       suites=("procgen",)),
-    "crafter": Backend(_from_module("disco_eval.envs.crafter"), (
-        _require("crafter", "pip install crafter==1.8.3"),
-        _require("numba", "pip install numba (crafter's world generation is ~20x slower "
-                 "without it)"))),
-    "nle": Backend(_from_module("disco_eval.envs.nethack"),
-                   (_require("nle", "pip install nle==1.3.0"),)),
+  "jax": Backend(_make_jax),
+  "envpool": Backend(
+    _from_module("disco_eval.envs.procgen"), (_require_envpool,), suites=("procgen",)
+  ),
+  "crafter": Backend(
+    _from_module("disco_eval.envs.crafter"),
+    (
+      _require("crafter", "pip install crafter==1.8.3"),
+      _require("numba", "pip install numba (crafter's world generation is ~20x slower without it)"),
+    ),
+  ),
+  "nle": Backend(
+    _from_module("disco_eval.envs.nethack"), (_require("nle", "pip install nle==1.3.0"),)
+  ),
 }
 
 
 def _no_backend(suite: Any, task: str) -> UserError:
-  return UserError(f"no backend for task '{task}' of suite '{suite.name}' "
-                   f"(backend '{suite.backend}') in this version of disco-eval")
+  return UserError(
+    f"no backend for task '{task}' of suite '{suite.name}' "
+    f"(backend '{suite.backend}') in this version of disco-eval"
+  )
 
 
 def make(suite: Any, task: str) -> EnvSpec:
@@ -121,8 +136,9 @@ def make(suite: Any, task: str) -> EnvSpec:
   return backend.make(suite, task)
 
 
-def evaluate(suite: Any, task: str, protocol: Any, apply_fn: Any, params: Any,
-             rng: Any) -> tuple[Any, dict[str, Any]] | None:
+def evaluate(
+  suite: Any, task: str, protocol: Any, apply_fn: Any, params: Any, rng: Any
+) -> tuple[Any, dict[str, Any]] | None:
   """A protocol's own final evaluation, or None for the trainer's generic one.
 
   Returns the per-episode returns and extra summary fields (e.g. Sokoban
@@ -131,5 +147,4 @@ def evaluate(suite: Any, task: str, protocol: Any, apply_fn: Any, params: Any,
   family = jax_family(task) if suite.backend == "jax" else None
   if family is None or not family.own_evaluation:
     return None
-  return importlib.import_module(family.module).evaluate_protocol(protocol, apply_fn,
-                                                                   params, rng)
+  return importlib.import_module(family.module).evaluate_protocol(protocol, apply_fn, params, rng)

@@ -38,8 +38,16 @@ import numpy as np
 
 from disco_eval.envs import boxoban
 from disco_eval.envs.base import JaxEnv, TimeStep
-from disco_eval.envs.boxoban import (BOX, BOX_ON_TARGET, FLOOR, PLAYER,
-                                     PLAYER_ON_TARGET, SIZE, TARGET, WALL)
+from disco_eval.envs.boxoban import (
+  BOX,
+  BOX_ON_TARGET,
+  FLOOR,
+  PLAYER,
+  PLAYER_ON_TARGET,
+  SIZE,
+  TARGET,
+  WALL,
+)
 
 Array = jax.Array
 
@@ -54,29 +62,31 @@ DEFAULT_TRAIN_SPLIT = "unfiltered-train"
 
 
 class SokobanState(NamedTuple):
-  walls: Array     # [10, 10] bool
-  targets: Array   # [10, 10] bool
-  boxes: Array     # [10, 10] bool
-  player: Array    # [2] int32 (row, column)
-  steps: Array     # [] int32 steps taken in this episode
-  level: Array     # [] int32 row of the level table (-1: given directly)
-  rng: Array       # PRNG key of this environment
+  walls: Array  # [10, 10] bool
+  targets: Array  # [10, 10] bool
+  boxes: Array  # [10, 10] bool
+  player: Array  # [2] int32 (row, column)
+  steps: Array  # [] int32 steps taken in this episode
+  level: Array  # [] int32 row of the level table (-1: given directly)
+  rng: Array  # PRNG key of this environment
 
 
-def state_from_codes(codes: Array, rng: Array | None = None,
-                     level: Array | int = -1) -> SokobanState:
+def state_from_codes(
+  codes: Array, rng: Array | None = None, level: Array | int = -1
+) -> SokobanState:
   """The first state of the level with cell codes `codes` [10, 10]."""
   codes = jnp.asarray(codes)
   is_player = (codes == PLAYER) | (codes == PLAYER_ON_TARGET)
   flat = jnp.argmax(is_player.reshape(-1)).astype(jnp.int32)
   return SokobanState(
-      walls=codes == WALL,
-      targets=(codes == TARGET) | (codes == BOX_ON_TARGET) | (codes == PLAYER_ON_TARGET),
-      boxes=(codes == BOX) | (codes == BOX_ON_TARGET),
-      player=jnp.stack([flat // SIZE, flat % SIZE]),
-      steps=jnp.zeros((), jnp.int32),
-      level=jnp.asarray(level, jnp.int32),
-      rng=rng if rng is not None else jax.random.PRNGKey(0))
+    walls=codes == WALL,
+    targets=(codes == TARGET) | (codes == BOX_ON_TARGET) | (codes == PLAYER_ON_TARGET),
+    boxes=(codes == BOX) | (codes == BOX_ON_TARGET),
+    player=jnp.stack([flat // SIZE, flat % SIZE]),
+    steps=jnp.zeros((), jnp.int32),
+    level=jnp.asarray(level, jnp.int32),
+    rng=rng if rng is not None else jax.random.PRNGKey(0),
+  )
 
 
 def render_codes(s: SokobanState) -> Array:
@@ -86,10 +96,14 @@ def render_codes(s: SokobanState) -> Array:
   here = (rows == s.player[0]) & (cols == s.player[1])
   t = s.targets
   return jnp.where(
-      s.walls, WALL,
-      jnp.where(s.boxes, jnp.where(t, BOX_ON_TARGET, BOX),
-                jnp.where(here, jnp.where(t, PLAYER_ON_TARGET, PLAYER),
-                          jnp.where(t, TARGET, FLOOR)))).astype(jnp.int32)
+    s.walls,
+    WALL,
+    jnp.where(
+      s.boxes,
+      jnp.where(t, BOX_ON_TARGET, BOX),
+      jnp.where(here, jnp.where(t, PLAYER_ON_TARGET, PLAYER), jnp.where(t, TARGET, FLOOR)),
+    ),
+  ).astype(jnp.int32)
 
 
 def observe(s: SokobanState) -> Array:
@@ -97,8 +111,9 @@ def observe(s: SokobanState) -> Array:
   return jax.nn.one_hot(render_codes(s), NUM_CHANNELS, dtype=jnp.float32)
 
 
-def transition(s: SokobanState, action: Array, max_steps: int = MAX_STEPS
-               ) -> tuple[SokobanState, Array, Array, Array]:
+def transition(
+  s: SokobanState, action: Array, max_steps: int = MAX_STEPS
+) -> tuple[SokobanState, Array, Array, Array]:
   """One step without reset: (next state, reward, solved, timed_out)."""
   move = jnp.asarray(MOVES)[action.astype(jnp.int32)]
   one, two = s.player + move, s.player + 2 * move
@@ -110,7 +125,7 @@ def transition(s: SokobanState, action: Array, max_steps: int = MAX_STEPS
     q = jnp.clip(p, 0, SIZE - 1)
     return grid[q[0], q[1]] & inside(p)
 
-  def blocked(p):      # wall or off the grid
+  def blocked(p):  # wall or off the grid
     return at(s.walls, p) | ~inside(p)
 
   box_one = at(s.boxes, one)
@@ -124,8 +139,11 @@ def transition(s: SokobanState, action: Array, max_steps: int = MAX_STEPS
   on_before = jnp.sum(s.boxes & s.targets)
   on_after = jnp.sum(boxes & s.targets)
   solved = ~jnp.any(boxes & ~s.targets)
-  reward = (STEP_REWARD + BOX_REWARD * (on_after - on_before).astype(jnp.float32)
-            + SOLVE_REWARD * solved.astype(jnp.float32))
+  reward = (
+    STEP_REWARD
+    + BOX_REWARD * (on_after - on_before).astype(jnp.float32)
+    + SOLVE_REWARD * solved.astype(jnp.float32)
+  )
   steps = s.steps + 1
   timed_out = (steps >= max_steps) & ~solved
   nxt = s._replace(boxes=boxes, player=player, steps=steps)
@@ -147,7 +165,7 @@ class Sokoban(JaxEnv):
     self.name = name
     self.max_steps = int(max_steps)
     self.num_levels = int(len(levels))
-    self.levels = jnp.asarray(levels.astype(np.int8))   # on the default device
+    self.levels = jnp.asarray(levels.astype(np.int8))  # on the default device
 
   def _new_episode(self, rng: Array) -> SokobanState:
     rng, sub = jax.random.split(rng)
@@ -175,8 +193,7 @@ def make_task(suite: Any, task: str) -> Sokoban:
   """
   table = suite.raw.get("levels", {}).get(task, {})
   split = str(table.get("train", DEFAULT_TRAIN_SPLIT))
-  return Sokoban(boxoban.load_levels(split), int(table.get("max_steps", MAX_STEPS)),
-                 name=task)
+  return Sokoban(boxoban.load_levels(split), int(table.get("max_steps", MAX_STEPS)), name=task)
 
 
 # --- evaluation on fixed levels -------------------------------------------------
@@ -195,23 +212,34 @@ def _evaluate(apply_fn, params, levels, rng, max_steps):
     key, sub = jax.random.split(key)
     logits = apply_fn(params, jax.vmap(observe)(s))["logits"]
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
-    nxt, reward, ok, timed_out = jax.vmap(transition, in_axes=(0, 0, None))(
-        s, action, max_steps)
+    nxt, reward, ok, timed_out = jax.vmap(transition, in_axes=(0, 0, None))(s, action, max_steps)
     ret = jnp.where(done, ret, ret + reward)
     solved = solved | (~done & ok)
     # Ended episodes stay as they ended.
-    s = jax.tree.map(lambda a, b: jnp.where(
-        done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b), s, nxt)
+    s = jax.tree.map(
+      lambda a, b: jnp.where(done.reshape(done.shape + (1,) * (a.ndim - 1)), a, b), s, nxt
+    )
     return s, ret, done | ok | timed_out, solved, t + 1, key
 
-  init = (states, jnp.zeros((n,), jnp.float32), jnp.zeros((n,), bool),
-          jnp.zeros((n,), bool), jnp.zeros((), jnp.int32), rng)
+  init = (
+    states,
+    jnp.zeros((n,), jnp.float32),
+    jnp.zeros((n,), bool),
+    jnp.zeros((n,), bool),
+    jnp.zeros((), jnp.int32),
+    rng,
+  )
   _, ret, _, solved, _, _ = jax.lax.while_loop(cond, body, init)
   return solved, ret
 
 
-def evaluate_levels(apply_fn: Callable[[Any, Array], dict], params: Any, levels: Any,
-                    rng: Array, max_steps: int = MAX_STEPS) -> tuple[Array, Array]:
+def evaluate_levels(
+  apply_fn: Callable[[Any, Array], dict],
+  params: Any,
+  levels: Any,
+  rng: Array,
+  max_steps: int = MAX_STEPS,
+) -> tuple[Array, Array]:
   """Plays every level once with the sampling policy, all in parallel.
 
   `apply_fn(params, obs [N, 10, 10, 7])["logits"]` gives [N, 4] logits;
@@ -224,8 +252,13 @@ def evaluate_levels(apply_fn: Callable[[Any, Array], dict], params: Any, levels:
   return _evaluate(apply_fn, params, levels, rng, int(max_steps))
 
 
-def evaluate_split(apply_fn: Callable[[Any, Array], dict], params: Any, split: str,
-                   rng: Array, max_steps: int = MAX_STEPS) -> dict[str, Any]:
+def evaluate_split(
+  apply_fn: Callable[[Any, Array], dict],
+  params: Any,
+  split: str,
+  rng: Array,
+  max_steps: int = MAX_STEPS,
+) -> dict[str, Any]:
   """`evaluate_levels` on every level of a cached Boxoban split.
 
   Returns {"solve_rate", "mean_return", "return_std", "levels", "split",
@@ -233,14 +266,20 @@ def evaluate_split(apply_fn: Callable[[Any, Array], dict], params: Any, split: s
   """
   levels = boxoban.load_levels(split)
   solved, returns = jax.device_get(evaluate_levels(apply_fn, params, levels, rng, max_steps))
-  return {"split": split, "levels": int(len(levels)),
-          "solve_rate": float(np.mean(solved)), "mean_return": float(np.mean(returns)),
-          "return_std": float(np.std(returns)),
-          "solved": np.asarray(solved), "returns": np.asarray(returns)}
+  return {
+    "split": split,
+    "levels": int(len(levels)),
+    "solve_rate": float(np.mean(solved)),
+    "mean_return": float(np.mean(returns)),
+    "return_std": float(np.std(returns)),
+    "solved": np.asarray(solved),
+    "returns": np.asarray(returns),
+  }
 
 
-def evaluate_protocol(protocol: Any, apply_fn: Callable[[Any, Array], dict], params: Any,
-                      rng: Array) -> tuple[Any, dict[str, Any]] | None:
+def evaluate_protocol(
+  protocol: Any, apply_fn: Callable[[Any, Array], dict], params: Any, rng: Array
+) -> tuple[Any, dict[str, Any]] | None:
   """The registry's final evaluation of a Sokoban protocol: with
   ``eval_levels``, every level of that split once (returns [N] and
   {"solve_rate", "eval_levels"}); without, None (the trainer's own)."""

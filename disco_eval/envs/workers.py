@@ -44,8 +44,7 @@ from disco_eval.envs.base import HostPool
 
 def _attach(names: dict[str, str], shapes: dict[str, tuple], dtypes: dict[str, str]):
   shms = {k: shared_memory.SharedMemory(name=names[k]) for k in names}
-  arrays = {k: np.ndarray(shapes[k], np.dtype(dtypes[k]), buffer=shms[k].buf)
-            for k in names}
+  arrays = {k: np.ndarray(shapes[k], np.dtype(dtypes[k]), buffer=shms[k].buf) for k in names}
   return shms, arrays
 
 
@@ -54,7 +53,7 @@ def _worker_main(conn, factory, kwargs, seeds, lo, names, shapes, dtypes):
   shms, arr = _attach(names, shapes, dtypes)
   try:
     envs = [factory(seed=int(s), **kwargs) for s in seeds]
-    fresh = [True] * len(envs)            # next step is a reset step
+    fresh = [True] * len(envs)  # next step is a reset step
     conn.send(("ok", None))
   except BaseException:  # noqa: BLE001 - reported to the parent
     conn.send(("error", traceback.format_exc()))
@@ -63,7 +62,7 @@ def _worker_main(conn, factory, kwargs, seeds, lo, names, shapes, dtypes):
     while True:
       try:
         cmd = conn.recv()
-      except (EOFError, OSError):         # the parent is gone
+      except (EOFError, OSError):  # the parent is gone
         return
       if cmd == "close":
         return
@@ -111,18 +110,30 @@ class WorkerPool(HostPool):
 
   supports_force_reset = True
 
-  def __init__(self, factory: Callable[..., Any], kwargs: dict[str, Any],
-               num_envs: int, seed: int, obs_shape: tuple[int, ...],
-               obs_dtype: Any, num_workers: int | None = None):
+  def __init__(
+    self,
+    factory: Callable[..., Any],
+    kwargs: dict[str, Any],
+    num_envs: int,
+    seed: int,
+    obs_shape: tuple[int, ...],
+    obs_dtype: Any,
+    num_workers: int | None = None,
+  ):
     self.num_envs = int(num_envs)
     self.observation_shape = tuple(obs_shape)
     self.episode_infos: list[tuple[int, dict]] = []
     workers = num_workers or min(self.num_envs, os.cpu_count() or 1)
     workers = max(1, min(int(workers), self.num_envs))
     e = self.num_envs
-    spec = {"obs": ((e,) + self.observation_shape, np.dtype(obs_dtype).str),
-            "reward": ((e,), "<f4"), "last": ((e,), "|b1"), "truncated": ((e,), "|b1"),
-            "actions": ((e,), "<i4"), "reset_req": ((e,), "|b1")}
+    spec = {
+      "obs": ((e,) + self.observation_shape, np.dtype(obs_dtype).str),
+      "reward": ((e,), "<f4"),
+      "last": ((e,), "|b1"),
+      "truncated": ((e,), "|b1"),
+      "actions": ((e,), "<i4"),
+      "reset_req": ((e,), "|b1"),
+    }
     self._shms, self._arr = {}, {}
     self._procs, self._conns = [], []
     self._closed = False
@@ -142,8 +153,11 @@ class WorkerPool(HostPool):
         lo, hi = int(bounds[w]), int(bounds[w + 1])
         seeds = [int(seed) * 100_003 + i for i in range(lo, hi)]
         parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_worker_main, daemon=True,
-                           args=(child, factory, kwargs, seeds, lo, names, shapes, dtypes))
+        proc = ctx.Process(
+          target=_worker_main,
+          daemon=True,
+          args=(child, factory, kwargs, seeds, lo, names, shapes, dtypes),
+        )
         proc.start()
         child.close()
         self._procs.append(proc)
@@ -180,8 +194,12 @@ class WorkerPool(HostPool):
   def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     self._arr["actions"][:] = np.asarray(actions, np.int32)
     self._command("step")
-    return (self._arr["obs"].copy(), self._arr["reward"].copy(),
-            self._arr["last"].copy(), self._arr["truncated"].copy())
+    return (
+      self._arr["obs"].copy(),
+      self._arr["reward"].copy(),
+      self._arr["last"].copy(),
+      self._arr["truncated"].copy(),
+    )
 
   def force_reset(self, mask: Any) -> None:
     """The next step of the environments in `mask` [E] is a reset step."""

@@ -26,14 +26,27 @@ from typing import Callable
 
 from disco_eval import runs
 from disco_eval.errors import UserError
-from disco_eval.runs import Progress, RunResult, SweepSpec
-from disco_eval.rules import weights
 from disco_eval.launch import driver
-from disco_eval.launch.base import (DEFAULT_RETRIES, FORWARDED_ENV, BackendFactory,
-                                    LaunchOptions, SlurmOptions)
+from disco_eval.launch.base import (
+  DEFAULT_RETRIES,
+  FORWARDED_ENV,
+  BackendFactory,
+  LaunchOptions,
+  SlurmOptions,
+)
+from disco_eval.rules import weights
+from disco_eval.runs import Progress, RunResult, SweepSpec
 
-__all__ = ["DEFAULT_RETRIES", "FORWARDED_ENV", "LAUNCHERS", "LaunchOptions", "SlurmOptions",
-           "for_workers", "require", "run"]
+__all__ = [
+  "DEFAULT_RETRIES",
+  "FORWARDED_ENV",
+  "LAUNCHERS",
+  "LaunchOptions",
+  "SlurmOptions",
+  "for_workers",
+  "require",
+  "run",
+]
 
 # (sweep, options, progress callback) -> one result per run.
 Launcher = Callable[[SweepSpec, LaunchOptions, Callable[[Progress], None]], list[RunResult]]
@@ -44,43 +57,52 @@ def require(module: str, launcher: str):
   try:
     return importlib.import_module(module)
   except ImportError:
-    raise UserError(f"--launcher {launcher} needs the '{module}' package: "
-                    f"pip install 'disco-eval[{launcher}]'") from None
+    raise UserError(
+      f"--launcher {launcher} needs the '{module}' package: pip install 'disco-eval[{launcher}]'"
+    ) from None
 
 
 def for_workers(spec: SweepSpec) -> SweepSpec:
   """`spec` with absolute paths (results folder, rule files), as workers that
   start elsewhere need them. Symbolic links are kept (a shared file system
   may be mounted through one)."""
-  rules = tuple(os.path.abspath(os.path.expanduser(r)) if weights.looks_like_path(r)
-                else r for r in spec.rules)
-  return dataclasses.replace(spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))),
-                             rules=rules)
+  rules = tuple(
+    os.path.abspath(os.path.expanduser(r)) if weights.looks_like_path(r) else r for r in spec.rules
+  )
+  return dataclasses.replace(
+    spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))), rules=rules
+  )
 
 
 def _ray_backend() -> BackendFactory:
   """The Ray backend, or a UserError if Ray is not installed."""
   require("ray", "ray")
-  from disco_eval.launch import ray_tasks   # here: ray is an optional extra
+  from disco_eval.launch import ray_tasks  # here: ray is an optional extra
+
   return ray_tasks.RayBackend
 
 
 def _slurm_backend() -> BackendFactory:
   """The Slurm backend, or a UserError if submitit is not installed."""
   require("submitit", "slurm")
-  from disco_eval.launch import slurm_jobs   # here: submitit is an optional extra
+  from disco_eval.launch import slurm_jobs  # here: submitit is an optional extra
+
   return slurm_jobs.SlurmBackend
 
 
-def _run_local(spec: SweepSpec, options: LaunchOptions,
-               on_progress: Callable[[Progress], None]) -> list[RunResult]:
+def _run_local(
+  spec: SweepSpec, options: LaunchOptions, on_progress: Callable[[Progress], None]
+) -> list[RunResult]:
   """The units one after another in this process."""
   return runs.run_sweep(spec, on_progress, options.seeds_per_unit)
 
 
-def _run_on_cluster(load: Callable[[], BackendFactory], spec: SweepSpec,
-                    options: LaunchOptions,
-                    on_progress: Callable[[Progress], None]) -> list[RunResult]:
+def _run_on_cluster(
+  load: Callable[[], BackendFactory],
+  spec: SweepSpec,
+  options: LaunchOptions,
+  on_progress: Callable[[Progress], None],
+) -> list[RunResult]:
   """The units on the backend that `load` returns, retried by the driver."""
   make = load()
   spec = for_workers(spec)
@@ -93,14 +115,17 @@ def _run_on_cluster(load: Callable[[], BackendFactory], spec: SweepSpec,
 
 # Launcher name (base.LAUNCHER_NAMES) -> how a sweep runs with it.
 LAUNCHERS: dict[str, Launcher] = {
-    "local": _run_local,
-    "ray": functools.partial(_run_on_cluster, _ray_backend),
-    "slurm": functools.partial(_run_on_cluster, _slurm_backend),
+  "local": _run_local,
+  "ray": functools.partial(_run_on_cluster, _ray_backend),
+  "slurm": functools.partial(_run_on_cluster, _slurm_backend),
 }
 
 
-def run(spec: SweepSpec, options: LaunchOptions = LaunchOptions(),
-        on_progress: Callable[[Progress], None] = lambda p: None) -> list[RunResult]:
+def run(
+  spec: SweepSpec,
+  options: LaunchOptions = LaunchOptions(),
+  on_progress: Callable[[Progress], None] = lambda p: None,
+) -> list[RunResult]:
   """Runs the sweep with the launcher of `options`; one result per run."""
   options.check()
   return LAUNCHERS[options.launcher](spec, options, on_progress)

@@ -25,6 +25,7 @@ FORWARDED_ENV = ("DISCO_EVAL_HOME", "DISCO_EVAL_MANIFESTS")
 @dataclasses.dataclass(frozen=True)
 class SlurmOptions:
   """Slurm settings from flags; unset ones come from the profile file."""
+
   profile: Path | None = None
   partition: str | None = None
   account: str | None = None
@@ -33,26 +34,32 @@ class SlurmOptions:
   array_parallelism: int | None = None
   # submitit's executor: "slurm", or "local" (jobs as local processes; tests).
   cluster: str = "slurm"
-  poll_s: float = 5.0             # seconds between looks at the jobs
+  poll_s: float = 5.0  # seconds between looks at the jobs
 
   def given(self) -> list[str]:
     """The flags set (those that make sense only with --launcher slurm)."""
-    flags = {"profile": "--slurm-profile", "partition": "--slurm-partition",
-             "account": "--slurm-account", "time_min": "--slurm-time",
-             "mem_gb": "--slurm-mem-gb", "array_parallelism": "--slurm-array-parallelism"}
+    flags = {
+      "profile": "--slurm-profile",
+      "partition": "--slurm-partition",
+      "account": "--slurm-account",
+      "time_min": "--slurm-time",
+      "mem_gb": "--slurm-mem-gb",
+      "array_parallelism": "--slurm-array-parallelism",
+    }
     return [flag for name, flag in flags.items() if getattr(self, name) is not None]
 
 
 @dataclasses.dataclass(frozen=True)
 class LaunchOptions:
   """How to run a sweep's units."""
+
   launcher: str = "local"
-  seeds_per_unit: int = 0          # 0: all seeds of a (rule, task) in one unit
-  retries: int | None = None       # ray/slurm: submissions after the first (default 2)
+  seeds_per_unit: int = 0  # 0: all seeds of a (rule, task) in one unit
+  retries: int | None = None  # ray/slurm: submissions after the first (default 2)
   gpus_per_unit: float | None = None
   cpus_per_unit: int | None = None
   ray_address: str | None = None
-  devices: int = 1                 # --devices: GPUs a unit needs by default
+  devices: int = 1  # --devices: GPUs a unit needs by default
   slurm: SlurmOptions = dataclasses.field(default_factory=SlurmOptions)
 
   def check(self) -> None:
@@ -65,14 +72,18 @@ class LaunchOptions:
     if self.launcher != "slurm":
       misplaced += [(flag, "--launcher slurm") for flag in self.slurm.given()]
     if self.launcher == "local":
-      for flag, value in (("--retries", self.retries), ("--gpus-per-unit", self.gpus_per_unit),
-                          ("--cpus-per-unit", self.cpus_per_unit)):
+      for flag, value in (
+        ("--retries", self.retries),
+        ("--gpus-per-unit", self.gpus_per_unit),
+        ("--cpus-per-unit", self.cpus_per_unit),
+      ):
         if value is not None:
           misplaced.append((flag, "--launcher ray or slurm"))
     if misplaced:
       flag, where = misplaced[0]
-      raise UserError(f"{flag} applies to {where} only; add {where.split(' or ')[0]} "
-                      f"or drop {flag}")
+      raise UserError(
+        f"{flag} applies to {where} only; add {where.split(' or ')[0]} or drop {flag}"
+      )
     if self.retries is not None and self.retries < 0:
       raise UserError(f"--retries must be 0 or more, got {self.retries}")
     if self.gpus_per_unit is not None and self.gpus_per_unit < 0:
@@ -84,9 +95,10 @@ class LaunchOptions:
 @dataclasses.dataclass
 class Outcome:
   """What became of one submission of a unit: exactly one field is set."""
-  results: list[RunResult] | None = None   # it ran (its runs may have failed)
-  crash: str | None = None                 # its worker died or raised (one line)
-  user_error: str | None = None            # bad input or set-up: the sweep stops
+
+  results: list[RunResult] | None = None  # it ran (its runs may have failed)
+  crash: str | None = None  # its worker died or raised (one line)
+  user_error: str | None = None  # bad input or set-up: the sweep stops
 
 
 def one_line(error: BaseException) -> str:
@@ -116,5 +128,6 @@ class Backend(Protocol):
 # callback) -> a context manager that yields the backend and, on leaving,
 # releases what it started (a local Ray instance) or leaves the jobs to the
 # cluster (Slurm).
-BackendFactory = Callable[[SweepSpec, LaunchOptions, Callable[[Progress], None]],
-                          ContextManager[Backend]]
+BackendFactory = Callable[
+  [SweepSpec, LaunchOptions, Callable[[Progress], None]], ContextManager[Backend]
+]

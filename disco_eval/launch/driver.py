@@ -19,8 +19,7 @@ from disco_eval.launch.base import Backend, Outcome
 from disco_eval.runs import Progress, RunResult, SweepSpec, Unit
 
 
-def work(spec: SweepSpec, unit: Unit,
-         on_progress: Callable[[Progress], None]) -> Outcome:
+def work(spec: SweepSpec, unit: Unit, on_progress: Callable[[Progress], None]) -> Outcome:
   """Runs `unit` in a worker. A UserError comes back as a value (its message
   is meant for the user, not a traceback); other exceptions propagate, for
   the cluster to record as a crash."""
@@ -30,8 +29,13 @@ def work(spec: SweepSpec, unit: Unit,
     return Outcome(user_error=str(e))
 
 
-def collect(spec: SweepSpec, units: list[Unit], backend: Backend, retries: int,
-            on_progress: Callable[[Progress], None]) -> list[RunResult]:
+def collect(
+  spec: SweepSpec,
+  units: list[Unit],
+  backend: Backend,
+  retries: int,
+  on_progress: Callable[[Progress], None],
+) -> list[RunResult]:
   """Runs `units` on `backend` until each is done or out of retries; returns
   one result per run, in the order of the units and their seeds."""
   current = dict(enumerate(units))
@@ -59,10 +63,16 @@ def collect(spec: SweepSpec, units: list[Unit], backend: Backend, retries: int,
         if tries[key] < retries:
           tries[key] += 1
           current[key] = dataclasses.replace(unit, seeds=again)
-          on_progress(Progress(
-              "retry", unit.label, unit.task, again,
+          on_progress(
+            Progress(
+              "retry",
+              unit.label,
+              unit.task,
+              again,
               message=f"retry {tries[key]}/{retries} of {unit.label}/{unit.task} seeds "
-                      f"{','.join(map(str, again))} ({why})"))
+              f"{','.join(map(str, again))} ({why})",
+            )
+          )
           backend.submit([(key, current[key])])
           running.add(key)
         elif outcome.results is None:
@@ -73,8 +83,9 @@ def collect(spec: SweepSpec, units: list[Unit], backend: Backend, retries: int,
     if note is None:
       raise
     raise UserError(note) from None
-  return [found[key][seed] for key, unit in enumerate(units) for seed in unit.seeds
-          if seed in found[key]]
+  return [
+    found[key][seed] for key, unit in enumerate(units) for seed in unit.seeds if seed in found[key]
+  ]
 
 
 def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:
@@ -84,7 +95,7 @@ def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:
   path = store.run_dir(Path(spec.out), spec.suite, unit.task, unit.label, seed)
   result = RunResult(unit.label, unit.task, seed, "failed", path, error=why)
   if not (path / store.CONFIG_FILE).is_file():
-    return result   # it never started: nothing to record
+    return result  # it never started: nothing to record
   record = store.RunRecord(path)
   try:
     with record.lock():
@@ -94,5 +105,5 @@ def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:
   except store.RunBusy as e:
     return RunResult(unit.label, unit.task, seed, "busy", path, error=str(e))
   except (UserError, OSError):
-    pass   # unreadable or unwritable from here: reported failed all the same
+    pass  # unreadable or unwritable from here: reported failed all the same
   return result

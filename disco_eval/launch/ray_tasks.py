@@ -17,29 +17,32 @@ import ray
 from ray.util.queue import Empty, Queue
 
 from disco_eval.errors import UserError
-from disco_eval.runs import Progress, SweepSpec
 from disco_eval.launch import base, driver
+from disco_eval.runs import Progress, SweepSpec
 
-WAIT_S = 0.3    # seconds between looks at the tasks and the progress queue
+WAIT_S = 0.3  # seconds between looks at the tasks and the progress queue
 
 
 def _run_unit(spec, unit, queue) -> base.Outcome:
   """The Ray task: runs one unit, its progress events into `queue`."""
+
   def forward(event):
     try:
       queue.put_nowait(event)
     except Exception:  # noqa: BLE001 - a lost display event must not stop a run
       pass
+
   return driver.work(spec, unit, forward)
 
 
 class RayBackend:
   """Units as Ray tasks (see the module docstring)."""
 
-  def __init__(self, spec: SweepSpec, options: base.LaunchOptions,
-               on_progress: Callable[[Progress], None]):
+  def __init__(
+    self, spec: SweepSpec, options: base.LaunchOptions, on_progress: Callable[[Progress], None]
+  ):
     self.spec, self.on_progress = spec, on_progress
-    self.refs: dict = {}   # ObjectRef -> key
+    self.refs: dict = {}  # ObjectRef -> key
     self.queue = None
     self.started = not ray.is_initialized()
     if self.started:
@@ -51,8 +54,11 @@ class RayBackend:
         gpus = options.devices if ray.cluster_resources().get("GPU", 0) >= 1 else 0
       env = {k: os.environ[k] for k in base.FORWARDED_ENV if k in os.environ}
       self.task = ray.remote(_run_unit).options(
-          num_cpus=options.cpus_per_unit or 1, num_gpus=gpus, max_retries=0,
-          runtime_env={"env_vars": env} if env else None)
+        num_cpus=options.cpus_per_unit or 1,
+        num_gpus=gpus,
+        max_retries=0,
+        runtime_env={"env_vars": env} if env else None,
+      )
       # The queue is an actor; it takes no CPU from the units.
       self.queue = Queue(actor_options={"num_cpus": 0})
     except BaseException:
@@ -68,8 +74,10 @@ class RayBackend:
       ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as e:
       where = f"the Ray cluster at '{address}'" if address else "a local Ray instance"
-      raise UserError(f"cannot start or join {where} ({base.one_line(e)}); check "
-                      "--ray-address (HOST:6379, or 'auto' on a node of the cluster)") from None
+      raise UserError(
+        f"cannot start or join {where} ({base.one_line(e)}); check "
+        "--ray-address (HOST:6379, or 'auto' on a node of the cluster)"
+      ) from None
 
   def __enter__(self):
     return self
@@ -90,13 +98,13 @@ class RayBackend:
 
   def wait(self) -> list[tuple[int, base.Outcome]]:
     ready, _ = ray.wait(list(self.refs), num_returns=len(self.refs), timeout=WAIT_S)
-    self._forward()   # a task's events are queued before it returns
+    self._forward()  # a task's events are queued before it returns
     ended = []
     for ref in ready:
       key = self.refs.pop(ref)
       try:
         outcome = ray.get(ref)
-      except ray.exceptions.RayError as e:   # it raised, its worker or node died
+      except ray.exceptions.RayError as e:  # it raised, its worker or node died
         outcome = base.Outcome(crash=base.one_line(e))
       ended.append((key, outcome))
     return ended
@@ -118,4 +126,4 @@ class RayBackend:
     self.refs.clear()
 
   def interrupted(self) -> None:
-    return None   # the driver's tasks end with it; re-running resumes them
+    return None  # the driver's tasks end with it; re-running resumes them

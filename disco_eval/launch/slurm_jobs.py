@@ -37,12 +37,17 @@ DEFAULT_TIME_MIN = 24 * 60
 MAX_TIMEOUTS = 50
 # Profile key -> submitit parameter (AutoExecutor names) and type.
 PROFILE_KEYS = {
-    "partition": ("slurm_partition", str), "account": ("slurm_account", str),
-    "qos": ("slurm_qos", str), "constraint": ("slurm_constraint", str),
-    "time_min": ("timeout_min", int), "mem_gb": ("mem_gb", int),
-    "gpus_per_node": ("gpus_per_node", int), "cpus_per_task": ("cpus_per_task", int),
-    "array_parallelism": ("slurm_array_parallelism", int),
-    "setup": ("slurm_setup", list), "sbatch": ("slurm_additional_parameters", dict),
+  "partition": ("slurm_partition", str),
+  "account": ("slurm_account", str),
+  "qos": ("slurm_qos", str),
+  "constraint": ("slurm_constraint", str),
+  "time_min": ("timeout_min", int),
+  "mem_gb": ("mem_gb", int),
+  "gpus_per_node": ("gpus_per_node", int),
+  "cpus_per_task": ("cpus_per_task", int),
+  "array_parallelism": ("slurm_array_parallelism", int),
+  "setup": ("slurm_setup", list),
+  "sbatch": ("slurm_additional_parameters", dict),
 }
 
 
@@ -56,12 +61,12 @@ def read_profile(path: Path) -> dict:
     raise UserError(f"Slurm profile {path} is unreadable ({e}); fix the file") from None
   for key, value in profile.items():
     if key not in PROFILE_KEYS:
-      raise UserError(f"Slurm profile {path}: unknown key '{key}'; known keys: "
-                      + ", ".join(PROFILE_KEYS))
+      raise UserError(
+        f"Slurm profile {path}: unknown key '{key}'; known keys: " + ", ".join(PROFILE_KEYS)
+      )
     kind = PROFILE_KEYS[key][1]
     if not isinstance(value, kind) or isinstance(value, bool):
-      raise UserError(f"Slurm profile {path}: '{key}' must be {kind.__name__}, "
-                      f"got {value!r}")
+      raise UserError(f"Slurm profile {path}: '{key}' must be {kind.__name__}, got {value!r}")
   if not all(isinstance(line, str) for line in profile.get("setup", [])):
     raise UserError(f"Slurm profile {path}: 'setup' must be a list of shell lines")
   return profile
@@ -71,21 +76,29 @@ def executor_parameters(options: base.LaunchOptions) -> dict:
   """submitit parameters: the profile's, then the flags' (LaunchOptions)."""
   slurm = options.slurm
   settings = read_profile(slurm.profile) if slurm.profile is not None else {}
-  flags = {"partition": slurm.partition, "account": slurm.account,
-           "time_min": slurm.time_min, "mem_gb": slurm.mem_gb,
-           "array_parallelism": slurm.array_parallelism, "cpus_per_task": options.cpus_per_unit}
+  flags = {
+    "partition": slurm.partition,
+    "account": slurm.account,
+    "time_min": slurm.time_min,
+    "mem_gb": slurm.mem_gb,
+    "array_parallelism": slurm.array_parallelism,
+    "cpus_per_task": options.cpus_per_unit,
+  }
   if options.gpus_per_unit is not None:
     if options.gpus_per_unit != int(options.gpus_per_unit):
-      raise UserError(f"--gpus-per-unit must be a whole number with Slurm, got "
-                      f"{options.gpus_per_unit}")
+      raise UserError(
+        f"--gpus-per-unit must be a whole number with Slurm, got {options.gpus_per_unit}"
+      )
     flags["gpus_per_node"] = int(options.gpus_per_unit)
   settings.update({k: v for k, v in flags.items() if v is not None})
   settings.setdefault("time_min", DEFAULT_TIME_MIN)
   if options.devices > 1:
     gpus = settings.setdefault("gpus_per_node", options.devices)
     if gpus < options.devices:
-      raise UserError(f"--devices {options.devices} needs {options.devices} GPUs per job but the "
-                      f"Slurm settings give {gpus}; raise gpus_per_node / --gpus-per-unit")
+      raise UserError(
+        f"--devices {options.devices} needs {options.devices} GPUs per job but the "
+        f"Slurm settings give {gpus}; raise gpus_per_node / --gpus-per-unit"
+      )
   for key in ("time_min", "mem_gb", "gpus_per_node", "cpus_per_task", "array_parallelism"):
     if key in settings and settings[key] < (0 if key == "gpus_per_node" else 1):
       raise UserError(f"Slurm setting {key} must be positive, got {settings[key]}")
@@ -119,36 +132,42 @@ class UnitJob:
 class SlurmBackend:
   """Units as Slurm jobs (see the module docstring)."""
 
-  def __init__(self, spec: SweepSpec, options: base.LaunchOptions,
-               on_progress: Callable[[Progress], None]):
+  def __init__(
+    self, spec: SweepSpec, options: base.LaunchOptions, on_progress: Callable[[Progress], None]
+  ):
     self.spec, self.on_progress = spec, on_progress
     self.poll_s = options.slurm.poll_s
     cluster = options.slurm.cluster
     params = executor_parameters(options)
     if cluster == "slurm" and shutil.which("sbatch") is None:
-      raise UserError("--launcher slurm needs Slurm's sbatch, which is not on this "
-                      "machine's PATH; run the command on a login node of the cluster")
+      raise UserError(
+        "--launcher slurm needs Slurm's sbatch, which is not on this "
+        "machine's PATH; run the command on a login node of the cluster"
+      )
     self.folder = Path(spec.out) / ".slurm"
-    self.executor = submitit.AutoExecutor(folder=self.folder / "%j", cluster=cluster,
-                                          **{f"{cluster}_max_num_timeout": MAX_TIMEOUTS})
+    self.executor = submitit.AutoExecutor(
+      folder=self.folder / "%j", cluster=cluster, **{f"{cluster}_max_num_timeout": MAX_TIMEOUTS}
+    )
     self.executor.update_parameters(name=f"disco-eval-{spec.suite}", **params)
-    self.jobs: dict[int, tuple[submitit.Job, object]] = {}   # key -> (job, unit)
-    self.seen: dict[tuple, tuple[int, float]] = {}    # run -> (env_steps, time)
+    self.jobs: dict[int, tuple[submitit.Job, object]] = {}  # key -> (job, unit)
+    self.seen: dict[tuple, tuple[int, float]] = {}  # run -> (env_steps, time)
 
   def __enter__(self):
     return self
 
   def __exit__(self, *exc) -> None:
-    pass   # the jobs are Slurm's: they outlive the driver
+    pass  # the jobs are Slurm's: they outlive the driver
 
   def submit(self, units) -> None:
     try:
       with self.executor.batch():
         jobs = [self.executor.submit(UnitJob(self.spec, unit)) for _, unit in units]
     except Exception as e:  # noqa: BLE001 - sbatch's refusal, as one line
-      raise UserError(f"Slurm refused the jobs ({base.one_line(e)}); check the partition, "
-                      "account, time limit and GPUs (--slurm-profile and the --slurm-* "
-                      "flags)") from None
+      raise UserError(
+        f"Slurm refused the jobs ({base.one_line(e)}); check the partition, "
+        "account, time limit and GPUs (--slurm-profile and the --slurm-* "
+        "flags)"
+      ) from None
     for (key, unit), job in zip(units, jobs):
       self.jobs[key] = (job, unit)
 
@@ -174,14 +193,18 @@ class SlurmBackend:
     their nodes)."""
     kind = {"complete": "done", "skipped": "skip"}.get(result.status, result.status)
     steps = 0 if kind in ("failed", "busy") else (result.summary or {}).get("env_steps", 0)
-    self.on_progress(Progress(kind, result.rule, result.task, (result.seed,), steps, steps,
-                              message=result.error or ""))
+    self.on_progress(
+      Progress(
+        kind, result.rule, result.task, (result.seed,), steps, steps, message=result.error or ""
+      )
+    )
 
   def _watch(self, unit) -> None:
     """Progress events of a unit's runs, read from their records."""
     for seed in unit.seeds:
-      record = store.RunRecord(store.run_dir(self.spec.out, self.spec.suite, unit.task,
-                                             unit.label, seed))
+      record = store.RunRecord(
+        store.run_dir(self.spec.out, self.spec.suite, unit.task, unit.label, seed)
+      )
       try:
         status = record.status
         if status is None or status["status"] != "running":
@@ -192,17 +215,28 @@ class SlurmBackend:
           continue
         rows = [r for r in record.read_metrics() if r["env_steps"] > (before or 0)]
       except (UserError, OSError, ValueError, TypeError, KeyError):
-        continue   # being written or unreadable: look again later
+        continue  # being written or unreadable: look again later
       now = time.time()
       self.seen[(unit.label, unit.task, seed)] = (steps, now)
       episodes = sum(r.get("episodes") or 0 for r in rows)
-      returns = sum((r.get("avg_return") or 0.0) * (r.get("episodes") or 0) for r in rows
-                    if r.get("episodes"))
+      returns = sum(
+        (r.get("avg_return") or 0.0) * (r.get("episodes") or 0) for r in rows if r.get("episodes")
+      )
       latest = returns / episodes if episodes else float("nan")
       rate = (steps - before) / (now - then) if before is not None else 0.0
-      self.on_progress(Progress("chunk", unit.label, unit.task, (seed,), steps, unit.env_steps,
-                                steps_per_s=rate, latest_return=latest,
-                                latest_returns={seed: latest}))
+      self.on_progress(
+        Progress(
+          "chunk",
+          unit.label,
+          unit.task,
+          (seed,),
+          steps,
+          unit.env_steps,
+          steps_per_s=rate,
+          latest_return=latest,
+          latest_returns={seed: latest},
+        )
+      )
 
   def cancel(self) -> None:
     for job, _ in self.jobs.values():
@@ -211,7 +245,9 @@ class SlurmBackend:
 
   def interrupted(self) -> str:
     ids = sorted({str(job.job_id).split("_")[0] for job, _ in self.jobs.values()})
-    return (f"stopped waiting; {len(self.jobs)} Slurm job(s) keep running (job "
-            f"{', '.join(ids)}): follow them with `squeue --me`, stop them with "
-            f"`scancel {' '.join(ids)}`, and run the same command again to collect the "
-            f"table (complete runs are skipped; logs in {self.folder})")
+    return (
+      f"stopped waiting; {len(self.jobs)} Slurm job(s) keep running (job "
+      f"{', '.join(ids)}): follow them with `squeue --me`, stop them with "
+      f"`scancel {' '.join(ids)}`, and run the same command again to collect the "
+      f"table (complete runs are skipped; logs in {self.folder})"
+    )

@@ -23,6 +23,7 @@ Array = jax.Array
 class ACConfig:
   """The ``[hyperparams]`` and ``[rule]`` keys of an actor-critic manifest
   (``rules/actor_critic.toml``, ``rules/impala.toml``: the defaults live there)."""
+
   # [hyperparams]
   discount_factor: float
   vtrace_lambda: float
@@ -46,8 +47,8 @@ class ACState(NamedTuple):
 
 
 class ACTargets(NamedTuple):
-  advantage: Array   # [T, B] policy-gradient advantage (maybe normalised)
-  value_td: Array    # [T, B] V-trace target minus value (maybe normalised)
+  advantage: Array  # [T, B] policy-gradient advantage (maybe normalised)
+  value_td: Array  # [T, B] V-trace target minus value (maybe normalised)
 
 
 def _values(cfg: ACConfig, v_out: Array) -> Array:
@@ -62,6 +63,7 @@ def _values(cfg: ACConfig, v_out: Array) -> Array:
 @dataclasses.dataclass(frozen=True)
 class ActorCritic:
   """V-trace actor-critic (IMPALA-style) as an update rule."""
+
   cfg: ACConfig
   name: str = "actor_critic"
   num_epochs: int = 1
@@ -76,32 +78,44 @@ class ActorCritic:
     del rng, agent_params
     return ACState(nx.ema_init(), nx.ema_init())
 
-  def targets(self, rule_params: Any, state: ACState, batch: Rollout,
-              agent_out: AgentOut, agent_params: Any, unroll_fn: UnrollFn
-              ) -> tuple[ACTargets, ACState, dict[str, Array]]:
+  def targets(
+    self,
+    rule_params: Any,
+    state: ACState,
+    batch: Rollout,
+    agent_out: AgentOut,
+    agent_params: Any,
+    unroll_fn: UnrollFn,
+  ) -> tuple[ACTargets, ACState, dict[str, Array]]:
     del rule_params, agent_params, unroll_fn
     cfg = self.cfg
     a = batch.actions[:-1]
     v = jax.lax.stop_gradient(_values(cfg, agent_out["v"]))
-    rho = jnp.exp(nx.log_prob(agent_out["logits"][:-1], a)
-                  - nx.log_prob(batch.behaviour_logits[:-1], a))
+    rho = jnp.exp(
+      nx.log_prob(agent_out["logits"][:-1], a) - nx.log_prob(batch.behaviour_logits[:-1], a)
+    )
     rho = jax.lax.stop_gradient(rho)
     discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
-    vt = nx.vtrace(v[:-1], v[1:], batch.transition_rewards, discounts, rho,
-                   lambda_=cfg.vtrace_lambda)
+    vt = nx.vtrace(
+      v[:-1], v[1:], batch.transition_rewards, discounts, rho, lambda_=cfg.vtrace_lambda
+    )
     td = vt.vs - v[:-1]
-    adv_ema = nx.ema_update(state.adv_ema, vt.pg_advantage, cfg.ema_decay,
-                            self.axis_name)
+    adv_ema = nx.ema_update(state.adv_ema, vt.pg_advantage, cfg.ema_decay, self.axis_name)
     td_ema = nx.ema_update(state.td_ema, td, cfg.ema_decay, self.axis_name)
-    adv = (nx.ema_normalize(vt.pg_advantage, adv_ema, cfg.ema_eps)
-           if cfg.normalize_adv else vt.pg_advantage)
-    td_used = (nx.ema_normalize(td, td_ema, cfg.ema_eps, subtract_mean=False)
-               if cfg.normalize_td else td)
+    adv = (
+      nx.ema_normalize(vt.pg_advantage, adv_ema, cfg.ema_eps)
+      if cfg.normalize_adv
+      else vt.pg_advantage
+    )
+    td_used = (
+      nx.ema_normalize(td, td_ema, cfg.ema_eps, subtract_mean=False) if cfg.normalize_td else td
+    )
     logs = {"adv": jnp.mean(vt.pg_advantage), "value": jnp.mean(v)}
     return ACTargets(adv, td_used), ACState(adv_ema, td_ema), logs
 
-  def loss(self, agent_out: AgentOut, targets: ACTargets,
-           batch: Rollout) -> tuple[Array, dict[str, Array]]:
+  def loss(
+    self, agent_out: AgentOut, targets: ACTargets, batch: Rollout
+  ) -> tuple[Array, dict[str, Array]]:
     cfg = self.cfg
     a = batch.actions[:-1]
     logits = agent_out["logits"][:-1]
@@ -120,13 +134,13 @@ class ActorCritic:
       tgt = nx.signed_hyperbolic(target) if cfg.nonlinear_value_transform else target
       vloss = 0.5 * jnp.square(v_out[..., 0] - tgt)
     loss = cfg.pg_cost * pg + cfg.value_cost * vloss - cfg.entropy_cost * ent
-    logs = {"pg_loss": jnp.mean(pg), "value_loss": jnp.mean(vloss),
-            "entropy": jnp.mean(ent)}
+    logs = {"pg_loss": jnp.mean(pg), "value_loss": jnp.mean(vloss), "entropy": jnp.mean(ent)}
     return loss, logs
 
 
-def from_settings(settings: dict[str, dict[str, Any]], name: str = "actor_critic",
-                  axis_name: str | None = None) -> ActorCritic:
+def from_settings(
+  settings: dict[str, dict[str, Any]], name: str = "actor_critic", axis_name: str | None = None
+) -> ActorCritic:
   """Builds the rule from a manifest's settings tables ([hyperparams], [rule])."""
   cfg = schema.from_tables(ACConfig, settings, f"rule '{name}'")
   return ActorCritic(cfg=cfg, name=name, axis_name=axis_name)

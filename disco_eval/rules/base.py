@@ -37,6 +37,7 @@ class Rollout(NamedTuple):
     discounts: [T+1, B] 0 where the step was the last of an episode, else 1.
     behaviour_logits: [T+1, B, A] policy logits of the actor (mu).
   """
+
   observations: Array
   actions: Array
   rewards: Array
@@ -66,6 +67,7 @@ class OutputSpec(NamedTuple):
   outputs are per state and action, from an action-conditional model
   (e.g. z [600] becomes [A, 600]).
   """
+
   flat: dict[str, tuple[int, ...]]
   model: dict[str, tuple[int, ...]]
 
@@ -77,20 +79,26 @@ class UpdateRule(Protocol):
   num_epochs: int
   num_minibatches: int
 
-  def output_spec(self, num_actions: int) -> OutputSpec:
-    ...
+  def output_spec(self, num_actions: int) -> OutputSpec: ...
 
   def init_state(self, rng: Array, agent_params: Params) -> Any:
     """The rule's own state (meta-RNN state, EMAs, target params...)."""
     ...
 
-  def targets(self, rule_params: Params, state: Any, batch: Rollout,
-              agent_out: AgentOut, agent_params: Params,
-              unroll_fn: UnrollFn) -> tuple[Any, Any, dict[str, Array]]:
+  def targets(
+    self,
+    rule_params: Params,
+    state: Any,
+    batch: Rollout,
+    agent_out: AgentOut,
+    agent_params: Params,
+    unroll_fn: UnrollFn,
+  ) -> tuple[Any, Any, dict[str, Array]]:
     """Targets (no gradient), the new rule state and scalar logs."""
     ...
 
-  def loss(self, agent_out: AgentOut, targets: Any,
-           batch: Rollout) -> tuple[Array, dict[str, Array]]:
+  def loss(
+    self, agent_out: AgentOut, targets: Any, batch: Rollout
+  ) -> tuple[Array, dict[str, Array]]:
     """Per-step loss [T, B] whose masked mean trains the agent, and logs."""
     ...

@@ -36,6 +36,7 @@ class MetaState(NamedTuple):
     adv_ema: moments of the advantage (normalises adv and q-v advantages).
     td_ema: moments of the Q TD error (scales it).
   """
+
   hidden: Array
   cell: Array
   adv_ema: nx.EmaState
@@ -51,6 +52,7 @@ def initial_meta_state(hidden_size: int = 128) -> MetaState:
 class RuleConfig:
   """The ``[hyperparams]`` and ``[rule]`` keys of a Disco manifest
   (``rules/disco103.toml``: the defaults live there)."""
+
   # [hyperparams]
   pi_cost: float
   y_cost: float
@@ -59,7 +61,7 @@ class RuleConfig:
   value_cost: float
   target_params_coeff: float
   value_fn_td_lambda: float
-  discount_factor: float       # recorded; the meta-network's discount is value_discount
+  discount_factor: float  # recorded; the meta-network's discount is value_discount
   # [rule]
   value_discount: float
   max_abs_value: float
@@ -81,6 +83,7 @@ class MetaInputs(NamedTuple):
     behaviour_logits: [T+1, B, A] logits of the actor.
     target_out: outputs of the target network (logits, y, z, q used).
   """
+
   actions: Array
   rewards: Array
   is_terminal: Array
@@ -108,8 +111,7 @@ def _mlp2(params: Params, prefix: str, x: Array) -> Array:
   return _linear(params[f"{prefix}/~/linear_1"], h)
 
 
-def _lstm_step(p: dict[str, Array], x: Array, h: Array,
-               c: Array) -> tuple[Array, Array]:
+def _lstm_step(p: dict[str, Array], x: Array, h: Array, c: Array) -> tuple[Array, Array]:
   """Haiku LSTM: gates [i, g, f, o], forget bias 1."""
   gates = jnp.concatenate([x, h], axis=-1) @ p["w"] + p["b"]
   i, g, f, o = jnp.split(gates, 4, axis=-1)
@@ -130,8 +132,7 @@ def _action_net(params: Params, prefix: str, x: Array) -> Array:
   return _action_block(params[f"{prefix}/conv1_d_1"], x)
 
 
-def _backward_lstm(p: dict[str, Array], x: Array, reset: Array,
-                   hidden_size: int) -> Array:
+def _backward_lstm(p: dict[str, Array], x: Array, reset: Array, hidden_size: int) -> Array:
   """LSTM over t = T-1..0, state zeroed before steps where `reset` holds.
 
   Args:
@@ -161,23 +162,23 @@ def _backward_lstm(p: dict[str, Array], x: Array, reset: Array,
 
 
 class ValueOuts(NamedTuple):
-  q_value: Array            # [T+1, B, A] online Q
-  v: Array                  # [T+1, B] online V (online pi)
-  target_q_value: Array     # [T+1, B, A] target Q
-  target_v: Array           # [T+1, B] target V (online pi)
-  rho: Array                # [T, B] pi/mu at the taken action
-  q_target: Array           # [T, B] Retrace target
-  adv: Array                # [T, B]
-  normalized_adv: Array     # [T, B]
-  qv_adv: Array             # [T+1, B, A]
+  q_value: Array  # [T+1, B, A] online Q
+  v: Array  # [T+1, B] online V (online pi)
+  target_q_value: Array  # [T+1, B, A] target Q
+  target_v: Array  # [T+1, B] target V (online pi)
+  rho: Array  # [T, B] pi/mu at the taken action
+  q_target: Array  # [T, B] Retrace target
+  adv: Array  # [T, B]
+  normalized_adv: Array  # [T, B]
+  qv_adv: Array  # [T+1, B, A]
   normalized_qv_adv: Array  # [T+1, B, A]
-  q_td: Array               # [T, B]
-  normalized_q_td: Array    # [T, B]
+  q_td: Array  # [T, B]
+  normalized_q_td: Array  # [T, B]
 
 
-def value_outputs(inp: MetaInputs, state: MetaState, cfg: RuleConfig,
-                  axis_name: str | None = None
-                  ) -> tuple[ValueOuts, nx.EmaState, nx.EmaState]:
+def value_outputs(
+  inp: MetaInputs, state: MetaState, cfg: RuleConfig, axis_name: str | None = None
+) -> tuple[ValueOuts, nx.EmaState, nx.EmaState]:
   """Decoded values, Retrace targets, advantages and updated EMAs."""
   out, tgt = inp.agent_out, inp.target_out
   actions = inp.actions[:-1]
@@ -186,27 +187,32 @@ def value_outputs(inp: MetaInputs, state: MetaState, cfg: RuleConfig,
   tq = nx.decode_value(tgt["q"], cfg.max_abs_value)
   v = jnp.sum(pi * q, axis=-1)
   tv = jnp.sum(pi * tq, axis=-1)
-  rho = jnp.exp(nx.log_prob(out["logits"][:-1], actions)
-                - nx.log_prob(inp.behaviour_logits[:-1], actions))
+  rho = jnp.exp(
+    nx.log_prob(out["logits"][:-1], actions) - nx.log_prob(inp.behaviour_logits[:-1], actions)
+  )
   rho = jax.lax.stop_gradient(rho)
   discounts = cfg.value_discount * (1.0 - inp.is_terminal.astype(jnp.float32))
   c = cfg.value_fn_td_lambda * jnp.minimum(rho, 1.0)
-  q_target = nx.retrace(nx.select(tq[:-1], actions), tv, inp.rewards,
-                        discounts, c)
+  q_target = nx.retrace(nx.select(tq[:-1], actions), tv, inp.rewards, discounts, c)
   adv = q_target - tv[:-1]
   qv_adv = tq - tv[..., None]
   q_td = q_target - nx.select(q[:-1], actions)
   adv_ema = nx.ema_update(state.adv_ema, adv, cfg.ema_decay, axis_name)
   td_ema = nx.ema_update(state.td_ema, q_td, cfg.ema_decay, axis_name)
   outs = ValueOuts(
-      q_value=q, v=v, target_q_value=tq, target_v=tv, rho=rho,
-      q_target=q_target, adv=adv,
-      normalized_adv=nx.ema_normalize(adv, adv_ema, cfg.ema_eps),
-      qv_adv=qv_adv,
-      normalized_qv_adv=nx.ema_normalize(qv_adv, adv_ema, cfg.ema_eps),
-      q_td=q_td,
-      normalized_q_td=nx.ema_normalize(q_td, td_ema, cfg.ema_eps,
-                                       subtract_mean=False))
+    q_value=q,
+    v=v,
+    target_q_value=tq,
+    target_v=tv,
+    rho=rho,
+    q_target=q_target,
+    adv=adv,
+    normalized_adv=nx.ema_normalize(adv, adv_ema, cfg.ema_eps),
+    qv_adv=qv_adv,
+    normalized_qv_adv=nx.ema_normalize(qv_adv, adv_ema, cfg.ema_eps),
+    q_td=q_td,
+    normalized_q_td=nx.ema_normalize(q_td, td_ema, cfg.ema_eps, subtract_mean=False),
+  )
   return jax.lax.stop_gradient(outs), adv_ema, td_ema
 
 
@@ -233,18 +239,19 @@ def _embeddings(params: Params, inp: MetaInputs) -> dict[str, tuple[Array, ...]]
     b = jnp.concatenate([f["b"] for f in first], axis=-1)
     hidden = jax.nn.relu(jax.nn.softmax(logits) @ w + b)
     width = first[0]["w"].shape[-1]
-    return [_linear(params[f"{p}/{kind}/~/linear_1"],
-                    hidden[..., i * width:(i + 1) * width])[..., 0]
-            for i, p in enumerate(prefixes)]
+    return [
+      _linear(params[f"{p}/{kind}/~/linear_1"], hidden[..., i * width : (i + 1) * width])[..., 0]
+      for i, p in enumerate(prefixes)
+    ]
 
   y_on, y_tg = both("mlp", inp.agent_out["y"]), both("mlp", inp.target_out["y"])
   z_on, z_tg = both("mlp_1", inp.agent_out["z"]), both("mlp_1", inp.target_out["z"])
   return {p: (y_on[i], y_tg[i], z_on[i], z_tg[i]) for i, p in enumerate(prefixes)}
 
 
-def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
-                         vals: ValueOuts, embeddings: tuple[Array, ...]
-                         ) -> tuple[Array, Array]:
+def _trajectory_features(
+  params: Params, prefix: str, inp: MetaInputs, vals: ValueOuts, embeddings: tuple[Array, ...]
+) -> tuple[Array, Array]:
   """The 27 per-step features and the action embedding.
 
   ``prefix`` selects the main network's action net ("lstm") or the
@@ -260,38 +267,46 @@ def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
   mu = jax.nn.softmax(inp.behaviour_logits)
   pi_t = jax.nn.softmax(tgt["logits"])
   num_actions = pi.shape[-1]
-  y_on, y_tg, z_on, z_tg = embeddings                  # [T+1,B], [T+1,B,A]
-  sel = lambda x: nx.select(x[:-1], actions)           # [T+1,B,A] -> [T,B]
+  y_on, y_tg, z_on, z_tg = embeddings  # [T+1,B], [T+1,B,A]
+  sel = lambda x: nx.select(x[:-1], actions)  # [T+1,B,A] -> [T,B]
   pair = lambda x: jnp.stack([x[:-1], x[1:]], axis=-1)  # [T+1,B] -> [T,B,2]
   one_hot = jax.nn.one_hot(actions, num_actions, dtype=jnp.float32)
 
-  per_action = jnp.stack([
-      pi[:-1], mu[:-1], pi_t[:-1], z_on[:-1], z_tg[:-1],
+  per_action = jnp.stack(
+    [
+      pi[:-1],
+      mu[:-1],
+      pi_t[:-1],
+      z_on[:-1],
+      z_tg[:-1],
       nx.signed_log(vals.target_q_value[:-1]),
       nx.signed_log(vals.qv_adv[:-1]),
       vals.normalized_qv_adv[:-1],
       one_hot,
-  ], axis=-1)                                          # [T, B, A, 9]
+    ],
+    axis=-1,
+  )  # [T, B, A, 9]
   emb = _action_net(params, f"{prefix}/sequential", per_action)  # [T,B,A,2]
 
   columns = [
-      sel(pi)[..., None], sel(mu)[..., None],
-      nx.signed_log(inp.rewards)[..., None],
-      (1.0 - inp.is_terminal.astype(jnp.float32))[..., None],
-      pair(nx.signed_log(vals.v)),
-      nx.signed_log(vals.adv)[..., None],
-      vals.normalized_adv[..., None],
-      sel(pi_t)[..., None],
-      pair(y_on),
-      pair(y_tg),
-      sel(z_on)[..., None],
-      pair(jnp.sum(pi * z_on, axis=-1)),
-      pair(jnp.max(z_on, axis=-1)),
-      sel(z_tg)[..., None],
-      pair(jnp.sum(pi * z_tg, axis=-1)),
-      pair(jnp.max(z_tg, axis=-1)),
-      jnp.mean(emb, axis=2),
-      nx.select(emb, actions),
+    sel(pi)[..., None],
+    sel(mu)[..., None],
+    nx.signed_log(inp.rewards)[..., None],
+    (1.0 - inp.is_terminal.astype(jnp.float32))[..., None],
+    pair(nx.signed_log(vals.v)),
+    nx.signed_log(vals.adv)[..., None],
+    vals.normalized_adv[..., None],
+    sel(pi_t)[..., None],
+    pair(y_on),
+    pair(y_tg),
+    sel(z_on)[..., None],
+    pair(jnp.sum(pi * z_on, axis=-1)),
+    pair(jnp.max(z_on, axis=-1)),
+    sel(z_tg)[..., None],
+    pair(jnp.sum(pi * z_tg, axis=-1)),
+    pair(jnp.max(z_tg, axis=-1)),
+    jnp.mean(emb, axis=2),
+    nx.select(emb, actions),
   ]
   return jnp.concatenate(columns, axis=-1), emb
 
@@ -302,17 +317,22 @@ def _trajectory_features(params: Params, prefix: str, inp: MetaInputs,
 
 class MetaOut(NamedTuple):
   """Targets of one rule step (all without gradient)."""
-  pi_hat: Array          # [T, B, A] policy target logits
-  y_hat: Array           # [T, B, Y]
-  z_hat: Array           # [T, B, Y] target for z at the taken action
+
+  pi_hat: Array  # [T, B, A] policy target logits
+  y_hat: Array  # [T, B, Y]
+  z_hat: Array  # [T, B, Y] target for z at the taken action
   meta_input_emb: Array  # [T, B, 1]
   values: ValueOuts
 
 
-def meta_step(params: Params, state: MetaState, inp: MetaInputs,
-              cfg: RuleConfig, axis_name: str | None = None,
-              with_debug: bool = False
-              ) -> tuple[MetaOut, MetaState, dict[str, Array]]:
+def meta_step(
+  params: Params,
+  state: MetaState,
+  inp: MetaInputs,
+  cfg: RuleConfig,
+  axis_name: str | None = None,
+  with_debug: bool = False,
+) -> tuple[MetaOut, MetaState, dict[str, Array]]:
   """One application of the Disco103 meta-network.
 
   Args:
@@ -332,19 +352,18 @@ def meta_step(params: Params, state: MetaState, inp: MetaInputs,
   embeddings = _embeddings(params, inp)
   x_in, emb = _trajectory_features(params, "lstm", inp, vals, embeddings["lstm"])
   hidden_size = params["lstm/lstm/linear"]["w"].shape[1] // 4
-  lstm_out = _backward_lstm(params["lstm/lstm/linear"], x_in, inp.is_terminal,
-                            hidden_size)
-  gate = _linear(params["lstm/linear"], state.hidden)        # [H]
-  x = lstm_out * gate                                        # [T, B, H]
+  lstm_out = _backward_lstm(params["lstm/lstm/linear"], x_in, inp.is_terminal, hidden_size)
+  gate = _linear(params["lstm/linear"], state.hidden)  # [H]
+  x = lstm_out * gate  # [T, B, H]
   meta_input_emb = _linear(params["lstm/linear_1"], x)
   y_hat = _linear(params["lstm/linear_2"], x)
   z_hat = _linear(params["lstm/linear_3"], x)
   num_actions = emb.shape[2]
   w = jnp.concatenate(
-      [jnp.broadcast_to(x[:, :, None, :], x.shape[:2] + (num_actions,) + x.shape[2:]),
-       emb], axis=-1)                                        # [T, B, A, H+2]
+    [jnp.broadcast_to(x[:, :, None, :], x.shape[:2] + (num_actions,) + x.shape[2:]), emb], axis=-1
+  )  # [T, B, A, H+2]
   w = _action_block(params["lstm/sequential_1/conv1_d"], w)  # [T, B, A, 16]
-  pi_hat = _linear(params["lstm/linear_4"], w)[..., 0]       # [T, B, A]
+  pi_hat = _linear(params["lstm/linear_4"], w)[..., 0]  # [T, B, A]
 
   # Meta-LSTM: one step on the pooled embedding of the same kind of inputs.
   m_in, m_emb = _trajectory_features(params, _META, inp, vals, embeddings[_META])
@@ -354,28 +373,34 @@ def meta_step(params: Params, state: MetaState, inp: MetaInputs,
   pooled = jnp.mean(embed, axis=(0, 1))
   if axis_name is not None:
     pooled = jax.lax.pmean(pooled, axis_name)
-  hidden, cell = _lstm_step(params[f"{_META}/lstm/linear"], pooled,
-                            state.hidden, state.cell)
+  hidden, cell = _lstm_step(params[f"{_META}/lstm/linear"], pooled, state.hidden, state.cell)
 
   out = MetaOut(pi_hat, y_hat, z_hat, meta_input_emb, vals)
   new_state = MetaState(hidden, cell, adv_ema, td_ema)
   debug = {}
   if with_debug:
     debug = {
-        "trajectory_input": x_in, "policy_emb": emb, "lstm_out": lstm_out,
-        "interaction_gate": gate, "lstm_out_after_interaction": x,
-        "meta_lstm_trajectory_input": m_in, "meta_lstm_policy_emb": m_emb,
-        "meta_lstm_embed_in": embed_in, "meta_lstm_embed": embed,
-        "meta_lstm_input": pooled, "v_scalar": vals.v,
-        "target_v_scalar": vals.target_v,
-        "target_q_value": vals.target_q_value, "rho": vals.rho,
+      "trajectory_input": x_in,
+      "policy_emb": emb,
+      "lstm_out": lstm_out,
+      "interaction_gate": gate,
+      "lstm_out_after_interaction": x,
+      "meta_lstm_trajectory_input": m_in,
+      "meta_lstm_policy_emb": m_emb,
+      "meta_lstm_embed_in": embed_in,
+      "meta_lstm_embed": embed,
+      "meta_lstm_input": pooled,
+      "v_scalar": vals.v,
+      "target_v_scalar": vals.target_v,
+      "target_q_value": vals.target_q_value,
+      "rho": vals.rho,
     }
   return jax.lax.stop_gradient(out), new_state, debug
 
 
-def agent_loss(agent_out: AgentOut, targets: MetaOut, actions: Array,
-               is_terminal: Array, cfg: RuleConfig
-               ) -> tuple[Array, Array, dict[str, Array]]:
+def agent_loss(
+  agent_out: AgentOut, targets: MetaOut, actions: Array, is_terminal: Array, cfg: RuleConfig
+) -> tuple[Array, Array, dict[str, Array]]:
   """Disco103's agent loss per step.
 
   Args:
@@ -396,25 +421,28 @@ def agent_loss(agent_out: AgentOut, targets: MetaOut, actions: Array,
   y_kl = nx.categorical_kl(targets.y_hat, agent_out["y"][:-1])
   z_kl = nx.categorical_kl(targets.z_hat, z_a)
   aux_target = jax.lax.stop_gradient(agent_out["logits"][1:])
-  aux_kl = nx.categorical_kl(aux_target,
-                             nx.select(agent_out["aux_pi"][:-1], a))
+  aux_kl = nx.categorical_kl(aux_target, nx.select(agent_out["aux_pi"][:-1], a))
   aux_kl = aux_kl * (1.0 - is_terminal.astype(jnp.float32))
-  loss = (cfg.pi_cost * pi_kl + cfg.y_cost * y_kl + cfg.z_cost * z_kl
-          + cfg.aux_policy_cost * aux_kl)
+  loss = cfg.pi_cost * pi_kl + cfg.y_cost * y_kl + cfg.z_cost * z_kl + cfg.aux_policy_cost * aux_kl
 
-  q_logits_a = nx.select(agent_out["q"][:-1], a)               # [T, B, N]
+  q_logits_a = nx.select(agent_out["q"][:-1], a)  # [T, B, N]
   # The value target h(Q + q_td) nearly cancels (Q and q_td reach thousands
   # where G is ~0): use the very Q that formed q_td rather than decoding the
   # logits again, whose float32 rounding may differ by a few ulps.
   q_a = nx.select(targets.values.q_value[:-1], a)
   value_target = q_a + targets.values.q_td
   value_loss = cfg.value_cost * nx.categorical_value_loss(
-      q_logits_a, value_target, cfg.max_abs_value)
-  logs = {"pi_kl": jnp.mean(pi_kl), "y_kl": jnp.mean(y_kl),
-          "z_kl": jnp.mean(z_kl), "aux_kl": jnp.mean(aux_kl),
-          "q_loss": jnp.mean(value_loss) / cfg.value_cost,
-          "entropy": jnp.mean(nx.entropy(logits)),
-          "q_target": jnp.mean(targets.values.q_target)}
+    q_logits_a, value_target, cfg.max_abs_value
+  )
+  logs = {
+    "pi_kl": jnp.mean(pi_kl),
+    "y_kl": jnp.mean(y_kl),
+    "z_kl": jnp.mean(z_kl),
+    "aux_kl": jnp.mean(aux_kl),
+    "q_loss": jnp.mean(value_loss) / cfg.value_cost,
+    "entropy": jnp.mean(nx.entropy(logits)),
+    "q_target": jnp.mean(targets.values.q_target),
+  }
   return loss, value_loss, logs
 
 
@@ -430,6 +458,7 @@ class DiscoState(NamedTuple):
 @dataclasses.dataclass(frozen=True)
 class DiscoRule:
   """Disco103 through the trainer's rule interface (see rules/base.py)."""
+
   cfg: RuleConfig
   meta_hidden: int = 128
   name: str = "disco103"
@@ -439,40 +468,52 @@ class DiscoRule:
 
   def output_spec(self, num_actions: int) -> OutputSpec:
     return OutputSpec(
-        flat={"logits": (num_actions,), "y": (self.cfg.prediction_size,)},
-        model={"z": (self.cfg.prediction_size,), "aux_pi": (num_actions,),
-               "q": (self.cfg.num_bins,)})
+      flat={"logits": (num_actions,), "y": (self.cfg.prediction_size,)},
+      model={"z": (self.cfg.prediction_size,), "aux_pi": (num_actions,), "q": (self.cfg.num_bins,)},
+    )
 
   def init_state(self, rng: Array, agent_params: Any) -> DiscoState:
     del rng
     return DiscoState(initial_meta_state(self.meta_hidden), agent_params)
 
-  def targets(self, rule_params: Params, state: DiscoState, batch: Rollout,
-              agent_out: AgentOut, agent_params: Any, unroll_fn: UnrollFn
-              ) -> tuple[MetaOut, DiscoState, dict[str, Array]]:
+  def targets(
+    self,
+    rule_params: Params,
+    state: DiscoState,
+    batch: Rollout,
+    agent_out: AgentOut,
+    agent_params: Any,
+    unroll_fn: UnrollFn,
+  ) -> tuple[MetaOut, DiscoState, dict[str, Array]]:
     target_out = unroll_fn(state.target_params, batch.observations)
-    inp = MetaInputs(actions=batch.actions, rewards=batch.transition_rewards,
-                     is_terminal=batch.is_terminal, agent_out=agent_out,
-                     behaviour_logits=batch.behaviour_logits,
-                     target_out=target_out)
-    out, meta, _ = meta_step(rule_params, state.meta, inp, self.cfg,
-                             self.axis_name)
+    inp = MetaInputs(
+      actions=batch.actions,
+      rewards=batch.transition_rewards,
+      is_terminal=batch.is_terminal,
+      agent_out=agent_out,
+      behaviour_logits=batch.behaviour_logits,
+      target_out=target_out,
+    )
+    out, meta, _ = meta_step(rule_params, state.meta, inp, self.cfg, self.axis_name)
     coeff = self.cfg.target_params_coeff
-    target_params = jax.tree.map(lambda t, p: coeff * t + (1.0 - coeff) * p,
-                                 state.target_params, agent_params)
-    logs = {"adv": jnp.mean(out.values.adv),
-            "q_value": jnp.mean(out.values.q_value)}
+    target_params = jax.tree.map(
+      lambda t, p: coeff * t + (1.0 - coeff) * p, state.target_params, agent_params
+    )
+    logs = {"adv": jnp.mean(out.values.adv), "q_value": jnp.mean(out.values.q_value)}
     return out, DiscoState(meta, target_params), logs
 
-  def loss(self, agent_out: AgentOut, targets: MetaOut,
-           batch: Rollout) -> tuple[Array, dict[str, Array]]:
-    loss, value_loss, logs = agent_loss(agent_out, targets, batch.actions,
-                                        batch.is_terminal, self.cfg)
+  def loss(
+    self, agent_out: AgentOut, targets: MetaOut, batch: Rollout
+  ) -> tuple[Array, dict[str, Array]]:
+    loss, value_loss, logs = agent_loss(
+      agent_out, targets, batch.actions, batch.is_terminal, self.cfg
+    )
     return loss + value_loss, logs
 
 
-def from_settings(settings: dict[str, dict[str, Any]], name: str = "disco103",
-                  axis_name: str | None = None) -> DiscoRule:
+def from_settings(
+  settings: dict[str, dict[str, Any]], name: str = "disco103", axis_name: str | None = None
+) -> DiscoRule:
   """Builds the rule from a manifest's settings tables ([hyperparams], [rule])."""
   cfg = schema.from_tables(RuleConfig, settings, f"rule '{name}'")
   return DiscoRule(cfg=cfg, name=name, axis_name=axis_name)

@@ -43,6 +43,7 @@ Array = jax.Array
 class PPOConfig:
   """The ``[hyperparams]`` and ``[rule]`` keys of a PPO manifest
   (``rules/ppo.toml``: the defaults live there)."""
+
   # [hyperparams]
   discount_factor: float
   gae_lambda: float
@@ -57,9 +58,9 @@ class PPOConfig:
 
 
 class PPOTargets(NamedTuple):
-  advantage: Array     # [T, B] GAE advantages (normalised if configured)
-  returns: Array       # [T, B] value targets A + V_old (unnormalised A)
-  old_value: Array     # [T, B] V(s_t) at the start of the update
+  advantage: Array  # [T, B] GAE advantages (normalised if configured)
+  returns: Array  # [T, B] value targets A + V_old (unnormalised A)
+  old_value: Array  # [T, B] V(s_t) at the start of the update
   behaviour_logp: Array  # [T, B] log mu(a_t | s_t)
 
 
@@ -72,8 +73,7 @@ def gae(values: Array, rewards: Array, discounts: Array, lambda_: float) -> Arra
     adv = delta + disc * lambda_ * carry
     return adv, adv
 
-  _, adv = jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, discounts),
-                        reverse=True)
+  _, adv = jax.lax.scan(step, jnp.zeros_like(deltas[0]), (deltas, discounts), reverse=True)
   return adv
 
 
@@ -88,6 +88,7 @@ def masked_normalize(x: Array, mask: Array, eps: float = 1e-8) -> Array:
 @dataclasses.dataclass(frozen=True)
 class PPO:
   """Clipped-surrogate PPO with GAE; several epochs of minibatches per batch."""
+
   cfg: PPOConfig
   name: str = "ppo"
   axis_name: str | None = None
@@ -109,12 +110,18 @@ class PPO:
     del rng, agent_params
     return ()
 
-  def targets(self, rule_params: Any, state: tuple, batch: Rollout,
-              agent_out: AgentOut, agent_params: Any, unroll_fn: UnrollFn
-              ) -> tuple[PPOTargets, tuple, dict[str, Array]]:
+  def targets(
+    self,
+    rule_params: Any,
+    state: tuple,
+    batch: Rollout,
+    agent_out: AgentOut,
+    agent_params: Any,
+    unroll_fn: UnrollFn,
+  ) -> tuple[PPOTargets, tuple, dict[str, Array]]:
     del rule_params, agent_params, unroll_fn
     cfg = self.cfg
-    v = jax.lax.stop_gradient(agent_out["v"][..., 0])            # [T+1, B]
+    v = jax.lax.stop_gradient(agent_out["v"][..., 0])  # [T+1, B]
     discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
     adv = gae(v, batch.transition_rewards, discounts, cfg.gae_lambda)
     mask = batch.loss_mask.astype(jnp.float32)
@@ -124,8 +131,9 @@ class PPO:
     logs = {"adv": jnp.mean(adv), "value": jnp.mean(v)}
     return PPOTargets(used, returns, v[:-1], logp), state, logs
 
-  def loss(self, agent_out: AgentOut, targets: PPOTargets,
-           batch: Rollout) -> tuple[Array, dict[str, Array]]:
+  def loss(
+    self, agent_out: AgentOut, targets: PPOTargets, batch: Rollout
+  ) -> tuple[Array, dict[str, Array]]:
     cfg = self.cfg
     logits = agent_out["logits"][:-1]
     logp = nx.log_prob(logits, batch.actions[:-1])
@@ -140,17 +148,23 @@ class PPO:
       vloss = jnp.maximum(vloss, jnp.square(v_clip - targets.returns))
     ent = nx.entropy(logits)
     loss = pg + cfg.value_cost * 0.5 * vloss - cfg.entropy_cost * ent
-    logs = {"pg_loss": jnp.mean(pg), "value_loss": jnp.mean(vloss),
-            "entropy": jnp.mean(ent),
-            "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32))}
+    logs = {
+      "pg_loss": jnp.mean(pg),
+      "value_loss": jnp.mean(vloss),
+      "entropy": jnp.mean(ent),
+      "clip_fraction": jnp.mean((jnp.abs(ratio - 1.0) > cfg.clip_eps).astype(jnp.float32)),
+    }
     return loss, logs
 
 
-def from_settings(settings: dict[str, dict[str, Any]], name: str = "ppo",
-                  axis_name: str | None = None) -> PPO:
+def from_settings(
+  settings: dict[str, dict[str, Any]], name: str = "ppo", axis_name: str | None = None
+) -> PPO:
   """Builds PPO from a manifest's settings tables ([hyperparams], [rule])."""
   cfg = schema.from_tables(PPOConfig, settings, f"rule '{name}'")
   if cfg.num_epochs < 1 or cfg.num_minibatches < 1:
-    raise UserError(f"rule '{name}': num_epochs and num_minibatches must be >= 1, "
-                    f"got {cfg.num_epochs} and {cfg.num_minibatches}")
+    raise UserError(
+      f"rule '{name}': num_epochs and num_minibatches must be >= 1, "
+      f"got {cfg.num_epochs} and {cfg.num_minibatches}"
+    )
   return PPO(cfg=cfg, name=name, axis_name=axis_name)

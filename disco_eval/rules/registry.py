@@ -15,22 +15,24 @@ from disco_eval.rules.base import UpdateRule
 
 class RuleKind(NamedTuple):
   """How to build the rules of one manifest kind."""
-  build: Callable[..., UpdateRule]   # (settings, name=, axis_name=) -> rule
-  settings: type                     # dataclass of the [hyperparams] and [rule] keys
+
+  build: Callable[..., UpdateRule]  # (settings, name=, axis_name=) -> rule
+  settings: type  # dataclass of the [hyperparams] and [rule] keys
 
 
 KINDS = {
-    "disco": RuleKind(disco.from_settings, disco.RuleConfig),
-    "actor_critic": RuleKind(actor_critic.from_settings, actor_critic.ACConfig),
-    "ppo": RuleKind(ppo.from_settings, ppo.PPOConfig),
+  "disco": RuleKind(disco.from_settings, disco.RuleConfig),
+  "actor_critic": RuleKind(actor_critic.from_settings, actor_critic.ACConfig),
+  "ppo": RuleKind(ppo.from_settings, ppo.PPOConfig),
 }
 
 
 def rule_kind(kind: str) -> RuleKind:
   """The entry of `kind`; a UserError listing the known kinds if none."""
   if kind not in KINDS:
-    raise UserError(f"rule kind '{kind}' is not implemented; known kinds: "
-                    f"{', '.join(sorted(KINDS))}")
+    raise UserError(
+      f"rule kind '{kind}' is not implemented; known kinds: {', '.join(sorted(KINDS))}"
+    )
   return KINDS[kind]
 
 
@@ -41,7 +43,8 @@ def check_settings(kind: str, settings: dict[str, Any], where: str) -> None:
   schema.check_tables(rule_kind(kind).settings, settings, where)
 
 
-def build_rule(kind: str, settings: dict[str, Any], name: str,
-               axis_name: str | None = None) -> UpdateRule:
+def build_rule(
+  kind: str, settings: dict[str, Any], name: str, axis_name: str | None = None
+) -> UpdateRule:
   """The rule object of a manifest `kind` from its settings tables."""
   return rule_kind(kind).build(settings, name=name, axis_name=axis_name)

@@ -25,10 +25,11 @@ _LEAVES = ("logits", "y", "z", "aux_pi", "q")
 @dataclasses.dataclass(frozen=True)
 class KeyCheck:
   """Comparison of one output key."""
+
   key: str
   max_abs_err: float
-  max_rel_err: float   # max abs error / max(1, max |ref|)
-  bound: float         # allowed max abs error
+  max_rel_err: float  # max abs error / max(1, max |ref|)
+  bound: float  # allowed max abs error
   bound_text: str
   ok: bool
 
@@ -46,41 +47,60 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
   needed = ("actions", "rewards", "discounts", "agent_out/logits")
   missing = [k for k in needed if k not in data]
   if missing:
-    raise UserError(f"{path} is not a golden rule-step file: missing key "
-                    f"'{missing[0]}' (see shared/golden/FORMAT.md)")
+    raise UserError(
+      f"{path} is not a golden rule-step file: missing key "
+      f"'{missing[0]}' (see shared/golden/FORMAT.md)"
+    )
   return data
 
 
 def _ema(d: dict[str, np.ndarray], prefix: str) -> EmaState:
-  return EmaState(*(jnp.asarray(d[f"{prefix}/{k}"])
-                    for k in ("moment1", "moment2", "decay_product")))
+  return EmaState(
+    *(jnp.asarray(d[f"{prefix}/{k}"]) for k in ("moment1", "moment2", "decay_product"))
+  )
 
 
 def golden_state(d: dict[str, np.ndarray]) -> disco.MetaState:
   return disco.MetaState(
-      jnp.asarray(d["meta_state/rnn_state/hidden"]),
-      jnp.asarray(d["meta_state/rnn_state/cell"]),
-      _ema(d, "meta_state/adv_ema"), _ema(d, "meta_state/td_ema"))
+    jnp.asarray(d["meta_state/rnn_state/hidden"]),
+    jnp.asarray(d["meta_state/rnn_state/cell"]),
+    _ema(d, "meta_state/adv_ema"),
+    _ema(d, "meta_state/td_ema"),
+  )
 
 
 def golden_config(d: dict[str, np.ndarray]) -> disco.RuleConfig:
   g = lambda k: float(d[k])
   return disco.RuleConfig(
-      value_discount=g("rule/value_discount"),
-      max_abs_value=g("rule/max_abs_value"), ema_decay=g("rule/ema_decay"),
-      ema_eps=g("rule/ema_eps"), value_fn_td_lambda=g("hparams/value_fn_td_lambda"),
-      pi_cost=g("hparams/pi_cost"), y_cost=g("hparams/y_cost"),
-      z_cost=g("hparams/z_cost"), aux_policy_cost=g("hparams/aux_policy_cost"),
-      value_cost=g("hparams/value_cost"),
-      target_params_coeff=g("hparams/target_params_coeff"),
-      discount_factor=g("hparams/discount_factor"), num_bins=int(d["rule/num_bins"]),
-      prediction_size=int(d["rule/prediction_size"]))
+    value_discount=g("rule/value_discount"),
+    max_abs_value=g("rule/max_abs_value"),
+    ema_decay=g("rule/ema_decay"),
+    ema_eps=g("rule/ema_eps"),
+    value_fn_td_lambda=g("hparams/value_fn_td_lambda"),
+    pi_cost=g("hparams/pi_cost"),
+    y_cost=g("hparams/y_cost"),
+    z_cost=g("hparams/z_cost"),
+    aux_policy_cost=g("hparams/aux_policy_cost"),
+    value_cost=g("hparams/value_cost"),
+    target_params_coeff=g("hparams/target_params_coeff"),
+    discount_factor=g("hparams/discount_factor"),
+    num_bins=int(d["rule/num_bins"]),
+    prediction_size=int(d["rule/prediction_size"]),
+  )
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
-def rule_step_outputs(params, state: disco.MetaState, actions, rewards,
-                      discounts, agent_out, behaviour_logits, target_out,
-                      cfg: disco.RuleConfig) -> dict[str, jax.Array]:
+def rule_step_outputs(
+  params,
+  state: disco.MetaState,
+  actions,
+  rewards,
+  discounts,
+  agent_out,
+  behaviour_logits,
+  target_out,
+  cfg: disco.RuleConfig,
+) -> dict[str, jax.Array]:
   """Everything a golden file records, computed by our implementation.
 
   Args:
@@ -96,34 +116,38 @@ def rule_step_outputs(params, state: disco.MetaState, actions, rewards,
   """
   is_terminal = discounts[1:] == 0
   mask = (discounts[:-1] > 0).astype(jnp.float32)
-  inp = disco.MetaInputs(actions, rewards[1:], is_terminal, agent_out,
-                         behaviour_logits, target_out)
-  out, new_state, dbg = disco.meta_step(params, state, inp, cfg,
-                                        with_debug=True)
+  inp = disco.MetaInputs(actions, rewards[1:], is_terminal, agent_out, behaviour_logits, target_out)
+  out, new_state, dbg = disco.meta_step(params, state, inp, cfg, with_debug=True)
 
   def total_loss(ao):
     loss, vloss, _ = disco.agent_loss(ao, out, actions, is_terminal, cfg)
     total = jnp.sum((loss + vloss) * mask) / (jnp.sum(mask) + 1e-8)
     return total, (loss, vloss)
 
-  (total, (loss, vloss)), grads = jax.value_and_grad(
-      total_loss, has_aux=True)(agent_out)
+  (total, (loss, vloss)), grads = jax.value_and_grad(total_loss, has_aux=True)(agent_out)
   v = out.values
   res = {
-      "out/pi_hat": out.pi_hat, "out/y_hat": out.y_hat, "out/z_hat": out.z_hat,
-      "out/meta_input_emb": out.meta_input_emb, "out/q_value": v.q_value,
-      "out/q_target": v.q_target, "out/adv": v.adv,
-      "out/normalized_adv": v.normalized_adv, "out/qv_adv": v.qv_adv,
-      "out/normalized_qv_adv": v.normalized_qv_adv, "out/q_td": v.q_td,
-      "out/normalized_q_td": v.normalized_q_td,
-      "out/loss_per_step": loss, "out/loss_no_meta_per_step": vloss,
-      "out/total_loss": total,
-      "out/meta_state/rnn_state/hidden": new_state.hidden,
-      "out/meta_state/rnn_state/cell": new_state.cell,
-      "debug/is_terminal": is_terminal, "debug/loss_mask": mask > 0,
+    "out/pi_hat": out.pi_hat,
+    "out/y_hat": out.y_hat,
+    "out/z_hat": out.z_hat,
+    "out/meta_input_emb": out.meta_input_emb,
+    "out/q_value": v.q_value,
+    "out/q_target": v.q_target,
+    "out/adv": v.adv,
+    "out/normalized_adv": v.normalized_adv,
+    "out/qv_adv": v.qv_adv,
+    "out/normalized_qv_adv": v.normalized_qv_adv,
+    "out/q_td": v.q_td,
+    "out/normalized_q_td": v.normalized_q_td,
+    "out/loss_per_step": loss,
+    "out/loss_no_meta_per_step": vloss,
+    "out/total_loss": total,
+    "out/meta_state/rnn_state/hidden": new_state.hidden,
+    "out/meta_state/rnn_state/cell": new_state.cell,
+    "debug/is_terminal": is_terminal,
+    "debug/loss_mask": mask > 0,
   }
-  for name, ema in (("adv_ema", new_state.adv_ema),
-                    ("td_ema", new_state.td_ema)):
+  for name, ema in (("adv_ema", new_state.adv_ema), ("td_ema", new_state.td_ema)):
     for field in ("moment1", "moment2", "decay_product"):
       res[f"out/meta_state/{name}/{field}"] = getattr(ema, field)
   for k, val in dbg.items():
@@ -151,8 +175,9 @@ def bound_for(key: str, ref: np.ndarray) -> tuple[float, str]:
   return 1e-4 * max(1.0, scale), "1e-4*max(1,max|ref|)"
 
 
-def check_golden(params, data: dict[str, np.ndarray],
-                 state: disco.MetaState | None = None) -> list[KeyCheck]:
+def check_golden(
+  params, data: dict[str, np.ndarray], state: disco.MetaState | None = None
+) -> list[KeyCheck]:
   """Runs one golden step and compares every recorded output key.
 
   Args:
@@ -171,23 +196,28 @@ def check_golden(params, data: dict[str, np.ndarray],
     ref = np.asarray(data[key])
     mine = np.asarray(ours[key])
     if mine.shape != ref.shape:
-      raise UserError(f"shape mismatch for {key}: expected {ref.shape}, "
-                      f"computed {mine.shape}")
+      raise UserError(f"shape mismatch for {key}: expected {ref.shape}, computed {mine.shape}")
     err = np.abs(mine.astype(np.float64) - ref.astype(np.float64))
     max_err = float(np.max(err)) if err.size else 0.0
     scale = max(1.0, float(np.max(np.abs(ref)))) if ref.size else 1.0
     bound, text = bound_for(key, ref)
-    checks.append(KeyCheck(key, max_err, max_err / scale, bound, text,
-                           bool(max_err <= bound)))
+    checks.append(KeyCheck(key, max_err, max_err / scale, bound, text, bool(max_err <= bound)))
   return checks
 
 
 def _state_from_outputs(ours: dict[str, np.ndarray]) -> disco.MetaState:
-  ema = lambda name: EmaState(*(jnp.asarray(ours[f"out/meta_state/{name}/{f}"])
-                                for f in ("moment1", "moment2", "decay_product")))
-  return disco.MetaState(jnp.asarray(ours["out/meta_state/rnn_state/hidden"]),
-                         jnp.asarray(ours["out/meta_state/rnn_state/cell"]),
-                         ema("adv_ema"), ema("td_ema"))
+  ema = lambda name: EmaState(
+    *(
+      jnp.asarray(ours[f"out/meta_state/{name}/{f}"])
+      for f in ("moment1", "moment2", "decay_product")
+    )
+  )
+  return disco.MetaState(
+    jnp.asarray(ours["out/meta_state/rnn_state/hidden"]),
+    jnp.asarray(ours["out/meta_state/rnn_state/cell"]),
+    ema("adv_ema"),
+    ema("td_ema"),
+  )
 
 
 def _seq_position(data: dict[str, np.ndarray]) -> tuple[int, int] | None:
@@ -211,21 +241,31 @@ def check_files(params, files: list[Path]):
     path = Path(path)
     data = load_golden(path)
     pos = _seq_position(data)
-    carried = (pos is not None and prev_pos is not None and prev_out is not None
-               and pos == (prev_pos[0], prev_pos[1] + 1))
+    carried = (
+      pos is not None
+      and prev_pos is not None
+      and prev_out is not None
+      and pos == (prev_pos[0], prev_pos[1] + 1)
+    )
     state = _state_from_outputs(prev_out) if carried else None
     checks = check_golden(params, data, state)
     if carried:
-      for key in ("rnn_state/hidden", "rnn_state/cell", "adv_ema/moment1",
-                  "adv_ema/moment2", "adv_ema/decay_product", "td_ema/moment1",
-                  "td_ema/moment2", "td_ema/decay_product"):
+      for key in (
+        "rnn_state/hidden",
+        "rnn_state/cell",
+        "adv_ema/moment1",
+        "adv_ema/moment2",
+        "adv_ema/decay_product",
+        "td_ema/moment1",
+        "td_ema/moment2",
+        "td_ema/decay_product",
+      ):
         ref = np.asarray(data[f"meta_state/{key}"])
         mine = np.asarray(prev_out[f"out/meta_state/{key}"])
         e = float(np.max(np.abs(mine.astype(np.float64) - ref)))
         scale = max(1.0, float(np.max(np.abs(ref))))
         bound, text = bound_for(f"out/meta_state/{key}", ref)
-        checks.append(KeyCheck(f"carried/meta_state/{key}", e, e / scale, bound,
-                               text, e <= bound))
+        checks.append(KeyCheck(f"carried/meta_state/{key}", e, e / scale, bound, text, e <= bound))
     prev_pos = pos
     prev_out = _outputs_for(params, data, state) if pos is not None else None
     yield path, checks
@@ -235,9 +275,14 @@ def _outputs_for(params, data, state) -> dict[str, np.ndarray]:
   agent_out = {k: jnp.asarray(data[f"agent_out/{k}"]) for k in _LEAVES}
   target_out = {k: jnp.asarray(data[f"target_out/{k}"]) for k in _LEAVES}
   ours = rule_step_outputs(
-      params, golden_state(data) if state is None else state,
-      jnp.asarray(data["actions"]), jnp.asarray(data["rewards"]),
-      jnp.asarray(data["discounts"]), agent_out,
-      jnp.asarray(data["behaviour_agent_out/logits"]), target_out,
-      golden_config(data))
+    params,
+    golden_state(data) if state is None else state,
+    jnp.asarray(data["actions"]),
+    jnp.asarray(data["rewards"]),
+    jnp.asarray(data["discounts"]),
+    agent_out,
+    jnp.asarray(data["behaviour_agent_out/logits"]),
+    target_out,
+    golden_config(data),
+  )
   return {k: np.asarray(v) for k, v in ours.items()}

@@ -26,8 +26,8 @@ from typing import BinaryIO
 import numpy as np
 
 from disco_eval import __version__, paths
-from disco_eval.errors import UserError
 from disco_eval.config.manifests import RuleManifest, load_rule_manifest
+from disco_eval.errors import UserError
 from disco_eval.rules.architectures import expected_shapes
 
 CHUNK_SIZE = 1 << 20
@@ -54,11 +54,11 @@ def cached_path(manifest: RuleManifest) -> Path:
 
 
 def pull(
-    manifest: RuleManifest,
-    *,
-    url: str | None = None,
-    force: bool = False,
-    timeout: float = 30.0,
+  manifest: RuleManifest,
+  *,
+  url: str | None = None,
+  force: bool = False,
+  timeout: float = 30.0,
 ) -> Path:
   """Make sure the cache holds the rule's verified weights; return their path.
 
@@ -73,9 +73,7 @@ def pull(
     return dest
   source = url or manifest.source_url
   if not source:
-    raise UserError(
-        f"rule '{manifest.name}' has no download address; place its weights at {dest}"
-    )
+    raise UserError(f"rule '{manifest.name}' has no download address; place its weights at {dest}")
   created = _make_parents(dest.parent)
   try:
     _download_verified(manifest, source, dest, timeout)
@@ -90,15 +88,13 @@ def check_cached_file(manifest: RuleManifest, path: Path) -> str:
   found = sha256_file(path)
   if manifest.sha256 and found != manifest.sha256:
     raise UserError(
-        f"checksum mismatch for {path}: expected {manifest.sha256}, found {found}; "
-        f"delete it or re-run `disco-eval rules pull {manifest.name} --force`"
+      f"checksum mismatch for {path}: expected {manifest.sha256}, found {found}; "
+      f"delete it or re-run `disco-eval rules pull {manifest.name} --force`"
     )
   return found
 
 
-def _download_verified(
-    manifest: RuleManifest, url: str, dest: Path, timeout: float
-) -> None:
+def _download_verified(manifest: RuleManifest, url: str, dest: Path, timeout: float) -> None:
   """Download `url` to a temp file, verify it, then move it onto `dest`."""
   tmp = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
   try:
@@ -108,8 +104,8 @@ def _download_verified(
       os.fsync(out.fileno())
     if manifest.sha256 and found != manifest.sha256:
       raise UserError(
-          f"checksum mismatch for {url}: expected {manifest.sha256}, found {found}; "
-          f"the server sent a different file (nothing was saved)"
+        f"checksum mismatch for {url}: expected {manifest.sha256}, found {found}; "
+        f"the server sent a different file (nothing was saved)"
       )
     os.replace(tmp, dest)
   except BaseException:
@@ -121,12 +117,10 @@ def _download_verified(
 def _fetch(url: str, out: BinaryIO, dest: Path, timeout: float, name: str = "NAME") -> str:
   """Stream `url` into `out`; return the sha256 of what was received."""
   by_hand = (
-      f"download it yourself and place it at {dest}, or import a copy with "
-      f"`disco-eval rules pull {name} --file PATH` (or pass `--rule PATH.npz`)"
+    f"download it yourself and place it at {dest}, or import a copy with "
+    f"`disco-eval rules pull {name} --file PATH` (or pass `--rule PATH.npz`)"
   )
-  request = urllib.request.Request(
-      url, headers={"User-Agent": f"disco-eval/{__version__}"}
-  )
+  request = urllib.request.Request(url, headers={"User-Agent": f"disco-eval/{__version__}"})
   digest = hashlib.sha256()
   received = 0
   try:
@@ -138,28 +132,24 @@ def _fetch(url: str, out: BinaryIO, dest: Path, timeout: float, name: str = "NAM
         received += len(chunk)
   except urllib.error.HTTPError as e:
     raise UserError(
-        f"download of {url} failed: HTTP {e.code} {_one_line(str(e.reason))}; {by_hand}"
+      f"download of {url} failed: HTTP {e.code} {_one_line(str(e.reason))}; {by_hand}"
     ) from None
   except urllib.error.URLError as e:
-    raise UserError(
-        f"`disco-eval` can't reach {url}: {_describe(e.reason)}; {by_hand}"
-    ) from None
+    raise UserError(f"`disco-eval` can't reach {url}: {_describe(e.reason)}; {by_hand}") from None
   except (TimeoutError, socket.timeout):
     raise UserError(
-        f"download of {url} timed out after {timeout:g}s "
-        f"(received {received} bytes); {by_hand}"
+      f"download of {url} timed out after {timeout:g}s (received {received} bytes); {by_hand}"
     ) from None
   except (http.client.HTTPException, ConnectionError) as e:
     raise UserError(
-        f"download of {url} was interrupted after {received} bytes "
-        f"({_describe(e)}); {by_hand}"
+      f"download of {url} was interrupted after {received} bytes ({_describe(e)}); {by_hand}"
     ) from None
   except OSError as e:
     raise UserError(f"download of {url} failed: {_describe(e)}; {by_hand}") from None
   if expected is not None and received < expected:
     raise UserError(
-        f"download of {url} was cut short: received {received} of {expected} bytes; "
-        f"try again, or {by_hand}"
+      f"download of {url} was cut short: received {received} of {expected} bytes; "
+      f"try again, or {by_hand}"
     )
   return digest.hexdigest()
 
@@ -213,9 +203,9 @@ def _fsync_dir(folder: Path) -> None:
 
 
 def load_params(
-    path: str | os.PathLike,
-    architecture: str = "disco103",
-    expected_sha256: str | None = None,
+  path: str | os.PathLike,
+  architecture: str = "disco103",
+  expected_sha256: str | None = None,
 ) -> Params:
   """Load and check a weights file; return Haiku-style nested params.
 
@@ -232,17 +222,14 @@ def load_params(
   if expected_sha256 is not None:
     found = sha256_file(path)
     if found != expected_sha256:
-      raise UserError(
-          f"checksum mismatch for {path}: expected {expected_sha256}, found {found}"
-      )
+      raise UserError(f"checksum mismatch for {path}: expected {expected_sha256}, found {found}")
   arrays = read_npz(path)
   problems = check_arrays(arrays, shapes)
   if problems:
     more = len(problems) - 1
     extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
     raise UserError(
-        f"weights file {path} does not match architecture '{architecture}': "
-        f"{problems[0]}{extra}"
+      f"weights file {path} does not match architecture '{architecture}': {problems[0]}{extra}"
     )
   return unflatten({k: np.asarray(v, dtype=np.float32) for k, v in arrays.items()})
 
@@ -262,7 +249,7 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         arrays[key] = _read_member(npz, key, path)
   except (zipfile.BadZipFile, ValueError, OSError, EOFError, KeyError) as e:
     raise UserError(
-        f"weights file {path} is corrupt or not an .npz archive ({_describe(e)})"
+      f"weights file {path} is corrupt or not an .npz archive ({_describe(e)})"
     ) from None
   return arrays
 
@@ -274,8 +261,8 @@ def _read_member(npz, key: str, path: Path) -> np.ndarray:
   except ValueError as e:
     if "pickle" in str(e).lower():
       raise UserError(
-          f"weights file {path} holds pickled data (array '{key}'); "
-          "refusing to load it, since unpickling can run arbitrary code"
+        f"weights file {path} holds pickled data (array '{key}'); "
+        "refusing to load it, since unpickling can run arbitrary code"
       ) from None
     raise
   if not isinstance(value, np.ndarray):
@@ -283,9 +270,7 @@ def _read_member(npz, key: str, path: Path) -> np.ndarray:
   return value
 
 
-def check_arrays(
-    arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]
-) -> list[str]:
+def check_arrays(arrays: dict[str, np.ndarray], shapes: dict[str, tuple[int, ...]]) -> list[str]:
   """Every mismatch between `arrays` and the expected `shapes`, as phrases."""
   problems = []
   for key in sorted(set(shapes) - set(arrays)):
@@ -296,7 +281,7 @@ def check_arrays(
     value = arrays[key]
     if tuple(value.shape) != tuple(shapes[key]):
       problems.append(
-          f"array '{key}' has shape {_shape(value.shape)}, expected {_shape(shapes[key])}"
+        f"array '{key}' has shape {_shape(value.shape)}, expected {_shape(shapes[key])}"
       )
     elif not np.issubdtype(value.dtype, np.floating):
       problems.append(f"array '{key}' has dtype {value.dtype}, expected floating point")
@@ -348,8 +333,8 @@ def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
   if not path.exists():
     if not download:
       raise UserError(
-          f"rule '{manifest.name}' is not downloaded yet; run "
-          f"`disco-eval rules pull {manifest.name}` (or place the file at {path})"
+        f"rule '{manifest.name}' is not downloaded yet; run "
+        f"`disco-eval rules pull {manifest.name}` (or place the file at {path})"
       )
     pull(manifest)
   sha = check_cached_file(manifest, path)
@@ -373,12 +358,12 @@ def _resolve_file(path: Path) -> ResolvedRule:
   params = load_params(path, base.architecture)
   label = path.stem
   manifest = dataclasses.replace(
-      base,
-      name=label,
-      description=f"Weights file {path} used with {base.name}'s architecture and settings.",
-      source_url=None,
-      filename=path.name,
-      sha256=sha,
+    base,
+    name=label,
+    description=f"Weights file {path} used with {base.name}'s architecture and settings.",
+    source_url=None,
+    filename=path.name,
+    sha256=sha,
   )
   return ResolvedRule(manifest, params, sha, path, label)
 

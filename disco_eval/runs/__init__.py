@@ -13,5 +13,13 @@ from disco_eval.runs.plan import Plan, plan_sweep
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
 from disco_eval.runs.sweep import run_sweep, run_unit
 
-__all__ = ["Plan", "Progress", "RunResult", "SweepSpec", "Unit", "plan_sweep",
-           "run_sweep", "run_unit"]
+__all__ = [
+  "Plan",
+  "Progress",
+  "RunResult",
+  "SweepSpec",
+  "Unit",
+  "plan_sweep",
+  "run_sweep",
+  "run_unit",
+]

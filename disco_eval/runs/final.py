@@ -10,21 +10,23 @@ from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
 
 
-def _score_from_training(trainer, suite, task: str, protocol,
-                         rows: list[dict]) -> dict[str, Any]:
+def _score_from_training(trainer, suite, task: str, protocol, rows: list[dict]) -> dict[str, Any]:
   """The figures a task computes from the training episodes' metrics rows."""
   env = trainer.task
   if not env.scores_training_episodes:
-    raise UserError(f"protocol '{protocol.name}' scores training episodes, which the "
-                    f"'{suite.backend}' backend of task '{task}' does not record")
+    raise UserError(
+      f"protocol '{protocol.name}' scores training episodes, which the "
+      f"'{suite.backend}' backend of task '{task}' does not record"
+    )
   figures = dict(env.score_from_training(rows, protocol))
   figures["score"] = float(figures["score"])
   figures["score_from"] = "training episodes"
   return figures
 
 
-def final_figures(trainer, suite, task: str, protocol, params, key,
-                  rows: list[dict]) -> dict[str, Any]:
+def final_figures(
+  trainer, suite, task: str, protocol, params, key, rows: list[dict]
+) -> dict[str, Any]:
   """A run's final score and the figures reported beside it.
 
   * Protocols scored on training episodes (``score_from`` starting with
@@ -43,8 +45,11 @@ def final_figures(trainer, suite, task: str, protocol, params, key,
   else:
     returns, extra = trainer.evaluate(params, key, int(protocol.get("eval_episodes", 100)))
   returns = np.asarray(returns, np.float64)
-  figures = {"eval_episodes": int(returns.shape[0]),
-             "eval_return_std": float(np.std(returns)), **extra}
+  figures = {
+    "eval_episodes": int(returns.shape[0]),
+    "eval_return_std": float(np.std(returns)),
+    **extra,
+  }
   if protocol.get("metric") == "median_score":
     figures["score"] = float(np.median(returns))
     figures["mean_score"] = float(np.mean(returns))
@@ -53,25 +58,43 @@ def final_figures(trainer, suite, task: str, protocol, params, key,
   return figures
 
 
-def run_summary(trainer, suite, task: str, protocol, rule, seed: int, params,
-                rows: list[dict], total: int, wall: float,
-                seeds_in_program: int) -> dict[str, Any]:
+def run_summary(
+  trainer,
+  suite,
+  task: str,
+  protocol,
+  rule,
+  seed: int,
+  params,
+  rows: list[dict],
+  total: int,
+  wall: float,
+  seeds_in_program: int,
+) -> dict[str, Any]:
   """The summary (``summary.json``) of a finished run of `seed`: its final
   figures, normalised score and the mean return of the last metrics rows."""
   window = int(protocol.get("final_window", 100))
-  tail = [r["avg_return"] for r in rows[-window:]
-          if r["avg_return"] is not None and not math.isnan(r["avg_return"])]
-  figures = final_figures(trainer, suite, task, protocol, params,
-                          jax.random.PRNGKey(10_000 + seed), rows)
+  tail = [
+    r["avg_return"]
+    for r in rows[-window:]
+    if r["avg_return"] is not None and not math.isnan(r["avg_return"])
+  ]
+  figures = final_figures(
+    trainer, suite, task, protocol, params, jax.random.PRNGKey(10_000 + seed), rows
+  )
   return {
-      "suite": suite.name, "task": task, "rule": rule.label, "seed": seed,
-      "protocol": protocol.name, "env_steps": total,
-      **figures,
-      "normalized_score": suite.normalize(task, figures["score"], protocol.name),
-      "metric": protocol.get("metric", "return"),
-      "final_window_iterations": window,
-      "final_window_return": float(np.mean(tail)) if tail else float("nan"),
-      "train_wall_s": wall,
-      "seeds_in_program": seeds_in_program,
-      "rule_sha256": rule.sha256,
+    "suite": suite.name,
+    "task": task,
+    "rule": rule.label,
+    "seed": seed,
+    "protocol": protocol.name,
+    "env_steps": total,
+    **figures,
+    "normalized_score": suite.normalize(task, figures["score"], protocol.name),
+    "metric": protocol.get("metric", "return"),
+    "final_window_iterations": window,
+    "final_window_return": float(np.mean(tail)) if tail else float("nan"),
+    "train_wall_s": wall,
+    "seeds_in_program": seeds_in_program,
+    "rule_sha256": rule.sha256,
   }

@@ -29,8 +29,9 @@ def _now() -> str:
   return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _open_records(spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack,
-                  on_progress) -> tuple[list[RunResult], dict[int, store.RunRecord]]:
+def _open_records(
+  spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack, on_progress
+) -> tuple[list[RunResult], dict[int, store.RunRecord]]:
   """The records of `seeds`, locked: (results of the seeds not to train,
   records of those to train). Complete runs are skipped, busy ones left."""
   label, task, total = config.rule.name, config.task, config.env_steps
@@ -53,8 +54,9 @@ def _open_records(spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack,
   return results, records
 
 
-def _resume(trainer, config: RunConfig, records: dict[int, store.RunRecord],
-            on_progress) -> tuple[int, dict]:
+def _resume(
+  trainer, config: RunConfig, records: dict[int, store.RunRecord], on_progress
+) -> tuple[int, dict]:
   """(iteration to start at, state per seed or None) of the pending seeds.
 
   Seeds trained together resume together, from the newest checkpoint they
@@ -73,22 +75,46 @@ def _resume(trainer, config: RunConfig, records: dict[int, store.RunRecord],
     records[seed].truncate_metrics(start_steps)
   if start_steps:
     label, task = config.rule.name, config.task
-    on_progress(Progress("resume", label, task, tuple(pending), start_steps, config.env_steps,
-                         message=f"resuming {label}/{task} seeds "
-                                 f"{','.join(map(str, pending))} at {start_steps} env steps"))
+    on_progress(
+      Progress(
+        "resume",
+        label,
+        task,
+        tuple(pending),
+        start_steps,
+        config.env_steps,
+        message=f"resuming {label}/{task} seeds "
+        f"{','.join(map(str, pending))} at {start_steps} env steps",
+      )
+    )
   return start, states
 
 
-def _train_records(trainer, rule, config: RunConfig, suite, spec, records,
-                   on_progress) -> list[RunResult]:
+def _train_records(
+  trainer, rule, config: RunConfig, suite, spec, records, on_progress
+) -> list[RunResult]:
   """Trains the pending seeds; a failure is recorded in each of their runs."""
   label, task, pending = config.rule.name, config.task, list(records)
   start, states = _resume(trainer, config, records, on_progress)
   try:
-    summaries = train_seeds(trainer, rule, task, pending, start, states, records,
-                            config.train, config.protocol, suite, spec, on_progress)
-    return [RunResult(label, task, seed, "complete", records[seed].path, summaries[seed])
-            for seed in pending]
+    summaries = train_seeds(
+      trainer,
+      rule,
+      task,
+      pending,
+      start,
+      states,
+      records,
+      config.train,
+      config.protocol,
+      suite,
+      spec,
+      on_progress,
+    )
+    return [
+      RunResult(label, task, seed, "complete", records[seed].path, summaries[seed])
+      for seed in pending
+    ]
   except (KeyboardInterrupt, SystemExit):
     raise
   except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
@@ -101,8 +127,9 @@ def _train_records(trainer, rule, config: RunConfig, suite, spec, records,
     return results
 
 
-def run_group(spec: SweepSpec, suite, config: RunConfig, rule, seeds,
-              on_progress: Callable[[Progress], None]) -> list[RunResult]:
+def run_group(
+  spec: SweepSpec, suite, config: RunConfig, rule, seeds, on_progress: Callable[[Progress], None]
+) -> list[RunResult]:
   """Trains `seeds` of one (rule, task) under `config`; one result per seed."""
   env, rule_obj, agent, optimizer = build_parts(suite, config.task, rule, config.settings)
   trainer = make_trainer(env, agent, rule_obj, optimizer, config.train, config.protocol)

@@ -14,6 +14,7 @@ def build_parts(suite, task: str, rule, settings: dict):
   """
   env = envs.make(suite, task)
   rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
-  agent = Agent(settings["agent"], rule_obj.output_spec(env.num_actions),
-                env.num_actions, env.observation_shape)
+  agent = Agent(
+    settings["agent"], rule_obj.output_spec(env.num_actions), env.num_actions, env.observation_shape
+  )
   return env, rule_obj, agent, make_optimizer(settings["optimizer"])

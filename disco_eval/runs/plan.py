@@ -22,6 +22,7 @@ from disco_eval.runs.spec import Progress, SweepSpec, Unit
 class Plan:
   """A sweep planned into units, with the "plan" event that announces it and
   the rules resolved while planning (by index; reused by an in-process run)."""
+
   units: list[Unit]
   announce: Progress
   rules: dict[int, Any]
@@ -29,17 +30,32 @@ class Plan:
 
 def rule_identity(rule: weights.ResolvedRule) -> RuleIdentity:
   """The identity a run config records of a resolved rule."""
-  return RuleIdentity(name=rule.label, kind=rule.manifest.kind, sha256=rule.sha256,
-                      source=str(rule.path) if rule.path else None)
+  return RuleIdentity(
+    name=rule.label,
+    kind=rule.manifest.kind,
+    sha256=rule.sha256,
+    source=str(rule.path) if rule.path else None,
+  )
 
 
-def run_config(spec: SweepSpec, suite: suites.SuiteManifest, task: str,
-               rule: weights.ResolvedRule,
-               scoped: over.Overrides) -> RunConfig:
+def run_config(
+  spec: SweepSpec,
+  suite: suites.SuiteManifest,
+  task: str,
+  rule: weights.ResolvedRule,
+  scoped: over.Overrides,
+) -> RunConfig:
   """The resolved config of `rule` on `task` in the sweep `spec`."""
-  return resolve.resolve(suite, task, rule_identity(rule), rule.manifest,
-                         protocol=spec.protocol, steps=spec.steps,
-                         overrides=spec.overrides, scoped=scoped)
+  return resolve.resolve(
+    suite,
+    task,
+    rule_identity(rule),
+    rule.manifest,
+    protocol=spec.protocol,
+    steps=spec.steps,
+    overrides=spec.overrides,
+    scoped=scoped,
+  )
 
 
 def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]:
@@ -47,7 +63,7 @@ def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]
   if per_unit < 0:
     raise UserError(f"--seeds-per-unit must be 0 (all seeds together) or more, got {per_unit}")
   size = per_unit or len(seeds)
-  return [seeds[i:i + size] for i in range(0, len(seeds), size)]
+  return [seeds[i : i + size] for i in range(0, len(seeds), size)]
 
 
 def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
@@ -58,21 +74,20 @@ def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
   for rule in resolved:
-    registry.check_settings(rule.manifest.kind, rule.manifest.settings(),
-                            str(rule.manifest.path))
+    registry.check_settings(rule.manifest.kind, rule.manifest.settings(), str(rule.manifest.path))
   return resolved
 
 
-def _announce(spec: SweepSpec, runs: int, total_steps: int,
-              protocol: suites.Protocol) -> Progress:
+def _announce(spec: SweepSpec, runs: int, total_steps: int, protocol: suites.Protocol) -> Progress:
   """The "plan" event: how many runs, and whether the evaluation is small."""
   smoke = ""
   if protocol.get("smoke"):
-    smoke = ("; off-protocol budget, small evaluation: "
-             + ", ".join(f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings
-                         if k.startswith("smoke_")))
-  return Progress("plan", "", "", tuple(spec.seeds), total_steps=total_steps,
-                  message=f"{runs} runs{smoke}")
+    smoke = "; off-protocol budget, small evaluation: " + ", ".join(
+      f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings if k.startswith("smoke_")
+    )
+  return Progress(
+    "plan", "", "", tuple(spec.seeds), total_steps=total_steps, message=f"{runs} runs{smoke}"
+  )
 
 
 def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
@@ -85,7 +100,7 @@ def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
   if not spec.seeds:
     raise UserError("--seeds must be at least 1")
   groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
-  over.split_overrides(spec.overrides)   # unknown train./protocol. keys fail before any work
+  over.split_overrides(spec.overrides)  # unknown train./protocol. keys fail before any work
   resolved = _resolve_rules(spec)
   scoped_all = over.scope_overrides(spec.overrides, [r.label for r in resolved])
   units, budgets, protocol = [], [], None
@@ -95,8 +110,9 @@ def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
     protocol = protocol or plan.protocol
     total = plan.train.iterations * plan.train.steps_per_iteration
     budgets.append(total)
-    units += [Unit(index, rule.label, task, seeds, scoped, total)
-              for task in tasks for seeds in groups]
+    units += [
+      Unit(index, rule.label, task, seeds, scoped, total) for task in tasks for seeds in groups
+    ]
   runs = len(resolved) * len(tasks) * len(spec.seeds)
   announce = _announce(spec, runs, sum(budgets) * len(tasks) * len(spec.seeds), protocol)
   return Plan(units, announce, dict(enumerate(resolved)))

@@ -20,30 +20,41 @@ def _stack(trees):
 def _metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
   """The metrics rows of seed `j` for iterations ``it .. it + count - 1``
   (metrics `m` of one chunk: arrays [seeds, count])."""
-  extra = m.extra   # host tasks' episode columns (sums); {} for pure-JAX tasks
+  extra = m.extra  # host tasks' episode columns (sums); {} for pure-JAX tasks
   rows = []
   for k in range(count):
     n = int(m.episodes[j, k])
-    rows.append({
-        "iteration": it + k, "env_steps": (it + k + 1) * spi,
+    rows.append(
+      {
+        "iteration": it + k,
+        "env_steps": (it + k + 1) * spi,
         "episodes": n,
         "avg_return": float(m.return_sum[j, k]) / n if n else float("nan"),
         "learner_steps": int(m.learned[j, k]),
         "loss": float(m.loss[j, k]) if m.learned[j, k] else float("nan"),
-        **{c: float(v[j, k]) for c, v in extra.items()}})
+        **{c: float(v[j, k]) for c, v in extra.items()},
+      }
+    )
   return rows
 
 
-def _chunk_event(rule, task, seeds, m, count: int, it: int, spi: int, total: int,
-                 seconds: float) -> Progress:
+def _chunk_event(
+  rule, task, seeds, m, count: int, it: int, spi: int, total: int, seconds: float
+) -> Progress:
   """The "chunk" event after a chunk of `count` iterations ending at `it`."""
   sums, eps = m.return_sum[:, :count].sum(1), m.episodes[:, :count].sum(1)
-  per_seed = {s: float(sums[j] / eps[j]) if eps[j] else float("nan")
-              for j, s in enumerate(seeds)}
-  return Progress("chunk", rule.label, task, tuple(seeds), it * spi, total,
-                  steps_per_s=count * spi * len(seeds) / seconds,
-                  latest_return=float(sums.sum() / max(1, eps.sum())),
-                  latest_returns=per_seed)
+  per_seed = {s: float(sums[j] / eps[j]) if eps[j] else float("nan") for j, s in enumerate(seeds)}
+  return Progress(
+    "chunk",
+    rule.label,
+    task,
+    tuple(seeds),
+    it * spi,
+    total,
+    steps_per_s=count * spi * len(seeds) / seconds,
+    latest_return=float(sums.sum() / max(1, eps.sum())),
+    latest_returns=per_seed,
+  )
 
 
 def _initial_state(trainer, seeds, states):
@@ -56,8 +67,9 @@ def _initial_state(trainer, seeds, states):
   return (_stack(fresh) if stacked else fresh), stacked
 
 
-def _train_chunks(trainer, rule, task, seeds, start, state, stacked, records, cfg,
-                  spec, on_progress):
+def _train_chunks(
+  trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
+):
   """Runs the chunks from iteration `start` to the end; returns the state."""
   spi, total = cfg.steps_per_iteration, cfg.iterations * cfg.steps_per_iteration
   it, chunks = start, 0
@@ -72,16 +84,18 @@ def _train_chunks(trainer, rule, task, seeds, start, state, stacked, records, cf
     chunks += 1
     if chunks % spec.checkpoint_every == 0 and it < cfg.iterations:
       for j, s in enumerate(seeds):
-        records[s].save_checkpoint(_take(state, j) if stacked else state[j], it * spi,
-                                   {"iteration": it})
+        records[s].save_checkpoint(
+          _take(state, j) if stacked else state[j], it * spi, {"iteration": it}
+        )
     for s in seeds:
       records[s].mark_running(it * spi)
     on_progress(_chunk_event(rule, task, seeds, m, count, it, spi, total, time.time() - tc))
   return state
 
 
-def train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
-                protocol, suite, spec, on_progress) -> dict[int, dict]:
+def train_seeds(
+  trainer, rule, task, seeds, start, states, records, cfg, protocol, suite, spec, on_progress
+) -> dict[int, dict]:
   """Trains `seeds` (all at iteration `start`) together, chunk by chunk;
   marks each run complete with its summary, returned per seed."""
   spi = cfg.steps_per_iteration
@@ -92,15 +106,26 @@ def train_seeds(trainer, rule, task, seeds, start, states, records, cfg,
     records[s].mark_running(start * spi)
   on_progress(Progress("start", rule.label, task, tuple(seeds), start * spi, total))
   t0 = time.time()
-  state = _train_chunks(trainer, rule, task, seeds, start, state, stacked, records, cfg,
-                        spec, on_progress)
+  state = _train_chunks(
+    trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
+  )
   wall = time.time() - t0
   summaries = {}
   for j, s in enumerate(seeds):
     params = _take(state.params, j) if stacked else state[j].params
-    summary = run_summary(trainer, suite, task, protocol, rule, s, params,
-                          records[s].read_metrics(), total, wall,
-                          len(seeds) if trainer.vmaps_seeds else 1)
+    summary = run_summary(
+      trainer,
+      suite,
+      task,
+      protocol,
+      rule,
+      s,
+      params,
+      records[s].read_metrics(),
+      total,
+      wall,
+      len(seeds) if trainer.vmaps_seeds else 1,
+    )
     records[s].mark_complete(summary, env_steps=total)
     summaries[s] = summary
   on_progress(Progress("done", rule.label, task, tuple(seeds), total, total))

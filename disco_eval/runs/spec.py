@@ -12,20 +12,22 @@ from typing import Any
 @dataclasses.dataclass(frozen=True)
 class SweepSpec:
   """What to run."""
+
   suite: str
   rules: tuple[str, ...] = ("disco103",)
   seeds: tuple[int, ...] = (0, 1, 2)
   tasks: tuple[str, ...] = ()
-  steps: int | None = None                 # env-step budget override
+  steps: int | None = None  # env-step budget override
   protocol: str | None = None
   out: Path = Path("results")
-  overrides: tuple[tuple[str, str], ...] = ()   # ("table.key", "value")
-  checkpoint_every: int = 10               # chunks between checkpoints
+  overrides: tuple[tuple[str, str], ...] = ()  # ("table.key", "value")
+  checkpoint_every: int = 10  # chunks between checkpoints
 
 
 @dataclasses.dataclass
 class Progress:
   """An event for progress displays."""
+
   # "plan" | "start" | "chunk" | "done" | "skip" | "failed" | "resume" | "busy"
   # | "retry" (a launcher submits a unit again)
   kind: str
@@ -35,7 +37,7 @@ class Progress:
   env_steps: int = 0
   total_steps: int = 0
   steps_per_s: float = 0.0
-  latest_return: float = float("nan")          # over the seeds
+  latest_return: float = float("nan")  # over the seeds
   latest_returns: dict[int, float] = dataclasses.field(default_factory=dict)  # per seed
   message: str = ""
 
@@ -61,6 +63,7 @@ class Unit:
   `overrides` are the spec's overrides that apply to this rule (scoped, with
   aliases expanded); `env_steps` is each run's step budget (for displays).
   """
+
   rule: int
   label: str
   task: str

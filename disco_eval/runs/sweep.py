@@ -10,9 +10,9 @@ from disco_eval.runs.plan import plan_sweep, run_config
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
 
 
-def run_unit(spec: SweepSpec, unit: Unit,
-             on_progress: Callable[[Progress], None] = lambda p: None,
-             rule=None) -> list[RunResult]:
+def run_unit(
+  spec: SweepSpec, unit: Unit, on_progress: Callable[[Progress], None] = lambda p: None, rule=None
+) -> list[RunResult]:
   """Runs one unit of a sweep; returns one result per seed.
 
   Everything is derived from `spec` and `unit` (the rule is resolved again
@@ -21,20 +21,22 @@ def run_unit(spec: SweepSpec, unit: Unit,
   is left alone and reported "busy".
   """
   suite = suites.load_suite(spec.suite)
-  suite.protocol(spec.protocol)   # an unknown protocol fails before the rule loads
+  suite.protocol(spec.protocol)  # an unknown protocol fails before the rule loads
   if rule is None:
     rule = weights.resolve_rule(spec.rules[unit.rule])
   if rule.label != unit.label:
-    raise UserError(f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
-                    f"'{unit.label}' when the sweep was planned; install the same "
-                    "rules on every machine")
+    raise UserError(
+      f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
+      f"'{unit.label}' when the sweep was planned; install the same "
+      "rules on every machine"
+    )
   config = run_config(spec, suite, unit.task, rule, unit.overrides)
   return run_group(spec, suite, config, rule, unit.seeds, on_progress)
 
 
-def run_sweep(spec: SweepSpec,
-              on_progress: Callable[[Progress], None] = lambda p: None,
-              seeds_per_unit: int = 0) -> list[RunResult]:
+def run_sweep(
+  spec: SweepSpec, on_progress: Callable[[Progress], None] = lambda p: None, seeds_per_unit: int = 0
+) -> list[RunResult]:
   """Runs the sweep rule x task x seed in this process, unit after unit;
   returns one result per run."""
   plan = plan_sweep(spec, seeds_per_unit)

@@ -58,16 +58,40 @@ when a checkpoint is saved or loaded):
 
 from disco_eval.store.atomic import write_atomic, write_json_atomic
 from disco_eval.store.config_match import LATER_CONFIG_KEYS, VOLATILE_CONFIG_KEYS
-from disco_eval.store.layout import (CHECKPOINT_DIR, CHECKPOINT_META, CONFIG_FILE, LOCK_FILE,
-                                     METRICS_FILE, STATUS_FILE, STATUSES, SUMMARY_FILE, run_dir,
-                                     versions)
+from disco_eval.store.layout import (
+  CHECKPOINT_DIR,
+  CHECKPOINT_META,
+  CONFIG_FILE,
+  LOCK_FILE,
+  METRICS_FILE,
+  STATUS_FILE,
+  STATUSES,
+  SUMMARY_FILE,
+  run_dir,
+  versions,
+)
 from disco_eval.store.metrics import STEP_COLUMN
 from disco_eval.store.record import RunBusy, RunRecord
 from disco_eval.store.scan import RunInfo, scan_runs
 
 __all__ = [
-    "CHECKPOINT_DIR", "CHECKPOINT_META", "CONFIG_FILE", "LATER_CONFIG_KEYS", "LOCK_FILE",
-    "METRICS_FILE", "STATUSES", "STATUS_FILE", "STEP_COLUMN", "SUMMARY_FILE",
-    "VOLATILE_CONFIG_KEYS", "RunBusy", "RunInfo", "RunRecord", "run_dir", "scan_runs",
-    "versions", "write_atomic", "write_json_atomic",
+  "CHECKPOINT_DIR",
+  "CHECKPOINT_META",
+  "CONFIG_FILE",
+  "LATER_CONFIG_KEYS",
+  "LOCK_FILE",
+  "METRICS_FILE",
+  "STATUSES",
+  "STATUS_FILE",
+  "STEP_COLUMN",
+  "SUMMARY_FILE",
+  "VOLATILE_CONFIG_KEYS",
+  "RunBusy",
+  "RunInfo",
+  "RunRecord",
+  "run_dir",
+  "scan_runs",
+  "versions",
+  "write_atomic",
+  "write_json_atomic",
 ]

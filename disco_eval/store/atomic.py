@@ -41,12 +41,11 @@ def _environment_error(path: Path, exc: OSError) -> UserError | None:
   """A one-line UserError for a full disk or a refused write, else None."""
   if exc.errno in _NO_SPACE:
     return UserError(
-        f"no space left on the device while writing {path} ({exc.strerror}); "
-        "free some space or pass --out DIR on another disk")
+      f"no space left on the device while writing {path} ({exc.strerror}); "
+      "free some space or pass --out DIR on another disk"
+    )
   if exc.errno in _NOT_ALLOWED:
-    return UserError(
-        f"cannot write {path} ({exc.strerror}); pass --out DIR with a "
-        "writable folder")
+    return UserError(f"cannot write {path} ({exc.strerror}); pass --out DIR with a writable folder")
   return None
 
 
@@ -90,7 +89,7 @@ def write_atomic(path: Path, data: bytes) -> None:
       os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
     view = memoryview(data).cast("B")
     while view:
-      view = view[os.write(fd, view):]
+      view = view[os.write(fd, view) :]
     os.fsync(fd)
     closed = True
     os.close(fd)
@@ -122,14 +121,17 @@ def _json_default(obj: Any) -> Any:
 
 def dumps(obj: Any) -> str:
   """The record's JSON text: sorted keys, indent 2, NaN/inf allowed."""
-  return json.dumps(obj, sort_keys=True, indent=2, allow_nan=True,
-                    ensure_ascii=False, default=_json_default) + "\n"
+  return (
+    json.dumps(
+      obj, sort_keys=True, indent=2, allow_nan=True, ensure_ascii=False, default=_json_default
+    )
+    + "\n"
+  )
 
 
 def compact(obj: Any) -> str:
   """Canonical one-line JSON of an already JSON-loaded value."""
-  return json.dumps(obj, sort_keys=True, allow_nan=True, ensure_ascii=False,
-                    separators=(",", ":"))
+  return json.dumps(obj, sort_keys=True, allow_nan=True, ensure_ascii=False, separators=(",", ":"))
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:

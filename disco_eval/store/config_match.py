@@ -18,7 +18,7 @@ from disco_eval.store.atomic import compact, dumps
 
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label")   # label: derived from the rest
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label")  # label: derived from the rest
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}
@@ -72,7 +72,7 @@ def _show(value: Any, limit: int = 60) -> str:
   if value is _ABSENT:
     return "absent"
   text = compact(value)
-  return text if len(text) <= limit else text[:limit - 3] + "..."
+  return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
@@ -84,9 +84,10 @@ def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
   if difference is not None:
     key, old, new = difference
     raise UserError(
-        f"run {run_path} was recorded with a different config: {key} is "
-        f"{_show(old)} there but {_show(new)} now; pass --out DIR to record this "
-        "run elsewhere (or delete that folder to start it over)")
+      f"run {run_path} was recorded with a different config: {key} is "
+      f"{_show(old)} there but {_show(new)} now; pass --out DIR to record this "
+      "run elsewhere (or delete that folder to start it over)"
+    )
 
 
 def refreshed_config(config: dict, stored: dict) -> dict | None:

@@ -32,11 +32,11 @@ _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "disco-eval")
 
 def _check_name(kind: str, value: Any) -> str:
   """`value` if it is usable as one folder name, else a UserError."""
-  if (not isinstance(value, str) or value in ("", ".", "..")
-      or any(c in value for c in "/\\\0\n\r")):
+  if not isinstance(value, str) or value in ("", ".", "..") or any(c in value for c in "/\\\0\n\r"):
     raise UserError(
-        f"invalid {kind} name {value!r} for a run folder: use a non-empty name "
-        "without '/', '\\' or line breaks")
+      f"invalid {kind} name {value!r} for a run folder: use a non-empty name "
+      "without '/', '\\' or line breaks"
+    )
   return value
 
 
@@ -48,8 +48,13 @@ def run_dir(root: Path, suite: str, task: str, rule: str, seed: int) -> Path:
   """
   if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)) or seed < 0:
     raise UserError(f"invalid seed {seed!r}: seeds are integers >= 0")
-  return (Path(root) / _check_name("suite", suite) / _check_name("task", task)
-          / _check_name("rule", rule) / f"seed{int(seed)}")
+  return (
+    Path(root)
+    / _check_name("suite", suite)
+    / _check_name("task", task)
+    / _check_name("rule", rule)
+    / f"seed{int(seed)}"
+  )
 
 
 def versions() -> dict[str, str]:

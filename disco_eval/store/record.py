@@ -19,10 +19,17 @@ from typing import Any, Iterator
 from disco_eval.errors import UserError
 from disco_eval.store import config_match, training_checkpoint
 from disco_eval.store.atomic import read_json, remove_stale_temps, write_json_atomic
-from disco_eval.store.layout import (CHECKPOINT_DIR, CONFIG_FILE, LOCK_FILE, METRICS_FILE,
-                                     STATUS_FILE, STATUSES, SUMMARY_FILE, run_dir)
-from disco_eval.store.metrics import (STEP_COLUMN, format_cell, parse_cell, read_table,
-                                      write_table)
+from disco_eval.store.layout import (
+  CHECKPOINT_DIR,
+  CONFIG_FILE,
+  LOCK_FILE,
+  METRICS_FILE,
+  STATUS_FILE,
+  STATUSES,
+  SUMMARY_FILE,
+  run_dir,
+)
+from disco_eval.store.metrics import STEP_COLUMN, format_cell, parse_cell, read_table, write_table
 
 
 class RunBusy(UserError):
@@ -47,8 +54,9 @@ class RunRecord:
     return f"RunRecord({str(self.path)!r})"
 
   @classmethod
-  def open(cls, root: Path, suite: str, task: str, rule: str, seed: int,
-           config: dict) -> "RunRecord":
+  def open(
+    cls, root: Path, suite: str, task: str, rule: str, seed: int, config: dict
+  ) -> "RunRecord":
     """The record of a run, creating its folder and config.json if needed.
 
     If the run already has a config.json that differs from `config` (compared
@@ -62,8 +70,10 @@ class RunRecord:
     try:
       record.path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-      raise UserError(f"cannot create run folder {record.path} ({exc.strerror}); "
-                      "pass --out DIR with a writable folder") from exc
+      raise UserError(
+        f"cannot create run folder {record.path} ({exc.strerror}); "
+        "pass --out DIR with a writable folder"
+      ) from exc
     stored = record._stored_config()
     if stored is None:
       write_json_atomic(record.path / CONFIG_FILE, config)
@@ -79,11 +89,15 @@ class RunRecord:
     except FileNotFoundError:
       return None
     except (OSError, ValueError) as exc:
-      raise UserError(f"run {self.path} has an unreadable {CONFIG_FILE} ({exc}); "
-                      "delete that folder or pass --out DIR") from exc
+      raise UserError(
+        f"run {self.path} has an unreadable {CONFIG_FILE} ({exc}); "
+        "delete that folder or pass --out DIR"
+      ) from exc
     if not isinstance(stored, dict):
-      raise UserError(f"run {self.path} has a {CONFIG_FILE} that is not a JSON "
-                      "object; delete that folder or pass --out DIR")
+      raise UserError(
+        f"run {self.path} has a {CONFIG_FILE} that is not a JSON "
+        "object; delete that folder or pass --out DIR"
+      )
     return stored
 
   # -- locking -----------------------------------------------------------------
@@ -100,16 +114,16 @@ class RunRecord:
     config refresh (see open) is written.
     """
     if not self.path.is_dir():
-      raise UserError(f"run folder {self.path} does not exist; create it with "
-                      "RunRecord.open")
+      raise UserError(f"run folder {self.path} does not exist; create it with RunRecord.open")
     fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
     try:
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
       except BlockingIOError:
         raise RunBusy(
-            f"run {self.path} is being written by another process "
-            f"({self._lock_holder(fd)}); wait for it to end or stop it") from None
+          f"run {self.path} is being written by another process "
+          f"({self._lock_holder(fd)}); wait for it to end or stop it"
+        ) from None
       with contextlib.suppress(OSError):  # the pid note is advisory
         os.ftruncate(fd, 0)
         os.pwrite(fd, f"{os.getpid()} {socket.gethostname()}\n".encode(), 0)
@@ -146,8 +160,9 @@ class RunRecord:
     except FileNotFoundError:
       return None
     except (OSError, ValueError) as exc:
-      raise UserError(f"run {self.path} has an unreadable {name} ({exc}); "
-                      "delete that folder or pass --out DIR") from exc
+      raise UserError(
+        f"run {self.path} has an unreadable {name} ({exc}); delete that folder or pass --out DIR"
+      ) from exc
 
   @property
   def config(self) -> dict | None:
@@ -159,8 +174,9 @@ class RunRecord:
     """The stored status.json (None if the run never started)."""
     doc = self._read_doc(STATUS_FILE)
     if doc is not None and (not isinstance(doc, dict) or doc.get("status") not in STATUSES):
-      raise UserError(f"run {self.path} has an invalid {STATUS_FILE}; delete that "
-                      "folder or pass --out DIR")
+      raise UserError(
+        f"run {self.path} has an invalid {STATUS_FILE}; delete that folder or pass --out DIR"
+      )
     return doc
 
   @property
@@ -179,14 +195,17 @@ class RunRecord:
         env_steps = int((self.status or {}).get("env_steps", 0))
       except (UserError, TypeError, ValueError):
         env_steps = 0
-    write_json_atomic(self.path / STATUS_FILE, {
+    write_json_atomic(
+      self.path / STATUS_FILE,
+      {
         "status": status,
         "error": error,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "env_steps": int(env_steps),
         "host": socket.gethostname(),
         "pid": os.getpid(),
-    })
+      },
+    )
 
   def mark_running(self, env_steps: int = 0) -> None:
     """Record that the run is in progress at `env_steps` (also a heartbeat)."""
@@ -234,8 +253,9 @@ class RunRecord:
     for row in rows:
       if set(row) != set(header):
         raise UserError(
-            f"run {self.path} metrics.csv has columns {header} but a new row has "
-            f"{list(row)}; pass --out DIR to record this run elsewhere")
+          f"run {self.path} metrics.csv has columns {header} but a new row has "
+          f"{list(row)}; pass --out DIR to record this run elsewhere"
+        )
       raw.append([format_cell(row[key]) for key in header])
     self._write_metrics_raw(header, raw)
 
@@ -261,8 +281,9 @@ class RunRecord:
 
   # -- checkpoints -------------------------------------------------------------
 
-  def save_checkpoint(self, state: Any, env_steps: int, extra: dict | None = None,
-                      keep: int = 2) -> None:
+  def save_checkpoint(
+    self, state: Any, env_steps: int, extra: dict | None = None, keep: int = 2
+  ) -> None:
     """Save `state` (a pytree of arrays) as the run's newest checkpoint, keeping
     the `keep` newest (see :func:`disco_eval.store.training_checkpoint.save`)."""
     training_checkpoint.save(self.path, state, env_steps, extra, keep)
@@ -271,8 +292,9 @@ class RunRecord:
     """env_steps of the committed checkpoints, newest first."""
     return training_checkpoint.steps(self.path)
 
-  def load_checkpoint(self, template: Any, env_steps: int | None = None
-                      ) -> tuple[Any, int, dict] | None:
+  def load_checkpoint(
+    self, template: Any, env_steps: int | None = None
+  ) -> tuple[Any, int, dict] | None:
     """(state, env_steps, extra) of the newest checkpoint (or of the one at
     `env_steps`), or None if there is none; the state has `template`'s
     structure (see :func:`disco_eval.store.training_checkpoint.load`)."""

@@ -29,6 +29,7 @@ class RunInfo:
   inconsistent (None if all is well); the other fields are None where the
   file they come from could not be read.
   """
+
   path: Path
   suite: str | None
   task: str | None
@@ -42,8 +43,17 @@ class RunInfo:
 
 def _unreadable_run(path: Path, problem: str) -> RunInfo:
   """RunInfo of a folder nothing could be read from."""
-  return RunInfo(path=path, suite=None, task=None, rule=None, seed=None,
-                 status=None, config=None, summary=None, problem=problem)
+  return RunInfo(
+    path=path,
+    suite=None,
+    task=None,
+    rule=None,
+    seed=None,
+    status=None,
+    config=None,
+    summary=None,
+    problem=problem,
+  )
 
 
 def _load_for_scan(path: Path, problems: list[str]) -> Any:
@@ -66,8 +76,9 @@ def _named(value: Any) -> Any:
   return value.get("name") if isinstance(value, dict) else value
 
 
-def _status(path: Path, status_doc: dict | None, summary: dict | None,
-            problems: list[str]) -> str | None:
+def _status(
+  path: Path, status_doc: dict | None, summary: dict | None, problems: list[str]
+) -> str | None:
   """The status string of the run folder `path` (None if absent or invalid)."""
   status = None
   if status_doc is not None:
@@ -80,8 +91,9 @@ def _status(path: Path, status_doc: dict | None, summary: dict | None,
   return status
 
 
-def _identity(parts: tuple[str, ...], config: dict | None, problems: list[str]
-              ) -> tuple[str | None, str | None, str | None, int | None]:
+def _identity(
+  parts: tuple[str, ...], config: dict | None, problems: list[str]
+) -> tuple[str | None, str | None, str | None, int | None]:
   """(suite, task, rule, seed) of a run folder at `parts` under the root."""
   place = len(parts) == 4 and _SEED_DIR.fullmatch(parts[3])
   if place:
@@ -89,13 +101,16 @@ def _identity(parts: tuple[str, ...], config: dict | None, problems: list[str]
     seed: int | None = int(place.group(1))
     for key, value in (("suite", suite), ("task", task), ("rule", rule), ("seed", seed)):
       if config is not None and key in config and _named(config[key]) != value:
-        problems.append(f"{CONFIG_FILE} says {key} {_named(config[key])!r} but the folder "
-                        f"says {value!r}")
+        problems.append(
+          f"{CONFIG_FILE} says {key} {_named(config[key])!r} but the folder says {value!r}"
+        )
     return suite, task, rule, seed
   problems.append("folder is not at <suite>/<task>/<rule>/seed<k> under the root")
   config_ = config or {}
-  suite, task, rule = (_named(config_.get(k)) if isinstance(_named(config_.get(k)), str)
-                       else None for k in ("suite", "task", "rule"))
+  suite, task, rule = (
+    _named(config_.get(k)) if isinstance(_named(config_.get(k)), str) else None
+    for k in ("suite", "task", "rule")
+  )
   seed = config_.get("seed") if isinstance(config_.get("seed"), int) else None
   return suite, task, rule, seed
 
@@ -111,8 +126,17 @@ def _run_info(root: Path, path: Path) -> RunInfo:
   summary = _load_for_scan(path / SUMMARY_FILE, problems)
   status = _status(path, status_doc, summary, problems)
   suite, task, rule, seed = _identity(parts, config, problems)
-  return RunInfo(path=path, suite=suite, task=task, rule=rule, seed=seed, status=status,
-                 config=config, summary=summary, problem="; ".join(problems) or None)
+  return RunInfo(
+    path=path,
+    suite=suite,
+    task=task,
+    rule=rule,
+    seed=seed,
+    status=status,
+    config=config,
+    summary=summary,
+    problem="; ".join(problems) or None,
+  )
 
 
 def scan_runs(root: Path) -> list[RunInfo]:
@@ -127,8 +151,7 @@ def scan_runs(root: Path) -> list[RunInfo]:
 
   def unlistable(exc: OSError) -> None:
     if exc.filename is not None and Path(exc.filename) != root:
-      found.append(_unreadable_run(Path(exc.filename),
-                                   f"cannot list folder ({exc.strerror})"))
+      found.append(_unreadable_run(Path(exc.filename), f"cannot list folder ({exc.strerror})"))
 
   if not root.is_dir():
     return []
@@ -138,7 +161,16 @@ def scan_runs(root: Path) -> list[RunInfo]:
       try:
         found.append(_run_info(root, Path(folder)))
       except Exception as exc:  # noqa: BLE001 - a scan must never raise
-        found.append(_unreadable_run(Path(folder),
-                                     f"cannot read run ({type(exc).__name__}: {exc})"))
-  return sorted(found, key=lambda r: (r.suite or "", r.task or "", r.rule or "",
-                                      r.seed if r.seed is not None else -1, str(r.path)))
+        found.append(
+          _unreadable_run(Path(folder), f"cannot read run ({type(exc).__name__}: {exc})")
+        )
+  return sorted(
+    found,
+    key=lambda r: (
+      r.suite or "",
+      r.task or "",
+      r.rule or "",
+      r.seed if r.seed is not None else -1,
+      str(r.path),
+    ),
+  )

@@ -45,6 +45,7 @@ def _dtype_from_name(name: str) -> np.dtype:
     return np.dtype(name)
   except TypeError:
     import ml_dtypes
+
     return np.dtype(getattr(ml_dtypes, name))
 
 
@@ -55,6 +56,7 @@ def _leaf_name(path: str) -> str:
 def _flatten_state(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
   """npz entries and leaf descriptions (path, entry, shape, dtype) of a pytree."""
   import jax
+
   leaves, _ = jax.tree_util.tree_flatten_with_path(state)
   arrays: dict[str, np.ndarray] = {}
   described: list[dict] = []
@@ -72,14 +74,14 @@ def _flatten_state(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
     arrays[entry] = stored
     # Names ("float32", "bfloat16") where they exist; '<U5'-style for text.
     dtype = array.dtype.str if array.dtype.kind in "SU" else array.dtype.name
-    described.append({"path": path, "entry": entry, "shape": list(array.shape),
-                      "dtype": dtype})
+    described.append({"path": path, "entry": entry, "shape": list(array.shape), "dtype": dtype})
   return arrays, described
 
 
 def _as_template_leaf(value: np.ndarray, template: Any) -> Any:
   """`value` in the kind of the template leaf (jax array, numpy, Python)."""
   import jax
+
   if isinstance(template, jax.Array):
     return jax.device_put(value, template.sharding)
   if isinstance(template, jax.ShapeDtypeStruct):
@@ -114,8 +116,9 @@ def steps(run_path: Path) -> list[int]:
   return [int(c["env_steps"]) for c in entries(run_path)]
 
 
-def save(run_path: Path, state: Any, env_steps: int, extra: dict | None = None,
-         keep: int = 2) -> None:
+def save(
+  run_path: Path, state: Any, env_steps: int, extra: dict | None = None, keep: int = 2
+) -> None:
   """Save `state` (a pytree of arrays) as the newest checkpoint of a run.
 
   The arrays go to a new ``state-*.npz`` first; then ``checkpoint.json``
@@ -135,18 +138,18 @@ def save(run_path: Path, state: Any, env_steps: int, extra: dict | None = None,
   data = buffer.getvalue()
   name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
   entry = {
-      "npz": name,
-      "sha256": hashlib.sha256(data).hexdigest(),
-      "env_steps": int(env_steps),
-      "extra": extra or {},
-      "leaves": leaves,
-      "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    "npz": name,
+    "sha256": hashlib.sha256(data).hexdigest(),
+    "env_steps": int(env_steps),
+    "extra": extra or {},
+    "leaves": leaves,
+    "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
   }
   try:
     older = [c for c in entries(run_path) if c["env_steps"] != int(env_steps)]
   except UserError:
     older = []
-  kept = [entry] + older[:max(0, keep - 1)]
+  kept = [entry] + older[: max(0, keep - 1)]
   meta = dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": kept}).encode("utf-8")
   write_atomic(folder / name, data)
   write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
@@ -175,19 +178,21 @@ def _read_arrays(folder: Path, meta: dict) -> tuple[dict[str, tuple[dict, np.nda
     raise UserError(f"checkpoint {folder} is unreadable ({exc}); {_fix(folder)}") from exc
 
 
-def _fit_template(folder: Path, template: Any,
-                  saved: dict[str, tuple[dict, np.ndarray]]) -> Any:
+def _fit_template(folder: Path, template: Any, saved: dict[str, tuple[dict, np.ndarray]]) -> Any:
   """The pytree of `template`'s structure holding the `saved` arrays, each
   checked against the template leaf's shape and dtype (else UserError)."""
   import jax
+
   fix = _fix(folder)
   leaves, treedef = jax.tree_util.tree_flatten_with_path(template)
   values = []
   for key_path, leaf in leaves:
     path = jax.tree_util.keystr(key_path)
     if path not in saved:
-      raise UserError(f"checkpoint {folder} does not fit this learner state: it has no "
-                      f"leaf {_leaf_name(path)}; {fix}")
+      raise UserError(
+        f"checkpoint {folder} does not fit this learner state: it has no "
+        f"leaf {_leaf_name(path)}; {fix}"
+      )
     described, stored = saved.pop(path)
     dtype = _dtype_from_name(described["dtype"])
     shape = tuple(described["shape"])
@@ -195,19 +200,23 @@ def _fit_template(folder: Path, template: Any,
     want_dtype = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
     if shape != want_shape or dtype != want_dtype:
       raise UserError(
-          f"checkpoint {folder} does not fit this learner state: leaf "
-          f"{_leaf_name(path)} is {dtype.name}{list(shape)} there but "
-          f"{want_dtype.name}{list(want_shape)} is expected; {fix}")
+        f"checkpoint {folder} does not fit this learner state: leaf "
+        f"{_leaf_name(path)} is {dtype.name}{list(shape)} there but "
+        f"{want_dtype.name}{list(want_shape)} is expected; {fix}"
+      )
     value = stored.view(dtype) if stored.dtype != dtype else stored
     values.append(_as_template_leaf(value.reshape(shape), leaf))
   if saved:
-    raise UserError(f"checkpoint {folder} does not fit this learner state: it has "
-                    f"leaves the state lacks ({', '.join(map(_leaf_name, saved))}); {fix}")
+    raise UserError(
+      f"checkpoint {folder} does not fit this learner state: it has "
+      f"leaves the state lacks ({', '.join(map(_leaf_name, saved))}); {fix}"
+    )
   return jax.tree_util.tree_unflatten(treedef, values)
 
 
-def load(run_path: Path, template: Any, env_steps: int | None = None
-         ) -> tuple[Any, int, dict] | None:
+def load(
+  run_path: Path, template: Any, env_steps: int | None = None
+) -> tuple[Any, int, dict] | None:
   """(state, env_steps, extra) of the newest checkpoint of a run (or of the
   one at `env_steps`), or None if there is none.
 
@@ -222,8 +231,7 @@ def load(run_path: Path, template: Any, env_steps: int | None = None
   if env_steps is not None:
     found = [c for c in found if int(c["env_steps"]) == int(env_steps)]
     if not found:
-      raise UserError(f"run {run_path} has no checkpoint at {env_steps} env steps; "
-                      f"{_fix(folder)}")
+      raise UserError(f"run {run_path} has no checkpoint at {env_steps} env steps; {_fix(folder)}")
   if not found:
     return None
   saved, steps_done, extra = _read_arrays(folder, found[0])

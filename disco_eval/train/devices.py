@@ -65,10 +65,15 @@ def make_mesh(n: int) -> Mesh | None:
   local = jax.local_devices()
   if n > len(local):
     platform = local[0].platform
-    hint = (f"; on the CPU, XLA_FLAGS=--xla_force_host_platform_device_count={n} "
-            f"simulates {n} devices" if platform == "cpu" else "")
-    raise UserError(f"--devices {n}: JAX sees {len(local)} {platform} device(s); pass "
-                    f"--devices {len(local)} or fewer{hint}")
+    hint = (
+      f"; on the CPU, XLA_FLAGS=--xla_force_host_platform_device_count={n} simulates {n} devices"
+      if platform == "cpu"
+      else ""
+    )
+    raise UserError(
+      f"--devices {n}: JAX sees {len(local)} {platform} device(s); pass "
+      f"--devices {len(local)} or fewer{hint}"
+    )
   return Mesh(np.array(local[:n]), (AXIS,))
 
 
@@ -76,10 +81,12 @@ def check_divisible(num_envs: int, devices: int) -> None:
   """Raises UserError unless `devices` splits `num_envs` (and so the learner
   batch, ``sample_entries * num_envs`` trajectories) into equal shares."""
   if num_envs % devices:
-    raise UserError(f"train.num_envs={num_envs} is not divisible by --devices {devices} "
-                    "(each device runs an equal share of the environments and of the "
-                    "learner batch); set --set train.num_envs to a multiple of "
-                    f"{devices} or pick --devices dividing {num_envs}")
+    raise UserError(
+      f"train.num_envs={num_envs} is not divisible by --devices {devices} "
+      "(each device runs an equal share of the environments and of the "
+      "learner batch); set --set train.num_envs to a multiple of "
+      f"{devices} or pick --devices dividing {num_envs}"
+    )
 
 
 def check_unroll_sizes(sizes: dict[str, int], devices: int) -> None:
@@ -88,9 +95,11 @@ def check_unroll_sizes(sizes: dict[str, int], devices: int) -> None:
   splits over `devices`."""
   for setting, n in sizes.items():
     if n % devices:
-      raise UserError(f"the learner runs the agent on {n} trajectories at a time "
-                      f"({setting}), which --devices {devices} cannot split evenly; "
-                      f"change {setting} so that it is a multiple of {devices}")
+      raise UserError(
+        f"the learner runs the agent on {n} trajectories at a time "
+        f"({setting}), which --devices {devices} cannot split evenly; "
+        f"change {setting} so that it is a multiple of {devices}"
+      )
 
 
 def spec(ndim: int, axis: int | None) -> PartitionSpec:
@@ -123,5 +132,4 @@ def split_unroll(unroll: Callable[[Any, Any], Any], mesh: Mesh) -> Callable[[Any
   run by each device on its block of B (params replicated). B must be a
   multiple of the mesh's size."""
   batch = PartitionSpec(None, AXIS)
-  return jax.shard_map(unroll, mesh=mesh, in_specs=(PartitionSpec(), batch),
-                       out_specs=batch)
+  return jax.shard_map(unroll, mesh=mesh, in_specs=(PartitionSpec(), batch), out_specs=batch)

@@ -66,14 +66,16 @@ from disco_eval.train.loop import IterationMetrics, TrainConfig
 
 Array = jax.Array
 
+
 class HostState(NamedTuple):
   """The device part of a host-stepped run (what checkpoints hold)."""
+
   params: Any
   opt_state: Any
   rule_state: Any
   buffer: replay.ReplayState
   rng: Array
-  seed: Array          # [] int32: which run this is (keys its host pool)
+  seed: Array  # [] int32: which run this is (keys its host pool)
 
 
 class _Actor:
@@ -123,14 +125,20 @@ class HostTrainer:
   observations are kept in the replay buffer in its ``observation_dtype``.
   """
 
-  def __init__(self, task: HostTask, agent: Agent, rule: UpdateRule,
-               optimizer: optax.GradientTransformation, cfg: TrainConfig,
-               protocol: Any):
+  def __init__(
+    self,
+    task: HostTask,
+    agent: Agent,
+    rule: UpdateRule,
+    optimizer: optax.GradientTransformation,
+    cfg: TrainConfig,
+    protocol: Any,
+  ):
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
-    self.timer: PhaseTimer | None = None     # set by the bench to time the phases
+    self.timer: PhaseTimer | None = None  # set by the bench to time the phases
     self.learner = Learner(agent, rule, optimizer, cfg)
-    self.mesh = self.learner.mesh   # None on one device
+    self.mesh = self.learner.mesh  # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step)
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
@@ -147,10 +155,13 @@ class HostTrainer:
     rng, k_net, k_rule = jax.random.split(rng, 3)
     params = self.agent.init(k_net)
     state = HostState(
-        params=params, opt_state=self.opt.init(params),
-        rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
-        buffer=replay.init(self._empty_entry(), self.cfg.buffer_capacity),
-        rng=rng, seed=jnp.asarray(seed, jnp.int32))
+      params=params,
+      opt_state=self.opt.init(params),
+      rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
+      buffer=replay.init(self._empty_entry(), self.cfg.buffer_capacity),
+      rng=rng,
+      seed=jnp.asarray(seed, jnp.int32),
+    )
     # Distinct buffers for donation; the (large, fresh) replay buffer as is.
     buffer = state.buffer
     return jax.tree.map(jnp.copy, state._replace(buffer=None))._replace(buffer=buffer)
@@ -159,8 +170,7 @@ class HostTrainer:
   def episode_columns(self) -> tuple[str, ...]:
     return tuple(self.task.episode_columns)
 
-  def learner_step(self, params, opt_state, rule_state, rule_params,
-                   batch: Rollout, rng: Array):
+  def learner_step(self, params, opt_state, rule_state, rule_params, batch: Rollout, rng: Array):
     """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
     return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
@@ -168,11 +178,12 @@ class HostTrainer:
     t, e, a = self.cfg.rollout_len, self.cfg.num_envs, self.task.num_actions
     dtype = self.task.observation_dtype
     return Rollout(
-        observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
-        actions=jnp.zeros((t, e), jnp.int32),
-        rewards=jnp.zeros((t, e), jnp.float32),
-        discounts=jnp.zeros((t, e), jnp.float32),
-        behaviour_logits=jnp.zeros((t, e, a), jnp.float32))
+      observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
+      actions=jnp.zeros((t, e), jnp.int32),
+      rewards=jnp.zeros((t, e), jnp.float32),
+      discounts=jnp.zeros((t, e), jnp.float32),
+      behaviour_logits=jnp.zeros((t, e, a), jnp.float32),
+    )
 
   def lay_out(self, s: HostState, how=devices.put) -> HostState:
     """`s` laid out over the mesh by ``how`` (``devices.put`` or, inside a
@@ -182,10 +193,12 @@ class HostTrainer:
     if m is None:
       return s
     rep = lambda x: how(x, m, None)
-    buffer = replay.ReplayState(how(s.buffer.data, m, 2), rep(s.buffer.next_index),
-                                rep(s.buffer.size))
-    return HostState(rep(s.params), rep(s.opt_state), rep(s.rule_state), buffer,
-                     rep(s.rng), rep(s.seed))
+    buffer = replay.ReplayState(
+      how(s.buffer.data, m, 2), rep(s.buffer.next_index), rep(s.buffer.size)
+    )
+    return HostState(
+      rep(s.params), rep(s.opt_state), rep(s.rule_state), buffer, rep(s.rng), rep(s.seed)
+    )
 
   def _to_device(self, x: np.ndarray, axis: int) -> Any:
     """A host array [..., E, ...] for a jitted call: split along its
@@ -219,22 +232,23 @@ class HostTrainer:
     buffer = replay.add(s.buffer, self._entry(obs, actions, rewards, discounts, logits))
     return self.lay_out(s._replace(buffer=buffer), devices.constrain), jnp.zeros((), jnp.float32)
 
-  def _add_and_learn(self, s: HostState, obs, actions, rewards, discounts, logits,
-                     rule_params):
+  def _add_and_learn(self, s: HostState, obs, actions, rewards, discounts, logits, rule_params):
     buffer = replay.add(s.buffer, self._entry(obs, actions, rewards, discounts, logits))
     rng, k_learn = jax.random.split(s.rng)
     carry = (s.params, s.opt_state, s.rule_state)
     # Unrolled (Learner.updates): XLA's CPU backend runs convolutions inside a
     # loop body far slower.
     (params, opt_state, rule_state), loss = self.learner.updates(
-        carry, rule_params, buffer, k_learn, unrolled=True)
+      carry, rule_params, buffer, k_learn, unrolled=True
+    )
     new = HostState(params, opt_state, rule_state, buffer, rng, s.seed)
     return self.lay_out(new, devices.constrain), loss
 
   # -- iterations ------------------------------------------------------------
 
-  def iteration(self, s: HostState, rule_params, it: int,
-                seed: int | None = None) -> tuple[HostState, tuple]:
+  def iteration(
+    self, s: HostState, rule_params, it: int, seed: int | None = None
+  ) -> tuple[HostState, tuple]:
     """One iteration; returns the new state and (return_sum, episodes,
     learned, loss, extra) where extra sums the task's episode columns and
     loss is a device scalar (not waited for). `seed`: ``int(s.seed)``, when
@@ -297,10 +311,14 @@ class HostTrainer:
     """
     n = len(states)
     k = self.cfg.chunk
-    m = IterationMetrics(np.zeros((n, k), bool), np.zeros((n, k), np.float32),
-                    np.zeros((n, k), np.int32), np.zeros((n, k), np.int32),
-                    np.zeros((n, k), np.float32),
-                    {c: np.zeros((n, k), np.float64) for c in self.episode_columns})
+    m = IterationMetrics(
+      np.zeros((n, k), bool),
+      np.zeros((n, k), np.float32),
+      np.zeros((n, k), np.int32),
+      np.zeros((n, k), np.int32),
+      np.zeros((n, k), np.float32),
+      {c: np.zeros((n, k), np.float64) for c in self.episode_columns},
+    )
     outs, losses = [], {}
     for i in range(n):
       s, seed = states[i], int(states[i].seed)
@@ -311,14 +329,15 @@ class HostTrainer:
         for c, v in extra.items():
           m.extra[c][i, j] = v
       outs.append(s)
-    for (i, j), loss in losses.items():   # read once the chunk is dispatched
+    for (i, j), loss in losses.items():  # read once the chunk is dispatched
       m.loss[i, j] = float(loss)
     return outs, m
 
   # -- evaluation ------------------------------------------------------------
 
-  def evaluate(self, params, rng: Array, episodes: int,
-               max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
+  def evaluate(
+    self, params, rng: Array, episodes: int, max_steps: int = 10_000_000
+  ) -> tuple[np.ndarray, dict]:
     """Plays `episodes` fresh episodes on the protocol's evaluation levels
     with the final (sampling) policy.
 
@@ -355,8 +374,9 @@ class HostTrainer:
     self._actors.clear()
 
 
-def episode_returns(rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
-                    ) -> tuple[float, int, np.ndarray]:
+def episode_returns(
+  rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
+) -> tuple[float, int, np.ndarray]:
   """Returns of the episodes that end in a rollout.
 
   rewards [T, E] float32 (each arrived with its row), lasts [T, E] bool (the
@@ -379,8 +399,9 @@ def _add_episode_infos(extra: dict, pool: HostPool) -> None:
       extra[key] += float(info[key])
 
 
-def play_episodes(pool: HostPool, act: Any, episodes: int, cap: int | None = None,
-                  max_steps: int = 10_000_000) -> tuple[np.ndarray, dict]:
+def play_episodes(
+  pool: HostPool, act: Any, episodes: int, cap: int | None = None, max_steps: int = 10_000_000
+) -> tuple[np.ndarray, dict]:
   """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
 
   ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
@@ -397,7 +418,7 @@ def play_episodes(pool: HostPool, act: Any, episodes: int, cap: int | None = Non
   results: list[list[float]] = [[] for _ in range(n_envs)]
   running = np.zeros((n_envs,), np.float64)
   length = np.zeros((n_envs,), np.int64)
-  fresh = np.zeros((n_envs,), bool)     # the next step is a reset step
+  fresh = np.zeros((n_envs,), bool)  # the next step is a reset step
   truncated = 0
   for _ in range(max_steps):
     if all(len(r) >= q for r, q in zip(results, quota)):
@@ -419,6 +440,7 @@ def play_episodes(pool: HostPool, act: Any, episodes: int, cap: int | None = Non
     fresh = ended
   else:
     raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
-  returns = np.array([rs[i] for i in range(int(quota.max())) for rs in results
-                      if i < len(rs)], np.float32)
+  returns = np.array(
+    [rs[i] for i in range(int(quota.max())) for rs in results if i < len(rs)], np.float32
+  )
   return returns, {"eval_truncated": truncated}

@@ -31,8 +31,9 @@ from disco_eval.train import devices, replay
 Array = jax.Array
 
 
-def masked_loss(rule: UpdateRule, agent_out: Any, targets: Any, batch: Rollout
-                ) -> tuple[Array, dict]:
+def masked_loss(
+  rule: UpdateRule, agent_out: Any, targets: Any, batch: Rollout
+) -> tuple[Array, dict]:
   """The rule's per-step loss [T+1, B] averaged over the batch's loss mask;
   returns ([] loss, the rule's logs)."""
   per_step, logs = rule.loss(agent_out, targets, batch)
@@ -55,10 +56,11 @@ class Learner:
       share of B on a mesh).
   """
 
-  def __init__(self, agent: Agent, rule: UpdateRule,
-               optimizer: optax.GradientTransformation, cfg: Any):
+  def __init__(
+    self, agent: Agent, rule: UpdateRule, optimizer: optax.GradientTransformation, cfg: Any
+  ):
     self.agent, self.rule, self.opt, self.cfg = agent, rule, optimizer, cfg
-    self.mesh = devices.make_mesh(cfg.devices)   # None on one device
+    self.mesh = devices.make_mesh(cfg.devices)  # None on one device
     self.unroll: Callable[[Any, Array], dict] = agent.apply
     if self.mesh is not None:
       devices.check_divisible(cfg.num_envs, cfg.devices)
@@ -113,45 +115,50 @@ class Learner:
     unroll = self.unroll
     agent_out, pullback = jax.vjp(lambda p: unroll(p, batch.observations), params)
     targets, rule_state, tlogs = self.rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll)
-    (loss, logs), g_out = jax.value_and_grad(self._loss, has_aux=True)(
-        agent_out, targets, batch)
+      rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll
+    )
+    (loss, logs), g_out = jax.value_and_grad(self._loss, has_aux=True)(agent_out, targets, batch)
     (grads,) = pullback(g_out)
     params, opt_state = self._apply(grads, opt_state, params)
     return params, opt_state, rule_state, loss, {**tlogs, **logs}
 
-  def _epochs_step(self, params, opt_state, rule_state, rule_params, batch: Rollout,
-                   rng: Array):
+  def _epochs_step(self, params, opt_state, rule_state, rule_params, batch: Rollout, rng: Array):
     """``num_epochs`` x ``num_minibatches`` passes on targets computed once;
     each epoch a fresh permutation of the B trajectories."""
     unroll, rule = self.unroll, self.rule
     passes = rule.num_epochs * rule.num_minibatches
     agent_out = unroll(params, batch.observations)
     targets, rule_state, tlogs = rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll)
+      rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll
+    )
     b = batch.actions.shape[1]
     mb = b // rule.num_minibatches
-    perms = jax.vmap(lambda k: jax.random.permutation(k, b))(
-        jax.random.split(rng, rule.num_epochs))
-    order = perms[:, :mb * rule.num_minibatches].reshape(passes, mb)
+    perms = jax.vmap(lambda k: jax.random.permutation(k, b))(jax.random.split(rng, rule.num_epochs))
+    order = perms[:, : mb * rule.num_minibatches].reshape(passes, mb)
 
     def one(carry, idx):
       params, opt_state = carry
       take = lambda x: jnp.take(x, idx, axis=1)
       mb_batch = jax.tree.map(take, batch)
       mb_targets = jax.tree.map(take, targets)
+
       def loss_fn(p):
         return self._loss(unroll(p, mb_batch.observations), mb_targets, mb_batch)
+
       (loss, logs), grads = jax.value_and_grad(loss_fn, has_aux=True)(params)
       updates, opt_state = self.opt.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), (loss, logs)
 
     (params, opt_state), (losses, logs) = jax.lax.scan(one, (params, opt_state), order)
-    return (params, opt_state, rule_state, jnp.mean(losses),
-            {**tlogs, **jax.tree.map(jnp.mean, logs)})
+    return (
+      params,
+      opt_state,
+      rule_state,
+      jnp.mean(losses),
+      {**tlogs, **jax.tree.map(jnp.mean, logs)},
+    )
 
-  def _sliced_step(self, params, opt_state, rule_state, rule_params, batch: Rollout,
-                   k: int):
+  def _sliced_step(self, params, opt_state, rule_state, rule_params, batch: Rollout, k: int):
     """``step`` with the agent run on `k` slices of the batch's
     trajectories, one after another: outputs by slice (no gradient; the
     rule's own unrolls too), targets and the loss's cotangent on the whole
@@ -181,15 +188,14 @@ class Learner:
 
     agent_out = sliced_unroll(params, batch.observations)
     targets, rule_state, tlogs = self.rule.targets(
-        rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params,
-        sliced_unroll)
-    (loss, logs), g_out = jax.value_and_grad(self._loss, has_aux=True)(
-        agent_out, targets, batch)
+      rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, sliced_unroll
+    )
+    (loss, logs), g_out = jax.value_and_grad(self._loss, has_aux=True)(agent_out, targets, batch)
     grads = jax.tree.map(jnp.zeros_like, params)
     for i in range(k):
-      o, g = piece(batch.observations, i), jax.tree.map(lambda x: piece(x, i), g_out)
+      o, g = piece(batch.observations, i), jax.tree.map(lambda x, i=i: piece(x, i), g_out)
       o, g, grads = jax.lax.optimization_barrier((o, g, grads))
-      _, pullback = jax.vjp(lambda p: unroll(p, o), params)
+      _, pullback = jax.vjp(lambda p, o=o: unroll(p, o), params)
       (part,) = pullback(g)
       grads = jax.tree.map(jnp.add, grads, part)
     params, opt_state = self._apply(grads, opt_state, params)
@@ -202,11 +208,13 @@ class Learner:
     k_sample, k_step = jax.random.split(key)
     batch = self.split_batch(replay.sample(buffer, k_sample, self.cfg.sample_entries))
     params, opt_state, rule_state, loss, _ = self.step(
-        params, opt_state, rule_state, rule_params, batch, k_step)
+      params, opt_state, rule_state, rule_params, batch, k_step
+    )
     return (params, opt_state, rule_state), loss
 
-  def updates(self, carry: tuple, rule_params, buffer: replay.ReplayState, key: Array,
-              unrolled: bool = False) -> tuple[tuple, Array]:
+  def updates(
+    self, carry: tuple, rule_params, buffer: replay.ReplayState, key: Array, unrolled: bool = False
+  ) -> tuple[tuple, Array]:
     """``updates_per_iteration`` learner steps, each on a fresh sample of
     ``sample_entries`` entries of `buffer`; `carry` is (params, opt_state,
     rule_state). In a ``lax.scan``, or Python-unrolled with `unrolled`.
@@ -214,7 +222,8 @@ class Learner:
     keys = jax.random.split(key, self.cfg.updates_per_iteration)
     if not unrolled:
       carry, losses = jax.lax.scan(
-          lambda c, k: self._update(c, rule_params, buffer, k), carry, keys)
+        lambda c, k: self._update(c, rule_params, buffer, k), carry, keys
+      )
       return carry, jnp.mean(losses)
     losses = []
     for k in keys:

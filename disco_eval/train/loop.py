@@ -37,8 +37,8 @@ class TrainState(NamedTuple):
   params: Any
   opt_state: Any
   rule_state: Any
-  env_state: Any       # batched [E]
-  timestep: Any        # batched [E]
+  env_state: Any  # batched [E]
+  timestep: Any  # batched [E]
   episode_return: Array  # [E] return so far of the running episode
   buffer: replay.ReplayState
   rng: Array
@@ -47,11 +47,12 @@ class TrainState(NamedTuple):
 class IterationMetrics(NamedTuple):
   """Per iteration (arrays [K] per chunk; [S, K] for a group of seeds), of
   both trainers."""
+
   active: Array
-  return_sum: Array    # summed returns of the episodes that ended
-  episodes: Array      # number of episodes that ended
-  learned: Array       # learner steps made
-  loss: Array          # mean loss of those steps (0 if none)
+  return_sum: Array  # summed returns of the episodes that ended
+  episodes: Array  # number of episodes that ended
+  learned: Array  # learner steps made
+  loss: Array  # mean loss of those steps (0 if none)
   # {column: sums} of the task's episode columns ([K] each): {} here, as
   # pure-JAX envs declare none; the host trainer fills them.
   extra: dict
@@ -68,14 +69,21 @@ class Trainer:
   # Seeds' states are stacked on a leading axis (see run_chunk_group).
   stacks_seeds = True
 
-  def __init__(self, env: JaxEnv, agent: Agent, rule: UpdateRule,
-               optimizer: optax.GradientTransformation, cfg: TrainConfig):
+  def __init__(
+    self,
+    env: JaxEnv,
+    agent: Agent,
+    rule: UpdateRule,
+    optimizer: optax.GradientTransformation,
+    cfg: TrainConfig,
+  ):
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
     self.learner = Learner(agent, rule, optimizer, cfg)
-    self.mesh = self.learner.mesh   # None on one device
+    self.mesh = self.learner.mesh  # None on one device
     self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
-    self._chunk_seeds = jax.jit(jax.vmap(self._run_chunk, in_axes=(0, None, None, None)),
-                                donate_argnums=(0,))
+    self._chunk_seeds = jax.jit(
+      jax.vmap(self._run_chunk, in_axes=(0, None, None, None)), donate_argnums=(0,)
+    )
 
   # -- state -----------------------------------------------------------------
 
@@ -88,11 +96,15 @@ class Trainer:
     env_state, ts = jax.vmap(self.env.reset)(env_keys)
     entry = self._empty_entry(ts)
     state = TrainState(
-        params=params, opt_state=self.opt.init(params),
-        rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
-        env_state=env_state,
-        timestep=ts, episode_return=jnp.zeros((self.cfg.num_envs,), jnp.float32),
-        buffer=replay.init(entry, self.cfg.buffer_capacity), rng=rng)
+      params=params,
+      opt_state=self.opt.init(params),
+      rule_state=self.rule.init_state(k_rule, jax.tree.map(jnp.copy, params)),
+      env_state=env_state,
+      timestep=ts,
+      episode_return=jnp.zeros((self.cfg.num_envs,), jnp.float32),
+      buffer=replay.init(entry, self.cfg.buffer_capacity),
+      rng=rng,
+    )
     # Distinct buffers for every leaf, so that the state can be donated.
     return jax.tree.map(jnp.copy, state)
 
@@ -113,21 +125,27 @@ class Trainer:
     rep = lambda x: how(x, m, None)
     env = lambda x, axis: how(x, m, lead + axis)
     return TrainState(
-        params=rep(s.params), opt_state=rep(s.opt_state), rule_state=rep(s.rule_state),
-        env_state=env(s.env_state, 0), timestep=env(s.timestep, 0),
-        episode_return=env(s.episode_return, 0),
-        buffer=replay.ReplayState(env(s.buffer.data, 2), rep(s.buffer.next_index),
-                                  rep(s.buffer.size)),
-        rng=rep(s.rng))
+      params=rep(s.params),
+      opt_state=rep(s.opt_state),
+      rule_state=rep(s.rule_state),
+      env_state=env(s.env_state, 0),
+      timestep=env(s.timestep, 0),
+      episode_return=env(s.episode_return, 0),
+      buffer=replay.ReplayState(
+        env(s.buffer.data, 2), rep(s.buffer.next_index), rep(s.buffer.size)
+      ),
+      rng=rep(s.rng),
+    )
 
   def _empty_entry(self, ts) -> Rollout:
     t, e = self.cfg.rollout_len, self.cfg.num_envs
     return Rollout(
-        observations=jnp.zeros((t,) + ts.observation.shape, jnp.float32),
-        actions=jnp.zeros((t, e), jnp.int32),
-        rewards=jnp.zeros((t, e), jnp.float32),
-        discounts=jnp.zeros((t, e), jnp.float32),
-        behaviour_logits=jnp.zeros((t, e, self.env.num_actions), jnp.float32))
+      observations=jnp.zeros((t,) + ts.observation.shape, jnp.float32),
+      actions=jnp.zeros((t, e), jnp.int32),
+      rewards=jnp.zeros((t, e), jnp.float32),
+      discounts=jnp.zeros((t, e), jnp.float32),
+      behaviour_logits=jnp.zeros((t, e, self.env.num_actions), jnp.float32),
+    )
 
   # -- actor -----------------------------------------------------------------
 
@@ -136,20 +154,25 @@ class Trainer:
 
     def step(carry, key):
       env_state, ts, ep_ret = carry
-      logits = self.agent.apply(params, ts.observation)["logits"]   # [E, A]
+      logits = self.agent.apply(params, ts.observation)["logits"]  # [E, A]
       action = jax.random.categorical(key, logits).astype(jnp.int32)
-      record = Rollout(ts.observation.astype(jnp.float32), action, ts.reward,
-                       1.0 - ts.last.astype(jnp.float32), logits)
+      record = Rollout(
+        ts.observation.astype(jnp.float32),
+        action,
+        ts.reward,
+        1.0 - ts.last.astype(jnp.float32),
+        logits,
+      )
       ended = ts.last
-      stats = (jnp.sum(jnp.where(ended, ep_ret + ts.reward, 0.0)),
-               jnp.sum(ended.astype(jnp.int32)))
+      stats = (jnp.sum(jnp.where(ended, ep_ret + ts.reward, 0.0)), jnp.sum(ended.astype(jnp.int32)))
       ep_ret = jnp.where(ended, 0.0, ep_ret + ts.reward)
       env_state, ts = jax.vmap(self.env.step)(env_state, action)
       return (env_state, ts, ep_ret), (record, stats)
 
     keys = jax.random.split(rng, self.cfg.rollout_len)
     (env_state, ts, episode_return), (entry, (ret, n)) = jax.lax.scan(
-        step, (env_state, ts, episode_return), keys)
+      step, (env_state, ts, episode_return), keys
+    )
     return entry, env_state, ts, episode_return, jnp.sum(ret), jnp.sum(n)
 
   # -- learner ---------------------------------------------------------------
@@ -159,8 +182,7 @@ class Trainer:
     """The environment trained on (the trainers' common name for it)."""
     return self.env
 
-  def learner_step(self, params, opt_state, rule_state, rule_params,
-                   batch: Rollout, rng: Array):
+  def learner_step(self, params, opt_state, rule_state, rule_params, batch: Rollout, rng: Array):
     """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
     return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
@@ -173,7 +195,8 @@ class Trainer:
     cfg = self.cfg
     rng, k_act, k_learn = jax.random.split(s.rng, 3)
     entry, env_state, ts, ep_ret, ret_sum, n_eps = self._actor(
-        s.params, s.env_state, s.timestep, s.episode_return, k_act)
+      s.params, s.env_state, s.timestep, s.episode_return, k_act
+    )
     buffer = replay.add(s.buffer, entry)
 
     def learn(args):
@@ -185,25 +208,34 @@ class Trainer:
 
     ready = is_learning(it, cfg.min_buffer)
     (params, opt_state, rule_state), loss, learned = jax.lax.cond(
-        ready, learn, skip, (s.params, s.opt_state, s.rule_state))
-    new = self.lay_out(TrainState(params, opt_state, rule_state, env_state, ts, ep_ret,
-                                  buffer, rng), devices.constrain)
+      ready, learn, skip, (s.params, s.opt_state, s.rule_state)
+    )
+    new = self.lay_out(
+      TrainState(params, opt_state, rule_state, env_state, ts, ep_ret, buffer, rng),
+      devices.constrain,
+    )
     return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss, {})
 
   def _run_chunk(self, s: TrainState, rule_params, its: Array, active: Array):
     def body(s, xs):
       it, on = xs
+
       def run(s):
         return self._iteration(s, rule_params, it)
+
       def idle(s):
         z = jnp.zeros((), jnp.float32)
-        return s, IterationMetrics(jnp.zeros((), bool), z, jnp.zeros((), jnp.int32),
-                                   jnp.zeros((), jnp.int32), z, {})
+        return s, IterationMetrics(
+          jnp.zeros((), bool), z, jnp.zeros((), jnp.int32), jnp.zeros((), jnp.int32), z, {}
+        )
+
       return jax.lax.cond(on, run, idle, s)
+
     return jax.lax.scan(body, s, (its, active))
 
-  def run_chunk(self, state: TrainState, rule_params, start: int,
-                count: int, seeds_axis: bool = False):
+  def run_chunk(
+    self, state: TrainState, rule_params, start: int, count: int, seeds_axis: bool = False
+  ):
     """Runs iterations [start, start + count) (count <= cfg.chunk).
 
     Returns the new state and per-iteration metrics (numpy-convertible,
@@ -236,8 +268,10 @@ class Trainer:
     if self.vmaps_seeds:
       return self.run_chunk(states, rule_params, start, count, seeds_axis=True)
     n = jax.tree.leaves(states)[0].shape[0]
-    outs = [self.run_chunk(jax.tree.map(lambda x: x[i], states), rule_params, start, count)
-            for i in range(n)]
+    outs = [
+      self.run_chunk(jax.tree.map(lambda x, i=i: x[i], states), rule_params, start, count)
+      for i in range(n)
+    ]
     return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
 
   # -- evaluation ------------------------------------------------------------
@@ -265,6 +299,11 @@ class Trainer:
       ret = jnp.where(done, ret, ret + ts.reward)
       return env_state, ts, ret, done | ts.last, key
 
-    init = (env_state, ts, jnp.zeros((episodes,), jnp.float32),
-            jnp.zeros((episodes,), bool), keys[0])
+    init = (
+      env_state,
+      ts,
+      jnp.zeros((episodes,), jnp.float32),
+      jnp.zeros((episodes,), bool),
+      keys[0],
+    )
     return jax.lax.while_loop(cond, body, init)[2], {}

@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import optax
 
 
-def scale_by_adam_sg_denom(b1: float = 0.9, b2: float = 0.999,
-                           eps: float = 1e-8) -> optax.GradientTransformation:
+def scale_by_adam_sg_denom(
+  b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
+) -> optax.GradientTransformation:
   """Adam's rescaling with ``stop_gradient`` on the second-moment term.
 
   Identical to Adam in value; under a meta-gradient only the first moment
@@ -18,8 +19,9 @@ def scale_by_adam_sg_denom(b1: float = 0.9, b2: float = 0.999,
 
   def init_fn(params):
     zeros = jax.tree.map(jnp.zeros_like, params)
-    return optax.ScaleByAdamState(count=jnp.zeros([], jnp.int32), mu=zeros,
-                                  nu=jax.tree.map(jnp.zeros_like, params))
+    return optax.ScaleByAdamState(
+      count=jnp.zeros([], jnp.int32), mu=zeros, nu=jax.tree.map(jnp.zeros_like, params)
+    )
 
   def update_fn(updates, state, params=None):
     del params
@@ -28,8 +30,7 @@ def scale_by_adam_sg_denom(b1: float = 0.9, b2: float = 0.999,
     count = optax.safe_increment(state.count)
     mu_hat = optax.tree.bias_correction(mu, b1, count)
     nu_hat = optax.tree.bias_correction(nu, b2, count)
-    new = jax.tree.map(lambda m, v: m / (jnp.sqrt(jax.lax.stop_gradient(v)) + eps),
-                       mu_hat, nu_hat)
+    new = jax.tree.map(lambda m, v: m / (jnp.sqrt(jax.lax.stop_gradient(v)) + eps), mu_hat, nu_hat)
     return new, optax.ScaleByAdamState(count=count, mu=mu, nu=nu)
 
   return optax.GradientTransformation(init_fn, update_fn)
@@ -44,9 +45,13 @@ def make_optimizer(settings: dict[str, Any]) -> optax.GradientTransformation:
   max_norm = float(settings.get("max_grad_norm", 0.0))
   if max_norm > 0:
     parts.append(optax.clip_by_global_norm(max_norm))
-  parts.append(scale_by_adam_sg_denom(float(settings.get("b1", 0.9)),
-                                      float(settings.get("b2", 0.999)),
-                                      float(settings.get("eps", 1e-8))))
+  parts.append(
+    scale_by_adam_sg_denom(
+      float(settings.get("b1", 0.9)),
+      float(settings.get("b2", 0.999)),
+      float(settings.get("eps", 1e-8)),
+    )
+  )
   max_abs = float(settings.get("max_abs_update", 1.0))
   if max_abs > 0:
     parts.append(optax.clip(max_abs))

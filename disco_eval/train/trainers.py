@@ -38,8 +38,9 @@ class RunTrainer(Protocol):
   def init(self, seed: int) -> Any:
     """A fresh training state of one seed."""
 
-  def run_chunk_group(self, states: Any, rule_params: Any, start: int, count: int
-                      ) -> tuple[Any, Any]:
+  def run_chunk_group(
+    self, states: Any, rule_params: Any, start: int, count: int
+  ) -> tuple[Any, Any]:
     """Iterations [start, start + count) of the seeds' states; returns the new
     states and metrics [S, chunk] (``return_sum``, ``episodes``, ``learned``,
     ``loss``, ``active``)."""
@@ -51,9 +52,14 @@ class RunTrainer(Protocol):
     """Releases what the trainer holds (host pools)."""
 
 
-def make_trainer(task: EnvSpec, agent: Agent, rule: UpdateRule,
-                 optimizer: optax.GradientTransformation, cfg: TrainConfig,
-                 protocol: Any) -> RunTrainer:
+def make_trainer(
+  task: EnvSpec,
+  agent: Agent,
+  rule: UpdateRule,
+  optimizer: optax.GradientTransformation,
+  cfg: TrainConfig,
+  protocol: Any,
+) -> RunTrainer:
   """The trainer of `task`: host-stepped for a HostTask, else pure JAX
   (`protocol` gives a host task its training and evaluation levels)."""
   if isinstance(task, HostTask):

@@ -1,0 +1,180 @@
+"""The results of a comparison: per-task rows, aggregate rows, probabilities of
+improvement, one group's result and the whole comparison, with their strict JSON
+form (non-finite numbers become null).
+
+:func:`disco_eval.analysis.compare.compare` builds them; :mod:`render`,
+:mod:`export` and :mod:`plots` read them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from pathlib import Path
+from typing import Any, Mapping
+
+import numpy as np
+
+from disco_eval.analysis import stats
+from disco_eval.analysis.collect import Excluded, GroupKey
+from disco_eval.analysis.published import PublishedRow
+
+PER_TASK_CI = "Student-t"
+
+
+@dataclasses.dataclass(frozen=True)
+class TaskRow:
+  """Per-task statistics of one rule over its seeds."""
+
+  task: str
+  rule: str
+  seeds: tuple[int, ...]
+  score: stats.Estimate
+  normalized: stats.Estimate
+  beside: Mapping[str, float] = dataclasses.field(default_factory=dict)  # mean over seeds
+
+
+@dataclasses.dataclass(frozen=True)
+class AggregateRow:
+  """One aggregate metric of one rule, with its bootstrap interval.
+
+  For published rows ``lo``/``hi`` are NaN when only a point is available.
+  """
+
+  rule: str
+  metric: str
+  point: float
+  lo: float
+  hi: float
+  seeds: int
+  published: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class ImprovementRow:
+  """P(X > Y) with its bootstrap interval."""
+
+  x: str
+  y: str
+  point: float
+  lo: float
+  hi: float
+
+
+@dataclasses.dataclass
+class GroupResult:
+  """Everything :func:`compare` reports for one suite and protocol."""
+
+  key: GroupKey
+  protocol_name: str
+  env_steps: tuple[int, ...]
+  metric: str
+  rules: tuple[str, ...]
+  tasks: tuple[str, ...]
+  aggregate_tasks: tuple[str, ...]
+  seeds: dict[str, int]
+  per_task: list[TaskRow]
+  aggregate: list[AggregateRow]
+  improvement: list[ImprovementRow]
+  published: list[PublishedRow]
+  published_aggregate: list[AggregateRow]
+  matrices: dict[str, np.ndarray]
+  matrix_seeds: dict[str, tuple[int, ...]]
+  warnings: list[str]
+  # What the normalised score is called (a suite without normalisation, e.g.
+  # NetHack's single task, aggregates raw scores and says so).
+  norm_label: str = "normalised"
+
+
+@dataclasses.dataclass
+class CompareResult:
+  """The result of :func:`compare`: one :class:`GroupResult` per suite and
+  protocol, the excluded runs, and warnings that concern all groups."""
+
+  root: Path
+  metrics: tuple[str, ...]
+  reps: int
+  seed: int
+  confidence: float
+  groups: list[GroupResult]
+  excluded: list[Excluded]
+  warnings: list[str]
+
+  def to_json(self) -> dict:
+    """A JSON-able dict (NaN and infinities become null)."""
+    return _jsonable(
+      {
+        "root": self.root,
+        "settings": {
+          "metrics": list(self.metrics),
+          "reps": self.reps,
+          "seed": self.seed,
+          "confidence": self.confidence,
+          "aggregate_ci": "stratified bootstrap, percentile",
+          "per_task_ci": f"{PER_TASK_CI} over seeds (n-1 degrees of freedom)",
+        },
+        "groups": [_group_json(g) for g in self.groups],
+        "excluded": [dataclasses.asdict(e) for e in self.excluded],
+        "warnings": self.warnings,
+      }
+    )
+
+
+def _group_json(group: GroupResult) -> dict:
+  """JSON form of a group (matrices as lists of rows, seeds labelled)."""
+  doc = {
+    "suite": group.key.suite,
+    "protocol": group.key.protocol,
+    "protocol_name": group.protocol_name,
+    "env_steps": list(group.env_steps),
+    "metric": group.metric,
+    "rules": list(group.rules),
+    "tasks": list(group.tasks),
+    "aggregate_tasks": list(group.aggregate_tasks),
+    "seeds": group.seeds,
+    "per_task": [
+      {
+        "task": r.task,
+        "rule": r.rule,
+        "seeds": list(r.seeds),
+        "num_seeds": len(r.seeds),
+        "score": r.score._asdict(),
+        "normalized_score": r.normalized._asdict(),
+        "beside": dict(r.beside),
+      }
+      for r in group.per_task
+    ],
+    "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
+    "probability_of_improvement": [dataclasses.asdict(r) for r in group.improvement],
+    "published": [dict(dataclasses.asdict(r), published=True) for r in group.published],
+    "published_aggregate": [dataclasses.asdict(r) for r in group.published_aggregate],
+    "matrices": {
+      rule: {
+        "seeds": list(group.matrix_seeds[rule]),
+        "tasks": list(group.aggregate_tasks),
+        "normalized_scores": m.tolist(),
+      }
+      for rule, m in group.matrices.items()
+    },
+    "warnings": group.warnings,
+    "normalized_label": group.norm_label,
+  }
+  return doc
+
+
+def _jsonable(value: Any) -> Any:
+  """`value` with NaN/inf -> None, paths -> str, tuples -> lists, numpy ->
+  Python."""
+  if isinstance(value, dict):
+    return {str(k): _jsonable(v) for k, v in value.items()}
+  if isinstance(value, (list, tuple)):
+    return [_jsonable(v) for v in value]
+  if isinstance(value, np.ndarray):
+    return _jsonable(value.tolist())
+  if isinstance(value, np.generic):
+    return _jsonable(value.item())
+  if isinstance(value, float):
+    return value if math.isfinite(value) else None
+  if isinstance(value, Path):
+    return str(value)
+  return value
