@@ -27,7 +27,15 @@ def _launch(help_text: str):
 
 
 SuiteArg = Annotated[str, typer.Argument(help="Suite name (see `disco-eval suites list`).")]
-RuleOpt = Annotated[list[str], _opt("Rule name or PATH.npz; repeat for several.", "--rule", "-r")]
+RuleOpt = Annotated[
+  list[str],
+  _opt(
+    "Rule name, PATH.npz (labelled by its file stem) or NAME=PATH.npz (labelled NAME); "
+    "repeat for several.",
+    "--rule",
+    "-r",
+  ),
+]
 SetOpt = Annotated[
   list[str],
   _opt(
