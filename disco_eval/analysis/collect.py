@@ -16,7 +16,11 @@ Runs are grouped by suite and protocol label (:mod:`disco_eval.analysis
 .labels`): a run trained with a step budget other than the protocol's gets the
 label ``NAME@STEPS`` (e.g. ``reference@1508``) and forms its own group, since
 scores after different budgets are not comparable. Statistics are never
-computed across groups.
+computed across groups. Within a group, runs are one rule's seeds only when
+they are one configuration (the fingerprint of their effective settings,
+:mod:`disco_eval.config.fingerprint`): runs of one rule name made with
+other settings (another learning rate, other weights) are labelled apart,
+e.g. ``disco103[lr=0.003]`` (:func:`disco_eval.analysis.labels.variant_labels`).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from disco_eval import store
 from disco_eval.analysis import labels
+from disco_eval.config.fingerprint import fingerprint
 from disco_eval.errors import UserError
 
 EXCLUSION_REASONS = ("failed", "incomplete", "corrupt", "nan")
@@ -46,7 +51,9 @@ class Run:
   """A complete run with finite scores.
 
   ``protocol`` is the protocol's manifest name; ``protocol_label`` adds
-  ``@STEPS`` when the run's budget differs from the protocol's.
+  ``@STEPS`` when the run's budget differs from the protocol's. ``rule`` is
+  the label of the run's configuration (``rule_name`` alone, or e.g.
+  ``disco103[lr=0.003]`` for runs of one rule made with other settings).
   """
 
   suite: str
@@ -67,6 +74,11 @@ class Run:
   # Evaluation episodes cut at the protocol's eval_max_steps (scored as far
   # as they went).
   eval_truncated: int = dataclasses.field(default=0, compare=False, hash=False)
+  # The rule's name as its run folder holds it; ``rule`` is the label of its
+  # configuration, the name alone or ``NAME[KEY=VALUE]`` (see _label_variants).
+  rule_name: str = ""
+  # config.fingerprint.fingerprint of the run's stored config.
+  fingerprint: str = ""
 
   @property
   def key(self) -> GroupKey:
@@ -212,6 +224,21 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
   )
 
 
+def _label_variants(runs: list[Run], configs: Mapping[Path, Any]) -> list[Run]:
+  """`runs` labelled by configuration: within one group (suite and protocol
+  label), runs of one rule name whose fingerprints differ get distinct labels
+  (:func:`disco_eval.analysis.labels.variant_labels`)."""
+  prints = [fingerprint(configs.get(r.path)) for r in runs]
+  by_rule: dict[tuple[GroupKey, str], dict[str, Mapping[str, Any]]] = defaultdict(dict)
+  for run, fp in zip(runs, prints):
+    by_rule[run.key, run.rule].setdefault(fp, configs.get(run.path) or {})
+  named = {key: labels.variant_labels(key[1], found) for key, found in by_rule.items()}
+  return [
+    dataclasses.replace(r, rule=named[r.key, r.rule][fp], rule_name=r.rule, fingerprint=fp)
+    for r, fp in zip(runs, prints)
+  ]
+
+
 def _selected(
   info: store.RunInfo, suite: str | None, rules: Sequence[str] | None, protocol: str | None
 ) -> bool:
@@ -301,7 +328,8 @@ def collect(
       continue
     item = _classify(info)
     (runs if isinstance(item, Run) else excluded).append(item)
-  all_rules = tuple(sorted({i.rule for i in infos if i.rule}))
+  runs = _label_variants(runs, {i.path: i.config for i in infos})
+  all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))
   return Collection(root, tuple(runs), tuple(excluded), all_rules)
 
 
