@@ -20,7 +20,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from disco_eval import store
+from disco_eval import launch, store
 from disco_eval.analysis import compare, labels
 from disco_eval.config import suites
 from disco_eval.config.fingerprint import fingerprint, settings_of
@@ -208,3 +208,13 @@ def test_fingerprint_ignores_seed_volatile_keys_and_where_the_file_lay(seed, cre
   changed = {**new, "train": {**new["train"], "num_envs": 4}}
   assert fingerprint(changed) != fingerprint(old)
   assert settings_of(changed)["train.num_envs"] == "4"
+
+
+def test_named_checkpoint_reaches_workers_by_an_absolute_path(tmp_path, monkeypatch):
+  monkeypatch.chdir(tmp_path)
+  spec = SweepSpec(SUITE, rules=("mine=ckpt/w.npz", "ckpt/v.npz", "disco103"), out=Path("r"))
+  assert launch.for_workers(spec).rules == (
+    f"mine={tmp_path / 'ckpt' / 'w.npz'}",
+    str(tmp_path / "ckpt" / "v.npz"),
+    "disco103",
+  )
