@@ -21,7 +21,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from disco_eval import launch, store
-from disco_eval.analysis import compare, labels
+from disco_eval.analysis import collect, compare, labels
 from disco_eval.config import suites
 from disco_eval.config.fingerprint import fingerprint, settings_of
 from disco_eval.errors import UserError
@@ -99,6 +99,10 @@ def test_seed_with_another_learning_rate_is_not_pooled(cached, tmp_path):
   assert seeds == {"disco103": (0, 1, 2), "disco103[lr=0.003]": (3,)}
   warning = next(w for w in group.warnings if "different settings" in w)
   assert "disco103 (3 seeds)" in warning and "disco103[lr=0.003] (1 seed)" in warning
+  (alone,) = compare.compare(root, rules="disco103[lr=0.003]", reps=50).groups
+  assert alone.rules == ("disco103[lr=0.003]",)
+  with pytest.raises(UserError, match=r"labels found: disco103, disco103\[lr=0.003\]"):
+    compare.compare(root, rules="disco103[lr=1]", reps=50)
 
 
 def test_run_with_other_weights_sha_is_noticed(cached, tmp_path):
@@ -217,4 +221,25 @@ def test_named_checkpoint_reaches_workers_by_an_absolute_path(tmp_path, monkeypa
     f"mine={tmp_path / 'ckpt' / 'w.npz'}",
     str(tmp_path / "ckpt" / "v.npz"),
     "disco103",
+  )
+
+
+def test_label_names_every_difference_and_a_filter_can_name_it(tmp_path):
+  def config(lr: float, envs: int, overrides: dict) -> dict:
+    return {
+      "rule": {"name": "r", "kind": "k", "sha256": None},
+      "settings": {"optimizer": {"learning_rate": lr}},
+      "train": {"num_envs": envs},
+      "overrides": overrides,
+    }
+
+  plain = config(0.001, 2, {})
+  both = config(0.003, 4, {"lr": "0.003", "train.num_envs": "4"})
+  other = config(0.001, 2, {"ppo.lr": "1"})  # scoped to another rule: still plain
+  found = labels.variant_labels("r", {fingerprint(c): c for c in (plain, both)})
+  assert found[fingerprint(both)] == "r[lr=0.003,train.num_envs=4]"
+  assert fingerprint(other) == fingerprint(plain)
+  assert collect.parse_list("a,r[lr=0.003,train.num_envs=4]") == (
+    "a",
+    "r[lr=0.003,train.num_envs=4]",
   )

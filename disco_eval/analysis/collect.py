@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
@@ -239,6 +240,21 @@ def _label_variants(runs: list[Run], configs: Mapping[Path, Any]) -> list[Run]:
   ]
 
 
+def _keep_labels(runs: list[Run], rules: Sequence[str] | None, root: Path) -> list[Run]:
+  """`runs` whose rule name or label is one of `rules` (a name keeps all its
+  variants, a label such as ``disco103[lr=0.003]`` only that one); a
+  UserError for a label that no run has."""
+  if not rules or not any("[" in r for r in rules):
+    return runs
+  found = sorted({r.rule for r in runs})
+  missing = [r for r in rules if "[" in r and r not in found]
+  if missing:
+    raise UserError(
+      f"no runs labelled '{missing[0]}' under {root}; labels found: {', '.join(found) or 'none'}"
+    )
+  return [r for r in runs if r.rule in rules or r.rule_name in rules]
+
+
 def _selected(
   info: store.RunInfo, suite: str | None, rules: Sequence[str] | None, protocol: str | None
 ) -> bool:
@@ -255,10 +271,11 @@ def _selected(
 
 
 def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
-  """``"a,b"`` (or a sequence of names) as a tuple of names; None if empty."""
+  """``"a,b"`` (or a sequence of names) as a tuple of names; None if empty.
+  Commas inside brackets belong to a label (``disco103[lr=0.003,train.x=4]``)."""
   if text is None:
     return None
-  items = text.split(",") if isinstance(text, str) else list(text)
+  items = re.split(r",(?![^\[]*\])", text) if isinstance(text, str) else list(text)
   names = tuple(dict.fromkeys(n.strip() for n in items if n and n.strip()))
   return names or None
 
@@ -305,7 +322,9 @@ def collect(
   Args:
     root: the results folder.
     suite: keep only this suite.
-    rules: keep only these rules (names, or ``"a,b"``).
+    rules: keep only these rules (names, or ``"a,b"``): a name keeps all
+      its runs, a label of runs made with other settings
+      (``disco103[lr=0.003]``) only those.
     protocol: keep only this protocol (a name, or a label ``NAME@STEPS``).
 
   Returns:
@@ -320,15 +339,16 @@ def collect(
   if not infos:
     raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` first")
   rules = parse_list(rules)
-  _check_filters(infos, root, suite, rules, protocol)
+  names = tuple(dict.fromkeys(r.split("[", 1)[0] for r in rules)) if rules else None
+  _check_filters(infos, root, suite, names, protocol)
   runs: list[Run] = []
   excluded: list[Excluded] = []
   for info in infos:
-    if not _selected(info, suite, rules, protocol):
+    if not _selected(info, suite, names, protocol):
       continue
     item = _classify(info)
     (runs if isinstance(item, Run) else excluded).append(item)
-  runs = _label_variants(runs, {i.path: i.config for i in infos})
+  runs = _keep_labels(_label_variants(runs, {i.path: i.config for i in infos}), rules, root)
   all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))
   return Collection(root, tuple(runs), tuple(excluded), all_rules)
 

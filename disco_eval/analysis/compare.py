@@ -102,9 +102,15 @@ def _ordered_rules(runs: Iterable[Run], order: Sequence[str] | None) -> tuple[st
   sorted; the variants of one name (``disco103[lr=0.003]``) sorted after it."""
   names = {r.rule: r.rule_name or r.rule for r in runs}
   wanted = list(order or ())
-  place = {n: (wanted.index(n) if n in wanted else len(wanted)) for n in names.values()}
-  kept = [label for label, name in names.items() if not wanted or name in wanted]
-  return tuple(sorted(kept, key=lambda label: (place[names[label]], names[label], label)))
+
+  def place(label: str) -> tuple[int, str, str]:
+    for asked in (label, names[label]):
+      if asked in wanted:
+        return wanted.index(asked), names[label], label
+    return len(wanted), names[label], label
+
+  kept = [label for label, name in names.items() if not wanted or {label, name} & set(wanted)]
+  return tuple(sorted(kept, key=place))
 
 
 def _ordered_tasks(
