@@ -243,3 +243,34 @@ def test_label_names_every_difference_and_a_filter_can_name_it(tmp_path):
     "a",
     "r[lr=0.003,train.num_envs=4]",
   )
+
+
+@given(
+  st.lists(
+    st.tuples(
+      st.sampled_from([0.001, 0.003, 0.01]),
+      st.sampled_from([2, 4]),
+      st.sampled_from(["aa", "bb"]),
+      st.booleans(),
+    ),
+    min_size=1,
+    max_size=6,
+  ),
+  st.randoms(),
+)
+def test_variant_labels_are_distinct_and_do_not_depend_on_order(items, rng):
+  configs = {}
+  for lr, envs, sha, overridden in items:
+    config = {
+      "rule": {"name": "r", "kind": "disco", "sha256": sha},
+      "settings": {"optimizer": {"learning_rate": lr}},
+      "train": {"num_envs": envs},
+      "overrides": {"lr": str(lr)} if overridden else {},
+    }
+    configs.setdefault(fingerprint(config), config)
+  found = labels.variant_labels("r", configs)
+  assert len(set(found.values())) == len(configs)
+  assert all(v == "r" or v.startswith("r[") for v in found.values())
+  shuffled = list(configs.items())
+  rng.shuffle(shuffled)
+  assert labels.variant_labels("r", dict(shuffled)) == found
