@@ -36,6 +36,7 @@ IGNORED_KEYS = (
   "overrides",  # as typed; their effect is in the settings below
   "env_steps",  # the budget: part of the protocol label
   "budget",
+  "fingerprint",  # the fingerprint itself, should a record ever store it
 )
 IGNORED_RULE_KEYS = ("name", "source")
 # Settings added after runs were first recorded, with the value an older
