@@ -94,7 +94,7 @@ def _applies(key: str, rule: str, tables: set[str]) -> bool:
   head = key.split(".", 1)[0]
   if head == "protocol":
     return False
-  return key in ALIASES or head in tables or head == rule
+  return key in ALIASES or head in tables or key.startswith(f"{rule}.")
 
 
 def _changes(rule: str, config: Mapping[str, Any]) -> int:
