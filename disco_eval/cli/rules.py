@@ -121,8 +121,9 @@ def rules_verify(
 
   Prints, per output key, the max absolute and relative error and the bound;
   exits 1 if any key is out of bounds, or if a file lacks a key FORMAT.md
-  requires or has shapes that disagree (checked before anything runs). Consecutive files of one sequence carry
-  the meta-state computed here from step to step.
+  requires or has shapes that disagree (checked before anything runs).
+  Consecutive files of one sequence carry the meta-state computed here from
+  step to step.
   """
   from disco_eval.rules import verify  # here, not at the top: it loads jax (start-up time)
 
