@@ -4,6 +4,7 @@ from pathlib import Path
 from typing import Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from disco_eval.cli.common import out, print_json
@@ -119,8 +120,10 @@ def rules_verify(
   """Check the rule against golden rule steps of the reference implementation.
 
   Prints, per output key, the max absolute and relative error and the bound;
-  exits 1 if any key is out of bounds. Consecutive files of one sequence carry
-  the meta-state computed here from step to step.
+  exits 1 if any key is out of bounds, or if a file lacks a key FORMAT.md
+  requires or has shapes that disagree (checked before anything runs).
+  Consecutive files of one sequence carry the meta-state computed here from
+  step to step.
   """
   from disco_eval.rules import verify  # here, not at the top: it loads jax (start-up time)
 
@@ -142,7 +145,7 @@ def rules_verify(
   else:
     n = len(results)
     out.print(
-      f"{rule.label} (sha256 {rule.sha256}): "
+      f"{escape(rule.label)} (sha256 {rule.sha256}): "
       + (
         f"[green]all {n} file(s) within bounds[/]" if ok_all else "[red]some keys out of bounds[/]"
       )
@@ -153,7 +156,7 @@ def rules_verify(
 
 def _checks_table(path: Path, ok: bool, checks) -> Table:
   """The table of one golden file's checks (verify's per-key results)."""
-  t = Table(title=f"{path.name}: {'PASS' if ok else 'FAIL'}")
+  t = Table(title=f"{escape(path.name)}: {'PASS' if ok else 'FAIL'}")
   t.add_column("key", no_wrap=True)
   for c in ("max abs err", "max rel err", "bound"):
     t.add_column(c, justify="right", no_wrap=True)

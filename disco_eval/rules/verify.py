@@ -17,7 +17,7 @@ import numpy as np
 
 from disco_eval.errors import UserError
 from disco_eval.numerics import EmaState
-from disco_eval.rules import disco
+from disco_eval.rules import disco, golden_format
 
 _LEAVES = ("logits", "y", "z", "aux_pi", "q")
 
@@ -34,8 +34,20 @@ class KeyCheck:
   ok: bool
 
 
-def load_golden(path: Path) -> dict[str, np.ndarray]:
-  """Reads a golden .npz (no pickles) into a dict of arrays."""
+def load_golden(path: Path, dims: golden_format.RuleDims = golden_format.DISCO103) -> dict:
+  """Reads a golden .npz (no pickles) into a dict of arrays and checks its layout.
+
+  Args:
+    path: the file.
+    dims: the sizes of the rule it will be checked against (Y, LSTM sizes).
+
+  Returns:
+    key -> array.
+
+  Raises:
+    UserError: one line naming the file, the first key that is missing, of the
+      wrong dtype or of the wrong shape, and what is wrong with it.
+  """
   path = Path(path)
   if not path.is_file():
     raise UserError(f"golden file not found: {path}")
@@ -44,14 +56,21 @@ def load_golden(path: Path) -> dict[str, np.ndarray]:
       data = {k: f[k] for k in f.files}
   except Exception as e:  # noqa: BLE001 - any unreadable file is user input
     raise UserError(f"cannot read golden file {path}: {e}") from None
-  needed = ("actions", "rewards", "discounts", "agent_out/logits")
-  missing = [k for k in needed if k not in data]
-  if missing:
+  if not any(k in data for k in ("actions", "agent_out/logits", "out/pi_hat")):
     raise UserError(
-      f"{path} is not a golden rule-step file: missing key "
-      f"'{missing[0]}' (see shared/golden/FORMAT.md)"
+      f"{path} is not a golden rule-step file: it has no key 'actions' "
+      "(see shared/golden/FORMAT.md)"
     )
+  _raise_problems(str(path), golden_format.golden_problems(data, dims))
   return data
+
+
+def _raise_problems(name: str, problems: list[str]) -> None:
+  """Raises one UserError for `problems` (the first, and how many more), if any."""
+  if problems:
+    more = len(problems) - 1
+    extra = f" (and {more} more problem{'s' if more > 1 else ''})" if more else ""
+    raise UserError(f"{name}: {problems[0]}{extra}")
 
 
 def _ema(d: dict[str, np.ndarray], prefix: str) -> EmaState:
@@ -176,7 +195,10 @@ def bound_for(key: str, ref: np.ndarray) -> tuple[float, str]:
 
 
 def check_golden(
-  params, data: dict[str, np.ndarray], state: disco.MetaState | None = None
+  params,
+  data: dict[str, np.ndarray],
+  state: disco.MetaState | None = None,
+  name: str = "golden data",
 ) -> list[KeyCheck]:
   """Runs one golden step and compares every recorded output key.
 
@@ -184,10 +206,17 @@ def check_golden(
     params: Disco103 parameters.
     data: a loaded golden file.
     state: meta-state to start from (default: the file's stored state).
+    name: what to call `data` in messages (its file name).
 
   Returns:
-    One :class:`KeyCheck` per output key present in both.
+    One :class:`KeyCheck` per output key: every one FORMAT.md requires, and
+    each optional (debug) key the file holds.
+
+  Raises:
+    UserError: `data` lacks a key FORMAT.md requires, or its shapes disagree
+      with each other or with the rule's.
   """
+  _raise_problems(name, golden_format.golden_problems(data, golden_format.rule_dims(params)))
   ours = _outputs_for(params, data, state)
   checks = []
   for key in sorted(ours):
@@ -236,10 +265,11 @@ def check_files(params, files: list[Path]):
   the state carried from step to step. Its stored input state is then
   compared with ours as the extra keys ``carried/meta_state/*``.
   """
+  dims = golden_format.rule_dims(params)
+  # Every file's layout is checked before any step is computed.
+  loaded = [(Path(path), load_golden(path, dims)) for path in files]
   prev_pos, prev_out = None, None
-  for path in files:
-    path = Path(path)
-    data = load_golden(path)
+  for path, data in loaded:
     pos = _seq_position(data)
     carried = (
       pos is not None
@@ -248,7 +278,7 @@ def check_files(params, files: list[Path]):
       and pos == (prev_pos[0], prev_pos[1] + 1)
     )
     state = _state_from_outputs(prev_out) if carried else None
-    checks = check_golden(params, data, state)
+    checks = check_golden(params, data, state, str(path))
     if carried:
       for key in (
         "rnn_state/hidden",
