@@ -376,7 +376,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
   assert reasons[running][0] == "incomplete"
   assert "running at 500 env steps" in reasons[running][1]
   assert reasons[nan][0] == "nan"
-  assert reasons[corrupt][0] == "corrupt"
+  assert reasons[corrupt][0] == "unreadable"  # issue 13: bad JSON is its own reason
   for path in (failed, running, nan, corrupt):
     assert any(str(path) in w for w in result.warnings)
   group = result.groups[0]
@@ -384,7 +384,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
   np.testing.assert_allclose(group.matrices["bad"], BAD)
   assert group.seeds == {"bad": 5, "good": 5}
   text = render_text(result)
-  assert "Excluded runs" in text and "failed" in text and "corrupt" in text
+  assert "Excluded runs" in text and "failed" in text and "unreadable" in text
 
 
 def test_all_runs_excluded_is_a_user_error(tmp_path: Path, manifests: Path) -> None:
