@@ -150,7 +150,8 @@ def _finish_diverged(
 
   Each run's final parameters are still evaluated where possible; an
   evaluation that fails leaves the score null with the error beside it.
-  The training wall time is not known here (``train_wall_s`` is null).
+  The summary's env_steps is the run's budget, as for complete runs (the
+  status holds the steps reached); ``train_wall_s`` is null (not known here).
   """
   cfg, label, task = config.train, config.rule.name, config.task
   steps, stacked, summaries = stop.iteration * cfg.steps_per_iteration, trainer.stacks_seeds, {}
@@ -160,12 +161,13 @@ def _finish_diverged(
       jax.tree.map(lambda x, j=j: x[j], stop.state.params) if stacked else stop.state[j].params
     )
     rows = records[seed].read_metrics()
-    args = (trainer, suite, task, config.protocol, rule, seed, params, rows, steps)
+    args = (trainer, suite, task, config.protocol, rule, seed, params, rows, config.env_steps)
     try:
       summary = run_summary(*args, float("nan"), n)
     except Exception as e:  # noqa: BLE001 - NaN parameters may break an evaluation
       summary = {"suite": suite.name, "task": task, "rule": rule.label, "seed": seed}
-      summary.update(env_steps=steps, score=None, normalized_score=None, eval_error=repr(e))
+      summary.update(protocol=config.protocol.name, env_steps=config.env_steps, score=None)
+      summary.update(normalized_score=None, eval_error=repr(e))
     records[seed].mark_complete(summary, env_steps=steps)
     summaries[seed] = summary
   on_progress(Progress("done", label, task, tuple(records), steps, config.env_steps))
