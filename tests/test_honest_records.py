@@ -7,6 +7,7 @@ after a chunk, so that no setting validation can refuse it beforehand.
 """
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -257,3 +258,23 @@ def test_a_diverged_run_is_never_marked_complete(tmp_path):
   status = record.status
   assert status["status"] == "diverged" and status["diverged"]["iteration"] == 0
   assert record.summary["score"] is None and not record.is_complete() and record.is_finished()
+
+
+def test_a_failed_evaluation_of_diverged_params_leaves_a_null_score(monkeypatch):
+  from types import SimpleNamespace
+
+  from disco_eval.runs import final
+
+  def broken(*args):
+    raise ValueError("invalid action")
+
+  monkeypatch.setattr(final, "final_figures", broken)
+  suite = SimpleNamespace(name="catch", normalize=lambda task, score, protocol: score)
+  protocol = SimpleNamespace(name="reference", get=lambda key, default=None: default)
+  rule = SimpleNamespace(label="r", sha256=None)
+  rows = [{"avg_return": 0.5}]
+  args = (None, suite, "catch", protocol, rule, 0)
+  summary = final.run_summary(*args, {"w": jnp.full(3, jnp.nan)}, rows, 100, 1.0, 1)
+  assert math.isnan(summary["score"]) and "invalid action" in summary["eval_error"]
+  with pytest.raises(ValueError):  # finite parameters: a real error, never hidden
+    final.run_summary(*args, {"w": jnp.zeros(3)}, rows, 100, 1.0, 1)

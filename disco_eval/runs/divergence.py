@@ -45,11 +45,16 @@ def _finite(params) -> jax.Array:
   return jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(params)]).all()
 
 
+def params_finite(params) -> bool:
+  """Whether every parameter of one seed is finite."""
+  return bool(jax.device_get(_finite(params)))
+
+
 def finite_params(state, stacked: bool, seeds: int) -> np.ndarray:
   """[seeds] bool: whether each seed's parameters are all finite."""
   if stacked:
     return np.asarray(jax.device_get(_finite_stacked(state.params)), bool)
-  return np.asarray([bool(jax.device_get(_finite(state[j].params))) for j in range(seeds)])
+  return np.asarray([params_finite(state[j].params) for j in range(seeds)])
 
 
 def first_bad_losses(loss: np.ndarray, learned: np.ndarray) -> list[int | None]:
