@@ -376,7 +376,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
   assert reasons[running][0] == "incomplete"
   assert "running at 500 env steps" in reasons[running][1]
   assert reasons[nan][0] == "nan"
-  assert reasons[corrupt][0] == "corrupt"
+  assert reasons[corrupt][0] == "unreadable"  # issue 13: bad JSON is its own reason
   for path in (failed, running, nan, corrupt):
     assert any(str(path) in w for w in result.warnings)
   group = result.groups[0]
@@ -384,7 +384,7 @@ def test_excluded_runs_are_listed_and_never_averaged(results: Path) -> None:
   np.testing.assert_allclose(group.matrices["bad"], BAD)
   assert group.seeds == {"bad": 5, "good": 5}
   text = render_text(result)
-  assert "Excluded runs" in text and "failed" in text and "corrupt" in text
+  assert "Excluded runs" in text and "failed" in text and "unreadable" in text
 
 
 def test_all_runs_excluded_is_a_user_error(tmp_path: Path, manifests: Path) -> None:
@@ -614,3 +614,59 @@ def test_cli_plot_rejects_unknown_kind(results: Path, tmp_path: Path) -> None:
   code, _, err = invoke("plot", "pie", results, "--out", tmp_path / "x.png")
   assert code == 1
   assert "valid kinds: intervals, curves, profiles, improvement" in err
+
+
+# --- diverged runs (issue 13) -----------------------------------------------------------
+
+
+def _diverge(path: Path, iteration: int = 4) -> None:
+  """Turn the complete run at `path` into a diverged one (as a training loop
+  that saw a non-finite loss at `iteration` records it)."""
+  record = store.RunRecord(path)
+  summary = record.summary
+  with record.lock():
+    record.note_divergence(iteration, 100 * (iteration + 1))
+    record.mark_complete(summary, env_steps=1000)
+
+
+def test_diverged_runs_are_excluded_by_default_and_said_so(results: Path) -> None:
+  extra = write_run(results, "a", "good", 9, 50.0)  # an absurd score, if counted
+  _diverge(extra)
+  result = compare.compare(results, reps=REPS)
+  [excluded] = result.excluded
+  assert (excluded.path, excluded.reason) == (extra, "diverged")
+  assert "iteration 4 (500 env steps)" in excluded.detail
+  np.testing.assert_allclose(result.groups[0].matrices["good"], GOOD)
+  text = " ".join(render_text(result).split())  # captions wrap
+  assert "1 diverged run excluded (use --include-diverged to count it at the evaluated" in text
+  assert "diverged runs excluded (1)" in text  # beside the aggregate
+  assert result.to_json()["settings"]["diverged_runs"] == "excluded"
+
+
+def test_include_diverged_counts_them_at_the_evaluated_score(results: Path) -> None:
+  extra = write_run(results, "a", "good", 9, 50.0)
+  _diverge(extra)
+  result = compare.compare(results, reps=REPS, include_diverged=True)
+  assert result.excluded == []
+  assert result.groups[0].seeds["good"] == 5  # task a has 6 seeds; the matrix keeps 5
+  doc = result.to_json()["settings"]
+  assert doc["diverged_runs"] == "counted at evaluated score" and doc["diverged_counted"] == 1
+  text = " ".join(render_text(result).split())  # captions wrap
+  assert "diverged runs counted at the evaluated score (1)" in text
+  df = pd.read_csv(io.StringIO(export.export_csv(results, include_diverged=True)))
+  final = df[(df.kind == "final") & (df.rule == "good") & (df.task == "a")]
+  assert dict(zip(final.seed, final.diverged))[9] == 1 and final.diverged.sum() == 1
+  warnings: list[str] = []
+  df = pd.read_csv(io.StringIO(export.export_csv(results, warn=warnings.append)))
+  assert 9 not in set(df[df.kind == "final"].seed)
+  assert any(w.startswith("1 diverged run excluded") for w in warnings)
+
+
+def test_cli_include_diverged_option(results: Path) -> None:
+  _diverge(write_run(results, "a", "good", 9, 50.0))
+  code, out, _ = invoke("compare", results, "--json", "--reps", REPS)
+  assert code == 0 and [e["reason"] for e in json.loads(out)["excluded"]] == ["diverged"]
+  code, out, _ = invoke("compare", results, "--json", "--reps", REPS, "--include-diverged")
+  assert code == 0 and json.loads(out)["settings"]["diverged_counted"] == 1
+  code, out, _ = invoke("export", "csv", results, "--include-diverged")
+  assert code == 0 and pd.read_csv(io.StringIO(out)).diverged.sum() > 0

@@ -314,11 +314,11 @@ def test_a_record_older_than_a_train_setting_matches_its_old_value(tmp_path):
 def test_open_refuses_a_corrupt_stored_config(tmp_path):
   record = _open(tmp_path)
   (record.path / "config.json").write_text("{not json")
-  with pytest.raises(UserError, match="unreadable config.json"):
+  with pytest.raises(UserError, match="config.json is unreadable"):
     _open(tmp_path)
 
 
-def test_json_keeps_nan_inf_and_numpy_values(tmp_path):
+def test_json_is_strict_nan_inf_as_null_and_numpy_values(tmp_path):
   target = tmp_path / "x.json"
   write_json_atomic(
     target,
@@ -331,8 +331,10 @@ def test_json_keeps_nan_inf_and_numpy_values(tmp_path):
       "i": np.int64(7),
     },
   )
-  doc = json.loads(target.read_text())
-  assert math.isnan(doc["nan"]) and doc["inf"] == math.inf and doc["ninf"] == -math.inf
+  text = target.read_text()
+  assert "NaN" not in text and "Infinity" not in text
+  doc = json.loads(text)
+  assert doc["nan"] is None and doc["inf"] is None and doc["ninf"] is None
   assert doc["np"] == 0.5 and doc["arr"] == [0, 1, 2] and doc["i"] == 7
   # A config holding NaN compares equal to itself.
   _open(tmp_path, hyper={"lr": float("nan")})
@@ -357,7 +359,7 @@ def test_status_transitions_and_summary(tmp_path):
   assert record.is_complete()
   assert record.status["env_steps"] == 5000
   loaded = record.summary
-  assert loaded["return_mean"] == 12.5 and math.isnan(loaded["return_iqm"])
+  assert loaded["return_mean"] == 12.5 and loaded["return_iqm"] is None
   record.mark_failed("CUDA out of memory", env_steps=7)
   assert record.status["status"] == "failed"
   assert record.status["error"] == "CUDA out of memory"
@@ -459,7 +461,7 @@ def test_checkpoint_round_trip(tmp_path):
   assert record.load_checkpoint(template) is None
   record.save_checkpoint(template, env_steps=1000, extra={"episodes": 12, "best": math.nan})
   state, steps, extra = record.load_checkpoint(jax.tree_util.tree_map(np.zeros_like, template))
-  assert steps == 1000 and extra["episodes"] == 12 and math.isnan(extra["best"])
+  assert steps == 1000 and extra["episodes"] == 12 and extra["best"] is None
   _assert_trees_equal(
     jax.tree_util.tree_map(np.asarray, state), jax.tree_util.tree_map(np.asarray, template)
   )
@@ -635,6 +637,7 @@ def test_scan_runs_reports_runs_and_problems(tmp_path):
   done = _open(tmp_path, seed=0)
   done.mark_running()
   done.save_checkpoint({"w": np.ones(2)}, env_steps=5)
+  done.append_metrics([{"env_steps": 5}])
   done.mark_complete({"return": 1.0})
   _open(tmp_path, seed=1)  # a fresh record, never run
   bad_config = _open(tmp_path, seed=2)
@@ -644,6 +647,7 @@ def test_scan_runs_reports_runs_and_problems(tmp_path):
   bad_value = _open(tmp_path, seed=3)
   write_json_atomic(bad_value.path / "status.json", {"status": "exploded"})
   lost_summary = _open(tmp_path, seed=4)
+  lost_summary.append_metrics([{"env_steps": 5}])
   lost_summary.mark_complete({"return": 2.0})
   (lost_summary.path / "summary.json").unlink()
   stray = tmp_path / "elsewhere"
@@ -695,12 +699,14 @@ def test_scan_accepts_a_rule_table_in_the_config(tmp_path):
     "seed": 0,
   }
   rec = store.RunRecord.open(tmp_path, "catch", "catch", "disco103", 0, cfg)
+  rec.append_metrics([{"env_steps": 5}])
   rec.mark_complete({"score": 1.0})
   (info,) = store.scan_runs(tmp_path)
   assert info.problem is None and info.rule == "disco103"
   other = store.RunRecord.open(
     tmp_path, "catch", "catch", "ppo", 0, {**cfg, "rule": {"name": "disco103"}}
   )
+  other.append_metrics([{"env_steps": 5}])
   other.mark_complete({"score": 1.0})
   bad = [i for i in store.scan_runs(tmp_path) if i.path == other.path][0]
   assert "says rule 'disco103' but the folder says 'ppo'" in bad.problem

@@ -7,9 +7,16 @@ folder into usable runs and excluded ones. A run is usable when its status is
 report lists it by path, so nothing is averaged silently:
 
 * ``failed``: the run stopped with an error (the error's first line is kept);
+* ``diverged``: its loss or parameters became non-finite (the iteration is
+  kept); ``include_diverged=True`` counts it at its evaluated score instead,
+  when that score is finite;
 * ``incomplete``: still running, interrupted, or never started;
-* ``corrupt``: unreadable or inconsistent files (``RunInfo.problem``), or a
-  complete run whose summary lacks its score;
+* ``missing_config``, ``missing_metrics``, ``empty``, ``unreadable``,
+  ``foreign``: a damaged seed folder (``disco_eval.store.damage``): config.json
+  or metrics.csv lost, nothing in it, a file that does not parse, or a folder
+  that is not a run;
+* ``corrupt``: inconsistent files (``RunInfo.problem``), or a complete run
+  whose summary lacks its score;
 * ``nan``: the score or the normalised score is NaN or infinite.
 
 Runs are grouped by suite and protocol label (:mod:`disco_eval.analysis
@@ -37,7 +44,18 @@ from disco_eval.analysis import labels
 from disco_eval.config.fingerprint import fingerprint
 from disco_eval.errors import UserError
 
-EXCLUSION_REASONS = ("failed", "incomplete", "corrupt", "nan")
+EXCLUSION_REASONS = (
+  "failed",
+  "diverged",
+  "incomplete",
+  "missing_config",
+  "missing_metrics",
+  "empty",
+  "unreadable",
+  "foreign",
+  "corrupt",
+  "nan",
+)
 
 
 class GroupKey(NamedTuple):
@@ -80,6 +98,8 @@ class Run:
   rule_name: str = ""
   # config.fingerprint.fingerprint of the run's stored config.
   fingerprint: str = ""
+  # A diverged run counted at its evaluated score (``include_diverged``).
+  diverged: bool = dataclasses.field(default=False, compare=False, hash=False)
 
   @property
   def key(self) -> GroupKey:
@@ -115,6 +135,21 @@ class Collection:
   runs: tuple[Run, ...]
   excluded: tuple[Excluded, ...]
   all_rules: tuple[str, ...]
+  # Whether diverged runs are counted at their evaluated score (else excluded).
+  include_diverged: bool = False
+
+  def diverged_counted(self) -> int:
+    """How many diverged runs are counted at their evaluated score."""
+    return sum(run.diverged for run in self.runs)
+
+  def counted_text(self) -> str:
+    """'N diverged run(s) counted at the evaluated score', or '' if none."""
+    n = self.diverged_counted()
+    return f"{n} diverged run(s) counted at the evaluated score" if n else ""
+
+  def diverged_note(self) -> str | None:
+    """The line that says what was done with diverged runs (None if none)."""
+    return diverged_note(self.diverged_counted(), self.excluded, self.include_diverged)
 
   def groups(self) -> dict[GroupKey, list[Run]]:
     """Usable runs by (suite, protocol label), in sorted order."""
@@ -160,12 +195,51 @@ def _status_detail(path: Path) -> dict:
     return {}
 
 
-def _classify(info: store.RunInfo) -> Run | Excluded:
-  """A usable Run, or an Excluded with its reason."""
+def diverged_note(counted: int, excluded: Sequence[Excluded], include: bool) -> str | None:
+  """The line printed beside an aggregate about diverged runs: how many were
+  excluded (and how to count them), or counted; None when there are none."""
+  left_out = sum(e.reason == "diverged" for e in excluded)
+  if include:
+    if not counted and not left_out:
+      return None
+    note = f"{counted} diverged run{'s' if counted != 1 else ''} counted at the evaluated score"
+    note += " (--include-diverged)"
+    return note + (f"; {left_out} left out: no finite evaluated score" if left_out else "")
+  if not left_out:
+    return None
+  return (
+    f"{left_out} diverged run{'s' if left_out != 1 else ''} excluded "
+    f"(use --include-diverged to count {'it' if left_out == 1 else 'them'} "
+    "at the evaluated score)"
+  )
+
+
+def _diverged_detail(info: store.RunInfo) -> str:
+  """Where a diverged run was first seen non-finite, and its evaluated score."""
+  found = (info.summary or {}).get("diverged") or _status_detail(info.path).get("diverged") or {}
+  at = (
+    f" at iteration {found.get('iteration')} ({found.get('env_steps')} env steps)"
+    if isinstance(found, dict) and found
+    else ""
+  )
+  score = finite((info.summary or {}).get("score"))
+  shown = "not finite" if score is None else f"{score:.6g}"
+  return f"loss or parameters non-finite{at}; evaluated score {shown}"
+
+
+def _classify(info: store.RunInfo, include_diverged: bool = False) -> Run | Excluded:
+  """A usable Run, or an Excluded with its reason (diverged runs are usable
+  only with `include_diverged` and a finite evaluated score)."""
   where = dict(suite=info.suite, task=info.task, rule=info.rule, seed=info.seed)
   problem = info.problem
   if problem:
-    return Excluded(info.path, "corrupt", problem, **where)
+    return Excluded(info.path, info.reason or "corrupt", problem, **where)
+  if info.status == "diverged":
+    summary = info.summary or {}
+    usable = finite(summary.get("score")) is not None
+    usable = usable and finite(summary.get("normalized_score")) is not None
+    if not (include_diverged and usable):
+      return Excluded(info.path, "diverged", _diverged_detail(info), **where)
   if info.status is None:
     return Excluded(info.path, "incomplete", "never started (no status.json)", **where)
   if info.status == "running":
@@ -222,6 +296,7 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
     train=dict(train) if isinstance(train, dict) else {},
     beside={k: (float("nan") if v is None else v) for k, v in beside.items()},
     eval_truncated=int(finite(summary.get("eval_truncated")) or 0),
+    diverged=info.status == "diverged",
   )
 
 
@@ -316,6 +391,7 @@ def collect(
   suite: str | None = None,
   rules: Sequence[str] | str | None = None,
   protocol: str | None = None,
+  include_diverged: bool = False,
 ) -> Collection:
   """Scans `root` and sorts its runs into usable and excluded ones.
 
@@ -326,6 +402,8 @@ def collect(
       its runs, a label of runs made with other settings
       (``disco103[lr=0.003]``) only those.
     protocol: keep only this protocol (a name, or a label ``NAME@STEPS``).
+    include_diverged: count diverged runs at their evaluated score (those
+      with a finite one) instead of excluding them.
 
   Returns:
     A :class:`Collection`. Runs whose suite, rule or protocol is unknown
@@ -346,11 +424,11 @@ def collect(
   for info in infos:
     if not _selected(info, suite, names, protocol):
       continue
-    item = _classify(info)
+    item = _classify(info, include_diverged)
     (runs if isinstance(item, Run) else excluded).append(item)
   runs = _keep_labels(_label_variants(runs, {i.path: i.config for i in infos}), rules, root)
   all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))
-  return Collection(root, tuple(runs), tuple(excluded), all_rules)
+  return Collection(root, tuple(runs), tuple(excluded), all_rules, include_diverged)
 
 
 def nothing_usable_error(collection: Collection) -> UserError:
@@ -359,9 +437,11 @@ def nothing_usable_error(collection: Collection) -> UserError:
   for e in collection.excluded:
     counts[e.reason] += 1
   first = collection.excluded[0].describe() if collection.excluded else ""
+  note = collection.diverged_note()
   return UserError(
     f"no complete runs to compare under {collection.root}: "
     f"{len(collection.excluded)} excluded ("
     + ", ".join(f"{n} {r}" for r, n in counts.items())
     + f"), e.g. {first}"
+    + (f"; {note}" if note and not collection.include_diverged else "")
   )

@@ -489,7 +489,17 @@ def compare_collection(
     for key, runs in groups.items()
   ]
   return CompareResult(
-    collection.root, metrics, reps, seed, confidence, results, list(collection.excluded), warnings
+    collection.root,
+    metrics,
+    reps,
+    seed,
+    confidence,
+    results,
+    list(collection.excluded),
+    warnings,
+    collection.include_diverged,
+    collection.diverged_counted(),
+    collection.diverged_note(),
   )
 
 
@@ -502,6 +512,7 @@ def compare(
   seed: int = 0,
   confidence: float = stats.DEFAULT_CONFIDENCE,
   protocol: str | None = None,
+  include_diverged: bool = False,
 ) -> CompareResult:
   """Compares the rules of the runs under `root`, per suite and protocol.
 
@@ -514,6 +525,8 @@ def compare(
     seed: seed of the bootstrap generators.
     confidence: coverage of every interval.
     protocol: keep only this protocol (name or ``NAME@STEPS`` label).
+    include_diverged: count diverged runs at their evaluated score (else
+      they are excluded, and listed as such).
 
   Returns:
     A :class:`CompareResult`; see the module docstring.
@@ -524,5 +537,7 @@ def compare(
   """
   rules = parse_list(rules)
   check_settings(metrics, reps, confidence)
-  collection = collect(root, suite=suite, rules=rules, protocol=protocol)
+  collection = collect(
+    root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  )
   return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules)

@@ -3,8 +3,11 @@
 Every row has every column (empty where it does not apply), so
 ``pandas.read_csv`` loads the file directly. Only usable runs are exported
 (complete, with finite scores; see ``disco_eval.analysis.collect``): failed,
-incomplete, corrupt and NaN-score runs are left out, and ``disco-eval
-compare`` lists them.
+incomplete, damaged, corrupt and NaN-score runs are left out, and ``disco-eval
+compare`` lists them. Diverged runs are left out too, unless
+``include_diverged`` (``--include-diverged``) counts them at their evaluated
+score: the `diverged` column marks their rows, and a warning line says which
+choice was made.
 
 | column | meaning |
 |---|---|
@@ -22,6 +25,7 @@ compare`` lists them.
 | `ci_high` | upper bound of that interval |
 | `num_seeds` | seeds behind the row: rows of the score matrix (aggregates), or the number published (`published`, empty if not given) |
 | `citation` | source of a `published` row |
+| `diverged` | `1` on the rows of a diverged run counted at its evaluated score (only with `--include-diverged`), else `0`; on aggregate rows, the number of such runs behind the row; empty on published rows |
 
 Kinds of rows:
 
@@ -44,6 +48,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+from collections import Counter
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
@@ -67,6 +72,7 @@ COLUMNS = (
   "ci_high",
   "num_seeds",
   "citation",
+  "diverged",
 )
 KINDS = ("train", "final", "aggregate", "published")
 
@@ -99,7 +105,12 @@ def _number(value: Any) -> float | None:
 def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None) -> Iterator[list[str]]:
   """The `train` rows of one run's metrics.csv, then its `final` row."""
   base = dict(
-    suite=run.suite, protocol=run.protocol_label, task=run.task, rule=run.rule, seed=run.seed
+    suite=run.suite,
+    protocol=run.protocol_label,
+    task=run.task,
+    rule=run.rule,
+    seed=run.seed,
+    diverged=int(run.diverged),
   )
   for row in store.RunRecord(run.path).read_metrics():
     score = _number(row.get("avg_return"))
@@ -143,9 +154,10 @@ def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
 
 
 def aggregate_csv_rows(
-  group: compare.GroupResult, citations: dict[str, str]
+  group: compare.GroupResult, citations: dict[str, str], diverged: dict[str, int] | None = None
 ) -> Iterator[list[str]]:
-  """The `aggregate` rows of a group, then its published aggregates."""
+  """The `aggregate` rows of a group, then its published aggregates
+  (`diverged`: the diverged runs counted, per rule)."""
   steps = group.env_steps[0] if len(group.env_steps) == 1 else None
   for row in group.aggregate:
     yield _row(
@@ -160,6 +172,7 @@ def aggregate_csv_rows(
       ci_low=row.lo,
       ci_high=row.hi,
       num_seeds=row.seeds,
+      diverged=(diverged or {}).get(row.rule, 0),
     )
   for row in group.published_aggregate:
     yield _row(
@@ -189,6 +202,7 @@ def export_csv(
   metrics: Sequence[str] | str = compare.DEFAULT_METRICS,
   confidence: float = stats.DEFAULT_CONFIDENCE,
   warn: Callable[[str], None] | None = None,
+  include_diverged: bool = False,
 ) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
@@ -198,7 +212,9 @@ def export_csv(
     suite, rules, protocol: filters, as for ``collect.collect``.
     aggregate: add `aggregate` rows (and published aggregates).
     reps, seed, metrics, confidence: bootstrap settings of aggregate rows.
-    warn: called with each warning (excluded runs, missing manifests, ...).
+    warn: called with each warning (excluded runs, missing manifests, ...),
+      and with the line saying what was done with diverged runs.
+    include_diverged: count diverged runs at their evaluated score.
 
   Returns:
     The CSV text (also when written to `out`).
@@ -208,7 +224,9 @@ def export_csv(
       `out` cannot be written.
   """
   rules = collect.parse_list(rules)
-  collection = collect.collect(root, suite=suite, rules=rules, protocol=protocol)
+  collection = collect.collect(
+    root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  )
   result = compare.compare_collection(
     collection,
     metrics,
@@ -222,6 +240,8 @@ def export_csv(
   if warn is not None:
     for warning in result.warnings + [w for g in result.groups for w in g.warnings]:
       warn(warning)
+    if result.diverged_note:
+      warn(result.diverged_note)
   manifests = {g.key.suite: published.load_manifest(g.key.suite)[0] for g in result.groups}
   buffer = io.StringIO(newline="")
   writer = csv.writer(buffer, lineterminator="\n")
@@ -233,7 +253,8 @@ def export_csv(
     writer.writerows(published_csv_rows(group))
     if aggregate:
       citations = {p.rule: p.citation for p in group.published}
-      writer.writerows(aggregate_csv_rows(group, citations))
+      counted = [r.rule for r in collection.groups()[group.key] if r.diverged]
+      writer.writerows(aggregate_csv_rows(group, citations, Counter(counted)))
   text = buffer.getvalue()
   if out is not None:
     out = Path(out)

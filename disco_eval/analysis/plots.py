@@ -152,9 +152,9 @@ class Context:
     counts: dict[str, int] = {}
     for e in self.collection.excluded:
       counts[e.reason] = counts.get(e.reason, 0) + 1
-    if not counts:
-      return ""
-    return "excluded runs (not shown): " + ", ".join(f"{n} {r}" for r, n in counts.items())
+    text = ", ".join(f"{n} {r}" for r, n in counts.items())
+    parts = (f"excluded runs (not shown): {text}" if text else "", self.collection.counted_text())
+    return "; ".join(p for p in parts if p)
 
 
 # --- figure helpers ------------------------------------------------------------------
@@ -524,6 +524,7 @@ def plot(
   protocol: str | None = None,
   confidence: float = stats.DEFAULT_CONFIDENCE,
   warn: Callable[[str], None] | None = None,
+  include_diverged: bool = False,
 ) -> Path:
   """Draws one plot of the runs under `root` and writes it to `out`.
 
@@ -537,7 +538,9 @@ def plot(
     reps: bootstrap replicates.
     seed: seed of the bootstrap generators.
     confidence: coverage of the intervals and bands.
-    warn: called with each warning (excluded runs, dropped points, ...).
+    warn: called with each warning (excluded runs, dropped points, ...),
+      and with the line saying what was done with diverged runs.
+    include_diverged: count diverged runs at their evaluated score (else excluded).
 
   Returns:
     `out` as a Path.
@@ -555,10 +558,13 @@ def plot(
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
-  collection = collect.collect(root, suite=suite, rules=rules, protocol=protocol)
+  collection = collect.collect(
+    root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  )
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
-  for message in [e.describe() for e in collection.excluded] + [problem]:
+  notes = [problem, collection.diverged_note()]
+  for message in [e.describe() for e in collection.excluded] + notes:
     if message:
       warn(message)
   group = compare.analyse_group(

@@ -146,6 +146,7 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
         if any(not r.seeds for r in group.published_aggregate)
         else ""
       )
+      + _diverged_caption(result)
     ),
     caption_justify="left",
   )
@@ -186,7 +187,19 @@ def _improvement_table(result: CompareResult, group: GroupResult):
   return table
 
 
+def _diverged_caption(result: CompareResult) -> str:
+  """The aggregate caption's words on diverged runs ('' when there are none)."""
+  if result.include_diverged:
+    if not result.diverged_counted:
+      return ""
+    return f" · diverged runs counted at the evaluated score ({result.diverged_counted})"
+  left_out = sum(e.reason == "diverged" for e in result.excluded)
+  return f" · diverged runs excluded ({left_out})" if left_out else ""
+
+
 def _excluded_table(excluded: Sequence[Excluded]):
+  """The excluded runs, one row each: reason, folder and detail (diverged
+  runs, damaged and foreign seed folders included)."""
   from rich.table import Table
 
   table = Table(title="Excluded runs (not in any statistic)", title_style="bold yellow")
@@ -213,6 +226,8 @@ def render(result: CompareResult, console) -> None:
       console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)
   if result.excluded:
     console.print(_excluded_table(result.excluded))
+  if result.diverged_note:
+    console.print(f"note: {escape(result.diverged_note)}", highlight=False)
   for warning in result.warnings:
     if not warning.startswith("excluded "):
       console.print(f"[yellow]warning:[/] {escape(warning)}", highlight=False)

@@ -99,6 +99,11 @@ class CompareResult:
   groups: list[GroupResult]
   excluded: list[Excluded]
   warnings: list[str]
+  # Whether diverged runs were counted at their evaluated score (else
+  # excluded), how many were counted, and the line that says so.
+  include_diverged: bool = False
+  diverged_counted: int = 0
+  diverged_note: str | None = None
 
   def to_json(self) -> dict:
     """A JSON-able dict (NaN and infinities become null)."""
@@ -112,6 +117,9 @@ class CompareResult:
           "confidence": self.confidence,
           "aggregate_ci": "stratified bootstrap, percentile",
           "per_task_ci": f"{PER_TASK_CI} over seeds (n-1 degrees of freedom)",
+          "diverged_runs": "counted at evaluated score" if self.include_diverged else "excluded",
+          "diverged_counted": self.diverged_counted,
+          "diverged_excluded": sum(e.reason == "diverged" for e in self.excluded),
         },
         "groups": [_group_json(g) for g in self.groups],
         "excluded": [dataclasses.asdict(e) for e in self.excluded],

@@ -8,6 +8,7 @@ from typing import Optional
 from rich.console import Console
 
 from disco_eval.errors import UserError
+from disco_eval.store.atomic import strict_value
 
 
 def wide_console(stderr: bool = False) -> Console:
@@ -22,8 +23,10 @@ err = wide_console(stderr=True)
 
 
 def print_json(obj) -> None:
-  """Writes `obj` to stdout as indented JSON with sorted keys."""
-  sys.stdout.write(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
+  """Writes `obj` to stdout as indented strict JSON with sorted keys (NaN and
+  infinities as null)."""
+  text = json.dumps(strict_value(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+  sys.stdout.write(text + "\n")
 
 
 def split_csv(text: Optional[str]) -> tuple[str, ...]:

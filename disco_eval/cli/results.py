@@ -35,6 +35,14 @@ ProtocolOpt = Annotated[
 ]
 RepsOpt = Annotated[int, typer.Option("--reps", min=1, help="Bootstrap replicates.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap generators.")]
+DivergedOpt = Annotated[
+  bool,
+  typer.Option(
+    "--include-diverged",
+    help="Count diverged runs (non-finite loss or parameters) at their evaluated score; "
+    "by default they are excluded and listed.",
+  ),
+]
 
 
 def _warn(message: str) -> None:
@@ -59,10 +67,18 @@ def compare_command(
   as_json: Annotated[
     bool, typer.Option("--json", help="Print the result as JSON (only JSON on stdout).")
   ] = False,
+  include_diverged: DivergedOpt = False,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
   result = compare.compare(
-    root, suite=suite, rules=rules, metrics=metrics, reps=reps, seed=seed, protocol=protocol
+    root,
+    suite=suite,
+    rules=rules,
+    metrics=metrics,
+    reps=reps,
+    seed=seed,
+    protocol=protocol,
+    include_diverged=include_diverged,
   )
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
@@ -87,6 +103,7 @@ def export_csv_command(
   reps: RepsOpt = stats.DEFAULT_REPS,
   seed: SeedOpt = 0,
   protocol: ProtocolOpt = None,
+  include_diverged: DivergedOpt = False,
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
   text = export.export_csv(
@@ -99,6 +116,7 @@ def export_csv_command(
     seed=seed,
     protocol=protocol,
     warn=_warn,
+    include_diverged=include_diverged,
   )
   if out is None:
     typer.echo(text, nl=False)
@@ -120,10 +138,20 @@ def plot_command(
   reps: RepsOpt = stats.DEFAULT_REPS,
   seed: SeedOpt = 0,
   protocol: ProtocolOpt = None,
+  include_diverged: DivergedOpt = False,
 ) -> None:
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
   path = plots.plot(
-    kind, root, out, suite=suite, rules=rules, reps=reps, seed=seed, protocol=protocol, warn=_warn
+    kind,
+    root,
+    out,
+    suite=suite,
+    rules=rules,
+    reps=reps,
+    seed=seed,
+    protocol=protocol,
+    warn=_warn,
+    include_diverged=include_diverged,
   )
   typer.echo(f"wrote {path}", err=True)
 

@@ -99,8 +99,8 @@ def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:
   record = store.RunRecord(path)
   try:
     with record.lock():
-      if record.is_complete():
-        return RunResult(unit.label, unit.task, seed, "complete", path, record.summary)
+      if record.is_finished():  # complete or diverged
+        return RunResult(unit.label, unit.task, seed, record.status["status"], path, record.summary)
       record.mark_failed(why)
   except store.RunBusy as e:
     return RunResult(unit.label, unit.task, seed, "busy", path, error=str(e))

@@ -8,6 +8,7 @@ import numpy as np
 
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
+from disco_eval.runs import divergence
 
 
 def _score_from_training(trainer, suite, task: str, protocol, rows: list[dict]) -> dict[str, Any]:
@@ -72,16 +73,25 @@ def run_summary(
   seeds_in_program: int,
 ) -> dict[str, Any]:
   """The summary (``summary.json``) of a finished run of `seed`: its final
-  figures, normalised score and the mean return of the last metrics rows."""
+  figures, normalised score and the mean return of the last metrics rows.
+
+  When the evaluation of non-finite `params` (a diverged run) fails, the
+  score is NaN (written as null) and the error is kept as ``eval_error``.
+  """
   window = int(protocol.get("final_window", 100))
   tail = [
     r["avg_return"]
     for r in rows[-window:]
     if r["avg_return"] is not None and not math.isnan(r["avg_return"])
   ]
-  figures = final_figures(
-    trainer, suite, task, protocol, params, jax.random.PRNGKey(10_000 + seed), rows
-  )
+  try:
+    figures = final_figures(
+      trainer, suite, task, protocol, params, jax.random.PRNGKey(10_000 + seed), rows
+    )
+  except Exception as e:  # noqa: BLE001 - only a diverged run's evaluation may fail
+    if divergence.params_finite(params):
+      raise
+    figures = {"score": float("nan"), "eval_error": f"{type(e).__name__}: {e}"}
   return {
     "suite": suite.name,
     "task": task,

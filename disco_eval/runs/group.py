@@ -5,8 +5,12 @@ stacked and, on accelerators, the loop is vmapped over them (on the CPU the
 seeds take turns, chunk by chunk, which is faster there). Every run writes its
 record folder (``disco_eval.store``): config, status, metrics over env steps,
 periodic checkpoints of the whole training state, and the final summary.
-Complete runs are skipped; interrupted runs resume from their checkpoint; a
-run locked by another process is left alone and reported "busy".
+Complete and diverged runs are skipped; interrupted runs resume from their
+checkpoint; a run locked by another process is left alone and reported
+"busy"; a damaged record is refused (``store.RunRecord.open``), never
+overwritten. A seed whose loss or parameters become non-finite is recorded
+``diverged`` (``disco_eval.runs.divergence``); it keeps training with the
+others of its group, and the group stops when all of its seeds diverged.
 """
 
 import dataclasses
@@ -19,6 +23,8 @@ import jax
 
 from disco_eval import store
 from disco_eval.config.run_config import RunConfig
+from disco_eval.runs.divergence import GroupDiverged
+from disco_eval.runs.final import run_summary
 from disco_eval.runs.parts import build_parts
 from disco_eval.runs.seeds import train_seeds
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec
@@ -33,7 +39,8 @@ def _open_records(
   spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack, on_progress
 ) -> tuple[list[RunResult], dict[int, store.RunRecord]]:
   """The records of `seeds`, locked: (results of the seeds not to train,
-  records of those to train). Complete runs are skipped, busy ones left."""
+  records of those to train). Complete and diverged runs are skipped, busy
+  ones left; a damaged record raises a UserError (nothing is written)."""
   label, task, total = config.rule.name, config.task, config.env_steps
   base = config.to_json()
   results, records = [], {}
@@ -46,7 +53,7 @@ def _open_records(
       results.append(RunResult(label, task, seed, "busy", rec.path, error=str(e)))
       on_progress(Progress("busy", label, task, (seed,), message=str(e)))
       continue
-    if rec.is_complete():
+    if rec.is_finished():
       results.append(RunResult(label, task, seed, "skipped", rec.path, rec.summary))
       on_progress(Progress("skip", label, task, (seed,), total, total))
       continue
@@ -111,10 +118,8 @@ def _train_records(
       spec,
       on_progress,
     )
-    return [
-      RunResult(label, task, seed, "complete", records[seed].path, summaries[seed])
-      for seed in pending
-    ]
+  except GroupDiverged as e:
+    summaries = _finish_diverged(trainer, rule, config, suite, records, e, on_progress)
   except (KeyboardInterrupt, SystemExit):
     raise
   except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
@@ -125,6 +130,48 @@ def _train_records(
       results.append(RunResult(label, task, seed, "failed", records[seed].path, error=msg))
     on_progress(Progress("failed", label, task, tuple(pending), message=msg))
     return results
+  return [
+    RunResult(label, task, seed, _final_status(records[seed]), records[seed].path, summaries[seed])
+    for seed in pending
+  ]
+
+
+def _final_status(record: store.RunRecord) -> str:
+  """'diverged' or 'complete': how a trained run ended."""
+  status = record.status or {}
+  return "diverged" if status.get("status") == "diverged" else "complete"
+
+
+def _finish_diverged(
+  trainer, rule, config: RunConfig, suite, records: dict, stop: GroupDiverged, on_progress
+) -> dict[int, dict]:
+  """Evaluates and records the runs of a group whose every seed diverged
+  (training stopped at `stop.iteration`); their summaries, per seed.
+
+  Each run's final parameters are still evaluated where possible; an
+  evaluation that fails leaves the score null with the error beside it.
+  The summary's env_steps is the run's budget, as for complete runs (the
+  status holds the steps reached); ``train_wall_s`` is null (not known here).
+  """
+  cfg, label, task = config.train, config.rule.name, config.task
+  steps, stacked, summaries = stop.iteration * cfg.steps_per_iteration, trainer.stacks_seeds, {}
+  n = len(records) if trainer.vmaps_seeds else 1
+  for j, seed in enumerate(records):
+    params = (
+      jax.tree.map(lambda x, j=j: x[j], stop.state.params) if stacked else stop.state[j].params
+    )
+    rows = records[seed].read_metrics()
+    args = (trainer, suite, task, config.protocol, rule, seed, params, rows, config.env_steps)
+    try:
+      summary = run_summary(*args, float("nan"), n)
+    except Exception as e:  # noqa: BLE001 - NaN parameters may break an evaluation
+      summary = {"suite": suite.name, "task": task, "rule": rule.label, "seed": seed}
+      summary.update(protocol=config.protocol.name, env_steps=config.env_steps, score=None)
+      summary.update(normalized_score=None, eval_error=repr(e))
+    records[seed].mark_complete(summary, env_steps=steps)
+    summaries[seed] = summary
+  on_progress(Progress("done", label, task, tuple(records), steps, config.env_steps))
+  return summaries
 
 
 def run_group(

@@ -5,6 +5,7 @@ import time
 import jax
 import jax.numpy as jnp
 
+from disco_eval.runs import divergence
 from disco_eval.runs.final import run_summary
 from disco_eval.runs.spec import Progress
 
@@ -80,6 +81,7 @@ def _train_chunks(
     m = jax.device_get(m)
     for j, s in enumerate(seeds):
       records[s].append_metrics(_metrics_rows(m, j, it, count, spi))
+    divergence.check_chunk(records, seeds, state, stacked, m, it, count, spi)
     it += count
     chunks += 1
     if chunks % spec.checkpoint_every == 0 and it < cfg.iterations:

@@ -47,7 +47,7 @@ class RunResult:
   rule: str
   task: str
   seed: int
-  # "complete" | "skipped" | "failed" | "busy" (being written by another
+  # "complete" | "diverged" | "skipped" | "failed" | "busy" (being written by another
   # process: not touched here)
   status: str
   path: Path

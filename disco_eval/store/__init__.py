@@ -3,10 +3,13 @@
 Every run owns one folder, ``<root>/<suite>/<task>/<rule>/seed<k>/``::
 
   config.json      the complete config of the run (written by RunRecord.open)
-  status.json      {"status": "running"|"complete"|"failed", "error", "updated",
-                    "env_steps", "host", "pid"}
+  status.json      {"status": "running"|"complete"|"failed"|"diverged", "error",
+                    "updated", "env_steps", "host", "pid", "diverged"}
+                   ("diverged": {"iteration", "env_steps"} where the loss or the
+                   parameters were first seen non-finite, else absent)
   metrics.csv      one row per logging step; the first row fixes the header
-  summary.json     the final evaluation, written once by mark_complete
+  summary.json     the final evaluation, written once by mark_complete (a
+                   diverged run's holds "diverged" too)
   checkpoint/      the latest training checkpoint (the learner state):
     checkpoint.json  structure (leaf paths, shapes, dtypes), env_steps, extra
                      metadata and the name and sha256 of the arrays file
@@ -25,11 +28,14 @@ Guarantees:
   content (the holder's pid) is advisory.
 * Nothing outside the run folder is written, except that
   :meth:`RunRecord.open` creates the folder and its parents.
-* JSON is written with sorted keys and an indent of 2. NaN and +/-infinity are
-  written as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity`` (Python's
-  ``allow_nan`` extension to JSON, read back by :mod:`json`, pandas and most
-  JSON5 readers) so that they round-trip; numpy and jax scalars and arrays are
+* JSON is strict JSON, with sorted keys and an indent of 2: NaN and
+  +/-infinity (a diverged run's loss or score) are written as ``null``, never
+  as the bare ``NaN``/``Infinity`` tokens; numpy and jax scalars and arrays are
   written as numbers and lists.
+* A damaged record (config.json lost while other files remain, metrics.csv
+  lost while the status says the run trained, an unreadable file) is never
+  overwritten: :meth:`RunRecord.open` refuses it with a UserError saying how
+  to redo the run, and :func:`scan_runs` reports it with its reason.
 
 Typical use by a training loop::
 
@@ -51,6 +57,7 @@ when a checkpoint is saved or loaded):
   layout               file names, run_dir, versions
   config_match         whether a stored config.json is the same run
   metrics              the metrics.csv table
+  damage               what makes a run folder unusable (missing, unreadable)
   training_checkpoint  saving and loading the learner state, two newest kept
   record               RunRecord (config, status, metrics, summary, lock)
   scan                 RunInfo, scan_runs

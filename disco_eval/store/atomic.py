@@ -6,11 +6,13 @@ SIGKILL or a full disk at any moment leaves either the old or the new complete
 file. A kill can leave a hidden temp file (``.<name>.<pid>.<hex>.tmp``)
 behind; :func:`remove_stale_temps` deletes those whose writer is gone.
 
-JSON is written with sorted keys and an indent of 2. NaN and +/-infinity are
-written as the bare tokens ``NaN``, ``Infinity`` and ``-Infinity`` (Python's
-``allow_nan`` extension to JSON, read back by :mod:`json`, pandas and most
-JSON5 readers) so that they round-trip; numpy and jax scalars and arrays are
-written as numbers and lists.
+JSON is written with sorted keys and an indent of 2, and is always strict
+JSON: a NaN or an infinity anywhere in the value (a float, a numpy or jax
+scalar, an array element) is written as ``null``, and the encoder runs with
+``allow_nan=False``, so no bare ``NaN``/``Infinity`` token ever reaches a file
+(every JSON reader accepts the result). Numpy and jax scalars and arrays are
+written as numbers and lists. Files written by older versions may hold those
+tokens; :func:`read_json` still reads them (as Python's :mod:`json` does).
 
 A full disk, an exceeded quota or a refused write becomes a one-line
 UserError that says how to fix it.
@@ -21,6 +23,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import math
 import os
 import re
 import secrets
@@ -108,34 +111,60 @@ def write_atomic(path: Path, data: bytes) -> None:
   _fsync_dir(path.parent)
 
 
-def _json_default(obj: Any) -> Any:
-  """JSON form of numpy/jax scalars and arrays and of paths."""
+def strict_value(obj: Any) -> Any:
+  """`obj` with every non-finite float (NaN, +/-inf) replaced by None.
+
+  Walks dicts, lists and tuples (tuples become lists); numpy and jax scalars
+  become Python numbers and arrays nested lists (non-finite elements None);
+  paths become strings. Anything else is returned unchanged.
+  """
+  if isinstance(obj, dict):
+    return {k: strict_value(v) for k, v in obj.items()}
+  if isinstance(obj, (list, tuple)):
+    return [strict_value(v) for v in obj]
+  if isinstance(obj, float):
+    return obj if math.isfinite(obj) else None
   if isinstance(obj, np.generic):
-    return obj.item()
-  if hasattr(obj, "__array__"):
-    return np.asarray(obj).tolist()
+    return strict_value(obj.item())
   if isinstance(obj, Path):
     return str(obj)
+  if not isinstance(obj, (str, bytes, int)) and hasattr(obj, "__array__"):
+    return strict_value(np.asarray(obj).tolist())
+  return obj
+
+
+def _json_default(obj: Any) -> Any:
+  """JSON form of objects strict_value left alone (none it knows of)."""
   raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def dumps(obj: Any) -> str:
-  """The record's JSON text: sorted keys, indent 2, NaN/inf allowed."""
+  """The record's JSON text: sorted keys, indent 2, strict (non-finite
+  floats written as null, see :func:`strict_value`)."""
   return (
     json.dumps(
-      obj, sort_keys=True, indent=2, allow_nan=True, ensure_ascii=False, default=_json_default
+      strict_value(obj),
+      sort_keys=True,
+      indent=2,
+      allow_nan=False,
+      ensure_ascii=False,
+      default=_json_default,
     )
     + "\n"
   )
 
 
 def compact(obj: Any) -> str:
-  """Canonical one-line JSON of an already JSON-loaded value."""
-  return json.dumps(obj, sort_keys=True, allow_nan=True, ensure_ascii=False, separators=(",", ":"))
+  """Canonical one-line strict JSON of an already JSON-loaded value (NaN and
+  infinities, which older records may hold, compare as null)."""
+  return json.dumps(
+    strict_value(obj), sort_keys=True, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+  )
 
 
 def write_json_atomic(path: Path, obj: Any) -> None:
-  """Write `obj` as JSON (sorted keys, indent 2, NaN/inf allowed) atomically."""
+  """Write `obj` as strict JSON (sorted keys, indent 2, NaN/inf as null)
+  atomically."""
   write_atomic(Path(path), dumps(obj).encode("utf-8"))
 
 

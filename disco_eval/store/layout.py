@@ -24,7 +24,9 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "checkpoint.json"
 LOCK_FILE = ".lock"
 
-STATUSES = ("running", "complete", "failed")
+STATUSES = ("running", "complete", "failed", "diverged")
+# Statuses of a run that has ended and is not trained again by a rerun.
+FINISHED_STATUSES = ("complete", "diverged")
 
 # Packages whose versions are recorded with every run.
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "disco-eval")

@@ -17,11 +17,12 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from disco_eval.errors import UserError
-from disco_eval.store import config_match, training_checkpoint
+from disco_eval.store import config_match, damage, training_checkpoint
 from disco_eval.store.atomic import read_json, remove_stale_temps, write_json_atomic
 from disco_eval.store.layout import (
   CHECKPOINT_DIR,
   CONFIG_FILE,
+  FINISHED_STATUSES,
   LOCK_FILE,
   METRICS_FILE,
   STATUS_FILE,
@@ -64,6 +65,12 @@ class RunRecord:
     UserError names the first differing key. A matching config is rewritten
     with the new volatile values (the stored "created" is kept) when the lock
     is taken.
+
+    A damaged record (see :mod:`disco_eval.store.damage`: config.json lost
+    while other files remain, metrics.csv lost while the status says the run
+    trained, an unreadable file, a folder holding no run files) is refused
+    with a one-line UserError saying what is damaged and how to redo the run;
+    nothing in the folder is written or removed.
     """
     record = cls(run_dir(root, suite, task, rule, seed))
     canonical = config_match.canonical_config(config)
@@ -74,6 +81,12 @@ class RunRecord:
         f"cannot create run folder {record.path} ({exc.strerror}); "
         "pass --out DIR with a writable folder"
       ) from exc
+    found = damage.find_damage(record.path)
+    if found is not None and found.reason != "empty":
+      raise UserError(
+        f"damaged run record: {found.detail}; nothing in it was changed: remove "
+        f"{record.path} to train it again, or pass --out DIR"
+      )
     stored = record._stored_config()
     if stored is None:
       write_json_atomic(record.path / CONFIG_FILE, config)
@@ -189,21 +202,63 @@ class RunRecord:
     status = self.status
     return status is not None and status["status"] == "complete"
 
+  def is_finished(self) -> bool:
+    """Whether the run ended for good (complete or diverged): a rerun skips it."""
+    status = self.status
+    return status is not None and status["status"] in FINISHED_STATUSES
+
+  @property
+  def divergence(self) -> dict | None:
+    """{"iteration", "env_steps"} where the run's loss or parameters were
+    first seen non-finite (see :meth:`note_divergence`), else None."""
+    try:
+      status = self.status or {}
+    except UserError:
+      return None
+    found = status.get("diverged")
+    return found if isinstance(found, dict) else None
+
   def _write_status(self, status: str, error: str | None, env_steps: int | None) -> None:
+    """Write status.json; a divergence noted at or before `env_steps` is kept
+    (one noted later is dropped: a resume from an earlier checkpoint meets it
+    again)."""
+    try:
+      old = self.status or {}
+    except UserError:
+      old = {}
     if env_steps is None:
       try:
-        env_steps = int((self.status or {}).get("env_steps", 0))
-      except (UserError, TypeError, ValueError):
+        env_steps = int(old.get("env_steps", 0))
+      except (TypeError, ValueError):
         env_steps = 0
+    doc = {
+      "status": status,
+      "error": error,
+      "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+      "env_steps": int(env_steps),
+      "host": socket.gethostname(),
+      "pid": os.getpid(),
+    }
+    found = old.get("diverged")
+    if isinstance(found, dict) and int(found.get("env_steps", 0)) <= int(env_steps):
+      doc["diverged"] = found
+    write_json_atomic(self.path / STATUS_FILE, doc)
+
+  def note_divergence(self, iteration: int, env_steps: int) -> None:
+    """Record that the loss or the parameters became non-finite at
+    `iteration` (`env_steps` env steps); the first noted one is kept. The
+    status stays running until :meth:`mark_complete` makes it diverged."""
+    if self.divergence is not None:
+      return
+    status = self.status or {"status": "running", "env_steps": 0}
+    steps = max(int(status.get("env_steps", 0)), int(env_steps))
     write_json_atomic(
       self.path / STATUS_FILE,
       {
-        "status": status,
-        "error": error,
+        **status,
+        "env_steps": steps,
         "updated": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "env_steps": int(env_steps),
-        "host": socket.gethostname(),
-        "pid": os.getpid(),
+        "diverged": {"iteration": int(iteration), "env_steps": int(env_steps)},
       },
     )
 
@@ -212,11 +267,24 @@ class RunRecord:
     self._write_status("running", None, env_steps)
 
   def mark_complete(self, summary: dict, env_steps: int | None = None) -> None:
-    """Write summary.json, then mark the run complete.
+    """Write summary.json, then mark the run complete, or diverged when a
+    divergence was noted (:meth:`note_divergence`).
 
-    The summary is written first, so a complete status implies a summary.
+    The summary is written first, so a finished status implies a summary. A
+    diverged run's summary gets ``"diverged": {"iteration", "env_steps"}``
+    beside its evaluated figures (non-finite ones are written as null).
     `env_steps` defaults to the last recorded value.
     """
+    found = self.divergence
+    if found is not None and (env_steps is None or found["env_steps"] <= env_steps):
+      write_json_atomic(self.path / SUMMARY_FILE, {**summary, "diverged": found})
+      self._write_status(
+        "diverged",
+        f"loss or parameters non-finite at iteration {found['iteration']} "
+        f"({found['env_steps']} env steps)",
+        env_steps,
+      )
+      return
     write_json_atomic(self.path / SUMMARY_FILE, summary)
     self._write_status("complete", None, env_steps)
 

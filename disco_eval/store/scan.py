@@ -1,8 +1,12 @@
 """Finding every run under a results folder, without ever raising.
 
-A run folder is any folder holding config.json. Runs whose files are
-unreadable, corrupt or inconsistent are reported with a `problem`, never
-dropped and never silently averaged.
+A run folder is any folder holding config.json, and every folder at the seed
+level (``<suite>/<task>/<rule>/<name>``) is met as one, whatever it holds.
+Runs whose files are unreadable, corrupt or inconsistent, and seed-level
+folders that are empty, lost their config.json or metrics.csv, or are not
+runs at all, are reported with a `problem` (and, for damage, a `reason` from
+:data:`disco_eval.store.damage.DAMAGE_REASONS`), never dropped and never
+silently averaged.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from disco_eval.store.atomic import read_json
+from disco_eval.store.damage import find_damage
 from disco_eval.store.layout import CONFIG_FILE, STATUS_FILE, STATUSES, SUMMARY_FILE
 
 _SEED_DIR = re.compile(r"seed(\d+)")
@@ -27,7 +32,10 @@ class RunInfo:
   its config when the place is unexpected). `status` is the status string
   (None if the run never started). `problem` describes anything unreadable or
   inconsistent (None if all is well); the other fields are None where the
-  file they come from could not be read.
+  file they come from could not be read. `reason` is the damage's kind
+  (``empty``, ``foreign``, ``unreadable``, ``missing_config``,
+  ``missing_metrics``) when the folder's record is damaged, else None (a
+  `problem` without a reason is an inconsistency).
   """
 
   path: Path
@@ -39,21 +47,52 @@ class RunInfo:
   config: dict | None
   summary: dict | None
   problem: str | None
+  reason: str | None = None
 
 
-def _unreadable_run(path: Path, problem: str) -> RunInfo:
-  """RunInfo of a folder nothing could be read from."""
+def _unreadable_run(
+  path: Path, problem: str, reason: str | None = "unreadable", where: tuple = (None,) * 4
+) -> RunInfo:
+  """RunInfo of a folder nothing could be read from (`where`: its suite,
+  task, rule and seed as far as its place tells)."""
+  suite, task, rule, seed = where
   return RunInfo(
     path=path,
-    suite=None,
-    task=None,
-    rule=None,
-    seed=None,
+    suite=suite,
+    task=task,
+    rule=rule,
+    seed=seed,
     status=None,
     config=None,
     summary=None,
     problem=problem,
+    reason=reason,
   )
+
+
+def _place(parts: tuple[str, ...]) -> tuple:
+  """(suite, task, rule, seed) that a seed-level folder's place tells."""
+  match = _SEED_DIR.fullmatch(parts[3])
+  return (*parts[:3], int(match.group(1)) if match else None)
+
+
+def _damaged_run(root: Path, path: Path) -> RunInfo | None:
+  """RunInfo of a seed-level folder with no usable config.json (empty,
+  foreign, lost config), or None when it holds a config.json to read."""
+  parts = path.relative_to(root).parts
+  if (path / CONFIG_FILE).is_file():
+    return None
+  found = find_damage(path)
+  if found is None:  # e.g. config.json is a folder
+    return _unreadable_run(path, f"{CONFIG_FILE} is not a file", where=_place(parts))
+  if not _SEED_DIR.fullmatch(parts[3]) and found.reason != "missing_config":
+    found = dataclasses.replace(
+      found,
+      reason="foreign",
+      detail=f"unexpected folder name {parts[3]!r} (runs are <suite>/<task>/<rule>/seed<k>); "
+      + found.detail,
+    )
+  return _unreadable_run(path, found.detail, found.reason, _place(parts))
 
 
 def _load_for_scan(path: Path, problems: list[str]) -> Any:
@@ -117,8 +156,21 @@ def _identity(
 
 def _run_info(root: Path, path: Path) -> RunInfo:
   """RunInfo of the run folder `path` (never raises)."""
-  problems: list[str] = []
   parts = path.relative_to(root).parts
+  if len(parts) == 4:
+    damaged = _damaged_run(root, path)
+    if damaged is not None:
+      return damaged
+  found = find_damage(path)
+  if found is not None and found.reason in ("unreadable", "missing_metrics"):
+    info = _read_run(root, path, parts)
+    return dataclasses.replace(info, problem=found.detail, reason=found.reason)
+  return _read_run(root, path, parts)
+
+
+def _read_run(root: Path, path: Path, parts: tuple[str, ...]) -> RunInfo:
+  """RunInfo of the run folder `path` from its JSON files."""
+  problems: list[str] = []
   config = _load_for_scan(path / CONFIG_FILE, problems)
   if config is None and not problems:
     problems.append(f"{CONFIG_FILE} is missing")
@@ -140,10 +192,12 @@ def _run_info(root: Path, path: Path) -> RunInfo:
 
 
 def scan_runs(root: Path) -> list[RunInfo]:
-  """Every run folder (a folder holding config.json) under `root`.
+  """Every run folder (a folder holding config.json, or any folder at the
+  seed level ``<suite>/<task>/<rule>/<name>``) under `root`.
 
-  Runs whose files are unreadable or corrupt, and folders that cannot be
-  listed, are returned with `problem` set; nothing is raised and nothing is
+  Runs whose files are unreadable or corrupt, damaged or foreign seed-level
+  folders, and folders that cannot be listed, are returned with `problem`
+  set; nothing is raised and nothing is
   dropped. Sorted by suite, task, rule, seed and path. A missing root gives [].
   """
   root = Path(root)
@@ -156,7 +210,8 @@ def scan_runs(root: Path) -> list[RunInfo]:
   if not root.is_dir():
     return []
   for folder, subfolders, files in os.walk(root, onerror=unlistable):
-    if CONFIG_FILE in files:
+    depth = len(Path(folder).relative_to(root).parts)
+    if CONFIG_FILE in files or depth == 4:
       subfolders[:] = []  # checkpoint/ and the like are not runs
       try:
         found.append(_run_info(root, Path(folder)))

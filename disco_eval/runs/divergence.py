@@ -1,0 +1,81 @@
+"""Divergence: a seed whose loss or parameters became non-finite.
+
+After each chunk, :func:`check_chunk` reads the chunk's losses (``[S, count]``,
+counted only where the learner stepped) and asks one jitted reduction whether
+each seed's parameters are still finite. A seed seen non-finite for the first
+time gets :meth:`~disco_eval.store.RunRecord.note_divergence` with the first
+bad iteration (the chunk's last one when only the parameters show it), so
+that its run ends ``diverged``, never ``complete``.
+
+Seeds trained together share one program, so a diverged seed keeps being
+trained with the others (its numbers are not used); when every seed of the
+group has diverged, :class:`GroupDiverged` stops the group at once, carrying
+the state so that the final parameters are still evaluated.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class GroupDiverged(Exception):
+  """Every seed of a group diverged: training stops after the chunk that
+  ended at `iteration`; `state` is the group's state then (stacked, or a list
+  per seed)."""
+
+  def __init__(self, state, iteration: int):
+    super().__init__(f"every seed diverged by iteration {iteration}")
+    self.state = state
+    self.iteration = iteration
+
+
+@jax.jit
+def _finite_stacked(params) -> jax.Array:
+  """[S] bool: whether every parameter of each seed is finite (leaves [S, ...])."""
+  leaves = jax.tree.leaves(params)
+  per_leaf = [jnp.isfinite(x.reshape(x.shape[0], -1)).all(axis=1) for x in leaves]
+  return jnp.stack(per_leaf).all(axis=0)
+
+
+@jax.jit
+def _finite(params) -> jax.Array:
+  """Scalar bool: whether every parameter is finite."""
+  return jnp.stack([jnp.isfinite(x).all() for x in jax.tree.leaves(params)]).all()
+
+
+def params_finite(params) -> bool:
+  """Whether every parameter of one seed is finite."""
+  return bool(jax.device_get(_finite(params)))
+
+
+def finite_params(state, stacked: bool, seeds: int) -> np.ndarray:
+  """[seeds] bool: whether each seed's parameters are all finite."""
+  if stacked:
+    return np.asarray(jax.device_get(_finite_stacked(state.params)), bool)
+  return np.asarray([params_finite(state[j].params) for j in range(seeds)])
+
+
+def first_bad_losses(loss: np.ndarray, learned: np.ndarray) -> list[int | None]:
+  """Per seed, the index in the chunk of the first non-finite loss among the
+  iterations where the learner stepped (loss, learned: [S, count]), or None."""
+  bad = np.asarray(learned, bool) & ~np.isfinite(np.asarray(loss, np.float64))
+  return [int(np.argmax(row)) if row.any() else None for row in bad]
+
+
+def check_chunk(records, seeds, state, stacked: bool, m, it: int, count: int, spi: int) -> None:
+  """Notes each seed that diverged in the chunk of iterations ``it ..
+  it + count - 1`` (metrics `m` on the host, arrays [S, count]; `spi` env
+  steps per iteration) in its record; raises GroupDiverged when every seed of
+  the group has now diverged."""
+  finite = finite_params(state, stacked, len(seeds))
+  for j, (seed, first) in enumerate(
+    zip(seeds, first_bad_losses(m.loss[:, :count], m.learned[:, :count]))
+  ):
+    if first is None and finite[j]:
+      continue
+    k = first if first is not None else count - 1
+    records[seed].note_divergence(it + k, (it + k + 1) * spi)
+  if all(records[s].divergence is not None for s in seeds):
+    raise GroupDiverged(state, it + count)
