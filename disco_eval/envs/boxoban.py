@@ -250,6 +250,16 @@ def read_record() -> dict:
     raise UserError(f"{path} is unreadable ({e}); delete it and pull again") from None
 
 
+def cached_record() -> dict | None:
+  """The cache record if it lists splits and every one of them is in the
+  cache (so a pull has nothing to do), else None."""
+  record = read_record()
+  splits = record.get("splits") or {}
+  if not splits or not all(split_path(split).is_file() for split in splits):
+    return None
+  return record
+
+
 def _write_record(record: dict) -> None:
   store.write_atomic(
     data_dir() / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
@@ -324,12 +334,17 @@ def pull(
 ) -> dict:
   """Fills the cache with the converted splits; returns the cache record.
 
-  With `source`, imports that folder. Otherwise uses the archive in the cache
-  (downloading it first if missing or `force`): the archive's sha256 is
-  recorded on the first download and checked on every later use.
+  With `source`, imports that folder. Otherwise, if the cache already holds
+  every split it records (:func:`cached_record`), does nothing (offline too)
+  unless `force`; else uses the archive in the cache (downloading it first if
+  missing or `force`): the archive's sha256 is recorded on the first download
+  and checked on every later use.
   """
   if source is not None:
     return import_folder(source)
+  cached = None if force else cached_record()
+  if cached is not None:
+    return cached
   folder = data_dir()
   _mkdir(folder)
   archive = folder / ARCHIVE_NAME
