@@ -116,7 +116,9 @@ def rules_pull(
   was_cached = cached.exists() and not force
   path = weights.pull(m, url=url, force=force)
   note = "already cached, nothing downloaded; " if was_cached else ""
-  out.print(f"{m.name}: {path} ({note}sha256 {m.sha256})", markup=False, highlight=False)
+  out.print(
+    f"{m.name}: {path} ({note}sha256 {m.sha256})", markup=False, highlight=False, soft_wrap=True
+  )
 
 
 def _check_file_against_cache(file: Path, cached: Path, force: bool) -> None:
