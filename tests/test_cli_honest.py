@@ -310,11 +310,7 @@ def test_pull_file_that_differs_from_the_cache_is_refused(disco_home, tmp_path, 
   )
   assert "checksum mismatch" in line
   assert cached.read_bytes() == weights_file.read_bytes()
-
-
-def test_pull_file_with_force_replaces_a_differing_cached_copy(disco_home, weights_file):
-  cached = disco_home / "rules" / "disco_103.npz"
-  cached.parent.mkdir(parents=True)
+  # A damaged cached copy: --file is refused, --file --force replaces it.
   cached.write_bytes(b"not the weights")
   line = one_line_error(cli("rules", "pull", "disco103", "--file", weights_file, home=disco_home))
   assert "--force" in line
