@@ -88,44 +88,47 @@ SlurmTimeOpt = Annotated[
   ),
 ]
 
+TasksOpt = Annotated[
+  Optional[str], _opt("Comma-separated tasks (default: all).", metavar="TASK,...")
+]
+StepsOpt = Annotated[
+  Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
+]
+ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
+CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
+LauncherOpt = Annotated[
+  str, _launch("Where units run: local, ray or slurm (docs/cluster.md).", "NAME")
+]
+SeedsPerUnitOpt = Annotated[
+  int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).", "N")
+]
+RayAddressOpt = Annotated[
+  Optional[str],
+  _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
+]
+
 
 def run(
   suite: SuiteArg,
   rule: RuleOpt = ["disco103"],  # noqa: B006 - typer copies list defaults
   seeds: Annotated[int, _opt("Number of seeds (0..N-1).", metavar="N")] = 3,
   seed_start: Annotated[int, _opt("First seed.", metavar="N")] = 0,
-  tasks: Annotated[
-    Optional[str], _opt("Comma-separated tasks (default: all).", metavar="TASK,...")
-  ] = None,
-  steps: Annotated[
-    Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
-  ] = None,
-  protocol: Annotated[
-    Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")
-  ] = None,
+  tasks: TasksOpt = None,
+  steps: StepsOpt = None,
+  protocol: ProtocolOpt = None,
   out_dir: Annotated[Path, _opt("Results folder.", "--out", metavar="FOLDER")] = Path("results"),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
-  checkpoint_every: Annotated[
-    int, _opt("Chunks of iterations between checkpoints.", metavar="N")
-  ] = 10,
+  checkpoint_every: CheckpointOpt = 10,
   devices: DevicesOpt = None,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
-  launcher: Annotated[
-    str, _launch("Where units run: local, ray or slurm (docs/cluster.md).", "NAME")
-  ] = "local",
-  seeds_per_unit: Annotated[
-    int,
-    _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).", "N"),
-  ] = 0,
+  launcher: LauncherOpt = "local",
+  seeds_per_unit: SeedsPerUnitOpt = 0,
   retries: RetriesOpt = None,
   gpus_per_unit: GpusOpt = None,
   cpus_per_unit: Annotated[
     Optional[int], _launch("ray/slurm: CPUs per unit (default: ray: 1).", "N")
   ] = None,
-  ray_address: Annotated[
-    Optional[str],
-    _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
-  ] = None,
+  ray_address: RayAddressOpt = None,
   slurm_profile: Annotated[
     Optional[Path], _launch("slurm: TOML file of executor settings (flags win).", "FILE")
   ] = None,
@@ -177,6 +180,12 @@ def run(
   _print_results(suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
+  _exit_if_all_busy(results)
+
+
+def _exit_if_all_busy(results) -> None:
+  """Exit status EXIT_ALL_BUSY, with a line saying so, when nothing could run
+  because every run is being written by another process."""
   if results and all(r.status == "busy" for r in results):
     err.print(
       f"nothing ran: all {len(results)} run(s) are being written by another process "
