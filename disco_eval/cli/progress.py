@@ -120,17 +120,23 @@ class PlainDisplay:
     self.started = time.monotonic()
     self.last_print = self.started
     self.last_line = "starting (loading and compiling)"
+    self.pending: str | None = None  # the plan's line, printed with the next one
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
 
   def __call__(self, p: runs.Progress) -> None:
     line = plain_line(p)
-    if line is not None:
+    if p.kind == "plan":  # held back: a setting refused next leaves one error line
+      self.pending = line
+    elif line is not None:
       self._print(line)
 
   def _print(self, line: str, remember: bool = True) -> None:
     with self._lock:
+      if self.pending is not None:
+        self.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
+        self.pending = None
       self.console.print(line, markup=False, highlight=False, soft_wrap=True)
       self.console.file.flush()
       self.last_print = time.monotonic()
