@@ -44,6 +44,7 @@ def pull_command(
     raise UserError(f"unknown data set '{name}'; data sets: {', '.join(DATASETS)}")
   cached = None if source is not None or force else boxoban.cached_record()
   if cached is not None:
+    cached = boxoban.pull()  # nothing to convert; checks a cached archive's sha256
     typer.echo(
       f"Boxoban levels already cached in {boxoban.data_dir()} (from {cached.get('source', '?')}); "
       "nothing to do (--force downloads them again)"

@@ -335,37 +335,45 @@ def pull(
   """Fills the cache with the converted splits; returns the cache record.
 
   With `source`, imports that folder. Otherwise, if the cache already holds
-  every split it records (:func:`cached_record`), does nothing (offline too)
-  unless `force`; else uses the archive in the cache (downloading it first if
-  missing or `force`): the archive's sha256 is recorded on the first download
-  and checked on every later use.
+  every split it records (:func:`cached_record`), converts nothing and
+  downloads nothing (works offline) unless `force`, but still checks a cached
+  archive's sha256; else uses the archive in the cache (downloading it first
+  if missing or `force`): the archive's sha256 is recorded on the first
+  download and checked on every later use.
   """
   if source is not None:
     return import_folder(source)
+  folder = data_dir()
+  archive = folder / ARCHIVE_NAME
   cached = None if force else cached_record()
   if cached is not None:
+    if archive.is_file():
+      _check_archive(archive, cached.get("archive_sha256"), _sha256_file(archive))
     return cached
-  folder = data_dir()
   _mkdir(folder)
-  archive = folder / ARCHIVE_NAME
   record = read_record()
   known = record.get("archive_sha256")
   if force or not archive.is_file():
     found = _download(url, archive, timeout, known)
   else:
     found = _sha256_file(archive)
-  if known and found != known:
-    raise UserError(
-      f"checksum mismatch for {archive}: recorded {known} on the first "
-      f"download, found {found}; delete it (and {folder / RECORD_NAME}) "
-      f"to download it afresh"
-    )
+  _check_archive(archive, known, found)
   if not known:
     record["archive_sha256"] = found
     record["archive_url"] = url
     _write_record(record)
   result = import_archive(archive)
   return result
+
+
+def _check_archive(archive: Path, known: str | None, found: str) -> None:
+  """UserError if the archive's sha256 `found` is not the one recorded."""
+  if known and found != known:
+    raise UserError(
+      f"checksum mismatch for {archive}: recorded {known} on the first "
+      f"download, found {found}; delete it (and {archive.parent / RECORD_NAME}) "
+      f"to download it afresh"
+    )
 
 
 def _sha256_file(path: Path) -> str:
