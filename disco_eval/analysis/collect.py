@@ -16,19 +16,25 @@ Runs are grouped by suite and protocol label (:mod:`disco_eval.analysis
 .labels`): a run trained with a step budget other than the protocol's gets the
 label ``NAME@STEPS`` (e.g. ``reference@1508``) and forms its own group, since
 scores after different budgets are not comparable. Statistics are never
-computed across groups.
+computed across groups. Within a group, runs are one rule's seeds only when
+they are one configuration (the fingerprint of their effective settings,
+:mod:`disco_eval.config.fingerprint`): runs of one rule name made with
+other settings (another learning rate, other weights) are labelled apart,
+e.g. ``disco103[lr=0.003]`` (:func:`disco_eval.analysis.labels.variant_labels`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from disco_eval import store
 from disco_eval.analysis import labels
+from disco_eval.config.fingerprint import fingerprint
 from disco_eval.errors import UserError
 
 EXCLUSION_REASONS = ("failed", "incomplete", "corrupt", "nan")
@@ -46,7 +52,9 @@ class Run:
   """A complete run with finite scores.
 
   ``protocol`` is the protocol's manifest name; ``protocol_label`` adds
-  ``@STEPS`` when the run's budget differs from the protocol's.
+  ``@STEPS`` when the run's budget differs from the protocol's. ``rule`` is
+  the label of the run's configuration (``rule_name`` alone, or e.g.
+  ``disco103[lr=0.003]`` for runs of one rule made with other settings).
   """
 
   suite: str
@@ -67,6 +75,11 @@ class Run:
   # Evaluation episodes cut at the protocol's eval_max_steps (scored as far
   # as they went).
   eval_truncated: int = dataclasses.field(default=0, compare=False, hash=False)
+  # The rule's name as its run folder holds it; ``rule`` is the label of its
+  # configuration, the name alone or ``NAME[KEY=VALUE]`` (see _label_variants).
+  rule_name: str = ""
+  # config.fingerprint.fingerprint of the run's stored config.
+  fingerprint: str = ""
 
   @property
   def key(self) -> GroupKey:
@@ -212,6 +225,36 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
   )
 
 
+def _label_variants(runs: list[Run], configs: Mapping[Path, Any]) -> list[Run]:
+  """`runs` labelled by configuration: within one group (suite and protocol
+  label), runs of one rule name whose fingerprints differ get distinct labels
+  (:func:`disco_eval.analysis.labels.variant_labels`)."""
+  prints = [fingerprint(configs.get(r.path)) for r in runs]
+  by_rule: dict[tuple[GroupKey, str], dict[str, Mapping[str, Any]]] = defaultdict(dict)
+  for run, fp in zip(runs, prints):
+    by_rule[run.key, run.rule].setdefault(fp, configs.get(run.path) or {})
+  named = {key: labels.variant_labels(key[1], found) for key, found in by_rule.items()}
+  return [
+    dataclasses.replace(r, rule=named[r.key, r.rule][fp], rule_name=r.rule, fingerprint=fp)
+    for r, fp in zip(runs, prints)
+  ]
+
+
+def _keep_labels(runs: list[Run], rules: Sequence[str] | None, root: Path) -> list[Run]:
+  """`runs` whose rule name or label is one of `rules` (a name keeps all its
+  variants, a label such as ``disco103[lr=0.003]`` only that one); a
+  UserError for a label that no run has."""
+  if not rules or not any("[" in r for r in rules):
+    return runs
+  found = sorted({r.rule for r in runs})
+  missing = [r for r in rules if "[" in r and r not in found]
+  if missing:
+    raise UserError(
+      f"no runs labelled '{missing[0]}' under {root}; labels found: {', '.join(found) or 'none'}"
+    )
+  return [r for r in runs if r.rule in rules or r.rule_name in rules]
+
+
 def _selected(
   info: store.RunInfo, suite: str | None, rules: Sequence[str] | None, protocol: str | None
 ) -> bool:
@@ -228,10 +271,11 @@ def _selected(
 
 
 def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
-  """``"a,b"`` (or a sequence of names) as a tuple of names; None if empty."""
+  """``"a,b"`` (or a sequence of names) as a tuple of names; None if empty.
+  Commas inside brackets belong to a label (``disco103[lr=0.003,train.x=4]``)."""
   if text is None:
     return None
-  items = text.split(",") if isinstance(text, str) else list(text)
+  items = re.split(r",(?![^\[]*\])", text) if isinstance(text, str) else list(text)
   names = tuple(dict.fromkeys(n.strip() for n in items if n and n.strip()))
   return names or None
 
@@ -278,7 +322,9 @@ def collect(
   Args:
     root: the results folder.
     suite: keep only this suite.
-    rules: keep only these rules (names, or ``"a,b"``).
+    rules: keep only these rules (names, or ``"a,b"``): a name keeps all
+      its runs, a label of runs made with other settings
+      (``disco103[lr=0.003]``) only those.
     protocol: keep only this protocol (a name, or a label ``NAME@STEPS``).
 
   Returns:
@@ -293,15 +339,17 @@ def collect(
   if not infos:
     raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` first")
   rules = parse_list(rules)
-  _check_filters(infos, root, suite, rules, protocol)
+  names = tuple(dict.fromkeys(r.split("[", 1)[0] for r in rules)) if rules else None
+  _check_filters(infos, root, suite, names, protocol)
   runs: list[Run] = []
   excluded: list[Excluded] = []
   for info in infos:
-    if not _selected(info, suite, rules, protocol):
+    if not _selected(info, suite, names, protocol):
       continue
     item = _classify(info)
     (runs if isinstance(item, Run) else excluded).append(item)
-  all_rules = tuple(sorted({i.rule for i in infos if i.rule}))
+  runs = _keep_labels(_label_variants(runs, {i.path: i.config for i in infos}), rules, root)
+  all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))
   return Collection(root, tuple(runs), tuple(excluded), all_rules)
 
 

@@ -19,7 +19,9 @@ one protocol label (statistics are never computed across groups):
   separate rows marked "published" and never part of any bootstrap over runs
   made here;
 * warnings: fewer than 3 seeds, unequal seed counts, tasks or seeds left out
-  of the aggregate, differing training settings, several protocols.
+  of the aggregate, runs of one rule made with different settings (reported
+  apart, as ``disco103[lr=0.003]``; see :mod:`disco_eval.analysis.collect`),
+  differing training settings, several protocols.
 
 When a published rule has rows for every task of a group's aggregate, its
 aggregate is shown too (marked published): with bootstrap intervals of its
@@ -95,12 +97,20 @@ def check_settings(metrics: Sequence[str] | str, reps: int, confidence: float) -
 # --- analysis of one group -----------------------------------------------------
 
 
-def _ordered_rules(present: Iterable[str], order: Sequence[str] | None) -> tuple[str, ...]:
-  """Rules in the order asked for (``--rules``), else sorted."""
-  present = set(present)
-  if order:
-    return tuple(r for r in order if r in present)
-  return tuple(sorted(present))
+def _ordered_rules(runs: Iterable[Run], order: Sequence[str] | None) -> tuple[str, ...]:
+  """Rule labels in the order of their names asked for (``--rules``), else
+  sorted; the variants of one name (``disco103[lr=0.003]``) sorted after it."""
+  names = {r.rule: r.rule_name or r.rule for r in runs}
+  wanted = list(order or ())
+
+  def place(label: str) -> tuple[int, str, str]:
+    for asked in (label, names[label]):
+      if asked in wanted:
+        return wanted.index(asked), names[label], label
+    return len(wanted), names[label], label
+
+  kept = [label for label, name in names.items() if not wanted or {label, name} & set(wanted)]
+  return tuple(sorted(kept, key=place))
 
 
 def _ordered_tasks(
@@ -252,10 +262,29 @@ def _per_task_rows(
   return per_task
 
 
+def _variant_warnings(runs: Sequence[Run]) -> list[str]:
+  """A warning per rule name whose runs were made with different settings
+  (reported apart, under the labels that name the differences)."""
+  seeds: dict[str, dict[str, set[int]]] = defaultdict(lambda: defaultdict(set))
+  for run in runs:
+    seeds[run.rule_name or run.rule][run.rule].add(run.seed)
+  return [
+    f"runs of rule {name} were made with different settings, reported apart and "
+    "never pooled as seeds of one rule: "
+    + "; ".join(
+      f"{label} ({len(found[label])} seed{'s' if len(found[label]) != 1 else ''})"
+      for label in sorted(found)
+    )
+    for name, found in sorted(seeds.items())
+    if len(found) > 1
+  ]
+
+
 def _run_warnings(runs: Sequence[Run]) -> list[str]:
-  """Warnings about differing training settings, evaluation episodes cut at
-  eval_max_steps, and differing final env steps within a group."""
-  warnings = []
+  """Warnings about runs of one rule made with different settings, differing
+  training settings, evaluation episodes cut at eval_max_steps, and
+  differing final env steps within a group."""
+  warnings = _variant_warnings(runs)
   train_warning = _train_warning(runs)
   if train_warning:
     warnings.append(train_warning)
@@ -353,7 +382,7 @@ def analyse_group(
   computed.
   """
   nested = nest_runs(runs)
-  rules = _ordered_rules({r.rule for r in runs}, rule_order)
+  rules = _ordered_rules(runs, rule_order)
   tasks = _ordered_tasks(nested, manifest)
   warnings: list[str] = []
   per_task = _per_task_rows(nested, tasks, rules, confidence)

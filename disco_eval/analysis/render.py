@@ -133,7 +133,7 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
     title=f"Aggregate {group.norm_label} scores over {len(group.aggregate_tasks)} "
     f"task(s) — {group.key.suite}, protocol {group.key.protocol}",
     caption=(
-      f"{seed_phrase(group.seeds)} · {ci_caption(result)} · protocol "
+      f"{_esc(seed_phrase(group.seeds))} · {ci_caption(result)} · protocol "
       f"{group.key.protocol} · metric: {group.norm_label} {group.metric} · "
       "optimality gap: lower is better"
       + (
@@ -173,7 +173,7 @@ def _improvement_table(result: CompareResult, group: GroupResult):
     title=f"Probability of improvement — {group.key.suite}, protocol {group.key.protocol}",
     caption=(
       f"P(X > Y): chance that a run of X beats a run of Y on a "
-      f"random task · {seed_phrase(group.seeds)} · "
+      f"random task · {_esc(seed_phrase(group.seeds))} · "
       f"{ci_caption(result)} · metric: {group.norm_label} {group.metric}"
     ),
     caption_justify="left",

@@ -44,7 +44,14 @@ SuiteArg = Annotated[
   str, typer.Argument(help="Suite name (see `disco-eval suites list`).", metavar="SUITE")
 ]
 RuleOpt = Annotated[
-  list[str], _opt("Rule name or PATH.npz; repeat for several.", "--rule", "-r", metavar="RULE")
+  list[str],
+  _opt(
+    "Rule name, PATH.npz (labelled by its file stem) or NAME=PATH.npz (labelled NAME); "
+    "repeat for several.",
+    "--rule",
+    "-r",
+    metavar="RULE",
+  ),
 ]
 SetOpt = Annotated[
   list[str],

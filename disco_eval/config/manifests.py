@@ -172,6 +172,11 @@ def known_rule_names() -> list[str]:
   return sorted(path.stem for path in _manifest_files())
 
 
+def is_valid_name(name: str) -> bool:
+  """Whether `name` is a valid rule name (as manifests and ``--rule NAME=`` use)."""
+  return bool(_NAME_RE.fullmatch(name))
+
+
 def load_rule_manifest(name: str) -> RuleManifest:
   """The manifest of rule `name`; a UserError listing known rules if none."""
   path = paths.manifest_dir("rules") / f"{name}.toml"

@@ -66,9 +66,7 @@ def for_workers(spec: SweepSpec) -> SweepSpec:
   """`spec` with absolute paths (results folder, rule files), as workers that
   start elsewhere need them. Symbolic links are kept (a shared file system
   may be mounted through one)."""
-  rules = tuple(
-    os.path.abspath(os.path.expanduser(r)) if weights.looks_like_path(r) else r for r in spec.rules
-  )
+  rules = tuple(weights.absolute_spec(r) for r in spec.rules)
   return dataclasses.replace(
     spec, out=Path(os.path.abspath(os.path.expanduser(spec.out))), rules=rules
   )

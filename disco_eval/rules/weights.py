@@ -21,12 +21,17 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, Sequence
 
 import numpy as np
 
 from disco_eval import __version__, paths
-from disco_eval.config.manifests import RuleManifest, load_rule_manifest
+from disco_eval.config.manifests import (
+  RuleManifest,
+  is_valid_name,
+  known_rule_names,
+  load_rule_manifest,
+)
 from disco_eval.errors import UserError
 from disco_eval.rules.architectures import expected_shapes
 
@@ -315,17 +320,29 @@ class ResolvedRule:
   label: str
 
 
-def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
-  """Turn a rule name or a weights file path into a verified, loaded rule.
+def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ()) -> ResolvedRule:
+  """Turn a rule name, a weights file path or ``NAME=PATH`` into a verified,
+  loaded rule.
 
-  `spec` ending in ``.npz`` (or naming an existing file, or holding a path
-  separator) is a weights file with Disco103's architecture and settings; its
-  label is the file stem. Otherwise `spec` is a rule name: learned rules load
-  their cached weights (pulled first if missing and `download`), hand-designed
-  rules have no params.
+  * ``NAME=PATH`` (``NAME`` a valid rule name): the weights file at ``PATH``,
+    labelled ``NAME``. ``NAME`` may be a known rule's name only when the file
+    is that rule's published weights.
+  * a spec ending in ``.npz`` (or naming an existing file, or holding a path
+    separator): a weights file with Disco103's architecture and settings,
+    labelled by its file stem; by its stem and the first 8 hex digits of its
+    sha256 (``disco103-1a2b3c4d``) when the stem is a known rule's name but the
+    file is not that rule's published weights, or when another file spec of
+    `among` (the sweep's rule specs) has the same stem, so that two files
+    named alike are never one rule.
+  * otherwise a rule name: learned rules load their cached weights (pulled
+    first if missing and `download`), hand-designed rules have no params.
   """
+  named = _split_named(spec)
+  if named is not None:
+    return _resolve_file(named[1], named[0])
   if looks_like_path(spec):
-    return _resolve_file(Path(spec).expanduser())
+    path = Path(spec).expanduser()
+    return _resolve_file(path, None, _stem_shared(spec, among))
   manifest = load_rule_manifest(spec)
   if manifest.filename is None:
     return ResolvedRule(manifest, None, None, None, manifest.name)
@@ -342,21 +359,81 @@ def resolve_rule(spec: str, *, download: bool = True) -> ResolvedRule:
   return ResolvedRule(manifest, params, sha, path, manifest.name)
 
 
+def _split_named(spec: str) -> tuple[str, Path] | None:
+  """(NAME, PATH) of a ``NAME=PATH`` spec (UserError for a bad NAME or an
+  empty PATH); None for any other spec."""
+  name, sep, rest = spec.partition("=")
+  if not sep or "/" in name or os.sep in name or Path(spec).expanduser().is_file():
+    return None
+  if not rest:
+    raise UserError(f"--rule {spec}: no file after '='; use --rule NAME=PATH.npz")
+  if not is_valid_name(name):
+    raise UserError(
+      f"--rule {spec}: invalid rule name '{name}'; a name starts with a letter, digit "
+      "or '_' and holds only letters, digits, '_', '.' and '-'"
+    )
+  return name, Path(rest).expanduser()
+
+
+def _stem_shared(spec: str, among: Sequence[str]) -> bool:
+  """Whether another unnamed file spec of `among` has the stem of `spec`."""
+  stem = Path(spec).stem
+  return any(
+    other != spec
+    and _split_named(other) is None
+    and looks_like_path(other)
+    and Path(other).stem == stem
+    for other in among
+  )
+
+
+def absolute_spec(spec: str) -> str:
+  """`spec` with its weights file's path made absolute (a rule name as is)."""
+  named = _split_named(spec)
+  if named is not None:
+    return f"{named[0]}={os.path.abspath(named[1])}"
+  if looks_like_path(spec):
+    return os.path.abspath(os.path.expanduser(spec))
+  return spec
+
+
 def looks_like_path(spec: str) -> bool:
-  """True if `spec` names a weights file rather than a rule."""
+  """True if `spec` names a weights file (or ``NAME=PATH``) rather than a rule."""
   if spec.lower().endswith(".npz") or os.sep in spec or "/" in spec:
     return True
   return Path(spec).expanduser().is_file()
 
 
-def _resolve_file(path: Path) -> ResolvedRule:
+def _published_sha(name: str) -> tuple[bool, str | None]:
+  """(whether `name` is a known rule, the sha256 of its published weights)."""
+  if not is_valid_name(name) or name not in known_rule_names():
+    return False, None
+  return True, load_rule_manifest(name).sha256
+
+
+def _file_label(path: Path, sha: str, name: str | None, shared: bool) -> str:
+  """The label of a weights file (see :func:`resolve_rule`)."""
+  known, published = _published_sha(name or path.stem)
+  if name is not None:
+    if known and published != sha:
+      raise UserError(
+        f"--rule {name}={path}: '{name}' is a known rule and this file is not its "
+        f"published weights (sha256 {sha[:8]}...); pick another NAME"
+      )
+    return name
+  if (known and published != sha) or shared:
+    return f"{path.stem}-{sha[:8]}"
+  return path.stem
+
+
+def _resolve_file(path: Path, name: str | None = None, shared: bool = False) -> ResolvedRule:
   """A weights file used with the Disco103 manifest's settings."""
   if not path.is_file():
     raise UserError(f"checkpoint not found: {path}")
   base = load_rule_manifest(FILE_RULE_BASE)
   sha = sha256_file(path)
   params = load_params(path, base.architecture)
-  label = path.stem
+  label = _file_label(path, sha, name, shared)
   manifest = dataclasses.replace(
     base,
     name=label,

@@ -69,7 +69,7 @@ def _seed_groups(seeds: tuple[int, ...], per_unit: int) -> list[tuple[int, ...]]
 def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
   """The spec's rules, resolved and checked (distinct labels, manifest keys
   that their kind declares)."""
-  resolved = [weights.resolve_rule(r) for r in spec.rules]
+  resolved = [weights.resolve_rule(r, among=spec.rules) for r in spec.rules]
   labels = [r.label for r in resolved]
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")

@@ -23,7 +23,7 @@ def run_unit(
   suite = suites.load_suite(spec.suite)
   suite.protocol(spec.protocol)  # an unknown protocol fails before the rule loads
   if rule is None:
-    rule = weights.resolve_rule(spec.rules[unit.rule])
+    rule = weights.resolve_rule(spec.rules[unit.rule], among=spec.rules)
   if rule.label != unit.label:
     raise UserError(
       f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
