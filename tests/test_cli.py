@@ -202,7 +202,7 @@ def test_progress_display_draws_a_bar_per_run_and_notes_events():
   from disco_eval.cli.progress import sweep_progress
   from disco_eval.runs import Progress
 
-  console = Console(record=True, width=160, force_terminal=False)
+  console = Console(record=True, width=160, force_terminal=True)  # bars: on a terminal
   with sweep_progress(console) as on_progress:
     on_progress(Progress("plan", "", "", (), total_steps=200, message="1 rule x 2 seeds"))
     on_progress(

@@ -223,6 +223,8 @@ def export_csv(
     UserError: no runs, a filter that matches nothing, no usable run, or
       `out` cannot be written.
   """
+  if out is not None:
+    _check_out(Path(out))
   rules = collect.parse_list(rules)
   collection = collect.collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
@@ -257,8 +259,15 @@ def export_csv(
       writer.writerows(aggregate_csv_rows(group, citations, Counter(counted)))
   text = buffer.getvalue()
   if out is not None:
-    out = Path(out)
-    if not out.parent.is_dir():
-      raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
-    store.write_atomic(out, text.encode("utf-8"))
+    store.write_atomic(Path(out), text.encode("utf-8"))
   return text
+
+
+def _check_out(out: Path) -> None:
+  """UserError unless `out` can be a file written here (checked before any work)."""
+  if out.is_dir():
+    raise UserError(
+      f"cannot write {out}: it is a folder; pass --out FILE.csv (e.g. {out}/runs.csv)"
+    )
+  if not out.parent.is_dir():
+    raise UserError(f"cannot write {out}: folder {out.parent} does not exist")

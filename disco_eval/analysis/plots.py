@@ -553,6 +553,8 @@ def plot(
 
   out = Path(out)
   fmt = check_kind_and_format(kind, out)
+  if out.is_dir():
+    raise UserError(f"cannot write {out}: it is a folder; pass --out FILE.{fmt} (a file name)")
   if not out.parent.is_dir():
     raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
   warn = warn or (lambda message: None)

@@ -6,11 +6,15 @@ One module per command group registers its commands on :data:`app`
 """
 
 import sys
+from typing import Annotated
 
 import typer
 
+from disco_eval import __version__
 from disco_eval.cli import bench, data, results, rules, run, suites
-from disco_eval.cli.common import err
+from disco_eval.cli.common import err, esc
+from disco_eval.cli.crashlog import internal_error_line, write_traceback
+from disco_eval.cli.helptext import Group
 from disco_eval.errors import UserError
 
 app = typer.Typer(
@@ -18,16 +22,44 @@ app = typer.Typer(
   no_args_is_help=True,
   pretty_exceptions_enable=False,
   add_completion=False,
+  cls=Group,
 )
 # In this order: `--help` lists the commands, then the groups, as registered.
 for group in (rules, suites, run, bench, results, data):
   group.register(app)
 
 
+def _print_version(value: bool) -> None:
+  """The eager callback of ``--version``."""
+  if value:
+    typer.echo(f"disco-eval {__version__}")
+    raise typer.Exit()
+
+
+@app.callback()
+def _root(
+  version: Annotated[
+    bool,
+    typer.Option(
+      "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+    ),
+  ] = False,
+) -> None:
+  """Evaluate discovered RL update rules on held-out suites, with honest statistics."""
+
+
 def main() -> None:
-  """Console-script entry point: one-line errors, no tracebacks, for UserError."""
+  """Console-script entry point: one-line errors, no tracebacks.
+
+  A UserError prints its line; any other exception (a bug) prints one line
+  naming the file its traceback was written to. Both exit 1.
+  """
   try:
-    app()
+    app(prog_name="disco-eval")
   except UserError as e:
-    err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
+    err.print(f"[red]error:[/] {esc(e)}", highlight=False, soft_wrap=True)
+    sys.exit(1)
+  except Exception as e:  # noqa: BLE001 - a bug: one line, the traceback to a file
+    log = write_traceback(e, sys.argv)
+    err.print(internal_error_line(e, log), markup=False, highlight=False, soft_wrap=True)
     sys.exit(1)

@@ -5,28 +5,41 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import out, parse_set, print_json
+from disco_eval.cli.common import esc, out, parse_set, print_json
+from disco_eval.cli.helptext import Command
 
 
 def register(root: typer.Typer) -> None:
   """Adds the ``bench`` command to `root`."""
-  root.command("bench")(bench)
+  root.command("bench", cls=Command)(bench)
 
 
 def bench(
   suite: str = typer.Argument(
-    "catch", help="A suite: catch, sokoban (pure JAX), procgen, crafter, nethack (host-stepped)."
+    "catch",
+    help="A suite: catch, sokoban (pure JAX), procgen, crafter, nethack (host-stepped).",
+    metavar="SUITE",
   ),
-  rule: str = typer.Option("disco103", "--rule", "-r", help="Rule name or PATH.npz."),
-  seeds: int = typer.Option(4, help="Seeds for the 1-vs-N scaling measurement."),
-  task: Optional[str] = typer.Option(None, help="Task (default: the suite's first)."),
-  protocol: Optional[str] = typer.Option(None),
-  chunk: int = typer.Option(4, help="Iterations per timed chunk (pure-JAX suites)."),
+  rule: str = typer.Option(
+    "disco103", "--rule", "-r", help="Rule name or PATH.npz.", metavar="RULE"
+  ),
+  seeds: int = typer.Option(4, help="Seeds for the 1-vs-N scaling measurement.", metavar="N"),
+  task: Optional[str] = typer.Option(
+    None, help="Task (default: the suite's first).", metavar="TASK"
+  ),
+  protocol: Optional[str] = typer.Option(
+    None, help="Protocol (default: the suite's).", metavar="NAME"
+  ),
+  chunk: int = typer.Option(4, help="Iterations per timed chunk (pure-JAX suites).", metavar="N"),
   repeats: int = typer.Option(
-    3, help="Timed repetitions (median reported); host suites: timed iterations per measurement."
+    3,
+    help="Timed repetitions (median reported); host suites: timed iterations per measurement.",
+    metavar="N",
   ),
-  set_: list[str] = typer.Option([], "--set", help="Override a setting: table.key=value."),
-  as_json: bool = typer.Option(False, "--json"),
+  set_: list[str] = typer.Option(
+    [], "--set", help="Override a setting: table.key=value.", metavar="KEY=VALUE"
+  ),
+  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
   """Measure env-only and training throughput, the learner step's parts, and seed scaling."""
   from disco_eval import bench as bench_lib  # here, not at the top: it loads jax
@@ -35,9 +48,11 @@ def bench(
   if as_json:
     return print_json(res)
   t = Table(
-    title=f"bench: {res['suite']}/{res['task']}, rule {res['rule']}, protocol {res['protocol']}",
+    title=esc(
+      f"bench: {res['suite']}/{res['task']}, rule {res['rule']}, protocol {res['protocol']}"
+    ),
     show_header=False,
   )
   for name, value in bench_lib.report_rows(res):
-    t.add_row(name, value)
+    t.add_row(esc(name), esc(value))
   out.print(t)

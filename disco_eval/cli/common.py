@@ -1,25 +1,45 @@
 """What the command modules share: the consoles, JSON output, list and
-``--set`` parsing."""
+``--set`` parsing, and the escaping of user text printed through rich."""
 
 import json
+import os
 import sys
 from typing import Optional
 
 from rich.console import Console
+from rich.markup import escape
 
 from disco_eval.errors import UserError
 from disco_eval.store.atomic import strict_value
 
+# Width of tables written to a pipe or file when COLUMNS is not set.
+PIPE_WIDTH = 160
+
+
+def console_width(isatty: bool, environ: dict) -> Optional[int]:
+  """The width for a console: None (rich's own choice) on a terminal or when
+  COLUMNS holds a positive number (rich then uses it), else PIPE_WIDTH."""
+  columns = environ.get("COLUMNS", "").strip()
+  if isatty or (columns.isdigit() and int(columns) > 0):
+    return None
+  return PIPE_WIDTH
+
 
 def wide_console(stderr: bool = False) -> Console:
-  """A console on stdout (or stderr); piped output gets 160 columns, so that
-  tables are not squeezed."""
+  """A console on stdout (or stderr) that honours COLUMNS; piped output
+  without COLUMNS gets PIPE_WIDTH columns, so that tables are not squeezed."""
   stream = sys.stderr if stderr else sys.stdout
-  return Console(stderr=stderr, width=None if stream.isatty() else 160)
+  return Console(stderr=stderr, width=console_width(stream.isatty(), dict(os.environ)))
 
 
 out = wide_console()
 err = wide_console(stderr=True)
+
+
+def esc(value: object) -> str:
+  """`value` as text with rich markup escaped (for user text in messages,
+  table cells and titles: a folder named 'res[red]' must print as such)."""
+  return escape(str(value))
 
 
 def print_json(obj) -> None:

@@ -10,6 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
+from disco_eval.cli.helptext import Command, Group
 from disco_eval.envs import boxoban
 from disco_eval.errors import UserError
 
@@ -17,30 +18,49 @@ DATASETS = ("boxoban",)
 
 
 def pull_command(
-  name: Annotated[str, typer.Argument(help="Data set: " + ", ".join(DATASETS) + ".")],
+  name: Annotated[
+    str, typer.Argument(help="Data set: " + ", ".join(DATASETS) + ".", metavar="NAME")
+  ],
   source: Annotated[
     Optional[Path],
     typer.Option(
       "--from",
       help="Import a local copy (a folder laid out like the repository: "
       "unfiltered/{train,valid,test}/*.txt, hard/*.txt) instead of downloading.",
+      metavar="FOLDER",
     ),
   ] = None,
   url: Annotated[
-    Optional[str], typer.Option("--url", help="Download the archive from this URL instead.")
+    Optional[str],
+    typer.Option("--url", help="Download the archive from this URL instead.", metavar="URL"),
   ] = None,
   force: Annotated[
-    bool, typer.Option("--force", help="Download the archive again even if cached.")
+    bool,
+    typer.Option("--force", help="Download (and convert) again even if the levels are cached."),
   ] = False,
 ) -> None:
   """Download (or import) a data set into the cache and convert it once."""
   if name != "boxoban":
     raise UserError(f"unknown data set '{name}'; data sets: {', '.join(DATASETS)}")
+  cached = None if source is not None or force else boxoban.cached_record()
+  if cached is not None:
+    cached = boxoban.pull()  # nothing to convert; checks a cached archive's sha256
+    typer.echo(
+      f"Boxoban levels already cached in {boxoban.data_dir()} (from {cached.get('source', '?')}); "
+      "nothing to do (--force downloads them again)"
+    )
+    _echo_splits(cached)
+    return
   had_sha = "archive_sha256" in boxoban.read_record()
   record = boxoban.pull(source, url=url or boxoban.ARCHIVE_URL, force=force)
   if source is None:
     verb = "checked against the recorded" if had_sha else "recorded as the reference"
     typer.echo(f"archive sha256 {record.get('archive_sha256', '')} ({verb} sha256)")
+  _echo_splits(record)
+
+
+def _echo_splits(record: dict) -> None:
+  """One line per cached split of the cache `record`."""
   for split, info in sorted(record.get("splits", {}).items()):
     typer.echo(
       f"{split}: {info['levels']} levels from {info['files']} files -> {boxoban.split_path(split)}"
@@ -49,6 +69,8 @@ def pull_command(
 
 def register(app: typer.Typer) -> None:
   """Adds ``data pull`` to `app`."""
-  data_app = typer.Typer(help="Data sets (level files) in the cache.", no_args_is_help=True)
-  data_app.command("pull")(pull_command)
+  data_app = typer.Typer(
+    help="Data sets (level files) in the cache.", no_args_is_help=True, cls=Group
+  )
+  data_app.command("pull", cls=Command)(pull_command)
   app.add_typer(data_app, name="data")

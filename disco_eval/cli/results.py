@@ -17,24 +17,57 @@ import typer
 
 from disco_eval.analysis import compare, export, plots, render, stats
 from disco_eval.cli.common import wide_console
+from disco_eval.cli.helptext import Command, Group
 
 DEFAULT_DIR = Path("results")
 
-DirArg = Annotated[Path, typer.Argument(help="Results folder (the --out of `disco-eval run`).")]
-SuiteOpt = Annotated[Optional[str], typer.Option("--suite", help="Only this suite.")]
+COMPARE_EXAMPLES = """Examples:
+
+  disco-eval compare results
+
+  disco-eval compare results --suite procgen --rules disco103,actor_critic
+
+  disco-eval compare results --metrics iqm,median --json > compare.json
+"""
+EXPORT_EXAMPLES = """Examples:
+
+  disco-eval export csv results --out runs.csv
+
+  disco-eval export csv results --suite catch --aggregate > catch.csv
+"""
+PLOT_EXAMPLES = """Examples:
+
+  disco-eval plot intervals results --out iqm.pdf
+
+  disco-eval plot curves results --suite catch --out curves.png
+
+  disco-eval plot improvement results --rules disco103,actor_critic --out improvement.svg
+"""
+
+DirArg = Annotated[
+  Path, typer.Argument(help="Results folder (the --out of `disco-eval run`).", metavar="FOLDER")
+]
+SuiteOpt = Annotated[
+  Optional[str], typer.Option("--suite", help="Only this suite.", metavar="SUITE")
+]
 RulesOpt = Annotated[
   Optional[str],
-  typer.Option("--rules", help="Only these rules, comma-separated (also their order)."),
+  typer.Option(
+    "--rules", help="Only these rules, comma-separated (also their order).", metavar="RULE,..."
+  ),
 ]
 ProtocolOpt = Annotated[
   Optional[str],
   typer.Option(
     "--protocol",
     help="Only this protocol (a name, or NAME@STEPS for runs with another step budget).",
+    metavar="NAME",
   ),
 ]
-RepsOpt = Annotated[int, typer.Option("--reps", min=1, help="Bootstrap replicates.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the bootstrap generators.")]
+RepsOpt = Annotated[int, typer.Option("--reps", min=1, help="Bootstrap replicates.", metavar="N")]
+SeedOpt = Annotated[
+  int, typer.Option("--seed", help="Seed of the bootstrap generators.", metavar="N")
+]
 DivergedOpt = Annotated[
   bool,
   typer.Option(
@@ -59,6 +92,7 @@ def compare_command(
     typer.Option(
       "--metrics",
       help="Aggregate metrics, comma-separated: " + ", ".join(stats.metric_names()) + ".",
+      metavar="METRIC,...",
     ),
   ] = ",".join(compare.DEFAULT_METRICS),
   reps: RepsOpt = stats.DEFAULT_REPS,
@@ -89,7 +123,8 @@ def compare_command(
 def export_csv_command(
   root: DirArg = DEFAULT_DIR,
   out: Annotated[
-    Optional[Path], typer.Option("--out", help="Write the CSV to this file (default: stdout).")
+    Optional[Path],
+    typer.Option("--out", help="Write the CSV to this file (default: stdout).", metavar="FILE"),
   ] = None,
   aggregate: Annotated[
     bool,
@@ -125,12 +160,16 @@ def export_csv_command(
 
 
 def plot_command(
-  kind: Annotated[str, typer.Argument(help="Plot kind: " + ", ".join(plots.KINDS) + ".")],
+  kind: Annotated[
+    str, typer.Argument(help="Plot kind: " + ", ".join(plots.KINDS) + ".", metavar="KIND")
+  ],
   root: DirArg = DEFAULT_DIR,
   out: Annotated[
     Path,
     typer.Option(
-      "--out", help="Output file; the suffix picks the format: " + ", ".join(plots.FORMATS) + "."
+      "--out",
+      help="Output file; the suffix picks the format: " + ", ".join(plots.FORMATS) + ".",
+      metavar="FILE",
     ),
   ] = ...,
   suite: SuiteOpt = None,
@@ -158,8 +197,13 @@ def plot_command(
 
 def register(app: typer.Typer) -> None:
   """Adds ``compare``, ``export csv`` and ``plot`` to `app`."""
-  app.command("compare")(compare_command)
-  export_app = typer.Typer(help="Export results for papers and notebooks.", no_args_is_help=True)
-  export_app.command("csv")(export_csv_command)
+  app.command("compare", cls=Command, epilog=COMPARE_EXAMPLES)(compare_command)
+  export_app = typer.Typer(
+    help="Export results for papers and notebooks.",
+    no_args_is_help=True,
+    cls=Group,
+    epilog=EXPORT_EXAMPLES,
+  )
+  export_app.command("csv", cls=Command, epilog=EXPORT_EXAMPLES)(export_csv_command)
   app.add_typer(export_app, name="export")
-  app.command("plot")(plot_command)
+  app.command("plot", cls=Command, epilog=PLOT_EXAMPLES)(plot_command)

@@ -4,15 +4,15 @@ from pathlib import Path
 from typing import Optional
 
 import typer
-from rich.markup import escape
 from rich.table import Table
 
-from disco_eval.cli.common import out, print_json
+from disco_eval.cli.common import esc, out, print_json
+from disco_eval.cli.helptext import Command, Group
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
 from disco_eval.rules import weights
 
-app = typer.Typer(help="Rule manifests and weights.", no_args_is_help=True)
+app = typer.Typer(help="Rule manifests and weights.", no_args_is_help=True, cls=Group)
 
 
 def register(root: typer.Typer) -> None:
@@ -20,7 +20,7 @@ def register(root: typer.Typer) -> None:
   root.add_typer(app, name="rules")
 
 
-@app.command("list")
+@app.command("list", cls=Command)
 def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
   """List the known rules."""
   rows = []
@@ -43,12 +43,15 @@ def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
     t.add_column(c)
   for r in rows:
     w = "-" if not r["learned"] else ("cached" if r["cached"] else "not pulled")
-    t.add_row(r["name"], r["kind"], w, r["description"])
+    t.add_row(esc(r["name"]), esc(r["kind"]), w, esc(r["description"]))
   out.print(t)
 
 
-@app.command("show")
-def rules_show(name: str, as_json: bool = typer.Option(False, "--json")):
+@app.command("show", cls=Command)
+def rules_show(
+  name: str = typer.Argument(..., help="Rule name (see `disco-eval rules list`).", metavar="RULE"),
+  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+):
   """Show a rule's manifest: source, checksum, licence and default settings."""
   m = manifests.load_rule_manifest(name)
   info = {
@@ -66,7 +69,7 @@ def rules_show(name: str, as_json: bool = typer.Option(False, "--json")):
   }
   if as_json:
     return print_json(info)
-  t = Table(title=f"Rule {m.name}", show_header=False)
+  t = Table(title=f"Rule {esc(m.name)}", show_header=False)
   for k in (
     "kind",
     "architecture",
@@ -77,45 +80,73 @@ def rules_show(name: str, as_json: bool = typer.Option(False, "--json")):
     "citation",
     "manifest",
   ):
-    t.add_row(k, str(info[k]))
+    t.add_row(k, esc(info[k]))
   for table, vals in info["settings"].items():
     for k, v in vals.items():
-      t.add_row(f"{table}.{k}", str(v))
+      t.add_row(esc(f"{table}.{k}"), esc(v))
   for suite, vals in m.suites.items():
     for k, v in vals.items():
-      t.add_row(f"[{suite}] {k}", str(v))
+      t.add_row(esc(f"[{suite}] {k}"), esc(v))
   out.print(t)
 
 
-@app.command("pull")
+@app.command("pull", cls=Command)
 def rules_pull(
-  name: str,
-  force: bool = typer.Option(False, help="Download again even if cached."),
-  url: Optional[str] = typer.Option(None, help="Download from this URL instead."),
+  name: str = typer.Argument(..., help="A learned rule's name, e.g. disco103.", metavar="RULE"),
+  force: bool = typer.Option(
+    False, help="Download (or import the --file) again even if a copy is cached."
+  ),
+  url: Optional[str] = typer.Option(None, help="Download from this URL instead.", metavar="URL"),
   file: Optional[Path] = typer.Option(
-    None, "--file", help="Import a local copy (checked against the manifest's sha256)."
+    None,
+    "--file",
+    help="Import a local copy (checked against the manifest's sha256; "
+    "refused if it differs from a cached copy, unless --force).",
+    metavar="FILE",
   ),
 ):
   """Download a learned rule's weights into the cache and verify its sha256."""
   m = manifests.load_rule_manifest(name)
   if not m.filename:
     raise UserError(f"rule '{name}' is hand-designed: it has no weights to pull")
+  cached = weights.cached_path(m)
   if file is not None:
-    if not file.is_file():
-      raise UserError(f"file not found: {file}")
+    _check_file_against_cache(file, cached, force)
     url = file.resolve().as_uri()
+  was_cached = cached.exists() and not force
   path = weights.pull(m, url=url, force=force)
-  out.print(f"{m.name}: {path} (sha256 {m.sha256})")
+  note = "already cached, nothing downloaded; " if was_cached else ""
+  out.print(
+    f"{m.name}: {path} ({note}sha256 {m.sha256})", markup=False, highlight=False, soft_wrap=True
+  )
 
 
-@app.command("verify")
+def _check_file_against_cache(file: Path, cached: Path, force: bool) -> None:
+  """UserError if `file` is missing, or differs from a cached copy (unless
+  `force`): a pull never ignores the file it was given."""
+  if not file.is_file():
+    raise UserError(f"--file {file}: file not found")
+  if force or not cached.is_file():
+    return
+  theirs, ours = weights.sha256_file(file), weights.sha256_file(cached)
+  if theirs != ours:
+    raise UserError(
+      f"--file {file} (sha256 {theirs}) differs from the cached copy {cached} "
+      f"(sha256 {ours}); pass --force to replace the cached copy with it"
+    )
+
+
+@app.command("verify", cls=Command)
 def rules_verify(
-  name: str = typer.Argument(..., help="Rule name or PATH.npz."),
+  name: str = typer.Argument(..., help="Rule name or PATH.npz.", metavar="RULE"),
   golden: list[Path] = typer.Option(
-    ..., "--golden", help="Golden rule-step file(s): --golden F1 F2 ... or --golden F1 --golden F2."
+    ...,
+    "--golden",
+    help="Golden rule-step file(s): --golden F1 F2 ... or --golden F1 --golden F2.",
+    metavar="FILE",
   ),
   more: Optional[list[Path]] = typer.Argument(None, hidden=True),
-  as_json: bool = typer.Option(False, "--json"),
+  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
   """Check the rule against golden rule steps of the reference implementation.
 
@@ -145,7 +176,7 @@ def rules_verify(
   else:
     n = len(results)
     out.print(
-      f"{escape(rule.label)} (sha256 {rule.sha256}): "
+      f"{esc(rule.label)} (sha256 {rule.sha256}): "
       + (
         f"[green]all {n} file(s) within bounds[/]" if ok_all else "[red]some keys out of bounds[/]"
       )
@@ -156,7 +187,7 @@ def rules_verify(
 
 def _checks_table(path: Path, ok: bool, checks) -> Table:
   """The table of one golden file's checks (verify's per-key results)."""
-  t = Table(title=f"{escape(path.name)}: {'PASS' if ok else 'FAIL'}")
+  t = Table(title=f"{esc(path.name)}: {'PASS' if ok else 'FAIL'}")
   t.add_column("key", no_wrap=True)
   for c in ("max abs err", "max rel err", "bound"):
     t.add_column(c, justify="right", no_wrap=True)
@@ -164,11 +195,11 @@ def _checks_table(path: Path, ok: bool, checks) -> Table:
   t.add_column("")
   for c in checks:
     t.add_row(
-      c.key,
+      esc(c.key),
       f"{c.max_abs_err:.3g}",
       f"{c.max_rel_err:.3g}",
       f"{c.bound:.3g}",
-      c.bound_text,
+      esc(c.bound_text),
       "[green]ok[/]" if c.ok else "[red]OUT OF BOUNDS[/]",
     )
   return t

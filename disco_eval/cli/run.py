@@ -6,27 +6,43 @@ from typing import Annotated, Optional
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import err, out, parse_set, print_json, split_csv
+from disco_eval.cli.common import err, esc, out, parse_set, print_json, split_csv
+from disco_eval.cli.helptext import Command
 from disco_eval.cli.progress import sweep_progress
+from disco_eval.errors import EXIT_ALL_BUSY
+
+EXAMPLES = """Examples:
+
+  disco-eval run catch --seeds 3
+
+  disco-eval run catch --rule disco103 --rule actor_critic --steps 20000 --out results
+
+  disco-eval run procgen --tasks coinrun,starpilot --set optimizer.learning_rate=3e-4
+
+  disco-eval run sokoban --launcher slurm --slurm-partition gpu
+"""
 
 _LAUNCH = "Launchers (local, ray, slurm)"
 
 
 def register(root: typer.Typer) -> None:
   """Adds the ``run`` command to `root`."""
-  root.command("run")(run)
+  root.command("run", cls=Command, epilog=EXAMPLES)(run)
 
 
-def _opt(help_text: str, *names: str, panel: str | None = None):
-  """A ``typer.Option`` (help on the command's page, in `panel` if given)."""
-  return typer.Option(*names, help=help_text, rich_help_panel=panel)
+def _opt(help_text: str, *names: str, panel: str | None = None, metavar: str | None = None):
+  """A ``typer.Option`` (help on the command's page, in `panel` if given;
+  `metavar` names the value it expects, e.g. N or FOLDER)."""
+  return typer.Option(*names, help=help_text, rich_help_panel=panel, metavar=metavar)
 
 
-def _launch(help_text: str):
-  return _opt(help_text, panel=_LAUNCH)
+def _launch(help_text: str, metavar: str | None = None):
+  return _opt(help_text, panel=_LAUNCH, metavar=metavar)
 
 
-SuiteArg = Annotated[str, typer.Argument(help="Suite name (see `disco-eval suites list`).")]
+SuiteArg = Annotated[
+  str, typer.Argument(help="Suite name (see `disco-eval suites list`).", metavar="SUITE")
+]
 RuleOpt = Annotated[
   list[str],
   _opt(
@@ -34,6 +50,7 @@ RuleOpt = Annotated[
     "repeat for several.",
     "--rule",
     "-r",
+    metavar="RULE",
   ),
 ]
 SetOpt = Annotated[
@@ -42,6 +59,7 @@ SetOpt = Annotated[
     "Override a setting: table.key=value "
     "(rule tables: hyperparams, rule, agent, optimizer; loop: train).",
     "--set",
+    metavar="KEY=VALUE",
   ),
 ]
 DevicesOpt = Annotated[
@@ -50,68 +68,83 @@ DevicesOpt = Annotated[
     "Local devices each run's environments and learner batch "
     "are split over (default 1; same as --set train.devices=N).",
     "--devices",
+    metavar="N",
   ),
 ]
 RetriesOpt = Annotated[
   Optional[int],
   _launch(
     "ray/slurm: times a unit whose runs failed or whose worker died is "
-    "submitted again (default: 2)."
+    "submitted again (default: 2).",
+    "N",
   ),
 ]
 GpusOpt = Annotated[
   Optional[float],
   _launch(
     "ray/slurm: GPUs per unit (default: ray: 1 if the cluster has GPUs, "
-    "else 0; slurm: the profile's, else none)."
+    "else 0; slurm: the profile's, else none).",
+    "N",
   ),
 ]
 SlurmTimeOpt = Annotated[
   Optional[int],
   _launch(
-    "slurm: time limit per job in minutes (default: 1440); longer runs are requeued and resume."
+    "slurm: time limit per job in minutes (default: 1440); longer runs are requeued and resume.",
+    "MINUTES",
   ),
+]
+
+TasksOpt = Annotated[
+  Optional[str], _opt("Comma-separated tasks (default: all).", metavar="TASK,...")
+]
+StepsOpt = Annotated[
+  Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
+]
+ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
+CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
+LauncherOpt = Annotated[
+  str, _launch("Where units run: local, ray or slurm (docs/cluster.md).", "NAME")
+]
+SeedsPerUnitOpt = Annotated[
+  int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).", "N")
+]
+RayAddressOpt = Annotated[
+  Optional[str],
+  _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
 ]
 
 
 def run(
   suite: SuiteArg,
   rule: RuleOpt = ["disco103"],  # noqa: B006 - typer copies list defaults
-  seeds: Annotated[int, _opt("Number of seeds (0..N-1).")] = 3,
-  seed_start: Annotated[int, _opt("First seed.")] = 0,
-  tasks: Annotated[Optional[str], _opt("Comma-separated tasks (default: all).")] = None,
-  steps: Annotated[
-    Optional[int], _opt("Env-step budget per run (default: the protocol's).")
-  ] = None,
-  protocol: Annotated[Optional[str], _opt("Protocol (default: the suite's).")] = None,
-  out_dir: Annotated[Path, _opt("Results folder.", "--out")] = Path("results"),
+  seeds: Annotated[int, _opt("Number of seeds (0..N-1).", metavar="N")] = 3,
+  seed_start: Annotated[int, _opt("First seed.", metavar="N")] = 0,
+  tasks: TasksOpt = None,
+  steps: StepsOpt = None,
+  protocol: ProtocolOpt = None,
+  out_dir: Annotated[Path, _opt("Results folder.", "--out", metavar="FOLDER")] = Path("results"),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
-  checkpoint_every: Annotated[int, _opt("Chunks of iterations between checkpoints.")] = 10,
+  checkpoint_every: CheckpointOpt = 10,
   devices: DevicesOpt = None,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
-  launcher: Annotated[
-    str, _launch("Where units run: local, ray or slurm (docs/cluster.md).")
-  ] = "local",
-  seeds_per_unit: Annotated[
-    int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).")
-  ] = 0,
+  launcher: LauncherOpt = "local",
+  seeds_per_unit: SeedsPerUnitOpt = 0,
   retries: RetriesOpt = None,
   gpus_per_unit: GpusOpt = None,
   cpus_per_unit: Annotated[
-    Optional[int], _launch("ray/slurm: CPUs per unit (default: ray: 1).")
+    Optional[int], _launch("ray/slurm: CPUs per unit (default: ray: 1).", "N")
   ] = None,
-  ray_address: Annotated[
-    Optional[str], _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).")
-  ] = None,
+  ray_address: RayAddressOpt = None,
   slurm_profile: Annotated[
-    Optional[Path], _launch("slurm: TOML file of executor settings (flags win).")
+    Optional[Path], _launch("slurm: TOML file of executor settings (flags win).", "FILE")
   ] = None,
-  slurm_partition: Annotated[Optional[str], _launch("slurm: partition.")] = None,
-  slurm_account: Annotated[Optional[str], _launch("slurm: account to charge.")] = None,
+  slurm_partition: Annotated[Optional[str], _launch("slurm: partition.", "NAME")] = None,
+  slurm_account: Annotated[Optional[str], _launch("slurm: account to charge.", "NAME")] = None,
   slurm_time: SlurmTimeOpt = None,
-  slurm_mem_gb: Annotated[Optional[int], _launch("slurm: memory per job in GB.")] = None,
+  slurm_mem_gb: Annotated[Optional[int], _launch("slurm: memory per job in GB.", "GB")] = None,
   slurm_array_parallelism: Annotated[
-    Optional[int], _launch("slurm: jobs of the array running at once.")
+    Optional[int], _launch("slurm: jobs of the array running at once.", "N")
   ] = None,
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
@@ -154,6 +187,21 @@ def run(
   _print_results(suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
+  _exit_if_all_busy(results)
+
+
+def _exit_if_all_busy(results) -> None:
+  """Exit status EXIT_ALL_BUSY, with a line saying so, when nothing could run
+  because every run is being written by another process."""
+  if results and all(r.status == "busy" for r in results):
+    err.print(
+      f"nothing ran: all {len(results)} run(s) are being written by another process "
+      f"(exit status {EXIT_ALL_BUSY}); run this command again once it ends",
+      markup=False,
+      highlight=False,
+      soft_wrap=True,
+    )
+    raise typer.Exit(EXIT_ALL_BUSY)
 
 
 def _print_results(suite: str, results, as_json: bool) -> None:
@@ -173,19 +221,19 @@ def _print_results(suite: str, results, as_json: bool) -> None:
   ]
   if as_json:
     return print_json(rows)
-  t = Table(title=f"{suite}: runs")
+  t = Table(title=f"{esc(suite)}: runs")
   for c in ("rule", "task", "seed", "status", "score", "folder"):
     t.add_column(c)
   for r in rows:
     score = "-" if r["score"] is None else f"{r['score']:+.3f}"
     status = {
-      "failed": f"[red]failed[/]: {r['error']}",
+      "failed": f"[red]failed[/]: {esc(r['error'])}",
       "busy": "[yellow]busy[/]: being written by another process",
-    }.get(r["status"], r["status"])
-    t.add_row(r["rule"], r["task"], str(r["seed"]), status, score, r["path"])
+    }.get(r["status"], esc(r["status"]))
+    t.add_row(esc(r["rule"]), esc(r["task"]), str(r["seed"]), status, score, esc(r["path"]))
   out.print(t)
   busy = sum(r["status"] == "busy" for r in rows)
-  if busy:
+  if busy and busy < len(rows):
     err.print(
       f"{busy} run(s) are being written by another process; run this command "
       "again once it ends to check them.",

@@ -5,10 +5,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import out, print_json
+from disco_eval.cli.common import esc, out, print_json
+from disco_eval.cli.helptext import Command, Group
 from disco_eval.config import suites
 
-app = typer.Typer(help="Suite manifests and their protocols.", no_args_is_help=True)
+app = typer.Typer(help="Suite manifests and their protocols.", no_args_is_help=True, cls=Group)
 
 
 def register(root: typer.Typer) -> None:
@@ -16,8 +17,8 @@ def register(root: typer.Typer) -> None:
   root.add_typer(app, name="suites")
 
 
-@app.command("list")
-def suites_list(as_json: bool = typer.Option(False, "--json")):
+@app.command("list", cls=Command)
+def suites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
   """List the known suites."""
   rows = [
     {
@@ -37,20 +38,26 @@ def suites_list(as_json: bool = typer.Option(False, "--json")):
     t.add_column(c)
   for r in rows:
     t.add_row(
-      r["name"],
-      r["backend"],
+      esc(r["name"]),
+      esc(r["backend"]),
       str(len(r["tasks"])),
-      ", ".join(p + (" (default)" if p == r["default_protocol"] else "") for p in r["protocols"]),
-      r["description"],
+      esc(
+        ", ".join(p + (" (default)" if p == r["default_protocol"] else "") for p in r["protocols"])
+      ),
+      esc(r["description"]),
     )
   out.print(t)
 
 
-@app.command("show")
+@app.command("show", cls=Command)
 def suites_show(
-  name: str,
-  protocol: Optional[str] = typer.Option(None),
-  as_json: bool = typer.Option(False, "--json"),
+  name: str = typer.Argument(
+    ..., help="Suite name (see `disco-eval suites list`).", metavar="SUITE"
+  ),
+  protocol: Optional[str] = typer.Option(
+    None, help="Protocol to show (default: the suite's).", metavar="NAME"
+  ),
+  as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
   """Print a suite's tasks and a protocol in full."""
   s = suites.load_suite(name)
@@ -68,17 +75,19 @@ def suites_show(
   }
   if as_json:
     return print_json(info)
-  t = Table(title=f"Suite {s.name}, protocol {p.name}", show_header=False)
-  t.add_row("description", s.description)
-  t.add_row("backend", s.backend)
-  t.add_row("tasks", ", ".join(s.tasks))
-  t.add_row("protocol", f"{p.name}: {p.description}")
+  t = Table(title=f"Suite {esc(s.name)}, protocol {esc(p.name)}", show_header=False)
+  t.add_row("description", esc(s.description))
+  t.add_row("backend", esc(s.backend))
+  t.add_row("tasks", esc(", ".join(s.tasks)))
+  t.add_row("protocol", esc(f"{p.name}: {p.description}"))
   for k, v in p.settings.items():
     if k != "normalization":
-      t.add_row(f"  {k}", str(v))
+      t.add_row(esc(f"  {k}"), esc(v))
   for task, n in info["normalization"].items():
     if n is not None:
-      t.add_row(f"normalisation {task}", f"(score - {n['min']}) / ({n['max']} - {n['min']})")
+      t.add_row(
+        esc(f"normalisation {task}"), esc(f"(score - {n['min']}) / ({n['max']} - {n['min']})")
+      )
   published = [e for e in info["published"] if e.get("protocol") == p.name]
   if published:
     t.add_row(

@@ -250,6 +250,16 @@ def read_record() -> dict:
     raise UserError(f"{path} is unreadable ({e}); delete it and pull again") from None
 
 
+def cached_record() -> dict | None:
+  """The cache record if it lists splits and every one of them is in the
+  cache (so a pull has nothing to do), else None."""
+  record = read_record()
+  splits = record.get("splits") or {}
+  if not splits or not all(split_path(split).is_file() for split in splits):
+    return None
+  return record
+
+
 def _write_record(record: dict) -> None:
   store.write_atomic(
     data_dir() / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
@@ -324,33 +334,46 @@ def pull(
 ) -> dict:
   """Fills the cache with the converted splits; returns the cache record.
 
-  With `source`, imports that folder. Otherwise uses the archive in the cache
-  (downloading it first if missing or `force`): the archive's sha256 is
-  recorded on the first download and checked on every later use.
+  With `source`, imports that folder. Otherwise, if the cache already holds
+  every split it records (:func:`cached_record`), converts nothing and
+  downloads nothing (works offline) unless `force`, but still checks a cached
+  archive's sha256; else uses the archive in the cache (downloading it first
+  if missing or `force`): the archive's sha256 is recorded on the first
+  download and checked on every later use.
   """
   if source is not None:
     return import_folder(source)
   folder = data_dir()
-  _mkdir(folder)
   archive = folder / ARCHIVE_NAME
+  cached = None if force else cached_record()
+  if cached is not None:
+    if archive.is_file():
+      _check_archive(archive, cached.get("archive_sha256"), _sha256_file(archive))
+    return cached
+  _mkdir(folder)
   record = read_record()
   known = record.get("archive_sha256")
   if force or not archive.is_file():
     found = _download(url, archive, timeout, known)
   else:
     found = _sha256_file(archive)
-  if known and found != known:
-    raise UserError(
-      f"checksum mismatch for {archive}: recorded {known} on the first "
-      f"download, found {found}; delete it (and {folder / RECORD_NAME}) "
-      f"to download it afresh"
-    )
+  _check_archive(archive, known, found)
   if not known:
     record["archive_sha256"] = found
     record["archive_url"] = url
     _write_record(record)
   result = import_archive(archive)
   return result
+
+
+def _check_archive(archive: Path, known: str | None, found: str) -> None:
+  """UserError if the archive's sha256 `found` is not the one recorded."""
+  if known and found != known:
+    raise UserError(
+      f"checksum mismatch for {archive}: recorded {known} on the first "
+      f"download, found {found}; delete it (and {archive.parent / RECORD_NAME}) "
+      f"to download it afresh"
+    )
 
 
 def _sha256_file(path: Path) -> str:
