@@ -194,9 +194,12 @@ def learner_batch(cfg: TrainConfig) -> int:
 
 
 def _passes(rule_table: Mapping[str, Any]) -> tuple[int, int]:
-  """(num_epochs, num_minibatches) of a rule's [rule] table (1, 1 if unset:
-  one pass over the whole batch)."""
-  return int(rule_table.get("num_epochs", 1)), int(rule_table.get("num_minibatches", 1))
+  """(num_epochs, num_minibatches) of a rule's [rule] table, each checked
+  (1, 1 if unset: one pass over the whole batch)."""
+  epochs, minibatches = rule_table.get("num_epochs", 1), rule_table.get("num_minibatches", 1)
+  check("rule.num_epochs", epochs, POSITIVE_INT)
+  check("rule.num_minibatches", minibatches, POSITIVE_INT)
+  return epochs, minibatches
 
 
 def check_loop(cfg: TrainConfig, rule_table: Mapping[str, Any] | None = None) -> None:
