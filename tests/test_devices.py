@@ -141,7 +141,8 @@ def one_line_error(res) -> str:
 @pytest.mark.slow
 def test_cli_devices(tmp_path, disco_home):
   base = ["run", "catch", "--rule", "actor_critic", "--seeds", "1", "--steps", "300", *TINY]
-  line = one_line_error(cli(*base, "--devices", "4", "--out", tmp_path / "a", home=disco_home))
+  four = ["--devices", "4", "--set", "train.num_envs=4"]  # divisible: the device count is the error
+  line = one_line_error(cli(*base, *four, "--out", tmp_path / "a", home=disco_home))
   assert "JAX sees 2 cpu device(s)" in line
   assert "XLA_FLAGS=--xla_force_host_platform_device_count=4" in line
   line = one_line_error(
@@ -149,7 +150,8 @@ def test_cli_devices(tmp_path, disco_home):
       *base, "--devices", "2", "--set", "train.num_envs=3", "--out", tmp_path / "b", home=disco_home
     )
   )
-  assert "train.num_envs=3" in line
+  assert "train.num_envs = 3 is out of range: a multiple of train.devices = 2" in line
+  assert not (tmp_path / "b").exists()
   res = cli(*base, "--devices", "2", "--out", tmp_path / "c", "--json", home=disco_home)
   assert res.returncode == 0, res.stderr
   assert [r["status"] for r in json.loads(res.stdout)] == ["complete"]

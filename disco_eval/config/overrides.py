@@ -15,6 +15,7 @@ sets:
 
 from typing import Iterable, NamedTuple
 
+from disco_eval.config import validate
 from disco_eval.errors import UserError
 
 TRAIN_KEYS = (
@@ -52,8 +53,7 @@ def _protocol_value(key: str, value: str) -> int:
     number = int(value)
   except ValueError:
     raise UserError(f"{key} must be an integer, got '{value}'") from None
-  if number <= 0:
-    raise UserError(f"{key} must be positive, got {value}")
+  validate.check(key, number, validate.POSITIVE_INT)
   return number
 
 

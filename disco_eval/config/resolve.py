@@ -21,7 +21,7 @@ import dataclasses
 import math
 from typing import Any, Iterable, NamedTuple
 
-from disco_eval.config import manifests
+from disco_eval.config import manifests, validate
 from disco_eval.config import overrides as over
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.config.suites import Protocol, SuiteManifest
@@ -58,16 +58,22 @@ def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, in
 
 
 def budget(protocol: Protocol, steps: int | None) -> int:
-  """The env-step budget asked for: `steps` (``--steps``), else the protocol's."""
-  return int(steps if steps is not None else protocol.get("env_steps"))
+  """The env-step budget asked for: `steps` (``--steps``), else the
+  protocol's; a UserError unless it is a positive integer."""
+  asked = steps if steps is not None else protocol.get("env_steps")
+  if isinstance(asked, float) and asked.is_integer():
+    asked = int(asked)
+  validate.check_budget(asked)
+  return asked
 
 
 def train_config(protocol: Protocol, steps: int | None, train_over: dict[str, str]) -> TrainConfig:
-  """The loop settings of a protocol, with a step budget and overrides."""
+  """The loop settings of a protocol, with a step budget and overrides;
+  each loop size is checked (:mod:`disco_eval.config.validate`) before it
+  divides the budget."""
   cfg = TrainConfig(**_loop_values(protocol, train_over))
+  validate.check_loop_fields(cfg)
   asked = budget(protocol, steps)
-  if asked <= 0:
-    raise UserError(f"--steps must be positive, got {asked}")
   iterations = math.ceil(asked / cfg.steps_per_iteration)
   cfg = dataclasses.replace(cfg, iterations=iterations)
   if "min_buffer" not in train_over and iterations < 2 * cfg.min_buffer:
@@ -151,11 +157,14 @@ def resolve(
     overrides: the sweep's ``--set`` pairs as typed (recorded as such).
     scoped: the pairs that apply to this rule, aliases expanded (default:
       `overrides` scoped to this rule alone).
+
+  Every setting is checked (:func:`disco_eval.config.validate.check_run_config`):
+  a value out of range is a one-line UserError, before anything runs.
   """
   if scoped is None:
     scoped = over.scope_overrides(overrides, [rule.name])[rule.name]
   plan = rule_plan(suite, suite.protocol(protocol), steps, manifest, scoped)
-  return RunConfig(
+  config = RunConfig(
     suite=suite.name,
     task=task,
     protocol=plan.protocol,
@@ -165,3 +174,5 @@ def resolve(
     budget=budget(plan.protocol, steps),
     overrides=tuple(overrides),
   )
+  validate.check_run_config(config)
+  return config

@@ -11,7 +11,7 @@ import dataclasses
 from typing import Any
 
 from disco_eval.config import overrides as over
-from disco_eval.config import resolve, suites
+from disco_eval.config import resolve, suites, validate
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.errors import UserError
 from disco_eval.rules import registry, weights
@@ -93,12 +93,15 @@ def _announce(spec: SweepSpec, runs: int, total_steps: int, protocol: suites.Pro
 def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
   """Checks the spec and cuts the sweep into units: rule by rule, task by
   task, the seeds in groups of `seeds_per_unit` (0: all seeds of a (rule,
-  task) trained together, as :func:`disco_eval.runs.sweep.run_sweep` does)."""
+  task) trained together, as :func:`disco_eval.runs.sweep.run_sweep` does).
+
+  Every setting of every rule is checked here
+  (:mod:`disco_eval.config.validate`), before any record is opened: a value
+  out of range is a one-line UserError and nothing is written."""
   suite = suites.load_suite(spec.suite)
   base_protocol = suite.protocol(spec.protocol)
   tasks = suite.check_tasks(list(spec.tasks))
-  if not spec.seeds:
-    raise UserError("--seeds must be at least 1")
+  validate.check_sweep(spec.seeds, spec.steps, spec.checkpoint_every)
   groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
   over.split_overrides(spec.overrides)  # unknown train./protocol. keys fail before any work
   resolved = _resolve_rules(spec)
@@ -106,6 +109,7 @@ def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
   units, budgets, protocol = [], [], None
   for index, rule in enumerate(resolved):
     scoped = scoped_all[rule.label]
+    run_config(spec, suite, tasks[0], rule, scoped)  # checks every setting (same for all tasks)
     plan = resolve.rule_plan(suite, base_protocol, spec.steps, rule.manifest, scoped)
     protocol = protocol or plan.protocol
     total = plan.train.iterations * plan.train.steps_per_iteration
