@@ -21,7 +21,7 @@ import typer
 from typer.testing import CliRunner
 
 from disco_eval import store
-from disco_eval.analysis import collect, compare, curves, export, plots
+from disco_eval.analysis import collect, compare, curves, export, plot_style, plots
 from disco_eval.cli import results as cli_results
 from disco_eval.errors import UserError
 from disco_eval.paths import PROJECT_ROOT
@@ -227,12 +227,12 @@ def test_every_kind_writes_png_and_vector_files(toy: Path, tmp_path: Path, kind:
 
 def test_rule_colours_do_not_depend_on_the_selection(toy: Path, tmp_path: Path) -> None:
   colours = plots.rule_colors(["gamma", "alpha", "beta", "alpha"])
-  assert colours == {"alpha": plots.PALETTE[0], "beta": plots.PALETTE[1], "gamma": plots.PALETTE[2]}
+  assert colours == {"alpha": plot_style.PALETTE[0], "beta": plot_style.PALETTE[1], "gamma": plot_style.PALETTE[2]}
   out = tmp_path / "only_gamma.svg"
   plots.plot("curves", toy, out, rules="gamma", reps=REPS)
   svg = out.read_text().lower()
-  assert plots.PALETTE[2].lower() in svg
-  assert plots.PALETTE[0].lower() not in svg
+  assert plot_style.PALETTE[2].lower() in svg
+  assert plot_style.PALETTE[0].lower() not in svg
 
 
 def test_warnings_are_reported(toy: Path, tmp_path: Path) -> None:

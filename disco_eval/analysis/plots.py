@@ -41,56 +41,19 @@ import numpy as np
 from disco_eval import store
 from disco_eval.analysis import collect, compare, curves, render, stats
 from disco_eval.analysis.curves import CURVE_POINTS
+from disco_eval.analysis.plot_style import (
+  CAPTION_SIZE,
+  STYLE,
+  published_style,
+  rule_colors,
+)
 from disco_eval.analysis.published import load_manifest, published_matrices
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
 KINDS = ("intervals", "curves", "profiles", "improvement")
 FORMATS = ("png", "pdf", "svg")
-# Okabe & Ito (2008), ordered for contrast on white (yellow last).
-PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#56B4E9", "#CC79A7", "#000000", "#F0E442")
-PUBLISHED_COLORS = ("#444444", "#888888")
-PUBLISHED_DASHES = ((0, (6, 3)), (0, (2, 2)), (0, (8, 2, 2, 2)), (0, (4, 4)))
 PROFILE_TAUS = 101
-STYLE = {
-  "font.size": 11,
-  "axes.titlesize": 12,
-  "axes.labelsize": 11,
-  "xtick.labelsize": 10,
-  "ytick.labelsize": 10,
-  "legend.fontsize": 10,
-  "figure.titlesize": 12,
-  "axes.spines.top": False,
-  "axes.spines.right": False,
-  "axes.grid": True,
-  "grid.alpha": 0.3,
-  "grid.linewidth": 0.6,
-  "pdf.fonttype": 42,
-  "ps.fonttype": 42,
-  "svg.fonttype": "none",
-  "svg.hashsalt": "disco-eval",
-  "savefig.dpi": 200,
-  "figure.dpi": 100,
-}
-CAPTION_SIZE = 10
-
-
-# --- colours and styles -----------------------------------------------------------
-
-
-def rule_colors(all_rules: Sequence[str]) -> dict[str, str]:
-  """A colour per rule: Okabe-Ito in the sorted order of `all_rules`
-  (cycling after 8 rules)."""
-  return {rule: PALETTE[i % len(PALETTE)] for i, rule in enumerate(sorted(set(all_rules)))}
-
-
-def published_style(index: int) -> dict:
-  """Line style of the `index`-th published baseline: grey and dashed."""
-  return {
-    "color": PUBLISHED_COLORS[index % len(PUBLISHED_COLORS)],
-    "linestyle": PUBLISHED_DASHES[index % len(PUBLISHED_DASHES)],
-    "linewidth": 1.6,
-  }
 
 
 # --- inputs ------------------------------------------------------------------------
@@ -513,6 +476,16 @@ BUILDERS = {
 # --- entry point ---------------------------------------------------------------------
 
 
+def _check_out(kind: str, out: Path) -> str:
+  """The format of plot file `out`; a UserError if it cannot be written."""
+  fmt = check_kind_and_format(kind, out)
+  if out.is_dir():
+    raise UserError(f"cannot write {out}: it is a folder; pass --out FILE.{fmt} (a file name)")
+  if not out.parent.is_dir():
+    raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+  return fmt
+
+
 def plot(
   kind: str,
   root: str | Path,
@@ -552,11 +525,7 @@ def plot(
   import matplotlib as mpl
 
   out = Path(out)
-  fmt = check_kind_and_format(kind, out)
-  if out.is_dir():
-    raise UserError(f"cannot write {out}: it is a folder; pass --out FILE.{fmt} (a file name)")
-  if not out.parent.is_dir():
-    raise UserError(f"cannot write {out}: folder {out.parent} does not exist")
+  fmt = _check_out(kind, out)
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
