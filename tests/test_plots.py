@@ -227,7 +227,11 @@ def test_every_kind_writes_png_and_vector_files(toy: Path, tmp_path: Path, kind:
 
 def test_rule_colours_do_not_depend_on_the_selection(toy: Path, tmp_path: Path) -> None:
   colours = plots.rule_colors(["gamma", "alpha", "beta", "alpha"])
-  assert colours == {"alpha": plot_style.PALETTE[0], "beta": plot_style.PALETTE[1], "gamma": plot_style.PALETTE[2]}
+  assert colours == {
+    "alpha": plot_style.PALETTE[0],
+    "beta": plot_style.PALETTE[1],
+    "gamma": plot_style.PALETTE[2],
+  }
   out = tmp_path / "only_gamma.svg"
   plots.plot("curves", toy, out, rules="gamma", reps=REPS)
   svg = out.read_text().lower()
