@@ -1,13 +1,16 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from disco_eval.cli.common import err, out, parse_set, print_json, split_csv
 from disco_eval.cli.progress import sweep_progress
+from disco_eval.errors import UserError
 
 _LAUNCH = "Launchers (local, ray, slurm)"
 
@@ -44,6 +47,13 @@ DevicesOpt = Annotated[
     "--devices",
   ),
 ]
+CheckpointMinutesOpt = Annotated[
+  float,
+  _opt("Minutes of training between checkpoints (besides every --checkpoint-every chunks)."),
+]
+SeedsPerUnitOpt = Annotated[
+  int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).")
+]
 RetriesOpt = Annotated[
   Optional[int],
   _launch(
@@ -79,14 +89,13 @@ def run(
   out_dir: Annotated[Path, _opt("Results folder.", "--out")] = Path("results"),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: Annotated[int, _opt("Chunks of iterations between checkpoints.")] = 10,
+  checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: Annotated[
     str, _launch("Where units run: local, ray or slurm (docs/cluster.md).")
   ] = "local",
-  seeds_per_unit: Annotated[
-    int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).")
-  ] = 0,
+  seeds_per_unit: SeedsPerUnitOpt = 0,
   retries: RetriesOpt = None,
   gpus_per_unit: GpusOpt = None,
   cpus_per_unit: Annotated[
@@ -140,12 +149,32 @@ def run(
     out=out_dir,
     overrides=overrides,
     checkpoint_every=max(1, checkpoint_every),
+    checkpoint_minutes=checkpoint_minutes,
   )
-  with sweep_progress(err if as_json else out) as on_progress:
-    results = launch.run(spec, options, on_progress)
+  results = _launch_sweep(spec, options, err if as_json else out)
   _print_results(suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
+
+
+def _launch_sweep(spec, options, console):
+  """The sweep's results. A local sweep stops at a safe point on SIGINT or
+  SIGTERM: one line, then exit 128 + the signal (130, 143); the runs resume
+  when the same command runs again. (Cluster launchers handle Ctrl-C in their
+  driver: its workers are not in this process.)"""
+  from disco_eval import launch
+  from disco_eval.runs import stop
+
+  if not spec.checkpoint_minutes >= 0:  # (NaN too)
+    raise UserError(f"--checkpoint-minutes must be >= 0, got {spec.checkpoint_minutes}")
+  local = options.launcher == "local"
+  with stop.handling() if local else contextlib.nullcontext():
+    try:
+      with sweep_progress(console) as on_progress:
+        return launch.run(spec, options, on_progress)
+    except stop.Interrupted as e:
+      err.print(escape(e.message), highlight=False, soft_wrap=True)
+      raise typer.Exit(e.exit_code) from None
 
 
 def _print_results(suite: str, results, as_json: bool) -> None:

@@ -24,7 +24,7 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "checkpoint.json"
 LOCK_FILE = ".lock"
 
-STATUSES = ("running", "complete", "failed")
+STATUSES = ("running", "complete", "failed", "interrupted")
 
 # Packages whose versions are recorded with every run.
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "disco-eval")
