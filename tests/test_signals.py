@@ -58,10 +58,8 @@ def same_records(a: Path, b: Path) -> None:
     assert sa[k] == sb[k], (k, sa[k], sb[k])
 
 
-def test_signal_stops_at_a_safe_point_and_rerun_resumes(tmp_path):
-  clean = tmp_path / "clean"
-  assert {r.status for r in run_sweep(spec(clean))} == {"complete"}
-  out = tmp_path / "stopped"
+def stop_after_first_chunk(out: Path) -> stop.Interrupted:
+  """Runs the sweep into `out`, SIGINT once its first chunk is done."""
 
   def on_progress(p):
     if p.kind == "chunk" and p.env_steps == 4 * SPI:
@@ -69,16 +67,26 @@ def test_signal_stops_at_a_safe_point_and_rerun_resumes(tmp_path):
 
   with stop.handling(), pytest.raises(stop.Interrupted) as info:
     run_sweep(spec(out), on_progress)
-  assert (info.value.signum, info.value.env_steps, info.value.exit_code) == (2, 4 * SPI, 130)
-  assert info.value.message == (
-    f"interrupted at {4 * SPI} env steps; rerun the same command to resume"
-  )
-  for run in runs(out).values():
+  return info.value
+
+
+def test_signal_stops_at_a_safe_point(tmp_path):
+  e = stop_after_first_chunk(tmp_path)
+  assert (e.signum, e.env_steps, e.exit_code) == (signal.SIGINT, 4 * SPI, 130)
+  assert e.message == f"interrupted at {4 * SPI} env steps; rerun the same command to resume"
+  for run in runs(tmp_path).values():
     assert (status(run)["status"], status(run)["env_steps"]) == ("interrupted", 4 * SPI)
     # Saved at the stop (no periodic checkpoint was due).
     assert store.RunRecord(run).checkpoint_steps() == [4 * SPI]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
+  assert stop.requested() is None
 
+
+@pytest.mark.slow
+def test_interrupted_sweep_resumes_to_the_same_records(tmp_path):
+  clean, out = tmp_path / "clean", tmp_path / "stopped"
+  assert {r.status for r in run_sweep(spec(clean))} == {"complete"}
+  stop_after_first_chunk(out)
   events = []
   assert {r.status for r in run_sweep(spec(out), events.append)} == {"complete"}
   assert [e.env_steps for e in events if e.kind == "resume"] == [4 * SPI]
@@ -135,20 +143,20 @@ ARGS = [
 LINE = re.compile(r"interrupted at (\d+) env steps; rerun the same command to resume")
 
 
-def _default_signals() -> None:
-  """In the child: SIGINT as a terminal would deliver it (a shell's background
-  job, which the test runner may be, ignores it)."""
-  signal.signal(signal.SIGINT, signal.SIG_DFL)
-
-
 def start(out: Path) -> subprocess.Popen:
-  return subprocess.Popen(
-    [sys.executable, "-m", "disco_eval.cli", *ARGS, "--out", str(out)],
-    stdout=subprocess.PIPE,
-    stderr=subprocess.PIPE,
-    text=True,
-    preexec_fn=_default_signals,
-  )
+  """The command, started with SIGINT not ignored (as in a shell's background
+  job, which the test runner may be: a handler, unlike SIG_IGN, is not
+  inherited, so the child gets the default)."""
+  old = signal.signal(signal.SIGINT, signal.default_int_handler)
+  try:
+    return subprocess.Popen(
+      [sys.executable, "-m", "disco_eval.cli", *ARGS, "--out", str(out)],
+      stdout=subprocess.PIPE,
+      stderr=subprocess.PIPE,
+      text=True,
+    )
+  finally:
+    signal.signal(signal.SIGINT, old)
 
 
 def wait_for(pred, proc, timeout=300.0) -> bool:

@@ -126,20 +126,29 @@ class UnitJob:
   def __init__(self, spec, unit):
     self.spec, self.unit = spec, unit
 
-  def __call__(self) -> base.Outcome:
+  def _work(self) -> base.Outcome:
+    """The unit's outcome; Slurm's warning signal stops it at a safe point
+    (checkpointed, recorded interrupted), then submitit's handler requeues
+    the job, as it would have at once (also when the signal came as the
+    unit ended: the requeued job then finds its runs complete)."""
     sig = _preempt_signal()
     requeue = signal.getsignal(sig)  # submitit's: checkpoint, requeue, exit
-    try:
-      with stop.handling((sig,)):
-        try:
-          return driver.work(self.spec, self.unit, lambda event: None)
-        except stop.Interrupted as e:
-          # Stopped at a safe point (checkpointed, recorded interrupted): now
-          # submitit requeues the job, as its handler would have at once.
-          if not callable(requeue):
-            raise
-          requeue(e.signum, None)
+    with stop.handling((sig,)):
+      try:
+        outcome = driver.work(self.spec, self.unit, lambda event: None)
+      except stop.Interrupted as e:
+        if not callable(requeue):
           raise
+        requeue(e.signum, None)
+        raise
+      signum = stop.requested()
+      if signum is not None and callable(requeue):
+        requeue(signum, None)
+      return outcome
+
+  def __call__(self) -> base.Outcome:
+    try:
+      return self._work()
     except SystemExit as e:
       # submitit ends a preempted or timed-out job so, once it is requeued (the
       # records are consistent and the lock released by now). Leave without

@@ -94,7 +94,8 @@ def _train_chunks(
 
   Checkpoints every `spec.checkpoint_every` chunks and every
   `spec.checkpoint_minutes` of wall-clock time; a stop requested by a signal
-  (see runs.stop) is honoured between chunks (see _stop).
+  (see runs.stop) is honoured between chunks and before the final evaluation
+  (see _stop).
   """
   spi, total = cfg.steps_per_iteration, cfg.iterations * cfg.steps_per_iteration
   it, chunks, saved, saved_t = start, 0, start, time.monotonic()
@@ -116,6 +117,8 @@ def _train_chunks(
     for s in seeds:
       records[s].mark_running(it * spi)
     on_progress(_chunk_event(rule, task, seeds, m, count, it, spi, total, time.time() - tc))
+  if stop.requested() is not None:  # before the final evaluation, too
+    _stop(records, seeds, state, stacked, it, spi, saved)
   return state
 
 
