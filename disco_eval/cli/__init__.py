@@ -25,15 +25,9 @@ for group in (rules, suites, run, bench, results, data):
 
 
 def main() -> None:
-  """Console-script entry point: one-line errors, no tracebacks, for UserError
-  and Ctrl-C (exit 130)."""
+  """Console-script entry point: one-line errors, no tracebacks, for UserError."""
   try:
     app()
   except UserError as e:
     err.print(f"[red]error:[/] {e}", highlight=False, soft_wrap=True)
     sys.exit(1)
-  except KeyboardInterrupt:
-    # Ctrl-C outside a sweep's safe stop (disco_eval.runs.stop), e.g. while
-    # the modules load: nothing half-written (every write is atomic).
-    err.print("interrupted; rerun the same command to resume", highlight=False)
-    sys.exit(130)
