@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from disco_eval import store
+from disco_eval.analysis import collect
 from disco_eval.runs import SweepSpec, run_sweep, stop
 
 TINY = (
@@ -80,6 +81,12 @@ def test_signal_stops_at_a_safe_point(tmp_path):
     assert store.RunRecord(run).checkpoint_steps() == [4 * SPI]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
   assert stop.requested() is None
+  # Left out of every statistic as incomplete, at its step count.
+  found = collect.collect(tmp_path)
+  assert not found.runs
+  assert {
+    (x.reason, f"status is interrupted at {4 * SPI} env steps" in x.detail) for x in found.excluded
+  } == {("incomplete", True)}
 
 
 @pytest.mark.slow

@@ -155,13 +155,13 @@ def _classify(info: store.RunInfo) -> Run | Excluded:
     return Excluded(info.path, "corrupt", problem, **where)
   if info.status is None:
     return Excluded(info.path, "incomplete", "never started (no status.json)", **where)
-  if info.status == "running":
+  if info.status in ("running", "interrupted"):
     steps = _status_detail(info.path).get("env_steps")
     at = f" at {steps} env steps" if isinstance(steps, int) else ""
     return Excluded(
       info.path,
       "incomplete",
-      f"status is running{at} (still running or interrupted; rerun the sweep to resume it)",
+      f"status is {info.status}{at} (still running or interrupted; rerun the sweep to resume it)",
       **where,
     )
   if info.status == "failed":

@@ -3,7 +3,7 @@
 Every run owns one folder, ``<root>/<suite>/<task>/<rule>/seed<k>/``::
 
   config.json      the complete config of the run (written by RunRecord.open)
-  status.json      {"status": "running"|"complete"|"failed", "error", "updated",
+  status.json      {"status": "running"|"complete"|"failed"|"interrupted", "error", "updated",
                     "env_steps", "host", "pid"}
   metrics.csv      one row per logging step; the first row fixes the header
   summary.json     the final evaluation, written once by mark_complete
