@@ -1,13 +1,15 @@
-"""Real crash test: SIGKILL a sweep at several points, resume, compare.
+"""Real crash test: SIGKILL a sweep at many points, resume, compare.
 
 Pure-JAX Catch runs continue bit-for-bit from their checkpoints, so a sweep
 killed and resumed any number of times must end with exactly the records of
-an uninterrupted sweep with the same seeds.
+an uninterrupted sweep with the same seeds. The points (during the first
+compilation, mid-chunk, mid-write) are drawn with a fixed seed.
 """
 
 import csv
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -91,6 +93,47 @@ def checkpoint_mtime(run: Path) -> float:
     return 0
 
 
+def status_pid(run: Path) -> int | None:
+  try:
+    return json.loads((run / "status.json").read_text())["pid"]
+  except (FileNotFoundError, ValueError, KeyError):
+    return None
+
+
+def temp_files(run: Path) -> bool:
+  return any(run.rglob(".*.tmp"))
+
+
+# Where a kill lands, aimed from the record files: in the first compilation
+# (the run has just marked itself running), mid-chunk (just after a chunk's
+# rows, as the next one computes), as a checkpoint is written, and while a
+# write's temp file exists (mid-write).
+KILL_POINTS = ("compile", "mid-chunk", "checkpoint", "mid-write")
+
+
+def kill_at(point: str, rng: random.Random, out: Path, home: Path, run: Path) -> bool:
+  """Starts the sweep and SIGKILLs it at `point`; whether it was killed."""
+  p = start(out, home)
+  aimed = wait_for(lambda: status_pid(run) == p.pid, p)
+  if aimed and point == "compile":
+    time.sleep(rng.uniform(0.0, 1.5))
+  elif aimed and point == "mid-chunk":
+    target = rows(run) + rng.randint(1, 2) * 4
+    aimed = wait_for(lambda: rows(run) >= target, p)
+    time.sleep(rng.uniform(0.0, 0.3))
+  elif aimed and point == "checkpoint":
+    before = checkpoint_mtime(run)
+    aimed = wait_for(lambda: checkpoint_mtime(run) != before, p)
+  elif aimed:  # (writes are short: two chunks on, kill all the same)
+    target = rows(run) + 8
+    aimed = wait_for(lambda: temp_files(run) or rows(run) >= target, p)
+  killed = aimed and p.poll() is None
+  if killed:
+    p.send_signal(signal.SIGKILL)
+  p.communicate()
+  return killed
+
+
 @pytest.mark.slow
 def test_killed_sweep_resumes_to_identical_records(tmp_path, disco_home):
   clean, crashed = tmp_path / "clean", tmp_path / "crashed"
@@ -98,27 +141,11 @@ def test_killed_sweep_resumes_to_identical_records(tmp_path, disco_home):
   assert {r["status"] for r in reference} == {"complete"}
 
   seed0 = crashed / "catch" / "catch" / "actor_critic" / "seed0"
-  kills = 0
-  # 1) mid-run: once some metrics rows exist.
-  p = start(crashed, disco_home)
-  if wait_for(lambda: rows(seed0) >= 6, p):
-    p.send_signal(signal.SIGKILL)
-    kills += 1
-  p.wait()
-  # 2) right as a checkpoint is being written (mid-write as far as we can aim).
-  before = checkpoint_mtime(seed0)
-  p = start(crashed, disco_home)
-  if wait_for(lambda: checkpoint_mtime(seed0) != before, p):
-    p.send_signal(signal.SIGKILL)
-    kills += 1
-  p.wait()
-  # 3) mid-run again, later.
-  p = start(crashed, disco_home)
-  if wait_for(lambda: rows(seed0) >= 20, p):
-    p.send_signal(signal.SIGKILL)
-    kills += 1
-  p.wait()
-  assert kills >= 2, "the sweep finished before it could be killed"
+  rng = random.Random(1313)
+  points = [*KILL_POINTS, rng.choice(KILL_POINTS)]
+  rng.shuffle(points)
+  kills = [point for point in points if kill_at(point, rng, crashed, disco_home, seed0)]
+  assert len(kills) >= 4, f"the sweep finished before it could be killed ({kills})"
 
   resumed = finish(crashed, disco_home)
   assert {r["status"] for r in resumed} <= {"complete", "skipped"}

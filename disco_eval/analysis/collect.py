@@ -242,13 +242,13 @@ def _classify(info: store.RunInfo, include_diverged: bool = False) -> Run | Excl
       return Excluded(info.path, "diverged", _diverged_detail(info), **where)
   if info.status is None:
     return Excluded(info.path, "incomplete", "never started (no status.json)", **where)
-  if info.status == "running":
+  if info.status in ("running", "interrupted"):
     steps = _status_detail(info.path).get("env_steps")
     at = f" at {steps} env steps" if isinstance(steps, int) else ""
     return Excluded(
       info.path,
       "incomplete",
-      f"status is running{at} (still running or interrupted; rerun the sweep to resume it)",
+      f"status is {info.status}{at} (still running or interrupted; rerun the sweep to resume it)",
       **where,
     )
   if info.status == "failed":

@@ -1,5 +1,6 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
+import contextlib
 from pathlib import Path
 from typing import Annotated, Optional
 
@@ -9,7 +10,7 @@ from rich.table import Table
 from disco_eval.cli.common import err, esc, out, parse_set, print_json, split_csv
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.progress import sweep_progress
-from disco_eval.errors import EXIT_ALL_BUSY
+from disco_eval.errors import EXIT_ALL_BUSY, UserError
 
 EXAMPLES = """Examples:
 
@@ -71,6 +72,13 @@ DevicesOpt = Annotated[
     metavar="N",
   ),
 ]
+CheckpointMinutesOpt = Annotated[
+  float,
+  _opt(
+    "Minutes of training between checkpoints (besides every --checkpoint-every chunks).",
+    metavar="MINUTES",
+  ),
+]
 RetriesOpt = Annotated[
   Optional[int],
   _launch(
@@ -126,6 +134,7 @@ def run(
   out_dir: Annotated[Path, _opt("Results folder.", "--out", metavar="FOLDER")] = Path("results"),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: CheckpointOpt = 10,
+  checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: LauncherOpt = "local",
@@ -181,9 +190,9 @@ def run(
     out=out_dir,
     overrides=overrides,
     checkpoint_every=max(1, checkpoint_every),
+    checkpoint_minutes=checkpoint_minutes,
   )
-  with sweep_progress(err if as_json else out) as on_progress:
-    results = launch.run(spec, options, on_progress)
+  results = _launch_sweep(spec, options, err if as_json else out)
   _print_results(suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
@@ -202,6 +211,26 @@ def _exit_if_all_busy(results) -> None:
       soft_wrap=True,
     )
     raise typer.Exit(EXIT_ALL_BUSY)
+
+
+def _launch_sweep(spec, options, console):
+  """The sweep's results. A local sweep stops at a safe point on SIGINT or
+  SIGTERM: one line, then exit 128 + the signal (130, 143); the runs resume
+  when the same command runs again. (Cluster launchers handle Ctrl-C in their
+  driver: its workers are not in this process.)"""
+  from disco_eval import launch
+  from disco_eval.runs import stop
+
+  if not spec.checkpoint_minutes >= 0:  # (NaN too)
+    raise UserError(f"--checkpoint-minutes must be >= 0, got {spec.checkpoint_minutes}")
+  local = options.launcher == "local"
+  with stop.handling() if local else contextlib.nullcontext():
+    try:
+      with sweep_progress(console) as on_progress:
+        return launch.run(spec, options, on_progress)
+    except stop.Interrupted as e:
+      err.print(esc(e.message), highlight=False, soft_wrap=True)
+      raise typer.Exit(e.exit_code) from None
 
 
 def _print_results(suite: str, results, as_json: bool) -> None:

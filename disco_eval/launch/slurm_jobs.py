@@ -19,6 +19,7 @@ Profile keys::
 
 import os
 import shutil
+import signal
 import sys
 import time
 import tomllib
@@ -30,7 +31,7 @@ import submitit
 from disco_eval import store
 from disco_eval.errors import UserError
 from disco_eval.launch import base, driver
-from disco_eval.runs import Progress, SweepSpec
+from disco_eval.runs import Progress, SweepSpec, stop
 
 DEFAULT_TIME_MIN = 24 * 60
 # A run longer than the time limit is requeued up to this many times.
@@ -105,17 +106,49 @@ def executor_parameters(options: base.LaunchOptions) -> dict:
   return {PROFILE_KEYS[k][0]: v for k, v in settings.items()}
 
 
+def _preempt_signal() -> int:
+  """The signal with which Slurm warns a job of its end: submitit's choice
+  (``SUBMITIT_PREEMPT_SIGNAL``, SIGUSR2 by default)."""
+  name = os.environ.get("SUBMITIT_PREEMPT_SIGNAL", "USR2").upper().removeprefix("SIG")
+  try:
+    return signal.Signals["SIG" + name]
+  except KeyError:
+    return signal.SIGUSR2
+
+
 class UnitJob:
   """The callable of one job: runs a unit. Checkpointable: on preemption or
   timeout submitit calls `checkpoint` and requeues the job, which then
-  resumes the runs from their checkpoints."""
+  resumes the runs from their checkpoints. Slurm's warning signal first
+  stops the unit at a safe point (see runs.stop), then submitit's handler
+  requeues the job."""
 
   def __init__(self, spec, unit):
     self.spec, self.unit = spec, unit
 
+  def _work(self) -> base.Outcome:
+    """The unit's outcome; Slurm's warning signal stops it at a safe point
+    (checkpointed, recorded interrupted), then submitit's handler requeues
+    the job, as it would have at once (also when the signal came as the
+    unit ended: the requeued job then finds its runs complete)."""
+    sig = _preempt_signal()
+    requeue = signal.getsignal(sig)  # submitit's: checkpoint, requeue, exit
+    with stop.handling((sig,)):
+      try:
+        outcome = driver.work(self.spec, self.unit, lambda event: None)
+      except stop.Interrupted as e:
+        if not callable(requeue):
+          raise
+        requeue(e.signum, None)
+        raise
+      signum = stop.requested()
+      if signum is not None and callable(requeue):
+        requeue(signum, None)
+      return outcome
+
   def __call__(self) -> base.Outcome:
     try:
-      return driver.work(self.spec, self.unit, lambda event: None)
+      return self._work()
     except SystemExit as e:
       # submitit ends a preempted or timed-out job so, once it is requeued (the
       # records are consistent and the lock released by now). Leave without

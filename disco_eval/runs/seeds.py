@@ -5,7 +5,7 @@ import time
 import jax
 import jax.numpy as jnp
 
-from disco_eval.runs import divergence
+from disco_eval.runs import divergence, stop
 from disco_eval.runs.final import run_summary
 from disco_eval.runs.spec import Progress
 
@@ -68,13 +68,40 @@ def _initial_state(trainer, seeds, states):
   return (_stack(fresh) if stacked else fresh), stacked
 
 
+def _save_all(records, seeds, state, stacked, it: int, spi: int) -> None:
+  """Checkpoints every seed of `state` at iteration `it`."""
+  for j, s in enumerate(seeds):
+    records[s].save_checkpoint(
+      _take(state, j) if stacked else state[j], it * spi, {"iteration": it}
+    )
+
+
+def _stop(records, seeds, state, stacked, it: int, spi: int, saved: int) -> None:
+  """At a requested stop: checkpoints the seeds (unless done at `it` already),
+  records them interrupted and raises stop.Interrupted."""
+  jax.block_until_ready(state)
+  if saved != it:
+    _save_all(records, seeds, state, stacked, it, spi)
+  for s in seeds:
+    records[s].mark_interrupted(it * spi)
+  stop.check(it * spi)
+
+
 def _train_chunks(
   trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
 ):
-  """Runs the chunks from iteration `start` to the end; returns the state."""
+  """Runs the chunks from iteration `start` to the end; returns the state.
+
+  Checkpoints every `spec.checkpoint_every` chunks and every
+  `spec.checkpoint_minutes` of wall-clock time; a stop requested by a signal
+  (see runs.stop) is honoured between chunks and before the final evaluation
+  (see _stop).
+  """
   spi, total = cfg.steps_per_iteration, cfg.iterations * cfg.steps_per_iteration
-  it, chunks = start, 0
+  it, chunks, saved, saved_t = start, 0, start, time.monotonic()
   while it < cfg.iterations:
+    if stop.requested() is not None:
+      _stop(records, seeds, state, stacked, it, spi, saved)
     count = min(cfg.chunk, cfg.iterations - it)
     tc = time.time()
     state, m = trainer.run_chunk_group(state, rule.params, it, count)
@@ -84,14 +111,15 @@ def _train_chunks(
     divergence.check_chunk(records, seeds, state, stacked, m, it, count, spi)
     it += count
     chunks += 1
-    if chunks % spec.checkpoint_every == 0 and it < cfg.iterations:
-      for j, s in enumerate(seeds):
-        records[s].save_checkpoint(
-          _take(state, j) if stacked else state[j], it * spi, {"iteration": it}
-        )
+    due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
+    if (chunks % spec.checkpoint_every == 0 or due) and it < cfg.iterations:
+      _save_all(records, seeds, state, stacked, it, spi)
+      saved, saved_t = it, time.monotonic()
     for s in seeds:
       records[s].mark_running(it * spi)
     on_progress(_chunk_event(rule, task, seeds, m, count, it, spi, total, time.time() - tc))
+  if stop.requested() is not None:  # before the final evaluation, too
+    _stop(records, seeds, state, stacked, it, spi, saved)
   return state
 
 

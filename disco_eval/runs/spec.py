@@ -22,6 +22,7 @@ class SweepSpec:
   out: Path = Path("results")
   overrides: tuple[tuple[str, str], ...] = ()  # ("table.key", "value")
   checkpoint_every: int = 10  # chunks between checkpoints
+  checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
 
 
 @dataclasses.dataclass

@@ -5,6 +5,7 @@ from typing import Callable
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 from disco_eval.rules import weights
+from disco_eval.runs import stop
 from disco_eval.runs.group import run_group
 from disco_eval.runs.plan import plan_sweep, run_config
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
@@ -38,10 +39,12 @@ def run_sweep(
   spec: SweepSpec, on_progress: Callable[[Progress], None] = lambda p: None, seeds_per_unit: int = 0
 ) -> list[RunResult]:
   """Runs the sweep rule x task x seed in this process, unit after unit;
-  returns one result per run."""
+  returns one result per run. A stop requested by a signal (runs.stop)
+  ends it between chunks or units with stop.Interrupted."""
   plan = plan_sweep(spec, seeds_per_unit)
   on_progress(plan.announce)
   results = []
   for unit in plan.units:
+    stop.check(0)  # a stop asked for between units: the next has not started
     results += run_unit(spec, unit, on_progress, plan.rules[unit.rule])
   return results

@@ -3,8 +3,8 @@
 Every run owns one folder, ``<root>/<suite>/<task>/<rule>/seed<k>/``::
 
   config.json      the complete config of the run (written by RunRecord.open)
-  status.json      {"status": "running"|"complete"|"failed"|"diverged", "error",
-                    "updated", "env_steps", "host", "pid", "diverged"}
+  status.json      {"status": "running"|"complete"|"failed"|"diverged"|"interrupted",
+                    "error", "updated", "env_steps", "host", "pid", "diverged"}
                    ("diverged": {"iteration", "env_steps"} where the loss or the
                    parameters were first seen non-finite, else absent)
   metrics.csv      one row per logging step; the first row fixes the header

@@ -24,7 +24,7 @@ CHECKPOINT_DIR = "checkpoint"
 CHECKPOINT_META = "checkpoint.json"
 LOCK_FILE = ".lock"
 
-STATUSES = ("running", "complete", "failed", "diverged")
+STATUSES = ("running", "complete", "failed", "diverged", "interrupted")
 # Statuses of a run that has ended and is not trained again by a rerun.
 FINISHED_STATUSES = ("complete", "diverged")
 

@@ -288,6 +288,10 @@ class RunRecord:
     write_json_atomic(self.path / SUMMARY_FILE, summary)
     self._write_status("complete", None, env_steps)
 
+  def mark_interrupted(self, env_steps: int) -> None:
+    """Record that the run was stopped by a signal at `env_steps` (it resumes)."""
+    self._write_status("interrupted", None, env_steps)
+
   def mark_failed(self, error: str, env_steps: int | None = None) -> None:
     """Mark the run failed with the message `error`."""
     self._write_status("failed", str(error), env_steps)
