@@ -70,12 +70,12 @@ def check_chunk(records, seeds, state, stacked: bool, m, it: int, count: int, sp
   steps per iteration) in its record; raises GroupDiverged when every seed of
   the group has now diverged."""
   finite = finite_params(state, stacked, len(seeds))
-  for j, (seed, first) in enumerate(
-    zip(seeds, first_bad_losses(m.loss[:, :count], m.learned[:, :count]))
-  ):
-    if first is None and finite[j]:
-      continue
-    k = first if first is not None else count - 1
-    records[seed].note_divergence(it + k, (it + k + 1) * spi)
+  firsts = first_bad_losses(m.loss[:, :count], m.learned[:, :count])
+  bad = [j for j, first in enumerate(firsts) if first is not None or not finite[j]]
+  if not bad:  # the usual chunk: no record is read or written
+    return
+  for j in bad:
+    k = firsts[j] if firsts[j] is not None else count - 1
+    records[seeds[j]].note_divergence(it + k, (it + k + 1) * spi)
   if all(records[s].divergence is not None for s in seeds):
     raise GroupDiverged(state, it + count)
