@@ -10,6 +10,8 @@ from disco_eval.errors import UserError
 VALID_MANIFEST = """
 name = "{name}"
 kind = "disco"
+category = "discovered-weights"
+discovered_on = ["catch"]
 architecture = "disco103"
 description = "A test rule."
 filename = "x.npz"
@@ -178,3 +180,30 @@ def test_bare_dotted_suite_keys_are_accepted(tmp_path, monkeypatch):
   _write_manifests(tmp_path, monkeypatch, ok=text)
   m = manifests.load_rule_manifest("ok")
   assert m.settings("catch")["optimizer"]["learning_rate"] == 1e-2
+
+
+def test_builtin_manifests_declare_category_and_discovery():
+  by_name = {m.name: m for m in manifests.list_rule_manifests()}
+  disco = by_name["disco103"]
+  assert disco.category == "discovered-weights"
+  assert disco.discovered_on == ("atari-57", "procgen", "dmlab-30")
+  assert not disco.held_out_on("procgen") and disco.held_out_on("crafter")
+  assert by_name["ppo"].category == "hand-designed" and by_name["ppo"].held_out_on("procgen")
+  assert by_name["ppo"].category_label == "hand-designed"
+
+
+@pytest.mark.parametrize(
+  "edit, message",
+  [
+    (('category = "discovered-weights"', 'category = "magic"'), "field 'category' is 'magic'"),
+    (('discovered_on = ["catch"]\n', ""), "needs 'discovered_on'"),
+    (('category = "discovered-weights"', 'category = "hand-designed"'), "has no 'discovered_on'"),
+    (('discovered_on = ["catch"]', "discovered_on = 3"), "must be a list of environment names"),
+  ],
+)
+def test_category_errors(edit, message, tmp_path, monkeypatch):
+  text = VALID_MANIFEST.format(name="broken", sha="0" * 64).replace(*edit)
+  folder = _write_manifests(tmp_path, monkeypatch, broken=text)
+  with pytest.raises(UserError, match=message):
+    manifests.load_rule_manifest("broken")
+  assert folder

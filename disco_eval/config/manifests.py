@@ -21,9 +21,20 @@ from disco_eval.config.overrides import TRAIN_KEYS
 from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
-REQUIRED_FIELDS = ("name", "kind", "description", "licence", "citation")
-OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256")
-KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + SETTINGS_TABLES + ("suites",)
+REQUIRED_FIELDS = ("name", "kind", "category", "description", "licence", "citation")
+OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256", "discovered_note")
+LIST_FIELDS = ("discovered_on",)
+KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES + ("suites",)
+# What kind of rule a manifest describes (shown by `rules list` and in every report):
+# meta-learned with a weights file, meta-learned and published as a closed formula, or designed
+# by hand. A discovered rule names the environments it was discovered on (`discovered_on`): an
+# entry equal to a suite name (e.g. "procgen") marks results of the rule on that suite as
+# "not held out"; other entries (e.g. "atari-57") name benchmarks disco-eval does not run.
+CATEGORIES = {
+  "discovered-weights": "discovered (learned weights)",
+  "discovered-closed-form": "discovered (closed form)",
+  "hand-designed": "hand-designed",
+}
 # The keys the optimiser (disco_eval.train.optim) and the loop read. The
 # [hyperparams] and [rule] keys are declared by each rule kind's settings
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
@@ -47,6 +58,9 @@ class RuleManifest:
   sha256: str | None
   licence: str
   citation: str
+  category: str = "hand-designed"  # a key of CATEGORIES
+  discovered_on: tuple[str, ...] = ()  # environments the rule was discovered on
+  discovered_note: str | None = None  # the source of discovered_on
   hyperparams: dict = field(default_factory=dict)
   rule: dict = field(default_factory=dict)
   agent: dict = field(default_factory=dict)
@@ -54,6 +68,15 @@ class RuleManifest:
   train: dict = field(default_factory=dict)  # loop settings over the protocol's (e.g. PPO)
   suites: dict = field(default_factory=dict)
   path: Path = Path()
+
+  @property
+  def category_label(self) -> str:
+    """The category in words, e.g. "discovered (learned weights)"."""
+    return CATEGORIES[self.category]
+
+  def held_out_on(self, suite: str) -> bool:
+    """False where `suite` is one of the rule's discovery environments."""
+    return suite not in self.discovered_on
 
   @property
   def learned(self) -> bool:
@@ -219,6 +242,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
       raise UserError(f"{path}: field '{key}' must be a table ([{key}])")
   _check_name(data["name"], path)
   _check_weights_fields(data, path)
+  discovered_on = _check_discovery(data, path)
   tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
   _check_declared_keys(tables, path)
   suites = _check_suites(data.get("suites", {}), tables, path)
@@ -232,6 +256,9 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
     sha256=data.get("sha256"),
     licence=data["licence"],
     citation=data["citation"],
+    category=data["category"],
+    discovered_on=discovered_on,
+    discovered_note=data.get("discovered_note"),
     suites=suites,
     path=path,
     **tables,
@@ -246,6 +273,26 @@ def _check_name(name: str, path: Path) -> None:
     raise UserError(
       f"{path}: field 'name' is {name!r} but the file is named {path.name}; make them match"
     )
+
+
+def _check_discovery(data: Mapping[str, Any], path: Path) -> tuple[str, ...]:
+  """The category must be known; discovered rules say where (hand-designed ones don't)."""
+  category = data["category"]
+  if category not in CATEGORIES:
+    raise UserError(
+      f"{path}: field 'category' is {category!r}; valid categories: {', '.join(CATEGORIES)}"
+    )
+  found = data.get("discovered_on", [])
+  if not isinstance(found, list) or not all(isinstance(x, str) and x.strip() for x in found):
+    raise UserError(f"{path}: field 'discovered_on' must be a list of environment names")
+  if category == "hand-designed" and found:
+    raise UserError(f"{path}: a hand-designed rule has no 'discovered_on'; remove it")
+  if category != "hand-designed" and not found:
+    raise UserError(
+      f"{path}: a {category} rule needs 'discovered_on' (the environments it was discovered on,"
+      ' e.g. ["atari-57", "procgen"]) so reports can mark results that are not held out'
+    )
+  return tuple(found)
 
 
 def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:
