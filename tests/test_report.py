@@ -457,9 +457,13 @@ def test_protocols_are_never_mixed(results: Path) -> None:
   np.testing.assert_allclose(by_label["long"].matrices["good"], GOOD[:3] * 0.5)
   np.testing.assert_allclose(by_label["std@300"].matrices["good"], GOOD[:3] * 0.1)
   assert any("several protocols found" in w and "never aggregated" in w for w in result.warnings)
-  # Published rows are shown beside off-budget runs of the protocol, with a
-  # warning that they are not comparable; they never enter its aggregates.
-  assert by_label["std@300"].published == by_label["std"].published != []
+  # Published rows are shown beside off-budget runs of the protocol, marked
+  # not comparable (and warned about); they never enter its aggregates.
+  off, on = by_label["std@300"], by_label["std"]
+  assert [p.rule for p in off.published] == [p.rule for p in on.published] != []
+  assert all(p.comparable for p in on.published) and off.comparable_published == []
+  assert {p.reason for p in off.published} == {"published at 1k in return; runs: 300 return"}
+  assert off.published_aggregate == [] and on.published_aggregate != []
   assert any("not comparable" in w and "'std@300'" in w for w in by_label["std@300"].warnings)
   assert not any("not comparable" in w for w in by_label["std"].warnings)
   only = compare.compare(results, protocol="std@300", reps=REPS)

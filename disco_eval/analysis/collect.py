@@ -40,7 +40,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
 from disco_eval import store
-from disco_eval.analysis import labels
+from disco_eval.analysis import labels, rule_kinds
 from disco_eval.config.fingerprint import fingerprint
 from disco_eval.errors import UserError
 
@@ -100,6 +100,15 @@ class Run:
   fingerprint: str = ""
   # A diverged run counted at its evaluated score (``include_diverged``).
   diverged: bool = dataclasses.field(default=False, compare=False, hash=False)
+  # The budget the run was trained for (``NAME@STEPS``: STEPS; else the protocol's).
+  budget: int = dataclasses.field(default=0, compare=False, hash=False)
+  # The rule's category and whether the suite is held out for it (analysis.rule_kinds).
+  kind: rule_kinds.RuleKind = dataclasses.field(
+    default=rule_kinds.RuleKind(rule_kinds.NO_MANIFEST, "unknown"), compare=False, hash=False
+  )
+  # Where `score` comes from: None for the final evaluation, else the env
+  # steps at which it was read from the training curve (analysis.at_steps).
+  read_at: int | None = dataclasses.field(default=None, compare=False, hash=False)
 
   @property
   def key(self) -> GroupKey:
@@ -227,9 +236,12 @@ def _diverged_detail(info: store.RunInfo) -> str:
   return f"loss or parameters non-finite{at}; evaluated score {shown}"
 
 
-def _classify(info: store.RunInfo, include_diverged: bool = False) -> Run | Excluded:
+def _classify(
+  info: store.RunInfo, include_diverged: bool = False, cache: dict | None = None
+) -> Run | Excluded:
   """A usable Run, or an Excluded with its reason (diverged runs are usable
-  only with `include_diverged` and a finite evaluated score)."""
+  only with `include_diverged` and a finite evaluated score; `cache`: rule
+  manifests read so far)."""
   where = dict(suite=info.suite, task=info.task, rule=info.rule, seed=info.seed)
   problem = info.problem
   if problem:
@@ -281,10 +293,11 @@ def _classify(info: store.RunInfo, include_diverged: bool = False) -> Run | Excl
   protocol_doc = (info.config or {}).get("protocol")
   names = protocol_doc.get("reported_beside", []) if isinstance(protocol_doc, dict) else []
   beside = {str(n): finite(summary.get(n)) for n in names if isinstance(n, str)}
+  label = labels.run_label(info.config, protocol, steps)
   return Run(
     suite=info.suite,
     protocol=protocol,
-    protocol_label=labels.run_label(info.config, protocol, steps),
+    protocol_label=label,
     task=info.task,
     rule=info.rule,
     seed=int(info.seed),
@@ -297,6 +310,8 @@ def _classify(info: store.RunInfo, include_diverged: bool = False) -> Run | Excl
     beside={k: (float("nan") if v is None else v) for k, v in beside.items()},
     eval_truncated=int(finite(summary.get("eval_truncated")) or 0),
     diverged=info.status == "diverged",
+    budget=labels.run_budget(label, info.config, steps),
+    kind=rule_kinds.rule_kind((info.config or {}).get("rule"), info.suite, cache),
   )
 
 
@@ -421,10 +436,11 @@ def collect(
   _check_filters(infos, root, suite, names, protocol)
   runs: list[Run] = []
   excluded: list[Excluded] = []
+  cache: dict = {}
   for info in infos:
     if not _selected(info, suite, names, protocol):
       continue
-    item = _classify(info, include_diverged)
+    item = _classify(info, include_diverged, cache)
     (runs if isinstance(item, Run) else excluded).append(item)
   runs = _keep_labels(_label_variants(runs, {i.path: i.config for i in infos}), rules, root)
   all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))

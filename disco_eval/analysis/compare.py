@@ -17,7 +17,10 @@ one protocol label (statistics are never computed across groups):
 * published baselines (``[[published]]`` tables of the suite manifest, see
   :mod:`disco_eval.analysis.published`) for the group's protocol, shown as
   separate rows marked "published" and never part of any bootstrap over runs
-  made here;
+  made here; a row of another metric, budget or protocol setting than the
+  runs' is marked "not comparable" with the reason and enters no aggregate;
+* each rule's kind and whether the suite is held out for it
+  (:mod:`disco_eval.analysis.rule_kinds`);
 * warnings: fewer than 3 seeds, unequal seed counts, tasks or seeds left out
   of the aggregate, runs of one rule made with different settings (reported
   apart, as ``disco103[lr=0.003]``; see :mod:`disco_eval.analysis.collect`),
@@ -34,6 +37,7 @@ The results are the dataclasses below; :meth:`CompareResult.to_json` is what
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from collections import defaultdict
@@ -42,7 +46,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.analysis import labels, stats
+from disco_eval.analysis import at_steps, labels, stats
 from disco_eval.analysis.collect import (
   Collection,
   GroupKey,
@@ -54,7 +58,7 @@ from disco_eval.analysis.collect import (
 )
 from disco_eval.analysis.published import (
   PublishedRow,
-  budget_phrase,
+  comparability,
   load_manifest,
   norm_label,
   published_matrices,
@@ -341,25 +345,32 @@ def _group_published(
   tasks: Sequence[str],
   manifest: suites.SuiteManifest | None,
   warnings: list[str],
+  budget: int | None,
 ) -> list[PublishedRow]:
-  """The published rows of the group's protocol and tasks (appending
-  warnings about malformed entries and about comparability)."""
+  """The published rows of the group's protocol and tasks, each marked
+  comparable or not with the runs (same metric, budget and protocol
+  settings, :func:`~disco_eval.analysis.published.comparability`); appends
+  warnings about malformed entries and rows that are not comparable."""
   if manifest is None:
     return []
   entries, bad = published_rows(manifest)
   warnings += bad
-  # Published rows of the protocol (by name): runs with a smaller budget or
-  # changed evaluation (``name@STEPS``) still see them, with a warning.
-  published = [r for r in entries if r.protocol == key.protocol and r.task in tasks]
-  if not published:
-    published = [r for r in entries if r.protocol == runs[0].protocol and r.task in tasks]
-  if published and published[0].protocol != key.protocol:
+  base = labels.base_protocol(key.protocol)
+  metrics = sorted({r.metric for r in runs})
+  beside = sorted({n for r in runs for n in r.beside})
+  out = []
+  for row in entries:
+    if row.task not in tasks or labels.base_protocol(row.protocol) != base:
+      continue
+    reason = comparability(row, key.protocol, beside if math.isnan(row.score) else metrics, budget)
+    out.append(dataclasses.replace(row, comparable=reason is None, reason=reason))
+  off = [r for r in out if not r.comparable]
+  if off:
     warnings.append(
-      f"published rows are for protocol '{runs[0].protocol}' as published "
-      f"({budget_phrase(manifest, runs[0].protocol)}); these runs are "
-      f"'{key.protocol}', not comparable with them"
+      f"{len(off)} published row(s) not comparable with the runs '{key.protocol}', shown "
+      f"apart and in no aggregate (e.g. {off[0].rule} on {off[0].task}: {off[0].reason})"
     )
-  return published
+  return out
 
 
 def analyse_group(
@@ -379,7 +390,8 @@ def analyse_group(
   `aggregate` and `improvement` turn the bootstrap intervals of the
   aggregate table (and published aggregates) and of the probability of
   improvement on or off; matrices, per-task rows and warnings are always
-  computed.
+  computed. Runs read from their training curve (``Run.read_at``, see
+  :mod:`disco_eval.analysis.at_steps`) are compared at that budget.
   """
   nested = nest_runs(runs)
   rules = _ordered_rules(runs, rule_order)
@@ -394,7 +406,10 @@ def analyse_group(
     _aggregate_rows(matrices, seeds, metrics, reps, seed, confidence) if aggregate else []
   )
   pairs = _improvement_rows(matrices, reps, seed, confidence) if improvement else []
-  published = _group_published(key, runs, tasks, manifest, warnings)
+  read_at = runs[0].read_at
+  budget = read_at or runs[0].budget or None
+  published = _group_published(key, runs, tasks, manifest, warnings, budget)
+  comparable = [p for p in published if p.comparable]
   metric = sorted({r.metric for r in runs})
   return GroupResult(
     key=key,
@@ -410,7 +425,7 @@ def analyse_group(
     improvement=pairs,
     published=published,
     published_aggregate=_published_aggregate(
-      published, common, manifest, metrics, reps, seed, confidence
+      comparable, common, manifest, metrics, reps, seed, confidence
     )
     if aggregate
     else [],
@@ -418,6 +433,9 @@ def analyse_group(
     matrix_seeds=matrix_seeds,
     warnings=warnings,
     norm_label=norm_label(manifest),
+    kinds={rule: next(r.kind for r in runs if r.rule == rule) for rule in rules},
+    read_at=read_at,
+    budget=budget,
   )
 
 
@@ -453,15 +471,19 @@ def compare_collection(
   rule_order: Sequence[str] | None = None,
   improvement: bool = True,
   aggregate: bool = True,
+  at: int | None = None,
 ) -> CompareResult:
   """:func:`compare` on an already collected set of runs.
 
   `improvement` and `aggregate` switch those bootstraps off when a caller
-  does not need them (see :func:`analyse_group`).
+  does not need them (see :func:`analyse_group`); `at` reads every run's
+  training curve at that many env steps instead of its final score.
   """
   metrics = check_settings(metrics, reps, confidence)
   if not collection.runs:
     raise nothing_usable_error(collection)
+  if at is not None:
+    collection = at_steps.collection_at(collection, at)
   groups = collection.groups()
   warnings = [e.describe() for e in collection.excluded]
   mixed = protocol_warning(groups)
@@ -513,6 +535,7 @@ def compare(
   confidence: float = stats.DEFAULT_CONFIDENCE,
   protocol: str | None = None,
   include_diverged: bool = False,
+  at: int | str | None = None,
 ) -> CompareResult:
   """Compares the rules of the runs under `root`, per suite and protocol.
 
@@ -527,6 +550,9 @@ def compare(
     protocol: keep only this protocol (name or ``NAME@STEPS`` label).
     include_diverged: count diverged runs at their evaluated score (else
       they are excluded, and listed as such).
+    at: read each run's training curve at this budget (env steps, or text
+      such as ``1M``; :mod:`disco_eval.analysis.at_steps`) instead of its
+      final evaluation score.
 
   Returns:
     A :class:`CompareResult`; see the module docstring.
@@ -537,7 +563,8 @@ def compare(
   """
   rules = parse_list(rules)
   check_settings(metrics, reps, confidence)
+  at = at_steps.parse_steps(at) if at is not None else None
   collection = collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules)
+  return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)

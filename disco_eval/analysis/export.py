@@ -17,15 +17,19 @@ choice was made.
 | `rule` | update rule; on published rows the name given in the suite manifest |
 | `seed` | run seed; empty on aggregate and published rows |
 | `env_steps` | env steps at the row (`train`); the run's budget (`final`, `aggregate`); empty on published rows |
-| `kind` | `train`, `final`, `aggregate` or `published` (see below) |
-| `score` | raw score: mean training return (`train`), final evaluation score (`final`), published score (`published`); empty on aggregates |
+| `kind` | `train`, `final`, `curve_at`, `aggregate` or `published` (see below) |
+| `score` | raw score: mean training return (`train`), final evaluation score (`final`), the training curve's value at `--at STEPS` (`curve_at`), published score or value in `metric` (`published`); empty on aggregates |
 | `normalized_score` | `score` normalised with the suite manifest; on aggregate rows and published aggregates, the metric's point estimate |
-| `metric` | `avg_return` (`train`); the protocol's metric, e.g. `return` (`final`); `iqm`, `median`, `mean` or `og` (aggregates); empty on published per-task rows |
+| `metric` | `avg_return` (`train`); the protocol's metric, e.g. `return` (`final`); `return` (`curve_at`); `iqm`, `median`, `mean` or `og` (aggregates); the published row's metric (per-task `published` rows) |
 | `ci_low` | lower bound of the 95% stratified-bootstrap percentile interval (aggregates; published aggregates only when per-seed scores are published) |
 | `ci_high` | upper bound of that interval |
 | `num_seeds` | seeds behind the row: rows of the score matrix (aggregates), or the number published (`published`, empty if not given) |
 | `citation` | source of a `published` row |
 | `diverged` | `1` on the rows of a diverged run counted at its evaluated score (only with `--include-diverged`), else `0`; on aggregate rows, the number of such runs behind the row; empty on published rows |
+| `category` | the rule's kind: `discovered (learned weights)`, `discovered (closed form)`, `hand-designed`, a custom checkpoint or a rule without a manifest (provenance unknown); `published` on published rows (see `disco_eval.analysis.rule_kinds`) |
+| `held_out` | `yes`, `no` (the suite is one the rule was discovered on: not held out), `unknown` (custom checkpoint or no manifest); `published` on published rows |
+| `comparable` | on published rows: `yes` when the row has the runs' metric, budget and protocol settings, else `no` (then `note` gives the reason, and the row is in no aggregate); empty elsewhere |
+| `note` | `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON` and `read off a figure` on published rows where so |
 
 Kinds of rows:
 
@@ -34,13 +38,17 @@ Kinds of rows:
   when none ended).
 * `final`: one per run; the evaluation score of the final policy
   (``summary.json``) at the run's final env steps.
+* `curve_at` (with ``--at STEPS``, instead of `final`): one per run; its
+  training curve's value at STEPS (``disco_eval.analysis.at_steps``), noted
+  "read from the training curve at STEPS steps".
 * `aggregate` (with ``--aggregate``): one per suite, protocol, rule and metric;
   the metric over the ``[seeds, tasks]`` matrix of normalised final scores
   (tasks every rule has) with a 95% stratified-bootstrap percentile interval.
-* `published`: one per ``[[published]]`` entry of the suite manifest whose
-  protocol appears in the results (never part of any statistic); with
-  ``--aggregate`` also the published rules' aggregates (task `*`), as
-  ``disco-eval compare`` shows them.
+* `published`: one per ``[[published]]`` (and ``[[published_other_metric]]``)
+  entry of the suite manifest whose protocol appears in the results (never
+  part of any statistic), `comparable` saying whether it measured what the
+  runs did; with ``--aggregate`` also the comparable published rules'
+  aggregates (task `*`), as ``disco-eval compare`` shows them.
 """
 
 from __future__ import annotations
@@ -53,7 +61,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 from disco_eval import store
-from disco_eval.analysis import collect, compare, published, stats
+from disco_eval.analysis import at_steps, collect, compare, published, rule_kinds, stats
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -73,8 +81,12 @@ COLUMNS = (
   "num_seeds",
   "citation",
   "diverged",
+  "category",
+  "held_out",
+  "comparable",
+  "note",
 )
-KINDS = ("train", "final", "aggregate", "published")
+KINDS = ("train", "final", "curve_at", "aggregate", "published")
 
 
 def _cell(value: Any) -> str:
@@ -111,6 +123,8 @@ def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None) -> Iterato
     rule=run.rule,
     seed=run.seed,
     diverged=int(run.diverged),
+    category=run.kind.category,
+    held_out=run.kind.held_out,
   )
   for row in store.RunRecord(run.path).read_metrics():
     score = _number(row.get("avg_return"))
@@ -130,26 +144,36 @@ def run_rows(run: collect.Run, manifest: suites.SuiteManifest | None) -> Iterato
   yield _row(
     **base,
     env_steps=run.env_steps,
-    kind="final",
+    kind="final" if run.read_at is None else "curve_at",
     score=run.score,
     normalized_score=run.normalized_score,
     metric=run.metric,
+    note=None if run.read_at is None else at_steps.at_phrase(run.read_at),
   )
 
 
 def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
-  """The per-task `published` rows of a group."""
+  """The per-task `published` rows of a group (comparable or not)."""
   for pub in group.published:
+    value = pub.score if math.isfinite(pub.score) else pub.beside.get(pub.metric)
+    notes = [f"read off a {pub.read_off}" if pub.read_off else ""]
+    notes.append("" if pub.comparable else f"not comparable: {pub.reason}")
     yield _row(
       suite=group.key.suite,
       protocol=pub.protocol,
       task=pub.task,
       rule=pub.rule,
+      env_steps=pub.env_steps or None,
       kind="published",
-      score=pub.score,
+      score=value,
       normalized_score=pub.normalized_score,
+      metric=pub.metric,
       num_seeds=pub.seeds,
       citation=pub.citation,
+      category=rule_kinds.PUBLISHED.category,
+      held_out=rule_kinds.PUBLISHED.held_out,
+      comparable="yes" if pub.comparable else "no",
+      note="; ".join(n for n in notes if n) or None,
     )
 
 
@@ -159,8 +183,13 @@ def aggregate_csv_rows(
   """The `aggregate` rows of a group, then its published aggregates
   (`diverged`: the diverged runs counted, per rule)."""
   steps = group.env_steps[0] if len(group.env_steps) == 1 else None
+  note = None if group.read_at is None else at_steps.at_phrase(group.read_at)
   for row in group.aggregate:
+    kind = group.kinds.get(row.rule)
     yield _row(
+      category=kind.category if kind else None,
+      held_out=kind.held_out if kind else None,
+      note=note,
       suite=group.key.suite,
       protocol=group.key.protocol,
       task="*",
@@ -187,6 +216,10 @@ def aggregate_csv_rows(
       ci_high=row.hi,
       num_seeds=row.seeds or None,
       citation=citations.get(row.rule),
+      category=rule_kinds.PUBLISHED.category,
+      held_out=rule_kinds.PUBLISHED.held_out,
+      comparable="yes",
+      env_steps=group.budget,
     )
 
 
@@ -203,6 +236,7 @@ def export_csv(
   confidence: float = stats.DEFAULT_CONFIDENCE,
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
+  at: int | str | None = None,
 ) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
@@ -215,6 +249,8 @@ def export_csv(
     warn: called with each warning (excluded runs, missing manifests, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score.
+    at: read each run's training curve at this budget (``curve_at`` rows
+      instead of ``final`` ones; :mod:`disco_eval.analysis.at_steps`).
 
   Returns:
     The CSV text (also when written to `out`).
@@ -226,9 +262,12 @@ def export_csv(
   if out is not None:
     _check_out(Path(out))
   rules = collect.parse_list(rules)
+  at = at_steps.parse_steps(at) if at is not None else None
   collection = collect.collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
+  if at is not None and collection.runs:
+    collection = at_steps.collection_at(collection, at)
   result = compare.compare_collection(
     collection,
     metrics,
@@ -254,7 +293,7 @@ def export_csv(
   for group in result.groups:
     writer.writerows(published_csv_rows(group))
     if aggregate:
-      citations = {p.rule: p.citation for p in group.published}
+      citations = {p.rule: p.citation for p in group.comparable_published}
       counted = [r.rule for r in collection.groups()[group.key] if r.diverged]
       writer.writerows(aggregate_csv_rows(group, citations, Counter(counted)))
   text = buffer.getvalue()

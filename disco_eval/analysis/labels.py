@@ -28,7 +28,10 @@ from disco_eval.errors import UserError
 
 __all__ = [
   "IGNORED_TRAIN_KEYS",
+  "base_protocol",
+  "label_budget",
   "protocol_name",
+  "run_budget",
   "run_env_steps",
   "run_label",
   "run_labels",
@@ -62,6 +65,29 @@ def run_labels(info: store.RunInfo) -> tuple[str | None, str | None]:
   if name is None:
     return None, None
   return name, run_label(info.config, name, run_env_steps(info))
+
+
+def base_protocol(label: str) -> str:
+  """The protocol a label names: the part before ``@`` and before the first ``+``."""
+  return label.split("@", 1)[0].split("+", 1)[0]
+
+
+def label_budget(label: str, default: int | None) -> int | None:
+  """STEPS of a ``NAME@STEPS[+...]`` label, else `default`."""
+  if "@" not in label:
+    return default
+  head = label.split("@", 1)[1].split("+", 1)[0]
+  return int(head) if head.isdigit() else default
+
+
+def run_budget(label: str, config: Mapping[str, Any] | None, steps: int) -> int:
+  """The budget a run was trained for: STEPS of its ``NAME@STEPS`` label, else
+  its protocol's ``env_steps``, else the env steps it ran (`steps`)."""
+  protocol = (config or {}).get("protocol")
+  default = protocol.get("env_steps") if isinstance(protocol, dict) else None
+  if not isinstance(default, int) or isinstance(default, bool):
+    default = steps
+  return label_budget(label, default) or steps
 
 
 # --- variants: runs of one rule name made with different settings -------------

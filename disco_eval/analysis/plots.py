@@ -25,7 +25,9 @@ all rule names found there. Published baselines from the suite manifest are
 dashed grey lines (interval and curve plots: their aggregate point;
 profiles: their score distribution), never part of any bootstrap. A caption
 under each figure names the interval method, the replicates and seed, the
-seeds per rule and any excluded runs.
+seeds per rule and any excluded runs, the rules not held out on the suite
+(:mod:`disco_eval.analysis.rule_kinds`), and, with ``at``, that the scores
+were read from the training curve (:mod:`disco_eval.analysis.at_steps`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from disco_eval import store
-from disco_eval.analysis import collect, compare, curves, render, stats
+from disco_eval.analysis import at_steps, collect, compare, curves, render, stats
 from disco_eval.analysis.curves import CURVE_POINTS
 from disco_eval.analysis.plot_style import (
   CAPTION_SIZE,
@@ -179,6 +181,11 @@ def _metric_axis_label(metric: str, group: compare.GroupResult) -> str:
   return f"{name}\n{detail}"
 
 
+def _whence(group: compare.GroupResult) -> str:
+  """``of the final policy``, or ``read from the training curve at N steps``."""
+  return "of the final policy" if group.read_at is None else group.source
+
+
 def _protocol_text(group: compare.GroupResult) -> str:
   """``protocol reference, 58,000 env steps``."""
   steps = ", ".join(f"{s:,}" for s in group.env_steps)
@@ -240,7 +247,7 @@ def build_intervals(ctx: Context):
     ax.margins(x=0.08)
   _legend_right(axes[-1])
   fig.suptitle(
-    f"Aggregate normalised {group.metric} of the final policy "
+    f"Aggregate normalised {group.metric} {_whence(group)} "
     f"over {len(group.aggregate_tasks)} task(s) — suite "
     f"{group.key.suite}, {_protocol_text(group)}"
   )
@@ -255,6 +262,7 @@ def build_intervals(ctx: Context):
       if published
       else "",
       ctx.excluded_text(),
+      *render.label_notes(ctx.group),
     ],
   )
   return fig
@@ -334,7 +342,7 @@ def build_curves(ctx: Context):
     color = ctx.colors[rule]
     ax.plot(grid, band.point, color=color, linewidth=2, label=rule)
     ax.fill_between(grid, band.lo, band.hi, color=color, alpha=0.2, linewidth=0)
-  pub = published_matrices(group.published, group.aggregate_tasks, ctx.manifest)
+  pub = published_matrices(group.comparable_published, group.aggregate_tasks, ctx.manifest)
   published = {r: float(stats.iqm(m)) for r, (m, _) in pub.items()}
   for j, (rule, value) in enumerate(published.items()):
     ax.axhline(value, label=f"{rule} (published, final)", **published_style(j))
@@ -354,6 +362,7 @@ def build_curves(ctx: Context):
       if published
       else "",
       ctx.excluded_text(),
+      *render.label_notes(ctx.group),
     ],
   )
   return fig
@@ -375,7 +384,7 @@ def build_profiles(ctx: Context):
   group = ctx.group
   if not group.matrices:
     raise UserError("no task is shared by all rules; nothing to profile")
-  pub = published_matrices(group.published, group.aggregate_tasks, ctx.manifest)
+  pub = published_matrices(group.comparable_published, group.aggregate_tasks, ctx.manifest)
   taus = profile_taus({**group.matrices, **{r: m for r, (m, _) in pub.items()}})
   bands = stats.performance_profile(group.matrices, taus, ctx.reps, ctx.confidence, ctx.seed)
   fig, (ax,) = _figure(7.6, 4.2)
@@ -392,7 +401,7 @@ def build_profiles(ctx: Context):
       label=f"{rule} (published, {what})",
       **published_style(j),
     )
-  ax.set_xlabel(f"Normalised {group.metric} of the final policy, τ\n({_protocol_text(group)})")
+  ax.set_xlabel(f"Normalised {group.metric} {_whence(group)}, τ\n({_protocol_text(group)})")
   ax.set_ylabel("Fraction of runs with score > τ")
   ax.set_ylim(-0.02, 1.02)
   fig.suptitle(f"Performance profiles — suite {group.key.suite}")
@@ -405,6 +414,7 @@ def build_profiles(ctx: Context):
       ctx.seeds_text(),
       "dashed: published scores from the suite manifest, not bootstrapped" if pub else "",
       ctx.excluded_text(),
+      *render.label_notes(ctx.group),
     ],
   )
   return fig
@@ -460,6 +470,7 @@ def build_improvement(ctx: Context):
       "run of Y on a random task (ties count one half)",
       ctx.seeds_text(),
       ctx.excluded_text(),
+      *render.label_notes(ctx.group),
     ],
   )
   return fig
@@ -498,6 +509,7 @@ def plot(
   confidence: float = stats.DEFAULT_CONFIDENCE,
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
+  at: int | str | None = None,
 ) -> Path:
   """Draws one plot of the runs under `root` and writes it to `out`.
 
@@ -514,6 +526,8 @@ def plot(
     warn: called with each warning (excluded runs, dropped points, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
+    at: read the runs' training curves at this budget instead of their final
+      scores (not for ``curves``, which draws the whole curve).
 
   Returns:
     `out` as a Path.
@@ -529,9 +543,14 @@ def plot(
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
+  if at is not None and kind == "curves":
+    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
+  at = at_steps.parse_steps(at) if at is not None else None
   collection = collect.collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
+  if at is not None and collection.runs:
+    collection = at_steps.collection_at(collection, at)
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
   notes = [problem, collection.diverged_note()]

@@ -11,10 +11,21 @@ Published baselines are ``[[published]]`` tables of a suite manifest::
   seeds = 3                   # optional
   per_seed = [8.1, 8.9, 8.8]  # optional raw final score of each seed
   citation = "Cobbe et al. (2020)"
-  note = "read off a figure"  # optional
+  note = "..."                # optional
+  metric = "return"           # the metric of `score` (default: the protocol's metric)
+  env_steps = 200_000_000     # the budget the score is at; 0 = not stated (default:
+                              # the protocol's env_steps, or STEPS of a NAME@STEPS label)
+  read_off = "figure"         # optional: read off a figure, not a table or a log
+  budget_note = "..."         # optional: what the source says about the budget
+
+``[[published_other_metric]]`` rows give a ``value`` in a metric that the
+protocol reports beside its score (``metric``, e.g. NetHack's ``mean_score``).
 
 They are shown as separate rows marked "published" and never enter a
-bootstrap together with runs made here. :func:`published_matrices` gives a
+bootstrap together with runs made here. :func:`comparability` says whether a
+row measured what a group of runs measured (same metric, same budget, same
+protocol settings); a row that did not is shown marked "not comparable" with
+the reason, and enters no aggregate. :func:`published_matrices` gives a
 published rule's ``[seeds, tasks]`` matrix when it covers every task of an
 aggregate: per-seed scores when every row has ``per_seed`` scores (as many per
 task) that the manifest can normalise, else one row of per-task scores.
@@ -30,6 +41,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from disco_eval.analysis.collect import finite
+from disco_eval.analysis.labels import label_budget
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -49,6 +61,21 @@ class PublishedRow:
   citation: str
   note: str | None
   beside: Mapping[str, float] = dataclasses.field(default_factory=dict)
+  # The metric of `score` (of the `beside` value for other-metric rows).
+  metric: str = "return"
+  # The budget (env steps per run) the number is at; 0 when the source states none.
+  env_steps: int = 0
+  read_off: str | None = None  # "figure" when read off a figure
+  budget_note: str | None = None
+  # Set by the comparison: whether the row measured what the runs did, and why not.
+  comparable: bool = True
+  reason: str | None = None
+
+  @property
+  def label(self) -> str:
+    """The row's name, marked published (and read off a figure where so)."""
+    name = published_label(self.rule)
+    return f"{name}, read off a {self.read_off}" if self.read_off else name
 
 
 def published_rows(manifest: suites.SuiteManifest) -> tuple[list[PublishedRow], list[str]]:
@@ -101,6 +128,7 @@ def published_rows(manifest: suites.SuiteManifest) -> tuple[list[PublishedRow], 
         citation=str(entry["citation"]),
         note=str(entry["note"]) if entry.get("note") else None,
         beside=_published_beside(manifest, entry),
+        **_metric_and_budget(manifest, entry),
       )
     )
   rows += _published_beside_only(manifest)
@@ -108,19 +136,16 @@ def published_rows(manifest: suites.SuiteManifest) -> tuple[list[PublishedRow], 
 
 
 def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]:
-  """``[[published_other_metric]]`` entries whose metric the protocol reports
-  beside its score (e.g. DiscoRL's mean NetHack scores beside our medians):
-  rows with no score (NaN), shown in the per-task table, never aggregated."""
+  """``[[published_other_metric]]`` entries (e.g. DiscoRL's mean NetHack
+  scores beside our medians): rows with no score (NaN) and their value under
+  ``beside``, shown in the per-task table, never aggregated (comparable only
+  when the runs report that metric beside their score)."""
   rows = []
   for entry in manifest.raw.get("published_other_metric", []) or []:
     if not isinstance(entry, dict):
       continue
     value = finite(entry.get("value"))
-    if (
-      entry.get("metric") not in _beside_names(manifest, entry)
-      or value is None
-      or "rule" not in entry
-    ):
+    if not entry.get("metric") or value is None or "rule" not in entry:
       continue
     seeds = entry.get("seeds")
     rows.append(
@@ -135,9 +160,71 @@ def _published_beside_only(manifest: suites.SuiteManifest) -> list[PublishedRow]
         citation=str(entry.get("citation", "")),
         note=str(entry["note"]) if entry.get("note") else None,
         beside={str(entry["metric"]): value},
+        **_metric_and_budget(manifest, entry),
       )
     )
   return rows
+
+
+def _metric_and_budget(manifest: suites.SuiteManifest, entry: dict) -> dict:
+  """`metric`, `env_steps`, `read_off` and `budget_note` of a published entry;
+  rows written before these fields get the protocol's metric and budget."""
+  label = str(entry.get("protocol"))
+  protocol = manifest.protocols.get(label.split("@", 1)[0])
+  default_steps = protocol.get("env_steps") if protocol is not None else None
+  default_steps = label_budget(label, default_steps)
+  steps = entry.get("env_steps", default_steps)
+  metric = entry.get("metric") or (protocol.get("metric") if protocol is not None else None)
+  read_off = entry.get("read_off")
+  if read_off is None and "read off a figure" in str(entry.get("note", "")):
+    read_off = "figure"
+  return dict(
+    metric=str(metric or "score"),
+    env_steps=int(steps) if isinstance(steps, (int, float)) and not isinstance(steps, bool) else 0,
+    read_off=str(read_off) if read_off else None,
+    budget_note=str(entry["budget_note"]) if entry.get("budget_note") else None,
+  )
+
+
+def steps_text(steps: int) -> str:
+  """``200M``, ``1.5M``, ``58k``, ``1,508``: a budget in short form."""
+  for size, unit in ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k")):
+    if steps >= size and (steps * 100) % size == 0:
+      return f"{steps / size:g}{unit}"
+  return f"{steps:,}"
+
+
+def comparability(
+  row: PublishedRow, label: str, metrics: Sequence[str], budget: int | None
+) -> str | None:
+  """Why published `row` is not comparable with runs of protocol label `label`
+  that report `metrics` at `budget` env steps (None when it is): the metric,
+  the budget, or the protocol's settings differ."""
+  runs = f"{budget_phrase_short(budget)} {'/'.join(metrics) or '?'}"
+  published = f"published at {budget_phrase_short(row.env_steps)} in {row.metric}"
+  if row.metric not in metrics:
+    return f"{published}; runs: {runs}"
+  if not row.env_steps:
+    return f"published budget not stated{f' ({row.budget_note})' if row.budget_note else ''}"
+  if budget is None or row.env_steps != budget:
+    return f"{published}; runs: {runs}"
+  ours, theirs = (_settings_part(x) for x in (label, row.protocol))
+  if ours != theirs:
+    return f"published for protocol {row.protocol}; runs: {label} (other protocol settings)"
+  return None
+
+
+def budget_phrase_short(steps: int | None) -> str:
+  """A budget in short form, or 'an unstated budget'."""
+  return steps_text(steps) if steps else "an unstated budget"
+
+
+def _settings_part(label: str) -> str:
+  """A label without its ``@STEPS`` budget: the protocol and its changed settings."""
+  if "@" not in label:
+    return label
+  name, rest = label.split("@", 1)
+  return name + ("+" + rest.split("+", 1)[1] if "+" in rest else "")
 
 
 def _published_beside(manifest: suites.SuiteManifest, entry: dict) -> dict[str, float]:

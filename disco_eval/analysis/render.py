@@ -12,9 +12,10 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
+from disco_eval.analysis import rule_kinds
 from disco_eval.analysis.collect import Excluded
 from disco_eval.analysis.compare import METRIC_LABELS
-from disco_eval.analysis.published import published_label
+from disco_eval.analysis.published import budget_phrase_short
 from disco_eval.analysis.results import PER_TASK_CI, CompareResult, GroupResult
 
 
@@ -53,10 +54,70 @@ def seed_phrase(seeds: Mapping[str, int]) -> str:
 
 def _group_title(group: GroupResult) -> str:
   steps = ", ".join(f"{s:,}" for s in group.env_steps)
+  where = group.source if group.read_at is not None else f"{steps} env steps"
   return (
-    f"suite {group.key.suite} · protocol {group.key.protocol} · "
-    f"{steps} env steps · metric: {group.metric}"
+    f"suite {group.key.suite} · protocol {group.key.protocol} · {where} · metric: {group.metric}"
   )
+
+
+def label_notes(group: GroupResult) -> list[str]:
+  """The lines every table and caption of a group carries: where the scores
+  come from (when read from the training curve) and which rules are not
+  held out on the suite (or of unknown provenance)."""
+  notes = [f"scores {group.source}"] if group.read_at is not None else []
+  return notes + rule_kinds.footnotes(group.kinds, group.key.suite)
+
+
+def _rule_header(group: GroupResult, rule: str) -> str:
+  """A rule's column header: its label, and "not held out" where so."""
+  marker = group.kinds[rule].marker if rule in group.kinds else ""
+  return _esc(rule) + (f"\n({marker})" if marker else "")
+
+
+def _rules_table(group: GroupResult):
+  """One row per rule: its category, whether the suite is held out for it,
+  and the environments it was discovered on."""
+  from rich.table import Table
+
+  suite = group.key.suite
+  table = Table(
+    title=f"Rules — {suite}",
+    caption="held out: the suite is not among the environments the rule was discovered on "
+    "(its manifest's discovered_on); unknown: a custom checkpoint or a rule without a manifest",
+    caption_justify="left",
+  )
+  for name in ("Rule", "Kind", f"Held out on {suite}", "Discovered on"):
+    table.add_column(_esc(name))
+  for rule, kind in group.kinds.items():
+    shown = {"no": "no (not held out)"}.get(kind.held_out, kind.held_out)
+    table.add_row(_esc(rule), kind.category, shown, _esc(", ".join(kind.discovered_on) or "—"))
+  return table
+
+
+def _not_comparable_table(group: GroupResult):
+  """Published rows that measured something else than the runs, and why."""
+  from rich.table import Table
+
+  table = Table(
+    title=f"Published rows not comparable with these runs — {group.key.suite}",
+    caption="not comparable: another metric, budget or protocol setting; in no statistic",
+    caption_justify="left",
+    title_style="bold yellow",
+  )
+  for name in ("Published", "Task", "Value", "Metric", "Budget", "Reason", "Source"):
+    table.add_column(name, overflow="fold")
+  for pub in (p for p in group.published if not p.comparable):
+    value = pub.score if math.isfinite(pub.score) else next(iter(pub.beside.values()), None)
+    table.add_row(
+      _esc(pub.label),
+      _esc(pub.task),
+      fmt(value),
+      _esc(pub.metric),
+      budget_phrase_short(pub.env_steps),
+      _esc(f"not comparable: {pub.reason}"),
+      _esc(pub.citation),
+    )
+  return table
 
 
 def _esc(text: str) -> str:
@@ -87,17 +148,19 @@ def _per_task_table(result: CompareResult, group: GroupResult):
         f", then {', '.join(beside)} (mean over seeds, reported beside the score)" if beside else ""
       )
       + "; n = seeds; published columns come from the suite manifest "
-      "and enter no statistic"
+      "and enter no statistic" + "".join(f"; {_esc(n)}" for n in label_notes(group))
     ),
     caption_justify="left",
   )
   table.add_column("Task")
   rules = [r for r in group.rules]
-  published = sorted({p.rule for p in group.published})
+  comparable = group.comparable_published
+  published = sorted({p.rule for p in comparable})
   for rule in rules:
-    table.add_column(_esc(rule), justify="right")
+    table.add_column(_rule_header(group, rule), justify="right")
   for rule in published:
-    table.add_column(_esc(published_label(rule)), justify="right", style="italic dim")
+    label = next(p.label for p in comparable if p.rule == rule)
+    table.add_column(_esc(label), justify="right", style="italic dim")
   for task in group.tasks:
     cells = [_esc(task)]
     for rule in rules:
@@ -110,7 +173,7 @@ def _per_task_table(result: CompareResult, group: GroupResult):
         + f"\nn = {len(row.seeds)}"
       )
     for rule in published:
-      pub = next((p for p in group.published if p.task == task and p.rule == rule), None)
+      pub = next((p for p in comparable if p.task == task and p.rule == rule), None)
       cells.append(
         "-"
         if pub is None
@@ -147,19 +210,26 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
         else ""
       )
       + _diverged_caption(result)
+      + "".join(f" · {_esc(n)}" for n in label_notes(group))
     ),
     caption_justify="left",
   )
   table.add_column("Rule")
+  table.add_column("Kind")
+  table.add_column("Held out")
   table.add_column("Seeds", justify="right")
   for m in result.metrics:
     table.add_column(METRIC_LABELS.get(m, m), justify="right")
+  labels = {p.rule: p.label for p in group.comparable_published}
   for rows, published in ((group.aggregate, False), (group.published_aggregate, True)):
     for rule in dict.fromkeys(r.rule for r in rows):
       cells = {r.metric: r for r in rows if r.rule == rule}
       seeds = next(iter(cells.values())).seeds
+      kind = rule_kinds.PUBLISHED if published else group.kinds.get(rule, rule_kinds.PUBLISHED)
       table.add_row(
-        _esc(published_label(rule) if published else rule),
+        _esc(labels.get(rule, rule) if published else rule),
+        kind.category,
+        kind.held_out,
         str(seeds) if seeds else "?",
         *(fmt_interval(cells[m].point, cells[m].lo, cells[m].hi) for m in result.metrics),
         style="italic dim" if published else None,
@@ -176,6 +246,7 @@ def _improvement_table(result: CompareResult, group: GroupResult):
       f"P(X > Y): chance that a run of X beats a run of Y on a "
       f"random task · {_esc(seed_phrase(group.seeds))} · "
       f"{ci_caption(result)} · metric: {group.norm_label} {group.metric}"
+      + "".join(f" · {_esc(n)}" for n in label_notes(group))
     ),
     caption_justify="left",
   )
@@ -216,8 +287,11 @@ def render(result: CompareResult, console) -> None:
   from rich.markup import escape
 
   for group in result.groups:
-    console.rule(f"[bold]{_group_title(group)}")
+    console.rule(f"[bold]{_esc(_group_title(group))}")
+    console.print(_rules_table(group))
     console.print(_per_task_table(result, group))
+    if any(not p.comparable for p in group.published):
+      console.print(_not_comparable_table(group))
     if group.aggregate:
       console.print(_aggregate_table(result, group))
     if group.improvement:

@@ -18,6 +18,7 @@ import numpy as np
 from disco_eval.analysis import stats
 from disco_eval.analysis.collect import Excluded, GroupKey
 from disco_eval.analysis.published import PublishedRow
+from disco_eval.analysis.rule_kinds import RuleKind
 
 PER_TASK_CI = "Student-t"
 
@@ -84,6 +85,25 @@ class GroupResult:
   # What the normalised score is called (a suite without normalisation, e.g.
   # NetHack's single task, aggregates raw scores and says so).
   norm_label: str = "normalised"
+  # Per rule label: its category and whether the suite is held out for it.
+  kinds: dict[str, RuleKind] = dataclasses.field(default_factory=dict)
+  # The env steps the runs' training curves were read at (None: final scores).
+  read_at: int | None = None
+  # The budget published rows must match: `read_at`, else the runs' budget.
+  budget: int | None = None
+
+  @property
+  def comparable_published(self) -> list[PublishedRow]:
+    """The published rows that measured what the runs did (the others are
+    shown marked "not comparable" and enter no aggregate)."""
+    return [p for p in self.published if p.comparable]
+
+  @property
+  def source(self) -> str:
+    """Where the runs' scores come from: the final evaluation, or the curve."""
+    if self.read_at is None:
+      return "final evaluation of the trained policy"
+    return f"read from the training curve at {self.read_at:,} steps"
 
 
 @dataclasses.dataclass
@@ -154,7 +174,9 @@ def _group_json(group: GroupResult) -> dict:
     ],
     "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
     "probability_of_improvement": [dataclasses.asdict(r) for r in group.improvement],
-    "published": [dict(dataclasses.asdict(r), published=True) for r in group.published],
+    "published": [
+      dict(dataclasses.asdict(r), published=True, held_out="published") for r in group.published
+    ],
     "published_aggregate": [dataclasses.asdict(r) for r in group.published_aggregate],
     "matrices": {
       rule: {
@@ -166,6 +188,13 @@ def _group_json(group: GroupResult) -> dict:
     },
     "warnings": group.warnings,
     "normalized_label": group.norm_label,
+    "rule_kinds": {
+      rule: {"category": k.category, "held_out": k.held_out, "discovered_on": list(k.discovered_on)}
+      for rule, k in group.kinds.items()
+    },
+    "read_at": group.read_at,
+    "source": group.source,
+    "budget": group.budget,
   }
   return doc
 

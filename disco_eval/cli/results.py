@@ -28,6 +28,8 @@ COMPARE_EXAMPLES = """Examples:
   disco-eval compare results --suite procgen --rules disco103,actor_critic
 
   disco-eval compare results --metrics iqm,median --json > compare.json
+
+  disco-eval compare results --suite crafter --at 1M
 """
 EXPORT_EXAMPLES = """Examples:
 
@@ -78,6 +80,18 @@ DivergedOpt = Annotated[
 ]
 
 
+AtOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--at",
+    help="Read each run's training curve at this budget instead of its final score "
+    "(1000000, 1e6, 1M, 50M): the episode-weighted mean training return of the last 5% "
+    "of the first STEPS env steps; a run that never reached STEPS is refused.",
+    metavar="STEPS",
+  ),
+]
+
+
 def _warn(message: str) -> None:
   """Prints a warning on stderr."""
   typer.echo(f"warning: {message}", err=True)
@@ -102,6 +116,7 @@ def compare_command(
     bool, typer.Option("--json", help="Print the result as JSON (only JSON on stdout).")
   ] = False,
   include_diverged: DivergedOpt = False,
+  at: AtOpt = None,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
   result = compare.compare(
@@ -113,6 +128,7 @@ def compare_command(
     seed=seed,
     protocol=protocol,
     include_diverged=include_diverged,
+    at=at,
   )
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
@@ -139,6 +155,7 @@ def export_csv_command(
   seed: SeedOpt = 0,
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
+  at: AtOpt = None,
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
   text = export.export_csv(
@@ -152,6 +169,7 @@ def export_csv_command(
     protocol=protocol,
     warn=_warn,
     include_diverged=include_diverged,
+    at=at,
   )
   if out is None:
     typer.echo(text, nl=False)
@@ -178,6 +196,7 @@ def plot_command(
   seed: SeedOpt = 0,
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
+  at: AtOpt = None,
 ) -> None:
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
   path = plots.plot(
@@ -191,6 +210,7 @@ def plot_command(
     protocol=protocol,
     warn=_warn,
     include_diverged=include_diverged,
+    at=at,
   )
   typer.echo(f"wrote {path}", err=True)
 

@@ -1,0 +1,128 @@
+"""What kind each rule of a report is, and whether a suite is held out for it.
+
+Every report (tables, CSV rows, plot captions) names each rule's category and
+whether its results on the suite are held out, read from the rule's manifest
+(:class:`disco_eval.config.manifests.RuleManifest`: ``category`` and
+``discovered_on``) by the rule name its run config records:
+
+* a rule whose manifest lists the suite in ``discovered_on`` is **not held
+  out** there (e.g. Disco103 on ProcGen: Disco103 was discovered on Atari-57,
+  ProcGen and DMLab-30); on every other suite it is held out (``yes``);
+  hand-designed rules list none, so every suite counts as held out for them;
+* a weights file run as ``--rule PATH.npz`` or ``NAME=PATH.npz`` is the rule
+  whose manifest publishes weights of its sha256, when one does; any other
+  (a custom checkpoint), or a rule without a manifest, is of unknown
+  provenance: ``unknown``;
+* published rows come from suite manifests, not from rule manifests: they are
+  labelled ``published``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, MutableMapping
+
+from disco_eval.config.manifests import (
+  RuleManifest,
+  is_valid_name,
+  known_rule_names,
+  load_rule_manifest,
+)
+from disco_eval.errors import UserError
+
+HELD_OUT = ("yes", "no", "unknown", "published")
+CHECKPOINT = "learned weights (custom checkpoint, provenance unknown)"
+NO_MANIFEST = "unknown (no rule manifest of this name)"
+
+
+@dataclasses.dataclass(frozen=True)
+class RuleKind:
+  """A rule's category in words and whether a suite is held out for it.
+
+  ``held_out`` is one of :data:`HELD_OUT`; ``discovered_on`` the manifest's
+  discovery environments (empty when unknown or hand-designed).
+  """
+
+  category: str
+  held_out: str
+  discovered_on: tuple[str, ...] = ()
+
+  @property
+  def marker(self) -> str:
+    """``not held out``, ``held out: unknown`` or '' (held out, or published)."""
+    return {"no": "not held out", "unknown": "held out: unknown"}.get(self.held_out, "")
+
+
+PUBLISHED = RuleKind("published", "published")
+
+
+def _manifest(name: str, cache: MutableMapping[str, RuleManifest | None]) -> RuleManifest | None:
+  """The manifest of rule `name` (None when there is none), cached in `cache`."""
+  if name not in cache:
+    manifest = None
+    if is_valid_name(name) and name in known_rule_names():
+      try:
+        manifest = load_rule_manifest(name)
+      except UserError:
+        manifest = None
+    cache[name] = manifest
+  return cache[name]
+
+
+def _by_sha(sha: str, cache: MutableMapping[str, RuleManifest | None]) -> RuleManifest | None:
+  """The manifest whose published weights have sha256 `sha` (a file of them
+  run as ``--rule PATH.npz`` is that rule), else None."""
+  for name in known_rule_names():
+    manifest = _manifest(name, cache)
+    if manifest is not None and manifest.learned and manifest.sha256 == sha:
+      return manifest
+  return None
+
+
+def rule_kind(
+  rule: Mapping[str, Any] | None,
+  suite: str,
+  cache: MutableMapping[str, RuleManifest | None] | None = None,
+) -> RuleKind:
+  """The kind of the rule a run config records (its ``"rule"`` table:
+  ``name``, ``kind``, ``sha256``, ``source``) on `suite`."""
+  cache = {} if cache is None else cache
+  rule = rule if isinstance(rule, Mapping) else {}
+  name = rule.get("name")
+  manifest = _manifest(name, cache) if isinstance(name, str) else None
+  sha = rule.get("sha256")
+  if sha and (manifest is None or manifest.sha256 != sha):
+    manifest = _by_sha(sha, cache) or manifest
+  if manifest is not None and not (manifest.learned and sha and sha != manifest.sha256):
+    held = "yes" if manifest.held_out_on(suite) else "no"
+    return RuleKind(manifest.category_label, held, tuple(manifest.discovered_on))
+  if manifest is not None or rule.get("source") or sha:
+    return RuleKind(CHECKPOINT, "unknown")
+  return RuleKind(NO_MANIFEST, "unknown")
+
+
+def footnotes(kinds: Mapping[str, RuleKind], suite: str) -> list[str]:
+  """One line per rule that is not held out on `suite`, and one for rules of
+  unknown provenance ([] when every rule is held out)."""
+  lines = [
+    f"{rule}: not held out on {suite} — {rule} was discovered on "
+    f"{', '.join(kind.discovered_on)}, which includes {suite}"
+    for rule, kind in kinds.items()
+    if kind.held_out == "no"
+  ]
+  unknown = [rule for rule, kind in kinds.items() if kind.held_out == "unknown"]
+  if unknown:
+    lines.append(
+      f"{', '.join(unknown)}: held out unknown — a custom checkpoint or a rule without a "
+      "manifest, whose discovery environments are not known"
+    )
+  return lines
+
+
+def kinds_line(kinds: Mapping[str, RuleKind]) -> str:
+  """``rules: disco103 discovered (learned weights), not held out; ppo hand-designed``."""
+  parts = []
+  for rule, kind in kinds.items():
+    marker = kind.marker or ("held out" if kind.held_out == "yes" else "")
+    parts.append(f"{rule} {kind.category}" + (f", {marker}" if marker else ""))
+  return "rules: " + "; ".join(parts) if parts else ""
