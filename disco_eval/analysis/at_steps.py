@@ -26,6 +26,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import re
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -114,3 +116,13 @@ def collection_at(collection: collect.Collection, steps: int) -> collect.Collect
       )
     )
   return dataclasses.replace(collection, runs=tuple(runs))
+
+
+def collect_at(root: str | Path, at: int | str | None, **filters: Any) -> collect.Collection:
+  """:func:`disco_eval.analysis.collect.collect` (`filters`: its keyword
+  arguments), each run read from its training curve at `at` when given."""
+  at = parse_steps(at) if at is not None else None
+  collection = collect.collect(root, **filters)
+  if at is None or not collection.runs:
+    return collection
+  return collection_at(collection, at)

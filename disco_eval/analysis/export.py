@@ -262,12 +262,9 @@ def export_csv(
   if out is not None:
     _check_out(Path(out))
   rules = collect.parse_list(rules)
-  at = at_steps.parse_steps(at) if at is not None else None
-  collection = collect.collect(
-    root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  collection = at_steps.collect_at(
+    root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  if at is not None and collection.runs:
-    collection = at_steps.collection_at(collection, at)
   result = compare.compare_collection(
     collection,
     metrics,

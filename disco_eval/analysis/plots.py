@@ -497,6 +497,13 @@ def _check_out(kind: str, out: Path) -> str:
   return fmt
 
 
+def _collect(kind: str, root: str | Path, at: int | str | None, **filters) -> collect.Collection:
+  """The runs a plot shows (read from their training curves at `at` when given)."""
+  if at is not None and kind == "curves":
+    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
+  return at_steps.collect_at(root, at, **filters)
+
+
 def plot(
   kind: str,
   root: str | Path,
@@ -526,8 +533,7 @@ def plot(
     warn: called with each warning (excluded runs, dropped points, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
-    at: read the runs' training curves at this budget instead of their final
-      scores (not for ``curves``, which draws the whole curve).
+    at: read the training curves at this budget, not final scores (not for ``curves``).
 
   Returns:
     `out` as a Path.
@@ -543,14 +549,9 @@ def plot(
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
-  if at is not None and kind == "curves":
-    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
-  at = at_steps.parse_steps(at) if at is not None else None
-  collection = collect.collect(
-    root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  collection = _collect(
+    kind, root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  if at is not None and collection.runs:
-    collection = at_steps.collection_at(collection, at)
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
   notes = [problem, collection.diverged_note()]
