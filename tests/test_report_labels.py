@@ -343,6 +343,7 @@ def test_at_reads_the_curve_and_compares_published_rows_at_that_budget(toy: Path
   assert not by_rule["Solver"].comparable  # a curve gives no solve rate
   text = text_of(compare.compare(toy, reps=REPS, at="500"))
   assert "read from the training curve at 500 steps" in text
+  assert "published values read off a figure: Halfway" in text
   df = pd.read_csv(io.StringIO(export.export_csv(toy, aggregate=True, reps=REPS, at=500)))
   at = df[df.kind == "curve_at"]
   assert len(at) == 3 and set(at.note) == {"read from the training curve at 500 steps"}
@@ -430,3 +431,16 @@ def test_compare_at_on_a_real_catch_run_equals_the_curve(tmp_path: Path) -> None
   [group] = doc["groups"]
   assert group["source"] == "read from the training curve at 400 steps"
   assert group["per_task"][0]["score"]["mean"] == pytest.approx(hand_value(result.path, 400))
+
+
+def test_cli_export_and_plot_take_at(toy: Path, tmp_path: Path) -> None:
+  out = tmp_path / "at.csv"
+  res = CliRunner().invoke(_app(), ["export", "csv", str(toy), "--at", "500", "--out", str(out)])
+  assert res.exit_code == 0, res.output
+  assert set(pd.read_csv(out).kind) == {"train", "curve_at", "published"}
+  svg = tmp_path / "at.svg"
+  res = CliRunner().invoke(_app(), ["plot", "profiles", str(toy), "--at", "5e2", "--out", str(svg)])
+  assert res.exit_code == 0, res.output
+  assert "read from the training curve at 500 steps" in svg_text(svg)
+  res = CliRunner().invoke(_app(), ["plot", "curves", str(toy), "--at", "500", "--out", str(svg)])
+  assert isinstance(res.exception, UserError) and "drop --at" in str(res.exception)

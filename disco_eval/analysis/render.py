@@ -62,9 +62,13 @@ def _group_title(group: GroupResult) -> str:
 
 def label_notes(group: GroupResult) -> list[str]:
   """The lines every table and caption of a group carries: where the scores
-  come from (when read from the training curve) and which rules are not
-  held out on the suite (or of unknown provenance)."""
+  come from (when read from the training curve), which published values were
+  read off a figure, and which rules are not held out on the suite (or of
+  unknown provenance)."""
   notes = [f"scores {group.source}"] if group.read_at is not None else []
+  figure = sorted({p.rule for p in group.comparable_published if p.read_off == "figure"})
+  if figure:
+    notes.append(f"published values read off a figure: {', '.join(figure)}")
   return notes + rule_kinds.footnotes(group.kinds, group.key.suite)
 
 
