@@ -332,7 +332,7 @@ def _check_module(data: Mapping[str, Any], path: Path) -> None:
   module = data.get("module")
   if data["kind"] == PLUGIN_KIND and module is None:
     raise UserError(
-      f'{path}: a kind = "{PLUGIN_KIND}" rule needs field \'module\', e.g. '
+      f"{path}: a kind = \"{PLUGIN_KIND}\" rule needs field 'module', e.g. "
       'module = "my_rule.py:make_rule" (a file beside the manifest) or "package.module:make_rule"'
     )
   if module is None:

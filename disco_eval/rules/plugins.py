@@ -154,7 +154,7 @@ def _import_name(manifest: RuleManifest) -> ModuleType:
     if e.name and (source == e.name or source.startswith(e.name + ".")):
       raise UserError(
         f"{manifest.path}: module '{source}' not found; install the package that provides "
-        "it, or name a file: module = \"my_rule.py:FUNCTION\""
+        'it, or name a file: module = "my_rule.py:FUNCTION"'
       ) from None
     raise UserError(
       f"{manifest.path}: importing {source} failed: {_describe(e, None)}; fix the module"
