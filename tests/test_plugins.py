@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from disco_eval import store
+from disco_eval import launch, store
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
 from disco_eval.rules import plugins, registry, weights
@@ -341,3 +341,9 @@ def test_named_checkpoints_with_one_file_name_are_two_rules(disco_home, disco103
   )
   assert [u.label for u in planned.units] == ["first", "second"]
   assert [str(r.path) for r in planned.rules.values()] == [str(a), str(b)]
+
+
+def test_a_manifest_reaches_workers_by_an_absolute_path(example, tmp_path, monkeypatch):
+  monkeypatch.chdir(example.parent)
+  spec = SweepSpec("catch", rules=("reinforce_baseline.toml", "ppo"), out=Path("r"))
+  assert launch.for_workers(spec).rules == (str(example), "ppo")
