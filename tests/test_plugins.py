@@ -15,12 +15,15 @@ import subprocess
 import sys
 from pathlib import Path
 
+import jax.numpy as jnp
+import numpy as np
 import pytest
 
 from disco_eval import launch, store
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
 from disco_eval.rules import plugins, registry, weights
+from disco_eval.rules.base import Rollout
 from disco_eval.runs import SweepSpec, plan, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
@@ -347,3 +350,28 @@ def test_a_manifest_reaches_workers_by_an_absolute_path(example, tmp_path, monke
   monkeypatch.chdir(example.parent)
   spec = SweepSpec("catch", rules=("reinforce_baseline.toml", "ppo"), out=Path("r"))
   assert launch.for_workers(spec).rules == (str(example), "ppo")
+
+
+def test_example_rule_computes_reinforce_with_a_baseline_by_hand(example):
+  m = manifests.load_manifest_file(example)
+  settings = m.settings(overrides={"rule.normalize_adv": "false"})
+  rule = registry.build_manifest_rule(m, settings, "rb")
+  batch = Rollout(  # T = 2 transitions of one trajectory; the episode ends after the first
+    observations=jnp.zeros((3, 1, 8, 8)),
+    actions=jnp.asarray([[0], [2], [1]], jnp.int32),
+    rewards=jnp.asarray([[0.0], [1.0], [2.0]]),
+    discounts=jnp.asarray([[1.0], [0.0], [1.0]]),
+    behaviour_logits=jnp.zeros((3, 1, 3)),
+  )
+  out = {"logits": jnp.zeros((3, 1, 3)), "v": jnp.asarray([[[0.5]], [[0.25]], [[4.0]]])}
+  targets, state, _ = rule.targets(None, rule.init_state(None, None), batch, out, None, None)
+  returns, advantage = targets
+  np.testing.assert_allclose(returns[:, 0], [1.0, 2.0 + 0.99 * 4.0], rtol=1e-6)
+  np.testing.assert_allclose(advantage[:, 0], [0.5, 5.96 - 0.25], rtol=1e-6)
+  loss, _ = rule.loss(out, targets, batch)
+  log3 = np.log(3.0)
+  expected = [
+    log3 * 0.5 + 0.5 * 0.5 * 0.5**2 - 0.01 * log3,
+    log3 * 5.71 + 0.5 * 0.5 * 5.71**2 - 0.01 * log3,
+  ]
+  np.testing.assert_allclose(loss[:, 0], expected, rtol=1e-5)

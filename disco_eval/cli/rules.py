@@ -32,7 +32,8 @@ def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")
   if as_json:
     return print_json(rows)
   t = Table(title="Rules")
-  for c in ("name", "kind", "category", "discovered on", "weights", "description"):
+  t.add_column("name", no_wrap=True, min_width=max([len(r["name"]) for r in rows] + [4]))
+  for c in ("kind", "category", "discovered on", "weights", "description"):
     t.add_column(c)
   for r in rows:
     w = "-" if not r["learned"] else ("cached" if r["cached"] else "not pulled")
