@@ -21,7 +21,7 @@ def bench(
     metavar="SUITE",
   ),
   rule: str = typer.Option(
-    "disco103", "--rule", "-r", help="Rule name or PATH.npz.", metavar="RULE"
+    "disco103", "--rule", "-r", help="Rule name, PATH.npz or PATH.toml.", metavar="RULE"
   ),
   seeds: int = typer.Option(4, help="Seeds for the 1-vs-N scaling measurement.", metavar="N"),
   task: Optional[str] = typer.Option(

@@ -6,11 +6,11 @@ from typing import Optional
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import esc, out, print_json
+from disco_eval.cli.common import err, esc, out, print_json
 from disco_eval.cli.helptext import Command, Group
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
-from disco_eval.rules import weights
+from disco_eval.rules import plugins, weights
 
 app = typer.Typer(help="Rule manifests and weights.", no_args_is_help=True, cls=Group)
 
@@ -22,41 +22,75 @@ def register(root: typer.Typer) -> None:
 
 @app.command("list", cls=Command)
 def rules_list(as_json: bool = typer.Option(False, "--json", help="Print JSON.")):
-  """List the known rules."""
-  rows = []
-  for m in manifests.list_rule_manifests():
-    cached = weights.cached_path(m).is_file() if m.filename else None
-    rows.append(
-      {
-        "name": m.name,
-        "kind": m.kind,
-        "architecture": m.architecture,
-        "description": m.description,
-        "learned": bool(m.filename),
-        "cached": cached,
-      }
-    )
+  """List the known rules: built-in and registered by installed packages (entry-point group
+  disco_eval.rules), with their kind, category and where they were discovered."""
+  installed, problems = plugins.entry_point_manifests()
+  rows = [_row(m, "built-in") for m in manifests.list_rule_manifests()]
+  rows += [_row(m, "installed") for m in installed]
+  for line in problems:
+    err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
   if as_json:
     return print_json(rows)
   t = Table(title="Rules")
-  for c in ("name", "kind", "weights", "description"):
+  t.add_column("name", no_wrap=True, min_width=max([len(r["name"]) for r in rows] + [4]))
+  for c in ("kind", "category", "discovered on", "weights", "description"):
     t.add_column(c)
   for r in rows:
     w = "-" if not r["learned"] else ("cached" if r["cached"] else "not pulled")
-    t.add_row(esc(r["name"]), esc(r["kind"]), w, esc(r["description"]))
+    kind = r["kind"] if r["source"] == "built-in" else f"{r['kind']} (installed)"
+    found = ", ".join(r["discovered_on"]) or "-"
+    t.add_row(
+      esc(r["name"]), esc(kind), esc(r["category_label"]), esc(found), w, esc(r["description"])
+    )
   out.print(t)
+
+
+def _row(m: manifests.RuleManifest, source: str) -> dict:
+  """The `rules list` entry of one manifest (`source`: built-in or installed)."""
+  return {
+    "name": m.name,
+    "kind": m.kind,
+    "category": m.category,
+    "category_label": m.category_label,
+    "discovered_on": list(m.discovered_on),
+    "source": source,
+    "manifest": str(m.path),
+    "module": m.module,
+    "architecture": m.architecture,
+    "description": m.description,
+    "learned": bool(m.filename),
+    "cached": weights.cached_path(m).is_file() if m.filename else None,
+  }
+
+
+def _manifest(name: str) -> manifests.RuleManifest:
+  """The manifest of a rule name, an installed rule's name or a manifest path (.toml)."""
+  if name.lower().endswith(".toml"):
+    return manifests.load_manifest_file(Path(name))
+  if manifests.is_valid_name(name) and name not in manifests.known_rule_names():
+    installed = plugins.entry_point_manifest(name)
+    if installed is not None:
+      return installed
+  return manifests.load_rule_manifest(name)
 
 
 @app.command("show", cls=Command)
 def rules_show(
-  name: str = typer.Argument(..., help="Rule name (see `disco-eval rules list`).", metavar="RULE"),
+  name: str = typer.Argument(
+    ...,
+    help="Rule name (see `disco-eval rules list`) or a manifest path (.toml).",
+    metavar="RULE",
+  ),
   as_json: bool = typer.Option(False, "--json", help="Print JSON."),
 ):
   """Show a rule's manifest: source, checksum, licence and default settings."""
-  m = manifests.load_rule_manifest(name)
+  m = _manifest(name)
   info = {
     "name": m.name,
     "kind": m.kind,
+    "category": m.category_label,
+    "discovered_on": ", ".join(m.discovered_on) or None,
+    "module": m.module,
     "architecture": m.architecture,
     "description": m.description,
     "source_url": m.source_url,
@@ -72,6 +106,9 @@ def rules_show(
   t = Table(title=f"Rule {esc(m.name)}", show_header=False)
   for k in (
     "kind",
+    "category",
+    "discovered_on",
+    "module",
     "architecture",
     "description",
     "source_url",
@@ -80,7 +117,8 @@ def rules_show(
     "citation",
     "manifest",
   ):
-    t.add_row(k, esc(info[k]))
+    if info[k] is not None or k in ("source_url", "sha256"):
+      t.add_row(k, esc(info[k]))
   for table, vals in info["settings"].items():
     for k, v in vals.items():
       t.add_row(esc(f"{table}.{k}"), esc(v))

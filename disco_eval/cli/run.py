@@ -47,8 +47,8 @@ SuiteArg = Annotated[
 RuleOpt = Annotated[
   list[str],
   _opt(
-    "Rule name, PATH.npz (labelled by its file stem) or NAME=PATH.npz (labelled NAME); "
-    "repeat for several.",
+    "Rule name, PATH.npz (labelled by its file stem), NAME=PATH.npz (labelled NAME) or a "
+    "rule manifest PATH.toml (e.g. a plug-in's); repeat for several.",
     "--rule",
     "-r",
     metavar="RULE",

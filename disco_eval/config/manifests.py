@@ -22,7 +22,14 @@ from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
 REQUIRED_FIELDS = ("name", "kind", "category", "description", "licence", "citation")
-OPTIONAL_FIELDS = ("architecture", "source_url", "filename", "sha256", "discovered_note")
+OPTIONAL_FIELDS = (
+  "architecture",
+  "source_url",
+  "filename",
+  "sha256",
+  "discovered_note",
+  "module",
+)
 LIST_FIELDS = ("discovered_on",)
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES + ("suites",)
 # What kind of rule a manifest describes (shown by `rules list` and in every report):
@@ -40,6 +47,10 @@ CATEGORIES = {
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
 OPTIMIZER_KEYS = ("learning_rate", "max_abs_update", "max_grad_norm", "b1", "b2", "eps")
 DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
+
+# The kind of a plug-in rule: its manifest names a Python module (``module``) whose factory
+# builds the rule (disco_eval.rules.plugins); the other kinds are built in (rules.registry).
+PLUGIN_KIND = "plugin"
 
 _NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 _SHA256_RE = re.compile(r"[0-9a-f]{64}")
@@ -61,6 +72,7 @@ class RuleManifest:
   category: str = "hand-designed"  # a key of CATEGORIES
   discovered_on: tuple[str, ...] = ()  # environments the rule was discovered on
   discovered_note: str | None = None  # the source of discovered_on
+  module: str | None = None  # a plug-in's factory: "FILE.py:FUNCTION" or "package.module:FUNCTION"
   hyperparams: dict = field(default_factory=dict)
   rule: dict = field(default_factory=dict)
   agent: dict = field(default_factory=dict)
@@ -206,9 +218,26 @@ def load_rule_manifest(name: str) -> RuleManifest:
   if not _NAME_RE.fullmatch(name) or not path.is_file():
     known = ", ".join(known_rule_names()) or "(none)"
     raise UserError(
-      f"unknown rule '{name}'; known rules: {known} (or pass a checkpoint path ending in .npz)"
+      f"unknown rule '{name}'; known rules: {known} (or pass a checkpoint path ending in .npz "
+      "or a rule manifest ending in .toml)"
     )
   return read_rule_manifest(path)
+
+
+def load_manifest_file(path: Path) -> RuleManifest:
+  """A rule manifest given by its path (``--rule PATH.toml``, e.g. a plug-in's); a UserError
+  if it is missing or its name is a built-in rule's (unless it is that rule's own file)."""
+  path = Path(path).expanduser()
+  if not path.is_file():
+    raise UserError(f"rule manifest not found: {path}; check the path given to --rule")
+  manifest = read_rule_manifest(path.resolve())
+  builtin = paths.manifest_dir("rules") / f"{manifest.name}.toml"
+  if builtin.is_file() and builtin.resolve() != path.resolve():
+    raise UserError(
+      f"{path}: rule name '{manifest.name}' is a built-in rule's; rename the manifest "
+      "(and its 'name') so that results of the two are not mixed"
+    )
+  return manifest
 
 
 def read_rule_manifest(path: Path) -> RuleManifest:
@@ -242,6 +271,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
       raise UserError(f"{path}: field '{key}' must be a table ([{key}])")
   _check_name(data["name"], path)
   _check_weights_fields(data, path)
+  _check_module(data, path)
   discovered_on = _check_discovery(data, path)
   tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
   _check_declared_keys(tables, path)
@@ -259,6 +289,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
     category=data["category"],
     discovered_on=discovered_on,
     discovered_note=data.get("discovered_note"),
+    module=data.get("module"),
     suites=suites,
     path=path,
     **tables,
@@ -293,6 +324,30 @@ def _check_discovery(data: Mapping[str, Any], path: Path) -> tuple[str, ...]:
       ' e.g. ["atari-57", "procgen"]) so reports can mark results that are not held out'
     )
   return tuple(found)
+
+
+def _check_module(data: Mapping[str, Any], path: Path) -> None:
+  """A plug-in (``kind = "plugin"``) names its factory as ``module = "SOURCE:FUNCTION"``; a
+  rule of a built-in kind has no module."""
+  module = data.get("module")
+  if data["kind"] == PLUGIN_KIND and module is None:
+    raise UserError(
+      f"{path}: a kind = \"{PLUGIN_KIND}\" rule needs field 'module', e.g. "
+      'module = "my_rule.py:make_rule" (a file beside the manifest) or "package.module:make_rule"'
+    )
+  if module is None:
+    return
+  if data["kind"] != PLUGIN_KIND:
+    raise UserError(
+      f"{path}: field 'module' is for plug-in rules; set kind = \"{PLUGIN_KIND}\" "
+      f"(not {data['kind']!r}) or remove 'module'"
+    )
+  source, colon, function = module.rpartition(":")
+  if not colon or not source.strip() or not function.isidentifier():
+    raise UserError(
+      f"{path}: field 'module' is {module!r}; write SOURCE:FUNCTION, e.g. "
+      '"my_rule.py:make_rule" or "package.module:make_rule"'
+    )
 
 
 def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:

@@ -20,12 +20,19 @@ class RuleIdentity:
   """Which rule a run trained with."""
 
   name: str  # the rule's label (manifest name, or a checkpoint's)
-  kind: str  # the manifest's kind: disco, actor_critic, ppo, ...
+  kind: str  # the manifest's kind: disco, actor_critic, ppo, plugin, ...
   sha256: str | None  # of the weights file (learned rules)
-  source: str | None  # the weights file's path (learned rules)
+  source: str | None  # the weights file's path (learned rules); a plug-in's manifest
+  # A plug-in's code (rules.plugins.PluginModule.to_json): {"factory": "my_rule.py:make_rule",
+  # "sha256": of the factory's module file, "version": of its package or None}; recorded
+  # only for plug-ins, so that a changed source is a changed config on resume.
+  module: dict[str, Any] | None = None
 
   def to_json(self) -> dict[str, Any]:
-    return {"name": self.name, "kind": self.kind, "sha256": self.sha256, "source": self.source}
+    doc = {"name": self.name, "kind": self.kind, "sha256": self.sha256, "source": self.source}
+    if self.module is not None:
+      doc["module"] = dict(self.module)
+    return doc
 
 
 @dataclasses.dataclass(frozen=True)

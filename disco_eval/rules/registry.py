@@ -2,14 +2,17 @@
 
 Each kind names the function that builds its rule and the dataclass that
 declares the keys of its ``[hyperparams]`` and ``[rule]`` tables (their
-values live in the rule manifests, ``rules/*.toml``).
+values live in the rule manifests, ``rules/*.toml``). A plug-in's manifest
+(``kind = "plugin"``) names its own builder instead (:mod:`disco_eval.rules.plugins`);
+:func:`build_manifest_rule` and :func:`check_manifest` take either.
 """
 
 from typing import Any, Callable, NamedTuple
 
 from disco_eval.config import schema
+from disco_eval.config.manifests import RuleManifest
 from disco_eval.errors import UserError
-from disco_eval.rules import actor_critic, disco, ppo
+from disco_eval.rules import actor_critic, disco, plugins, ppo
 from disco_eval.rules.base import UpdateRule
 
 
@@ -48,3 +51,23 @@ def build_rule(
 ) -> UpdateRule:
   """The rule object of a manifest `kind` from its settings tables."""
   return rule_kind(kind).build(settings, name=name, axis_name=axis_name)
+
+
+def build_manifest_rule(
+  manifest: RuleManifest, settings: dict[str, Any], name: str, axis_name: str | None = None
+) -> UpdateRule:
+  """The rule object of `manifest` from its resolved settings tables: a plug-in's factory
+  (``module``), else the builder of its built-in kind."""
+  if plugins.is_plugin(manifest):
+    return plugins.build(manifest, settings, name=name, axis_name=axis_name)
+  return build_rule(manifest.kind, settings, name, axis_name)
+
+
+def check_manifest(manifest: RuleManifest) -> None:
+  """A UserError if `manifest`'s settings tables do not fit its rule (see check_settings);
+  a plug-in is built once from them, so its factory checks them and its result is checked
+  against the rule contract."""
+  if plugins.is_plugin(manifest):
+    plugins.build(manifest, manifest.settings(), name=manifest.name)
+    return
+  check_settings(manifest.kind, manifest.settings(), str(manifest.path))

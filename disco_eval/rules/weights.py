@@ -30,9 +30,11 @@ from disco_eval.config.manifests import (
   RuleManifest,
   is_valid_name,
   known_rule_names,
+  load_manifest_file,
   load_rule_manifest,
 )
 from disco_eval.errors import UserError
+from disco_eval.rules import plugins
 from disco_eval.rules.architectures import expected_shapes
 
 CHUNK_SIZE = 1 << 20
@@ -315,9 +317,10 @@ class ResolvedRule:
 
   manifest: RuleManifest
   params: Params | None
-  sha256: str | None
-  path: Path | None
+  sha256: str | None  # of the weights file (learned rules)
+  path: Path | None  # the weights file; a manifest given by path (plug-ins)
   label: str
+  module: plugins.PluginModule | None = None  # a plug-in's code (see rules.plugins)
 
 
 def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ()) -> ResolvedRule:
@@ -334,15 +337,25 @@ def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ())
     file is not that rule's published weights, or when another file spec of
     `among` (the sweep's rule specs) has the same stem, so that two files
     named alike are never one rule.
+  * a spec ending in ``.toml``: a rule manifest (a plug-in's, :mod:`disco_eval.rules.plugins`),
+    labelled by its name.
   * otherwise a rule name: learned rules load their cached weights (pulled
-    first if missing and `download`), hand-designed rules have no params.
+    first if missing and `download`), hand-designed rules have no params; a
+    name that is not a built-in rule's may be one an installed package
+    registers (entry-point group ``disco_eval.rules``).
   """
+  if spec.lower().endswith(".toml"):
+    return _resolve_manifest(load_manifest_file(Path(spec)))
   named = _split_named(spec)
   if named is not None:
     return _resolve_file(named[1], named[0])
   if looks_like_path(spec):
     path = Path(spec).expanduser()
     return _resolve_file(path, None, _stem_shared(spec, among))
+  if is_valid_name(spec) and spec not in known_rule_names():
+    installed = plugins.entry_point_manifest(spec)
+    if installed is not None:
+      return _resolve_manifest(installed)
   manifest = load_rule_manifest(spec)
   if manifest.filename is None:
     return ResolvedRule(manifest, None, None, None, manifest.name)
@@ -357,6 +370,17 @@ def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ())
   sha = check_cached_file(manifest, path)
   params = load_params(path, manifest.architecture)
   return ResolvedRule(manifest, params, sha, path, manifest.name)
+
+
+def _resolve_manifest(manifest: RuleManifest) -> ResolvedRule:
+  """A rule of a manifest given by path or by an installed package (a plug-in's code is
+  imported here, so that an import error fails first)."""
+  if manifest.filename is not None:
+    raise UserError(
+      f"{manifest.path}: a rule with a weights file is used by name or as --rule NAME=PATH.npz"
+    )
+  module = plugins.module_identity(manifest) if plugins.is_plugin(manifest) else None
+  return ResolvedRule(manifest, None, None, manifest.path, manifest.name, module)
 
 
 def _split_named(spec: str) -> tuple[str, Path] | None:

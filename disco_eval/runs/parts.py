@@ -2,7 +2,7 @@
 
 from disco_eval.agents.networks import Agent
 from disco_eval.envs import registry as envs
-from disco_eval.rules.registry import build_rule
+from disco_eval.rules.registry import build_manifest_rule
 from disco_eval.train.optim import make_optimizer
 
 
@@ -13,7 +13,7 @@ def build_parts(suite, task: str, rule, settings: dict):
   `settings` its tables as resolved (``RunConfig.settings``).
   """
   env = envs.make(suite, task)
-  rule_obj = build_rule(rule.manifest.kind, settings, rule.label)
+  rule_obj = build_manifest_rule(rule.manifest, settings, rule.label)
   agent = Agent(
     settings["agent"], rule_obj.output_spec(env.num_actions), env.num_actions, env.observation_shape
   )

@@ -35,6 +35,7 @@ def rule_identity(rule: weights.ResolvedRule) -> RuleIdentity:
     kind=rule.manifest.kind,
     sha256=rule.sha256,
     source=str(rule.path) if rule.path else None,
+    module=rule.module.to_json() if rule.module else None,
   )
 
 
@@ -74,7 +75,7 @@ def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
   if len(set(labels)) != len(labels):
     raise UserError(f"the same rule is named twice: {', '.join(labels)}")
   for rule in resolved:
-    registry.check_settings(rule.manifest.kind, rule.manifest.settings(), str(rule.manifest.path))
+    registry.check_manifest(rule.manifest)
   return resolved
 
 
