@@ -150,12 +150,14 @@ def _doc_table(table: Any, where: str, items: dict[str, Any]) -> dict[str, str]:
   if table is None:
     return {}
   if not isinstance(table, dict):
-    raise UserError(f"{where} must be a table of item = \"text\"")
+    raise UserError(f'{where} must be a table of item = "text"')
   for key, text in table.items():
     if key not in items:
       raise UserError(f"{where}: '{key}' is not an item of the protocol; items: {', '.join(items)}")
     if not isinstance(text, str) or not text.strip():
-      raise UserError(f"{where}: '{key}' must be a non-empty string (a source, or 'our choice: ...')")
+      raise UserError(
+        f"{where}: '{key}' must be a non-empty string (a source, or 'our choice: ...')"
+      )
   return dict(table)
 
 
@@ -164,9 +166,7 @@ def _protocol(name: str, table: Any, path: Path, kind: str = "protocols") -> Pro
   where = f"suite manifest {path}: [{kind}.{name}]"
   if not isinstance(table, dict):
     raise UserError(f"{where} must be a table")
-  settings = {
-    k: v for k, v in table.items() if k != "description" and k not in DOC_TABLES
-  }
+  settings = {k: v for k, v in table.items() if k != "description" and k not in DOC_TABLES}
   return Protocol(
     name,
     str(table.get("description", "")),
@@ -216,3 +216,45 @@ def load_suite(name: str) -> SuiteManifest:
     known = ", ".join(s.name for s in list_suites())
     raise UserError(f"unknown suite '{name}'; known suites: {known}")
   return _read(path)
+
+
+PUBLISHED_TABLES = (("published", "published"), ("published_other_metric", "other metric"))
+
+
+def published_entries(suite: SuiteManifest, protocol: str) -> list[dict[str, Any]]:
+  """The ``[[published]]`` and ``[[published_other_metric]]`` entries of
+  `protocol`'s base protocol, each with ``kind`` ("published" or "other
+  metric") and ``value`` (its score, or value)."""
+  base = base_name(protocol)
+  rows = []
+  for table, kind in PUBLISHED_TABLES:
+    for entry in suite.raw.get(table, []) or []:
+      if isinstance(entry, dict) and str(entry.get("protocol")) == base:
+        value = entry.get("score", entry.get("value"))
+        rows.append({**entry, "kind": kind, "value": value})
+  return rows
+
+
+def published_summary(suite: SuiteManifest, protocol: str) -> list[dict[str, Any]]:
+  """The published entries of `protocol` grouped by (kind, rule, metric,
+  budget, read_off): one line each, with the number of tasks and, for one
+  task, the value."""
+  groups: dict[tuple, list[dict[str, Any]]] = {}
+  for e in published_entries(suite, protocol):
+    key = (e["kind"], e.get("rule"), e.get("metric"), e.get("env_steps"), e.get("read_off"))
+    groups.setdefault(key, []).append(e)
+  out = []
+  for (kind, rule, metric, steps, read_off), entries in groups.items():
+    out.append(
+      {
+        "rule": rule,
+        "kind": kind,
+        "metric": metric,
+        "env_steps": steps,
+        "budget_note": entries[0].get("budget_note"),
+        "read_off": read_off,
+        "tasks": len(entries),
+        "value": entries[0]["value"] if len(entries) == 1 else None,
+      }
+    )
+  return out
