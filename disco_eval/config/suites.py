@@ -22,7 +22,6 @@ from typing import Any
 from disco_eval import paths
 from disco_eval.errors import UserError
 
-
 # Tables of a protocol that document it rather than set it (kept out of its
 # settings, and so out of every run's config).
 DOC_TABLES = ("sources", "disagreement")
