@@ -27,6 +27,7 @@ def suites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
       "tasks": list(s.tasks),
       "default_protocol": s.default_protocol,
       "protocols": sorted(s.protocols),
+      "overrides": sorted(s.overrides),
       "description": s.description,
     }
     for s in suites.list_suites()
@@ -43,6 +44,7 @@ def suites_list(as_json: bool = typer.Option(False, "--json", help="Print JSON."
       str(len(r["tasks"])),
       esc(
         ", ".join(p + (" (default)" if p == r["default_protocol"] else "") for p in r["protocols"])
+        + "".join(f"; override +{o}" for o in r["overrides"])
       ),
       esc(r["description"]),
     )
