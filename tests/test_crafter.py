@@ -46,12 +46,21 @@ def test_score_edges():
 def test_score_from_rows_counts_every_episode():
   zero = {f"ach_{k}": 0.0 for k in cr.ACHIEVEMENTS}
   rows = [
-    {"episodes": 0, "avg_return": float("nan"), **zero},
-    {"episodes": 2, "avg_return": 3.0, **zero, "ach_collect_wood": 2.0},
-    {"episodes": 2, "avg_return": 1.0, **zero, "ach_collect_wood": 1.0, "ach_wake_up": 1.0},
+    {"env_steps": 100, "episodes": 0, "avg_return": float("nan"), **zero},
+    {"env_steps": 200, "episodes": 2, "avg_return": 3.0, **zero, "ach_collect_wood": 2.0},
+    {
+      "env_steps": 300,
+      "episodes": 2,
+      "avg_return": 1.0,
+      **zero,
+      "ach_collect_wood": 1.0,
+      "ach_wake_up": 1.0,
+    },
   ]
   out = cr.score_from_rows(rows)
-  assert out["train_episodes"] == 4 and out["reward"] == pytest.approx(2.0)
+  assert out["train_episodes"] == 4 and out["mean_return"] == pytest.approx(2.0)
+  # The scoreboard's reward: the first episode(s) ending in the last 100k steps.
+  assert out["reward"] == pytest.approx(3.0)
   assert out["success_rates"]["collect_wood"] == 75.0
   assert out["success_rates"]["wake_up"] == 25.0
   expected = math.exp((math.log(76) + math.log(26)) / 22) - 1
@@ -88,6 +97,7 @@ def test_tiny_crafter_sweep(tmp_path, disco103_npz):
     suite="crafter",
     rules=(str(disco103_npz),),
     seeds=(0,),
+    protocol="scoreboard-1m",
     steps=1200,
     out=tmp_path,
     overrides=(
@@ -104,7 +114,7 @@ def test_tiny_crafter_sweep(tmp_path, disco103_npz):
   assert [r.status for r in results] == ["complete"], [r.error for r in results]
   path, summary = results[0].path, results[0].summary
   config = json.loads((path / "config.json").read_text())
-  assert config["protocol"]["name"] == "1m" and summary["protocol"] == "1m"
+  assert config["protocol"]["name"] == "scoreboard-1m" and summary["protocol"] == "scoreboard-1m"
   assert summary["metric"] == "score" and summary["score_from"] == "training episodes"
   with open(path / "metrics.csv", newline="") as f:
     rows = list(csv.DictReader(f))

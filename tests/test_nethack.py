@@ -75,6 +75,7 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
     suite="nethack",
     rules=(str(disco103_npz),),
     seeds=(0,),
+    protocol="challenge",
     steps=400,
     out=tmp_path,
     overrides=(
@@ -110,7 +111,7 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
   }
   result = compare.compare(tmp_path, reps=200)
   [group] = result.groups
-  assert group.key.protocol.startswith("default@400+eval_episodes=3")
+  assert group.key.protocol.startswith("challenge@400+eval_episodes=3")
   assert group.norm_label.startswith("raw")
   [row] = group.per_task
   assert row.beside["mean_score"] == pytest.approx(summary["mean_score"])

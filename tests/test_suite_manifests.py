@@ -217,11 +217,11 @@ def test_crafter_protocol_and_published_human_score(shared_dir):
   m = suites.load_suite("crafter")
   assert m.backend == "crafter" and m.tasks == ("crafter-reward",)
   assert m.raw["actions"] == 17
-  p = m.protocol()
-  assert p.name == "1m" and p.get("env_steps") == 1_000_000
+  p = m.protocol("scoreboard-1m")
+  assert p.name == "scoreboard-1m" and p.get("env_steps") == 1_000_000
   assert p.get("metric") == "score" and "reward" in p.get("reported_beside")
   assert len(p.get("achievements")) == 22
-  assert m.normalize("crafter-reward", 50.0, "1m") == pytest.approx(0.5)
+  assert m.normalize("crafter-reward", 50.0, "scoreboard-1m") == pytest.approx(0.5)
   data = _csv_rows(shared_dir, "crafter_published_per_seed.csv")
   human_csv = [float(r["score_pct"]) for r in data if r["method"] == "human"]
   assert len(human_csv) == 5
@@ -238,9 +238,10 @@ def test_nethack_protocol():
   m = suites.load_suite("nethack")
   assert m.backend == "nle" and m.tasks == ("NetHackChallenge-v0",)
   assert m.raw["actions"] == 121 and m.raw["seedable"] is False
-  p = m.protocol()
+  p = m.protocol("challenge")
   assert p.get("metric") == "median_score" and p.get("eval_episodes") == 4096
   assert "seed" in p.description.lower()
+  assert m.protocol().get("metric") == "mean_score"  # disco: the figure's mean
 
 
 def test_cli_suites_show_procgen_easy_200(tmp_path):

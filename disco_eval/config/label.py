@@ -1,8 +1,10 @@
 """The protocol label of a run: which runs measured the same thing.
 
 Runs may be compared when they ran one suite under one label: the protocol's
-name, with ``@STEPS`` when the step budget is not the protocol's, and
-``+KEY=VALUE`` for each ``protocol.*`` override (e.g. ``1m@40000+eval_episodes=8``).
+name (``BASE+OVERRIDE`` for a suite's named override, e.g.
+``disco+cpu-small-batch``), with ``@STEPS`` when the step budget is not the
+protocol's, and ``+KEY=VALUE`` for each ``protocol.*`` override (e.g.
+``scoreboard-1m@40000+eval_episodes=8``).
 
 The label is a pure function of a run's config (the JSON dict that
 ``config.json`` stores, see :meth:`disco_eval.config.run_config.RunConfig.to_json`).

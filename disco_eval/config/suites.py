@@ -2,7 +2,16 @@
 
 A protocol fixes the step budget, the training loop's settings, the
 evaluation and the metric; every run record and report names the protocol it
-used.
+used. Each item of a protocol carries its source in the protocol's
+``[protocols.NAME.sources]`` table (item -> "Oh et al. 2025, ...", or "our
+choice: ..." with the reason), and an item whose sources disagree says how,
+and which one it follows, in ``[protocols.NAME.disagreement]``
+(docs/protocols.md).
+
+A suite's ``[overrides.NAME]`` tables are named bundles of protocol settings
+(e.g. ProcGen's ``cpu-small-batch``: the learner batch that fits a CPU),
+selected as ``--protocol BASE+NAME``; the protocol's name, and so every run's
+label, is then ``BASE+NAME``.
 """
 
 import dataclasses
@@ -13,15 +22,46 @@ from typing import Any
 from disco_eval import paths
 from disco_eval.errors import UserError
 
+# Tables of a protocol that document it rather than set it (kept out of its
+# settings, and so out of every run's config).
+DOC_TABLES = ("sources", "disagreement")
+OVERRIDE_SEP = "+"
+
 
 @dataclasses.dataclass(frozen=True)
 class Protocol:
+  """A protocol's settings, and each setting's source.
+
+  Attributes:
+    name: the manifest's name (``BASE+OVERRIDE`` for a named override).
+    description: one paragraph, for ``suites show``.
+    settings: item -> value (budget, loop, evaluation, metric...).
+    sources: item -> where its value comes from ("our choice: ..." if none).
+    disagreement: item -> how its sources disagree and which one is followed.
+  """
+
   name: str
   description: str
   settings: dict[str, Any]
+  sources: dict[str, str] = dataclasses.field(default_factory=dict)
+  disagreement: dict[str, str] = dataclasses.field(default_factory=dict)
 
   def get(self, key: str, default: Any = None) -> Any:
     return self.settings.get(key, default)
+
+  @property
+  def base(self) -> str:
+    """The manifest protocol a named override starts from (else the name)."""
+    return base_name(self.name)
+
+  def unsourced(self) -> list[str]:
+    """The items without a source (the shipped manifests have none)."""
+    return [k for k in self.settings if not self.sources.get(k)]
+
+
+def base_name(label: str) -> str:
+  """``disco`` of ``disco``, ``disco@40000``, ``disco+cpu-small-batch@40000+eval_episodes=8``."""
+  return label.split("@", 1)[0].split(OVERRIDE_SEP, 1)[0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -35,15 +75,21 @@ class SuiteManifest:
   normalization: dict[str, dict[str, float]]
   raw: dict[str, Any]
   path: Path
+  overrides: dict[str, Protocol] = dataclasses.field(default_factory=dict)
 
   def protocol(self, name: str | None = None) -> Protocol:
+    """Protocol `name` (default: the suite's); ``BASE+OVERRIDE`` applies the
+    suite's ``[overrides.OVERRIDE]`` to protocol BASE."""
     name = name or self.default_protocol
-    if name not in self.protocols:
+    base, _, override = name.partition(OVERRIDE_SEP)
+    if base not in self.protocols:
       raise UserError(
-        f"unknown protocol '{name}' for suite '{self.name}'; "
+        f"unknown protocol '{base}' for suite '{self.name}'; "
         f"valid protocols: {', '.join(sorted(self.protocols))}"
       )
-    return self.protocols[name]
+    if not override:
+      return self.protocols[base]
+    return _with_override(self, self.protocols[base], override)
 
   def check_tasks(self, tasks: list[str] | None) -> list[str]:
     if not tasks:
@@ -58,7 +104,7 @@ class SuiteManifest:
   def normalization_for(self, task: str, protocol: str | None = None) -> dict[str, float] | None:
     """{min, max} of `task`: the protocol's own table if it has one, else the
     suite's. `protocol` may be a label ``NAME@STEPS``."""
-    name = (protocol or "").split("@", 1)[0]
+    name = base_name(protocol or "")
     table = self.protocols[name].get("normalization") if name in self.protocols else None
     if isinstance(table, dict) and task in table:
       return table[task]
@@ -72,6 +118,63 @@ class SuiteManifest:
     return (score - n["min"]) / (n["max"] - n["min"])
 
 
+def _with_override(suite: "SuiteManifest", base: Protocol, name: str) -> Protocol:
+  """`base` with the settings of the suite's ``[overrides.NAME]`` table."""
+  table = suite.overrides.get(name)
+  if table is None:
+    known = ", ".join(sorted(suite.overrides)) or "none"
+    raise UserError(
+      f"unknown override '{name}' for suite '{suite.name}' (in --protocol "
+      f"{base.name}{OVERRIDE_SEP}{name}); overrides: {known}"
+    )
+  applies = table.settings.get("applies_to", [])
+  if base.name not in applies:
+    raise UserError(
+      f"override '{name}' of suite '{suite.name}' applies to protocols "
+      f"{', '.join(applies)}, not '{base.name}'"
+    )
+  changes = {k: v for k, v in table.settings.items() if k != "applies_to"}
+  return Protocol(
+    name=f"{base.name}{OVERRIDE_SEP}{name}",
+    description=f"{base.description} Override '{name}': {table.description}",
+    settings={**base.settings, **changes},
+    sources={**base.sources, **{k: table.sources.get(k, "") for k in changes}},
+    disagreement={**base.disagreement, **table.disagreement},
+  )
+
+
+def _doc_table(table: Any, where: str, items: dict[str, Any]) -> dict[str, str]:
+  """A protocol's ``sources`` or ``disagreement`` table, checked: item ->
+  non-empty string, each item one the protocol sets."""
+  if table is None:
+    return {}
+  if not isinstance(table, dict):
+    raise UserError(f'{where} must be a table of item = "text"')
+  for key, text in table.items():
+    if key not in items:
+      raise UserError(f"{where}: '{key}' is not an item of the protocol; items: {', '.join(items)}")
+    if not isinstance(text, str) or not text.strip():
+      raise UserError(
+        f"{where}: '{key}' must be a non-empty string (a source, or 'our choice: ...')"
+      )
+  return dict(table)
+
+
+def _protocol(name: str, table: Any, path: Path, kind: str = "protocols") -> Protocol:
+  """One ``[protocols.NAME]`` (or ``[overrides.NAME]``) table as a Protocol."""
+  where = f"suite manifest {path}: [{kind}.{name}]"
+  if not isinstance(table, dict):
+    raise UserError(f"{where} must be a table")
+  settings = {k: v for k, v in table.items() if k != "description" and k not in DOC_TABLES}
+  return Protocol(
+    name,
+    str(table.get("description", "")),
+    settings,
+    sources=_doc_table(table.get("sources"), f"{where}.sources", settings),
+    disagreement=_doc_table(table.get("disagreement"), f"{where}.disagreement", settings),
+  )
+
+
 def _read(path: Path) -> SuiteManifest:
   try:
     data = tomllib.loads(path.read_text())
@@ -80,12 +183,13 @@ def _read(path: Path) -> SuiteManifest:
   for field in ("name", "backend", "tasks", "protocols", "default_protocol"):
     if field not in data:
       raise UserError(f"suite manifest {path} lacks the field '{field}'")
-  protocols = {
-    name: Protocol(
-      name, str(p.get("description", "")), {k: v for k, v in p.items() if k != "description"}
-    )
-    for name, p in data["protocols"].items()
+  protocols = {name: _protocol(name, p, path) for name, p in data["protocols"].items()}
+  overrides = {
+    name: _protocol(name, p, path, "overrides") for name, p in data.get("overrides", {}).items()
   }
+  for name in [*protocols, *overrides]:
+    if OVERRIDE_SEP in name or "@" in name:
+      raise UserError(f"suite manifest {path}: protocol name '{name}' may not contain '+' or '@'")
   return SuiteManifest(
     name=data["name"],
     description=data.get("description", ""),
@@ -93,6 +197,7 @@ def _read(path: Path) -> SuiteManifest:
     tasks=tuple(data["tasks"]),
     default_protocol=data["default_protocol"],
     protocols=protocols,
+    overrides=overrides,
     normalization=dict(data.get("normalization", {})),
     raw=data,
     path=path,
@@ -110,3 +215,45 @@ def load_suite(name: str) -> SuiteManifest:
     known = ", ".join(s.name for s in list_suites())
     raise UserError(f"unknown suite '{name}'; known suites: {known}")
   return _read(path)
+
+
+PUBLISHED_TABLES = (("published", "published"), ("published_other_metric", "other metric"))
+
+
+def published_entries(suite: SuiteManifest, protocol: str) -> list[dict[str, Any]]:
+  """The ``[[published]]`` and ``[[published_other_metric]]`` entries of
+  `protocol`'s base protocol, each with ``kind`` ("published" or "other
+  metric") and ``value`` (its score, or value)."""
+  base = base_name(protocol)
+  rows = []
+  for table, kind in PUBLISHED_TABLES:
+    for entry in suite.raw.get(table, []) or []:
+      if isinstance(entry, dict) and str(entry.get("protocol")) == base:
+        value = entry.get("score", entry.get("value"))
+        rows.append({**entry, "kind": kind, "value": value})
+  return rows
+
+
+def published_summary(suite: SuiteManifest, protocol: str) -> list[dict[str, Any]]:
+  """The published entries of `protocol` grouped by (kind, rule, metric,
+  budget, read_off): one line each, with the number of tasks and, for one
+  task, the value."""
+  groups: dict[tuple, list[dict[str, Any]]] = {}
+  for e in published_entries(suite, protocol):
+    key = (e["kind"], e.get("rule"), e.get("metric"), e.get("env_steps"), e.get("read_off"))
+    groups.setdefault(key, []).append(e)
+  out = []
+  for (kind, rule, metric, steps, read_off), entries in groups.items():
+    out.append(
+      {
+        "rule": rule,
+        "kind": kind,
+        "metric": metric,
+        "env_steps": steps,
+        "budget_note": entries[0].get("budget_note"),
+        "read_off": read_off,
+        "tasks": len(entries),
+        "value": entries[0]["value"] if len(entries) == 1 else None,
+      }
+    )
+  return out

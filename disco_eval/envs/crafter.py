@@ -17,7 +17,11 @@ column per achievement, 1 if it was unlocked at least once in the episode.
 
 The Crafter score (Hafner 2022; danijar/crafter analysis/common.py): the
 success rate s_i (percent) of each of the 22 achievements over all training
-episodes within the budget, S = exp(mean_i ln(1 + s_i)) - 1.
+episodes within the budget, S = exp(mean_i ln(1 + s_i)) - 1. The scoreboard's
+reward: the return of the first episode ending in the last 100k steps
+(analysis/print_reward.py). Protocol ``disco`` (DiscoRL's Fig. 2 plots episode
+return) scores the mean return of the episodes ending in the last
+``score_window_steps`` steps (our choice, docs/protocols.md).
 """
 
 from typing import Any, Sequence
@@ -103,13 +107,58 @@ def crafter_score(success_rates_percent: Sequence[float]) -> float:
   return float(np.exp(np.mean(np.log1p(s))) - 1.0)
 
 
-def score_from_rows(rows: Sequence[dict]) -> dict[str, Any]:
-  """The protocol's figures from a run's metrics rows (one per iteration).
+# The scoreboard's reward: the return of the first episode that ends in the
+# last SCOREBOARD_LAST env steps (danijar/crafter analysis/print_reward.py).
+SCOREBOARD_LAST = 100_000
 
-  Every episode that ended within the rows counts. Returns ``score`` (the
-  Crafter score, percent), ``reward`` (mean episode reward), the number of
-  episodes and ``success_rates`` (percent, by achievement). NaN figures when
-  no episode ended.
+
+def _ended(rows: Sequence[dict]) -> list[dict]:
+  """The rows in which at least one episode ended."""
+  return [r for r in rows if int(r["episodes"]) > 0]
+
+
+def scoreboard_reward(rows: Sequence[dict], last: int = SCOREBOARD_LAST) -> float:
+  """The Crafter scoreboard's reward of a run: the return of the first
+  episode ending at or after (the last episode's end - `last`) env steps.
+
+  danijar/crafter@e04542a analysis/print_reward.py takes
+  ``ys[-(xs >= xs.max() - last).sum()]`` over the episodes' end steps ``xs``
+  and returns ``ys``. Our metrics rows are per iteration (``env_steps`` at
+  its end, ``episodes``, ``avg_return``), so an episode's end step is known to
+  the iteration: the first row with an ended episode at or after the last
+  such row's ``env_steps - last`` stands for it, and when several episodes
+  ended in that iteration their mean return is taken. NaN if none ended.
+  """
+  ended = _ended(rows)
+  if not ended:
+    return float("nan")
+  start = int(ended[-1]["env_steps"]) - int(last)
+  first = next(r for r in ended if int(r["env_steps"]) >= start)
+  return float(first["avg_return"])
+
+
+def final_return(rows: Sequence[dict], window: int) -> tuple[float, int]:
+  """The mean return of the episodes that ended in the last `window` env
+  steps of the rows (episode-weighted), and their number (NaN, 0 if none)."""
+  if not rows:
+    return float("nan"), 0
+  start = int(rows[-1]["env_steps"]) - int(window)
+  chosen = [r for r in _ended(rows) if int(r["env_steps"]) > start]
+  n = sum(int(r["episodes"]) for r in chosen)
+  if n == 0:
+    return float("nan"), 0
+  return sum(float(r["avg_return"]) * int(r["episodes"]) for r in chosen) / n, n
+
+
+def score_from_rows(rows: Sequence[dict]) -> dict[str, Any]:
+  """The Crafter score and the scoreboard's reward from a run's metrics rows
+  (one per iteration, ``env_steps`` at its end).
+
+  Every episode that ended within the rows counts for the score. Returns
+  ``score`` (the Crafter score, percent), ``reward`` (the scoreboard's
+  reward, :func:`scoreboard_reward`), ``mean_return`` (mean return of every
+  episode), the number of episodes and ``success_rates`` (percent, by
+  achievement). NaN figures when no episode ended.
   """
   episodes = sum(int(r["episodes"]) for r in rows)
   if episodes == 0:
@@ -117,18 +166,37 @@ def score_from_rows(rows: Sequence[dict]) -> dict[str, Any]:
     return {
       "score": nan,
       "reward": nan,
+      "mean_return": nan,
       "train_episodes": 0,
       "success_rates": {k: nan for k in ACHIEVEMENTS},
     }
   rates = {k: 100.0 * sum(float(r[f"ach_{k}"]) for r in rows) / episodes for k in ACHIEVEMENTS}
-  reward = (
-    sum(float(r["avg_return"]) * int(r["episodes"]) for r in rows if int(r["episodes"])) / episodes
-  )
+  mean_return = sum(float(r["avg_return"]) * int(r["episodes"]) for r in _ended(rows)) / episodes
   return {
     "score": crafter_score(list(rates.values())),
-    "reward": reward,
+    "reward": scoreboard_reward(rows),
+    "mean_return": mean_return,
     "train_episodes": episodes,
     "success_rates": rates,
+  }
+
+
+def figures_for(rows: Sequence[dict], protocol: Any) -> dict[str, Any]:
+  """A protocol's figures: for ``metric = "return"`` (protocol ``disco``)
+  the score is the mean return of the episodes ending in the last
+  ``score_window_steps`` env steps, with the Crafter score beside it as
+  ``crafter_score``; otherwise (``scoreboard-1m``) :func:`score_from_rows`."""
+  figures = score_from_rows(rows)
+  if protocol is None or protocol.get("metric") != "return":
+    return figures
+  window = int(protocol.get("score_window_steps", SCOREBOARD_LAST))
+  value, n = final_return(rows, window)
+  return {
+    **figures,
+    "crafter_score": figures["score"],
+    "score": value,
+    "score_episodes": n,
+    "score_window_steps": window,
   }
 
 
@@ -160,8 +228,8 @@ class CrafterTask(HostTask):
     )
 
   def score_from_training(self, rows: Sequence[dict], protocol: Any) -> dict[str, Any]:
-    """The Crafter score and its figures (:func:`score_from_rows`)."""
-    return score_from_rows(rows)
+    """The protocol's figures (:func:`figures_for`)."""
+    return figures_for(rows, protocol)
 
 
 def make_task(suite: Any, task: str) -> CrafterTask:

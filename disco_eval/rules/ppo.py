@@ -23,6 +23,10 @@ gradient steps on it):
 
 with ``rho = pi(a|s) / mu(a|s)``; value clipping as OpenAI baselines' ppo2
 (``clip_value``). Scalar value head ``v`` [1].
+
+With ``reward_norm`` (OpenAI's ProcGen PPO: baselines' VecNormalize), the
+rewards are divided by a running std of the discounted return before GAE;
+the running statistics are the rule's state (:mod:`disco_eval.rules.reward_norm`).
 """
 
 import dataclasses
@@ -34,6 +38,7 @@ import jax.numpy as jnp
 from disco_eval import numerics as nx
 from disco_eval.config import schema
 from disco_eval.errors import UserError
+from disco_eval.rules import reward_norm as rn
 from disco_eval.rules.base import AgentOut, OutputSpec, Rollout, UnrollFn
 
 Array = jax.Array
@@ -55,6 +60,10 @@ class PPOConfig:
   clip_value: bool
   num_epochs: int
   num_minibatches: int
+  reward_norm: bool  # divide rewards by a running std of the discounted return
+  reward_norm_gamma: float  # that return's discount (VecNormalize's gamma)
+  reward_norm_clip: float  # normalised rewards are clipped to [-clip, clip]
+  reward_norm_eps: float  # added to the variance
 
 
 class PPOTargets(NamedTuple):
@@ -106,29 +115,48 @@ class PPO:
   def output_spec(self, num_actions: int) -> OutputSpec:
     return OutputSpec(flat={"logits": (num_actions,), "v": (1,)}, model={})
 
-  def init_state(self, rng: Array, agent_params: Any) -> tuple:
+  def init_state(self, rng: Array, agent_params: Any) -> tuple | rn.RewardNormState:
+    """() or, with ``reward_norm``, the running return statistics."""
     del rng, agent_params
-    return ()
+    return rn.init() if self.cfg.reward_norm else ()
+
+  def rewards(self, state: Any, batch: Rollout) -> tuple[Array, Any, dict[str, Array]]:
+    """The transition rewards [T, B] the targets use (normalised with
+    ``reward_norm``), the new state and logs."""
+    if not self.cfg.reward_norm:
+      return batch.transition_rewards, state, {}
+    cfg = self.cfg
+    rewards, state = rn.normalize(
+      state,
+      batch.transition_rewards,
+      batch.loss_mask,
+      batch.is_terminal,
+      cfg.reward_norm_gamma,
+      cfg.reward_norm_clip,
+      cfg.reward_norm_eps,
+    )
+    return rewards, state, {"reward_norm_std": jnp.sqrt(state.var + cfg.reward_norm_eps)}
 
   def targets(
     self,
     rule_params: Any,
-    state: tuple,
+    state: Any,
     batch: Rollout,
     agent_out: AgentOut,
     agent_params: Any,
     unroll_fn: UnrollFn,
-  ) -> tuple[PPOTargets, tuple, dict[str, Array]]:
+  ) -> tuple[PPOTargets, Any, dict[str, Array]]:
     del rule_params, agent_params, unroll_fn
     cfg = self.cfg
     v = jax.lax.stop_gradient(agent_out["v"][..., 0])  # [T+1, B]
     discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
-    adv = gae(v, batch.transition_rewards, discounts, cfg.gae_lambda)
+    rewards, state, norm_logs = self.rewards(state, batch)
+    adv = gae(v, rewards, discounts, cfg.gae_lambda)
     mask = batch.loss_mask.astype(jnp.float32)
     returns = adv + v[:-1]
     used = masked_normalize(adv, mask) if cfg.normalize_adv else adv
     logp = nx.log_prob(batch.behaviour_logits[:-1], batch.actions[:-1])
-    logs = {"adv": jnp.mean(adv), "value": jnp.mean(v)}
+    logs = {"adv": jnp.mean(adv), "value": jnp.mean(v), **norm_logs}
     return PPOTargets(used, returns, v[:-1], logp), state, logs
 
   def loss(

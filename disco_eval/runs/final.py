@@ -35,8 +35,12 @@ def final_figures(
     the metrics rows; there is no separate evaluation.
   * Otherwise ``eval_episodes`` fresh episodes of the final policy (or the
     task's own evaluation, e.g. Sokoban's level split); the score is their
-    mean return, or their median for ``metric = "median_score"`` (NetHack),
-    with the mean beside it as ``mean_score``.
+    mean return, or their median for ``metric = "median_score"`` (NetHack's
+    ``challenge``), with the mean beside it as ``mean_score``; for
+    ``metric = "mean_score"`` (NetHack's ``disco``) the mean, with the
+    median beside it as ``median_score``; for ``metric = "solve_rate"``
+    (Sokoban's ``unfiltered-test``) the task's solve rate, with the mean
+    return beside it as ``mean_return``.
   """
   if str(protocol.get("score_from", "")).startswith("training episodes"):
     return _score_from_training(trainer, suite, task, protocol, rows)
@@ -51,9 +55,16 @@ def final_figures(
     "eval_return_std": float(np.std(returns)),
     **extra,
   }
-  if protocol.get("metric") == "median_score":
+  metric = protocol.get("metric")
+  if metric == "median_score":
     figures["score"] = float(np.median(returns))
     figures["mean_score"] = float(np.mean(returns))
+  elif metric == "solve_rate" and "solve_rate" in figures:
+    figures["score"] = float(figures["solve_rate"])
+    figures["mean_return"] = float(np.mean(returns))
+  elif metric == "mean_score":
+    figures["score"] = float(np.mean(returns))
+    figures["median_score"] = float(np.median(returns))
   else:
     figures["score"] = float(np.mean(returns))
   return figures
