@@ -18,11 +18,13 @@ import pytest
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import dpo, dqn, ppo
 from disco_eval.rules.base import Rollout, acting_apply, acting_logits
 from disco_eval.rules.registry import build_rule
 from disco_eval.runs import SweepSpec, run_sweep
+from disco_eval.train.host_loop import HostTrainer
 from disco_eval.train.loop import TrainConfig, Trainer
 from disco_eval.train.optim import make_optimizer
 
@@ -288,13 +290,78 @@ def test_the_trainer_acts_and_records_through_the_hook():
   np.testing.assert_array_equal(data.actions[2], np.argmax(probs[2], -1))
 
 
+class _CountingPool(HostPool):
+  """Episodes of 3 steps on 2x2 uint8 boards; remembers the actions it got."""
+
+  def __init__(self, num_envs):
+    self.num_envs, self.t, self.actions = num_envs, 0, []
+
+  def reset(self):
+    self.t = 0
+    return np.zeros((self.num_envs, 2, 2), np.uint8)
+
+  def step(self, actions):
+    self.actions.append(np.asarray(actions))
+    self.t += 1
+    k = self.t % 4
+    obs = np.full((self.num_envs, 2, 2), k, np.uint8)
+    obs[:, 0, 0] = np.arange(self.num_envs)  # environments see different boards
+    last = np.full(self.num_envs, k == 3)
+    return obs, last.astype(np.float32), last, np.zeros(self.num_envs, bool)
+
+  def close(self):
+    pass
+
+
+def test_the_host_trainer_acts_records_and_evaluates_through_the_hook():
+  class Task(HostTask):
+    num_actions, observation_shape, observation_dtype = 3, (2, 2), np.uint8
+    episode_columns = ()
+
+    def __init__(self):
+      self.pools = []
+
+    def pool(self, num_envs, seed, protocol=None, evaluation=False):
+      self.pools.append(_CountingPool(num_envs))
+      return self.pools[-1]
+
+  cfg = TrainConfig(num_envs=2, rollout_len=4, buffer_capacity=4, min_buffer=4, sample_entries=1)
+  rule = _rule(
+    "dqn_reg", epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_steps=8, eval_epsilon=0.0
+  )
+  agent = Agent(TINY_AGENT, rule.output_spec(3), 3, (2, 2))
+  settings = manifests.load_rule_manifest("dqn_reg").settings("catch")
+  task = Task()
+  tr = HostTrainer(task, agent, rule, make_optimizer(settings["optimizer"]), cfg, None)
+  s = tr.init(0)
+  for it in range(2):  # epsilon 1, then 0 (8 environment steps later)
+    s, _ = tr.iteration(s, None, it)
+  probs = np.asarray(jax.nn.softmax(s.buffer.data.behaviour_logits[:2]))
+  np.testing.assert_allclose(probs[0], 1 / 3, rtol=1e-5)
+  np.testing.assert_allclose(np.max(probs[1], -1), 1.0, rtol=1e-6)
+  np.testing.assert_array_equal(s.buffer.data.actions[1], np.argmax(probs[1], -1))
+  returns, _ = tr.evaluate(s.params, jax.random.PRNGKey(0), 2)
+  assert returns.shape == (2,)
+  pool = task.pools[-1]  # evaluation: greedy in Q with eval_epsilon = 0
+  obs = pool.reset()
+  for a in pool.actions[:3]:
+    greedy = np.argmax(np.asarray(agent.apply(s.params, jnp.asarray(obs))["q"]), -1)
+    np.testing.assert_array_equal(a, greedy)
+    obs, *_ = pool.step(a)
+  tr.close()
+
+
 # -- learning Catch ----------------------------------------------------------------
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("rule,steps,bound", [("dpo", 20_000, 0.3), ("dqn_reg", 20_300, 0.3)])
-def test_discovered_rules_learn_catch(rule, steps, bound):
-  # Random play scores about -0.6 on Catch.
+@pytest.mark.parametrize(
+  "rule,steps", [("dpo", 20_000), ("dqn_reg", 20_300), ("dqn_clipped", 20_300)]
+)
+def test_discovered_rules_learn_catch(rule, steps):
+  # Random play scores about -0.6 on Catch, a perfect catcher 1. Measured at these
+  # budgets (seed 0, CPU): dpo 0.73, dqn_reg 0.71, dqn_clipped 1.00; 30-70 s each.
+  bound = 0.3
   with tempfile.TemporaryDirectory() as out:
     [res] = run_sweep(SweepSpec(suite="catch", rules=(rule,), seeds=(0,), steps=steps, out=out))
   assert res.status == "complete", res.error
