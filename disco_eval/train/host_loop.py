@@ -341,7 +341,8 @@ class HostTrainer:
     self, params, rng: Array, episodes: int, max_steps: int = 10_000_000
   ) -> tuple[np.ndarray, dict]:
     """Plays `episodes` fresh episodes on the protocol's evaluation levels
-    with the final (sampling) policy.
+    with the final (sampling) policy (the rule's evaluation policy:
+    :func:`~disco_eval.rules.base.acting_logits`).
 
     Runs ``min(episodes, eval_envs)`` environments (protocol ``eval_envs``,
     default the training ``num_envs``); environment i plays episodes i,

@@ -281,7 +281,8 @@ class Trainer:
 
   @functools.partial(jax.jit, static_argnums=(0, 3))
   def evaluate(self, params, rng: Array, episodes: int) -> tuple[Array, dict]:
-    """Returns of the first `episodes` episodes of the sampling policy.
+    """Returns of the first `episodes` episodes of the sampling policy (the
+    rule's evaluation policy, :func:`~disco_eval.rules.base.acting_logits`).
 
     Runs `episodes` environments in parallel until each has ended one
     episode (auto-reset environments; pure JAX). Returns [episodes] and no
