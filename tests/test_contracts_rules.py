@@ -18,7 +18,7 @@ import pytest
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
 from disco_eval.rules import weights
-from disco_eval.rules.base import OutputSpec, Rollout
+from disco_eval.rules.base import OutputSpec, Rollout, acting_logits
 from disco_eval.rules.registry import build_rule
 
 RULES = [m.name for m in manifests.list_rule_manifests()]
@@ -100,7 +100,6 @@ def test_output_spec_shapes_the_agent_outputs(rule_parts):
   name, rule, _, agent, params, _, batch = rule_parts
   spec = rule.output_spec(NUM_ACTIONS)
   assert isinstance(spec, OutputSpec)
-  assert "logits" in spec.flat and spec.flat["logits"] == (NUM_ACTIONS,), name  # actors sample
   assert not set(spec.flat) & set(spec.model), name
   out = agent.apply(params, batch.observations)
   assert set(out) == set(spec.flat) | set(spec.model), name
@@ -109,6 +108,11 @@ def test_output_spec_shapes_the_agent_outputs(rule_parts):
   for key, shape in spec.model.items():
     assert out[key].shape == (T + 1, B, NUM_ACTIONS) + tuple(shape), (name, key)
   assert_finite_tree(out, f"{name} agent_out")
+  # What actors sample from: the "logits" output, or the rule's behaviour hook.
+  for evaluation in (False, True):
+    logits = acting_logits(rule, out, 100.0, evaluation)
+    assert logits.shape == (T + 1, B, NUM_ACTIONS), (name, evaluation)
+    assert_finite_tree(logits, f"{name} acting logits")
 
 
 def _targets_and_loss(rule, rule_params, agent, params, state, batch):

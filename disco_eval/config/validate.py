@@ -69,6 +69,14 @@ EXACT: dict[str, Range] = {
   "optimizer.max_abs_update": NON_NEGATIVE,  # 0: no elementwise clipping
   "optimizer.max_grad_norm": NON_NEGATIVE,  # 0: no global-norm clipping
   "agent.head_init_std": NON_NEGATIVE,
+  # DPO's drift scales and the evolved DQN losses' exploration (rules/dpo.py, rules/dqn.py)
+  "hyperparams.drift_alpha": POSITIVE,
+  "hyperparams.drift_beta": POSITIVE,
+  "rule.epsilon_start": UNIT,
+  "rule.epsilon_end": UNIT,
+  "rule.eval_epsilon": UNIT,
+  "rule.epsilon_decay_steps": POSITIVE_INT,
+  "rule.target_update_period": POSITIVE_INT,
 }
 # Settings of [hyperparams] and [rule] by the parts of their key, first match
 # wins: (part, where it must be: "in", "end" or "is", range).

@@ -94,6 +94,17 @@ def masked_normalize(x: Array, mask: Array, eps: float = 1e-8) -> Array:
   return (x - mean) / (jnp.sqrt(var) + eps)
 
 
+def value_loss(cfg: PPOConfig, agent_out: AgentOut, targets: PPOTargets) -> Array:
+  """Squared value error [T, B] (without the 0.5), clipped around the old
+  values as ppo2 when ``cfg.clip_value``: ``max((V - R)^2, (V_clip - R)^2)``."""
+  v = agent_out["v"][:-1, ..., 0]
+  vloss = jnp.square(v - targets.returns)
+  if cfg.clip_value:
+    v_clip = targets.old_value + jnp.clip(v - targets.old_value, -cfg.clip_eps, cfg.clip_eps)
+    vloss = jnp.maximum(vloss, jnp.square(v_clip - targets.returns))
+  return vloss
+
+
 @dataclasses.dataclass(frozen=True)
 class PPO:
   """Clipped-surrogate PPO with GAE; several epochs of minibatches per batch."""
@@ -169,11 +180,7 @@ class PPO:
     adv = targets.advantage
     clipped = jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps)
     pg = -jnp.minimum(ratio * adv, clipped * adv)
-    v = agent_out["v"][:-1, ..., 0]
-    vloss = jnp.square(v - targets.returns)
-    if cfg.clip_value:
-      v_clip = targets.old_value + jnp.clip(v - targets.old_value, -cfg.clip_eps, cfg.clip_eps)
-      vloss = jnp.maximum(vloss, jnp.square(v_clip - targets.returns))
+    vloss = value_loss(cfg, agent_out, targets)
     ent = nx.entropy(logits)
     loss = pg + cfg.value_cost * 0.5 * vloss - cfg.entropy_cost * ent
     logs = {

@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 from disco_eval.config import schema
 from disco_eval.config.manifests import RuleManifest
 from disco_eval.errors import UserError
-from disco_eval.rules import actor_critic, disco, plugins, ppo
+from disco_eval.rules import actor_critic, disco, dpo, dqn, plugins, ppo
 from disco_eval.rules.base import UpdateRule
 
 
@@ -27,6 +27,9 @@ KINDS = {
   "disco": RuleKind(disco.from_settings, disco.RuleConfig),
   "actor_critic": RuleKind(actor_critic.from_settings, actor_critic.ACConfig),
   "ppo": RuleKind(ppo.from_settings, ppo.PPOConfig),
+  "dpo": RuleKind(dpo.from_settings, dpo.DPOConfig),
+  "dqn_reg": RuleKind(dqn.dqn_reg_from_settings, dqn.DQNRegConfig),
+  "dqn_clipped": RuleKind(dqn.dqn_clipped_from_settings, dqn.QConfig),
 }
 
 

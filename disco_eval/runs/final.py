@@ -8,6 +8,7 @@ import numpy as np
 
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
+from disco_eval.rules.base import acting_apply
 from disco_eval.runs import divergence
 
 
@@ -44,7 +45,8 @@ def final_figures(
   """
   if str(protocol.get("score_from", "")).startswith("training episodes"):
     return _score_from_training(trainer, suite, task, protocol, rows)
-  own = envs.evaluate(suite, task, protocol, trainer.agent.apply, params, key)
+  apply_fn = acting_apply(trainer.rule, trainer.agent.apply)
+  own = envs.evaluate(suite, task, protocol, apply_fn, params, key)
   if own is not None:
     returns, extra = own
   else:

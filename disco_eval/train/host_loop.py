@@ -59,7 +59,7 @@ import optax
 
 from disco_eval.agents.networks import Agent
 from disco_eval.envs.base import HostPool, HostTask
-from disco_eval.rules.base import Rollout, UpdateRule
+from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
 from disco_eval.train import devices, replay
 from disco_eval.train.learner import Learner, is_learning
 from disco_eval.train.loop import IterationMetrics, TrainConfig
@@ -140,7 +140,7 @@ class HostTrainer:
     self.learner = Learner(agent, rule, optimizer, cfg)
     self.mesh = self.learner.mesh  # None on one device
     self._actors: dict[int, _Actor] = {}
-    self._policy = jax.jit(self._policy_step)
+    self._policy = jax.jit(self._policy_step, static_argnames=("evaluation",))
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
 
@@ -219,9 +219,9 @@ class HostTrainer:
 
   # -- jitted pieces ---------------------------------------------------------
 
-  def _policy_step(self, params, obs, key):
+  def _policy_step(self, params, obs, key, env_steps=0.0, evaluation=False):
     key, sub = jax.random.split(key)
-    logits = self.agent.apply(params, obs)["logits"]
+    logits = acting_logits(self.rule, self.agent.apply(params, obs), env_steps, evaluation)
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
     return action, logits, key
 
@@ -258,7 +258,8 @@ class HostTrainer:
     clock = self.timer or _NoTimer()
     clock.lap("host")
     s = self.lay_out(s)
-    obs, actions, logits, rewards, lasts, extra = self._rollout(s.params, actor, clock)
+    env_steps = float(it * cfg.num_envs * cfg.rollout_len)
+    obs, actions, logits, rewards, lasts, extra = self._rollout(s.params, actor, clock, env_steps)
     discounts = (1.0 - lasts).astype(np.float32)
     ret_sum, n_eps, actor.episode_return = episode_returns(rewards, lasts, actor.episode_return)
     obs = self._to_device(obs, 1)
@@ -275,7 +276,7 @@ class HostTrainer:
       clock.lap("learner")
     return s, (ret_sum, n_eps, learned, loss, extra)
 
-  def _rollout(self, params, actor: _Actor, clock) -> tuple:
+  def _rollout(self, params, actor: _Actor, clock, env_steps: float = 0.0) -> tuple:
     """`rollout_len` synchronous steps of the whole pool: one policy call,
     then one pool step. Returns obs [T, E, ...], actions (T device arrays
     [E]), logits (T device arrays [E, A]), rewards [T, E], lasts [T, E] and
@@ -286,7 +287,8 @@ class HostTrainer:
     rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
     lasts = np.zeros((cfg.rollout_len, cfg.num_envs), bool)
     for t in range(cfg.rollout_len):
-      action, lg, actor.key = self._policy(params, self._to_device(actor.obs, 0), actor.key)
+      obs_t = self._to_device(actor.obs, 0)
+      action, lg, actor.key = self._policy(params, obs_t, actor.key, env_steps)
       host_action = np.asarray(action)
       clock.lap("policy")
       obs.append(actor.obs)
@@ -339,7 +341,8 @@ class HostTrainer:
     self, params, rng: Array, episodes: int, max_steps: int = 10_000_000
   ) -> tuple[np.ndarray, dict]:
     """Plays `episodes` fresh episodes on the protocol's evaluation levels
-    with the final (sampling) policy.
+    with the final (sampling) policy (the rule's evaluation policy:
+    :func:`~disco_eval.rules.base.acting_logits`).
 
     Runs ``min(episodes, eval_envs)`` environments (protocol ``eval_envs``,
     default the training ``num_envs``); environment i plays episodes i,
@@ -360,7 +363,7 @@ class HostTrainer:
 
     def act(obs):
       nonlocal key
-      action, _, key = self._policy(params, obs, key)
+      action, _, key = self._policy(params, obs, key, evaluation=True)
       return np.asarray(action)
 
     try:

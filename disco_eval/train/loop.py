@@ -26,7 +26,7 @@ import optax
 from disco_eval.agents.networks import Agent
 from disco_eval.config.train import TrainConfig
 from disco_eval.envs.base import JaxEnv
-from disco_eval.rules.base import Rollout, UpdateRule
+from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
 from disco_eval.train import devices, replay
 from disco_eval.train.learner import Learner, is_learning
 
@@ -149,12 +149,14 @@ class Trainer:
 
   # -- actor -----------------------------------------------------------------
 
-  def _actor(self, params, env_state, ts, episode_return, rng):
-    """Unrolls `rollout_len` steps; returns the entry and episode stats."""
+  def _actor(self, params, env_state, ts, episode_return, rng, env_steps=0.0):
+    """Unrolls `rollout_len` steps; returns the entry and episode stats.
+    `env_steps`: [] steps the run took before (the rule's acting schedule)."""
 
     def step(carry, key):
       env_state, ts, ep_ret = carry
-      logits = self.agent.apply(params, ts.observation)["logits"]  # [E, A]
+      out = self.agent.apply(params, ts.observation)
+      logits = acting_logits(self.rule, out, env_steps)  # [E, A]
       action = jax.random.categorical(key, logits).astype(jnp.int32)
       record = Rollout(
         ts.observation.astype(jnp.float32),
@@ -194,8 +196,9 @@ class Trainer:
   def _iteration(self, s: TrainState, rule_params, it: Array):
     cfg = self.cfg
     rng, k_act, k_learn = jax.random.split(s.rng, 3)
+    env_steps = it.astype(jnp.float32) * (cfg.num_envs * cfg.rollout_len)
     entry, env_state, ts, ep_ret, ret_sum, n_eps = self._actor(
-      s.params, s.env_state, s.timestep, s.episode_return, k_act
+      s.params, s.env_state, s.timestep, s.episode_return, k_act, env_steps
     )
     buffer = replay.add(s.buffer, entry)
 
@@ -278,7 +281,8 @@ class Trainer:
 
   @functools.partial(jax.jit, static_argnums=(0, 3))
   def evaluate(self, params, rng: Array, episodes: int) -> tuple[Array, dict]:
-    """Returns of the first `episodes` episodes of the sampling policy.
+    """Returns of the first `episodes` episodes of the sampling policy (the
+    rule's evaluation policy, :func:`~disco_eval.rules.base.acting_logits`).
 
     Runs `episodes` environments in parallel until each has ended one
     episode (auto-reset environments; pure JAX). Returns [episodes] and no
@@ -293,7 +297,8 @@ class Trainer:
     def body(c):
       env_state, ts, ret, done, key = c
       key, sub = jax.random.split(key)
-      logits = self.agent.apply(params, ts.observation)["logits"]
+      out = self.agent.apply(params, ts.observation)
+      logits = acting_logits(self.rule, out, 0.0, evaluation=True)
       action = jax.random.categorical(sub, logits).astype(jnp.int32)
       env_state, ts = jax.vmap(self.env.step)(env_state, action)
       ret = jnp.where(done, ret, ret + ts.reward)
