@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from disco_eval import launch, store
+from disco_eval.analysis import rule_kinds
 from disco_eval.config import manifests
 from disco_eval.errors import UserError
 from disco_eval.rules import plugins, registry, weights
@@ -105,6 +106,9 @@ def test_example_trains_on_catch_from_outside_the_package_and_records_its_source
   assert config["settings"]["hyperparams"]["entropy_cost"] == 0.01
   assert config["train"]["num_envs"] == 4 and config["train"]["buffer_capacity"] == 1
   assert result.path == store.run_dir(out, "catch", "catch", "reinforce_baseline", 0)
+  # Reports read the plug-in's category from the manifest its record names.
+  kind = rule_kinds.rule_kind(config["rule"], "catch")
+  assert (kind.category, kind.held_out) == ("hand-designed", "yes")
 
 
 def test_changed_module_source_is_a_changed_setting_on_resume(example, tmp_path):

@@ -20,6 +20,7 @@ whether its results on the suite are held out, read from the rule's manifest
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 from typing import Any, Mapping, MutableMapping
 
 from disco_eval.config.manifests import (
@@ -27,6 +28,7 @@ from disco_eval.config.manifests import (
   is_valid_name,
   known_rule_names,
   load_rule_manifest,
+  read_rule_manifest,
 )
 from disco_eval.errors import UserError
 
@@ -79,6 +81,22 @@ def _by_sha(sha: str, cache: MutableMapping[str, RuleManifest | None]) -> RuleMa
   return None
 
 
+def _plugin_manifest(
+  source: object, cache: MutableMapping[str, RuleManifest | None]
+) -> RuleManifest | None:
+  """The manifest file a plug-in rule's run config records (``rule.source``),
+  when it is still readable, else None (the report then says "unknown")."""
+  if not isinstance(source, str) or not source.endswith(".toml"):
+    return None
+  key = f"file:{source}"
+  if key not in cache:
+    try:
+      cache[key] = read_rule_manifest(Path(source))
+    except UserError:
+      cache[key] = None
+  return cache[key]
+
+
 def rule_kind(
   rule: Mapping[str, Any] | None,
   suite: str,
@@ -90,6 +108,8 @@ def rule_kind(
   rule = rule if isinstance(rule, Mapping) else {}
   name = rule.get("name")
   manifest = _manifest(name, cache) if isinstance(name, str) else None
+  if manifest is None and rule.get("module"):
+    manifest = _plugin_manifest(rule.get("source"), cache)
   sha = rule.get("sha256")
   if sha and (manifest is None or manifest.sha256 != sha):
     manifest = _by_sha(sha, cache) or manifest
