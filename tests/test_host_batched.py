@@ -283,3 +283,73 @@ def test_policy_lag_setting_label_and_refusals():
   assert not trainers.batches_host_seeds(TrainConfig(vmap_seeds=0))
   with pytest.raises(UserError, match="devices"):
     trainers.batches_host_seeds(dataclasses.replace(TrainConfig(vmap_seeds=1), devices=2))
+
+
+class _SeedPool(HostPool):
+  """A seeded fake pool: random observations, rewards from the actions,
+  episodes of different lengths per environment, one episode column."""
+
+  observation_shape = (4,)
+
+  def __init__(self, num_envs, seed):
+    self.num_envs, self.seed, self.t = num_envs, seed, 0
+    self.rng = np.random.default_rng(seed)
+
+  def reset(self):
+    return self.rng.standard_normal((self.num_envs, 4)).astype(np.float32)
+
+  def step(self, actions):
+    self.t += 1
+    actions = np.asarray(actions)
+    last = (self.t + np.arange(self.num_envs) + self.seed) % 3 == 0
+    self.episode_infos = [(int(i), {"n": float(actions[i] + 1)}) for i in np.flatnonzero(last)]
+    reward = (actions + self.seed).astype(np.float32)
+    return self.reset(), reward, last, np.zeros(self.num_envs, bool)
+
+
+@pytest.mark.parametrize("lag", [0, 1])
+def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
+  """Per-seed returns, episode counts and episode columns of a batched run
+  are those of the seeds run apart (a small MLP agent on a fake task)."""
+  from disco_eval.agents.networks import Agent
+  from disco_eval.envs.base import HostTask
+  from disco_eval.rules import weights
+  from disco_eval.rules.registry import build_rule
+  from disco_eval.train.host_batched import BatchedHostTrainer, stack_states
+  from disco_eval.train.host_loop import HostTrainer
+  from disco_eval.train.loop import TrainConfig
+  from disco_eval.train.optim import make_optimizer
+
+  class Task(HostTask):
+    name, num_actions, observation_shape = "fake", 3, (4,)
+    observation_dtype = np.float32
+    episode_columns = ("n",)
+
+    def pool(self, num_envs, seed, protocol=None, evaluation=False):
+      return _SeedPool(num_envs, seed)
+
+  r = weights.resolve_rule("actor_critic")
+  st = r.manifest.settings("catch")
+  st["agent"] = {**st["agent"], "torso_hidden": [16]}
+  rule = build_rule(r.manifest.kind, st, r.label)
+  agent = Agent(st["agent"], rule.output_spec(3), 3, (4,))
+  cfg = TrainConfig(**{**CFG, "policy_lag": lag})
+  args = (Task(), agent, rule, make_optimizer(st["optimizer"]), cfg, None)
+  apart, batched = HostTrainer(*args), BatchedHostTrainer(*args)
+  a, b = [apart.init(s) for s in (3, 4)], stack_states([batched.init(s) for s in (3, 4)])
+  for start, n in ((0, 3), (3, 2)):
+    a, ma = apart.run_chunk_group(a, r.params, start, n)
+    b, mb = batched.run_chunk_group(b, r.params, start, n)
+    for field in ("active", "episodes", "return_sum", "learned"):
+      np.testing.assert_array_equal(getattr(ma, field), getattr(mb, field))
+    np.testing.assert_array_equal(ma.extra["n"], mb.extra["n"])
+    np.testing.assert_allclose(ma.loss, mb.loss, rtol=RTOL, atol=ATOL)
+  # The seeds' episodes differ (the comparison could fail) and the columns count.
+  assert not np.array_equal(ma.episodes[0], ma.episodes[1]) or not np.array_equal(
+    ma.return_sum[0], ma.return_sum[1]
+  )
+  assert ma.extra["n"].sum() >= ma.episodes.sum() > 0
+  for j in range(2):
+    one = jax.tree.map(lambda x, j=j: np.asarray(x[j]), b.params)
+    for x, y in zip(jax.tree.leaves(a[j].params), jax.tree.leaves(one)):
+      np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
