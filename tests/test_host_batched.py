@@ -353,3 +353,30 @@ def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
     one = jax.tree.map(lambda x, j=j: np.asarray(x[j]), b.params)
     for x, y in zip(jax.tree.leaves(a[j].params), jax.tree.leaves(one)):
       np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
+
+
+def test_concat_pool_of_worker_pools_steps_them_together():
+  """Worker pools side by side (the batched Crafter/NetHack pool): each
+  slice is its own seed's pool, episode infos carry the global index."""
+  from test_workers import make_counting
+
+  from disco_eval.envs.workers import WorkerPool
+
+  def pool(seed):
+    kw = dict(num_envs=2, seed=seed, obs_shape=(2,), obs_dtype=np.int32, num_workers=1)
+    return WorkerPool(make_counting, {"length": 2}, **kw)
+
+  both = ConcatPool([pool(1), pool(2)])
+  try:
+    obs = both.reset()
+    assert obs[:, 0].tolist() == [100_003, 100_004, 200_006, 200_007]
+    _, reward, last, _ = both.step(np.array([1, 2, 3, 4]))
+    assert reward.tolist() == [1, 2, 3, 4] and not last.any()
+    obs, _, last, _ = both.step(np.ones(4, int))
+    assert last.all() and obs[:, 1].tolist() == [2, 2, 2, 2]
+    assert [i for i, _ in both.episode_infos] == [0, 1, 2, 3]
+    assert all(info == {"steps": 2.0} for _, info in both.episode_infos)
+    obs, reward, _, _ = both.step(np.ones(4, int))  # reset steps
+    assert obs[:, 1].tolist() == [0, 0, 0, 0] and not reward.any()
+  finally:
+    both.close()

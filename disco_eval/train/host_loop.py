@@ -34,15 +34,16 @@ Policy lag (``train.policy_lag``, recorded, in the label when 1;
 docs/host_suites.md). With 0 (the default) an iteration acts with the newest
 parameters, then learns: acting and learning alternate. With 1 the actor
 collects iteration k with the parameters of iteration k-2 (those it has while
-the learner updates on iteration k-1's entry), so that the learner's work
-overlaps the host's env stepping: the learning of iteration k-1 is
-dispatched right after the first policy call of iteration k (a device runs
-its computations in order, so the policy calls that follow queue behind the
-learner, while the host steps the environments). The entry records the
-logits of the policy that acted (``behaviour_logits``), so rules with
-off-policy corrections apply them. Chunks end fully learned (nothing
-pending), so checkpoints hold both parameter sets (``HostState``
-``behaviour_params``) and lag-1 runs resume exactly where they stopped.
+the learner updates on iteration k-1's entry): the learning of iteration
+k-1 is dispatched right after the first policy call of iteration k, and the
+actor never waits for the learner's parameters. A device runs its
+computations in order, so on one device the policy calls that follow still
+queue behind the learner: what overlaps it is the host's work until then
+(one pool step). The entry records the logits of the policy that acted
+(``behaviour_logits``), so rules with off-policy corrections apply them.
+Chunks end fully learned (nothing pending), so checkpoints hold both
+parameter sets (``HostState.behaviour_params``) and a lag-1 run resumes from
+the state it stopped at (with fresh episodes, as below).
 
 The seeds of a group take turns here, chunk by chunk;
 :class:`disco_eval.train.host_batched.BatchedHostTrainer` trains them in one
