@@ -307,6 +307,7 @@ class _SeedPool(HostPool):
     return self.reset(), reward, last, np.zeros(self.num_envs, bool)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lag", [0, 1])
 def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
   """Per-seed returns, episode counts and episode columns of a batched run
