@@ -29,8 +29,10 @@ def test_bench_on_procgen_reports_every_measurement():
   assert split["env_s"] > 0 and split["policy_s"] > 0 and split["learner_s"] > 0
   assert 0 < res["train_over_env_ratio"] < res["actor_over_env_ratio"]
   assert res["learner"]["step_s"] > 0 and 0 < res["learner"]["rule_share"]
-  assert set(res["scaling"]) == {"taking_turns"} and res["seeds"] == 2
+  assert set(res["scaling"]) == {"taking_turns", "batched"} and res["seeds"] == 2
   assert res["scaling"]["taking_turns"]["steps_per_s"] > 0
+  assert res["scaling"]["batched"]["steps_per_s"] > 0
+  assert res["policy_lag"] == 0 and res["chunk_steps_per_s"] > 0
   rows = dict(bench.report_rows(res))
   assert "envpool" in rows["versions"] and "training steps/s, 1 seed" in rows
   assert not any("overlap" in name for name in rows)

@@ -11,7 +11,11 @@ uses (learning from the first iteration, so that every timed iteration learns):
   where they happen) and the actor's own rate (the iteration without its
   learner step);
 * 1 vs N seeds: `run` trains a task's seeds taking turns (one after another,
-  chunk by chunk), timed here on N fresh seeds;
+  chunk by chunk) or batched (one pool, one vmapped policy and learner:
+  ``train.vmap_seeds``, :mod:`disco_eval.train.host_batched`), both timed
+  here on N fresh seeds, chunk by chunk as `run` runs them (no phase timer:
+  with ``--set train.policy_lag=1`` the learner overlaps the actor there);
+  one seed's chunk rate is timed alike;
 * the learner step and its parts on a batch from the run's replay buffer
   (:func:`disco_eval.bench.common.learner_split`).
 
@@ -32,6 +36,7 @@ import numpy as np
 from disco_eval.bench.common import header, learner_split
 from disco_eval.envs.base import HostPool
 from disco_eval.train import replay
+from disco_eval.train.host_batched import BatchedHostTrainer, stack_states
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
 
 BUFFER_CAP = 8
@@ -95,10 +100,13 @@ def _one_seed(trainer: HostTrainer, state, rule_params, it: int, repeats: int):
 
 
 def _seeds_rate(trainer: HostTrainer, rule_params, seeds: int, repeats: int) -> float:
-  """Steps/s of `seeds` fresh seeds taking turns (``run_chunk_group``) over
-  `repeats` iterations each, after one warm-up iteration each."""
+  """Steps/s of `seeds` fresh seeds in ``run_chunk_group`` (taking turns, or
+  batched for a BatchedHostTrainer) over `repeats` iterations each, after one
+  warm-up iteration each."""
   trainer.close()
   states = [trainer.init(100 + i) for i in range(seeds)]
+  if trainer.stacks_seeds:
+    states = stack_states(states)
   states, _ = trainer.run_chunk_group(states, rule_params, 0, 1)
   jax.block_until_ready(states)
   t = time.perf_counter()
@@ -142,12 +150,18 @@ def run_host_bench(
     rate = (
       _seeds_rate(trainer, rule.params, seeds, repeats) if seeds > 1 else (out["train_steps_per_s"])
     )
-    out["scaling"] = {
-      "taking_turns": {
-        "steps_per_s": rate,
-        "wall_vs_one_seed": seeds * out["train_steps_per_s"] / rate,
+    one = _seeds_rate(trainer, rule.params, 1, repeats)
+    out["policy_lag"] = cfg.policy_lag
+    out["chunk_steps_per_s"] = one
+    out["scaling"] = {"taking_turns": {"steps_per_s": rate, "wall_vs_one_seed": seeds * one / rate}}
+    if seeds > 1:
+      trainer.close()
+      trainer = BatchedHostTrainer(task_obj, agent, rule_obj, opt, cfg, proto)
+      batched = _seeds_rate(trainer, rule.params, seeds, repeats)
+      out["scaling"]["batched"] = {
+        "steps_per_s": batched,
+        "wall_vs_one_seed": seeds * one / batched,
       }
-    }
   finally:
     trainer.close()
   return out

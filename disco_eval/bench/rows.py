@@ -44,6 +44,13 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
       f"{lr['rule_s'] * 1000:.1f} ms ({lr['rule_share']:.0%} of the step)",
     )
   )
+  if "chunk_steps_per_s" in res:
+    rows.append(
+      (
+        f"1 seed, chunks (policy_lag {res['policy_lag']})",
+        f"{res['chunk_steps_per_s']:,.0f} steps/s",
+      )
+    )
   for mode, v in res["scaling"].items():
     rows.append(
       (

@@ -41,7 +41,7 @@ IGNORED_KEYS = (
 IGNORED_RULE_KEYS = ("name", "source")
 # Settings added after runs were first recorded, with the value an older
 # record that lacks them ran with (as store.config_match.LATER_CONFIG_KEYS).
-LATER_KEYS = {"train.learner_microbatches": "1", "train.devices": "1"}
+LATER_KEYS = {"train.learner_microbatches": "1", "train.devices": "1", "train.policy_lag": "0"}
 SHORT_SHA = 8
 
 

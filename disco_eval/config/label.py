@@ -3,8 +3,10 @@
 Runs may be compared when they ran one suite under one label: the protocol's
 name (``BASE+OVERRIDE`` for a suite's named override, e.g.
 ``disco+cpu-small-batch``), with ``@STEPS`` when the step budget is not the
-protocol's, and ``+KEY=VALUE`` for each ``protocol.*`` override (e.g.
-``scoreboard-1m@40000+eval_episodes=8``).
+protocol's, ``+KEY=VALUE`` for each ``protocol.*`` override (e.g.
+``scoreboard-1m@40000+eval_episodes=8``) and ``+policy_lag=1`` for a
+host-stepped run whose actor lagged the learner by one iteration
+(:data:`LABELLED_TRAIN_KEYS`: a different algorithm, not a different speed).
 
 The label is a pure function of a run's config (the JSON dict that
 ``config.json`` stores, see :meth:`disco_eval.config.run_config.RunConfig.to_json`).
@@ -18,6 +20,8 @@ from typing import Any, Mapping
 # in these still compare without a warning).
 IGNORED_TRAIN_KEYS = ("chunk", "iterations")
 LABEL_KEY = "label"
+# Loop settings shown in the label when not at their default (default 0).
+LABELLED_TRAIN_KEYS = ("policy_lag",)
 
 
 def protocol_name(config: Mapping[str, Any] | None) -> str | None:
@@ -39,13 +43,17 @@ def _steps_per_iteration(config: Mapping[str, Any]) -> int:
 
 
 def _protocol_changes(config: Mapping[str, Any]) -> str:
-  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted."""
+  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted, then for each
+  labelled loop setting off its default."""
   overrides = config.get("overrides") or {}
   changed = sorted(
     str(k).split(".", 1)[1] + "=" + str(v)
     for k, v in overrides.items()
     if str(k).startswith("protocol.")
   )
+  train = config.get("train")
+  train = train if isinstance(train, Mapping) else {}
+  changed += [f"{k}={train[k]}" for k in LABELLED_TRAIN_KEYS if train.get(k, 0) not in (0, None)]
   return "".join(f"+{c}" for c in changed)
 
 

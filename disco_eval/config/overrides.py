@@ -29,6 +29,7 @@ TRAIN_KEYS = (
   "vmap_seeds",
   "learner_microbatches",
   "devices",
+  "policy_lag",
 )
 # Protocol settings a user may change with ``--set protocol.KEY=VALUE`` (for
 # small runs); a run that changes them is labelled as off-protocol.

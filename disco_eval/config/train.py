@@ -28,6 +28,12 @@ class TrainConfig:
   learner_microbatches: int = 1
   # Local devices the run's environments and learner batch are split over.
   devices: int = 1
+  # Host-stepped suites: 0, the actor acts with the newest parameters (acting
+  # and learning alternate); 1, it collects an iteration with the parameters
+  # of one iteration earlier, while the learner updates (docs/host_suites.md).
+  # Our choice: 0 by default on every device, so that results never depend on
+  # the device; the behaviour logits are recorded either way.
+  policy_lag: int = 0
 
   @property
   def steps_per_iteration(self) -> int:

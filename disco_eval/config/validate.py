@@ -58,6 +58,7 @@ UNIT_OPEN = Range("a number in [0, 1)", lambda x: 0 <= x < 1)
 POSITIVE_INT = Range("an integer >= 1", lambda x: x >= 1, integer=True)
 SEED = Range("an integer >= 0", lambda x: x >= 0, integer=True)
 AT_LEAST_2 = Range("an integer >= 2", lambda x: x >= 2, integer=True)
+LAG = Range("0 or 1", lambda x: x in (0, 1), integer=True)
 VMAP = Range("-1 (auto), 0 (no) or 1 (yes)", lambda x: x in (-1, 0, 1), integer=True)
 
 # Settings of the rule tables with a range of their own ("table.key").
@@ -106,6 +107,7 @@ LOOP: dict[str, Range] = {
   "vmap_seeds": VMAP,
   "learner_microbatches": POSITIVE_INT,
   "devices": POSITIVE_INT,
+  "policy_lag": LAG,
 }
 # Protocol settings that must be positive integers when a protocol sets them.
 PROTOCOL: tuple[str, ...] = ("env_steps", "eval_episodes", "eval_envs", "eval_max_steps")

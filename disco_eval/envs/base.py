@@ -129,6 +129,18 @@ class HostPool(abc.ABC):
     limit ended it).
     """
 
+  def send(self, actions: Any) -> None:
+    """Starts a ``step`` with actions [E] whose results :meth:`recv` returns
+    (pools of several seeds start all of theirs before waiting for any).
+    Default: steps at once; pools that can step in the background override
+    ``send`` and ``recv`` together."""
+    self._sent = self.step(actions)
+
+  def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The results of the step that :meth:`send` started, as ``step`` returns them."""
+    out, self._sent = self._sent, None
+    return out
+
   def force_reset(self, mask: Any) -> None:
     """The next step of the environments in `mask` [E] bool is a reset step
     (only for pools with ``supports_force_reset``)."""

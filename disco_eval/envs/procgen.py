@@ -113,6 +113,15 @@ class ProcgenPool(HostPool):
     obs, reward, terminated, truncated, _ = self._env.step(actions)
     return _convert(obs, reward, terminated, truncated)
 
+  def send(self, actions: Any) -> None:
+    """Starts a step in EnvPool's threads (``recv`` waits for it)."""
+    self._env.send(np.asarray(actions, dtype=np.int32))
+
+  def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The results of the step ``send`` started, as ``step`` returns them."""
+    obs, reward, terminated, truncated, _ = self._env.recv(reset=False, return_info=True)
+    return _convert(obs, reward, terminated, truncated)
+
   def close(self) -> None:
     self._env.close()
 

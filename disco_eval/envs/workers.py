@@ -192,8 +192,18 @@ class WorkerPool(HostPool):
     return self._arr["obs"].copy()
 
   def step(self, actions: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    self.send(actions)
+    return self.recv()
+
+  def send(self, actions: Any) -> None:
+    """Starts a step in the workers (``recv`` waits for it)."""
     self._arr["actions"][:] = np.asarray(actions, np.int32)
-    self._command("step")
+    for conn in self._conns:
+      conn.send("step")
+
+  def recv(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The results of the step ``send`` started, as ``step`` returns them."""
+    self.episode_infos = sorted(self._gather(), key=lambda x: x[0])
     return (
       self._arr["obs"].copy(),
       self._arr["reward"].copy(),

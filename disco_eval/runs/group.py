@@ -1,8 +1,10 @@
 """A run group: the seeds of one (rule, task) trained together, with their records.
 
-The seeds of a group share one compiled program: their training states are
-stacked and, on accelerators, the loop is vmapped over them (on the CPU the
-seeds take turns, chunk by chunk, which is faster there). Every run writes its
+The seeds of a group share one compiled program: on accelerators (or with
+``train.vmap_seeds=1``) their states are stacked and the loop is vmapped over
+them, host-stepped suites included (one pool of S x E environments:
+``train.host_batched``); on the CPU the seeds take turns, chunk by chunk,
+which is faster there. Every run writes its
 record folder (``disco_eval.store``): config, status, metrics over env steps,
 periodic checkpoints of the whole training state, and the final summary.
 Complete and diverged runs are skipped; interrupted runs resume from their

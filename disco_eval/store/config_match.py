@@ -21,7 +21,11 @@ from disco_eval.store.atomic import compact, dumps
 VOLATILE_CONFIG_KEYS = ("versions", "created", "label")  # label: derived from the rest
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
-LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}
+LATER_CONFIG_KEYS = {
+  ("train", "learner_microbatches"): 1,
+  ("train", "devices"): 1,
+  ("train", "policy_lag"): 0,
+}
 
 _ABSENT = object()
 

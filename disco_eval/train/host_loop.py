@@ -30,17 +30,24 @@ uses (``task``, ``agent``, ``init``, ``run_chunk_group``, ``evaluate``,
 ``vmaps_seeds``, ``stacks_seeds``, ``close``: ``train.trainers.RunTrainer``),
 so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
-An overlapped actor (two groups of environments, one stepping while the other's
-actions are computed, behind a ``DISCO_EVAL_OVERLAP`` environment variable)
-was removed: it measured no gain (docs/benchmarks.md), and it was an
-environment switch that run records did not record. Actor/learner
-concurrency is to be designed with the GPU work.
+Policy lag (``train.policy_lag``, recorded, in the label when 1;
+docs/host_suites.md). With 0 (the default) an iteration acts with the newest
+parameters, then learns: acting and learning alternate. With 1 the actor
+collects iteration k with the parameters of iteration k-2 (those it has while
+the learner updates on iteration k-1's entry): the learning of iteration
+k-1 is dispatched right after the first policy call of iteration k, and the
+actor never waits for the learner's parameters. A device runs its
+computations in order, so on one device the policy calls that follow still
+queue behind the learner: what overlaps it is the host's work until then
+(one pool step). The entry records the logits of the policy that acted
+(``behaviour_logits``), so rules with off-policy corrections apply them.
+Chunks end fully learned (nothing pending), so checkpoints hold both
+parameter sets (``HostState.behaviour_params``) and a lag-1 run resumes from
+the state it stopped at (with fresh episodes, as below).
 
-The loop does not wait for a learner step's outputs until they are needed
-(its loss is read at the end of a chunk), but the next iteration's first
-policy call needs the new parameters, and a device runs one computation
-after another (XLA's CPU client does: measured; a GPU with one compute stream
-too), so the learner step overlaps no actor work.
+The seeds of a group take turns here, chunk by chunk;
+:class:`disco_eval.train.host_batched.BatchedHostTrainer` trains them in one
+pool with one vmapped program (``train.vmap_seeds``).
 
 Checkpoints hold the device state only (:class:`HostState`: params, optimiser
 and rule state, replay buffer, rng, seed). The environments are not saved: a
@@ -61,8 +68,15 @@ from disco_eval.agents.networks import Agent
 from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
 from disco_eval.train import devices, replay
+from disco_eval.train.host_episodes import (
+  add_episode_infos,
+  episode_returns,
+  new_metrics,
+  play_episodes,
+  read_losses,
+)
 from disco_eval.train.learner import Learner, is_learning
-from disco_eval.train.loop import IterationMetrics, TrainConfig
+from disco_eval.train.loop import TrainConfig
 
 Array = jax.Array
 
@@ -76,6 +90,16 @@ class HostState(NamedTuple):
   buffer: replay.ReplayState
   rng: Array
   seed: Array  # [] int32: which run this is (keys its host pool)
+  # With policy_lag = 1: the parameters the next iteration acts with (one
+  # iteration older than params); None with policy_lag = 0.
+  behaviour_params: Any = None
+
+
+class _Pending(NamedTuple):
+  """An iteration's entry whose learning is not dispatched yet (policy lag 1)."""
+
+  it: int
+  entry: tuple  # (obs, actions, rewards, discounts, logits) as the jitted calls take them
 
 
 class _Actor:
@@ -91,6 +115,20 @@ class _Actor:
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
     self.key = key
+
+  def new_extra(self, columns) -> dict:
+    """Zero sums of the episode columns, for one rollout."""
+    return dict.fromkeys(columns, 0.0)
+
+  def add_infos(self, extra: dict) -> None:
+    """Adds the pool's latest episode summaries to the sums `extra` {column: sum}."""
+    add_episode_infos(extra, self.pool)
+
+  def returns(self, rewards: np.ndarray, lasts: np.ndarray) -> tuple[float, int]:
+    """(sum, number) of the returns of the episodes that end in the rows
+    rewards, lasts [T, E]; updates the running returns."""
+    total, count, self.episode_return = episode_returns(rewards, lasts, self.episode_return)
+    return total, count
 
 
 class PhaseTimer:
@@ -143,6 +181,9 @@ class HostTrainer:
     self._policy = jax.jit(self._policy_step, static_argnames=("evaluation",))
     self._warm = jax.jit(self._add_only, donate_argnums=(0,))
     self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
+    # policy_lag = 1: the parameters are not donated (the actor still acts with them).
+    self._warm_keep = jax.jit(self._add_only_keep, donate_argnums=(1,))
+    self._learn_keep = jax.jit(self._add_and_learn_keep, donate_argnums=(1,))
 
   vmaps_seeds = False
   # Seeds' states are passed as a list, not stacked (see run_chunk_group).
@@ -161,6 +202,7 @@ class HostTrainer:
       buffer=replay.init(self._empty_entry(), self.cfg.buffer_capacity),
       rng=rng,
       seed=jnp.asarray(seed, jnp.int32),
+      behaviour_params=params if self.cfg.policy_lag else None,
     )
     # Distinct buffers for donation; the (large, fresh) replay buffer as is.
     buffer = state.buffer
@@ -197,7 +239,13 @@ class HostTrainer:
       how(s.buffer.data, m, 2), rep(s.buffer.next_index), rep(s.buffer.size)
     )
     return HostState(
-      rep(s.params), rep(s.opt_state), rep(s.rule_state), buffer, rep(s.rng), rep(s.seed)
+      rep(s.params),
+      rep(s.opt_state),
+      rep(s.rule_state),
+      buffer,
+      rep(s.rng),
+      rep(s.seed),
+      rep(s.behaviour_params),
     )
 
   def _to_device(self, x: np.ndarray, axis: int) -> Any:
@@ -241,55 +289,131 @@ class HostTrainer:
     (params, opt_state, rule_state), loss = self.learner.updates(
       carry, rule_params, buffer, k_learn, unrolled=True
     )
-    new = HostState(params, opt_state, rule_state, buffer, rng, s.seed)
+    new = HostState(params, opt_state, rule_state, buffer, rng, s.seed, s.behaviour_params)
     return self.lay_out(new, devices.constrain), loss
+
+  def _add_only_keep(self, params, rest: HostState, obs, actions, rewards, discounts, logits):
+    """``_add_only`` of ``rest`` with `params` (not donated, not returned:
+    they do not change). Returns the state without params, the loss."""
+    s, loss = self._add_only(rest._replace(params=params), obs, actions, rewards, discounts, logits)
+    return s._replace(params=None), loss
+
+  def _add_and_learn_keep(
+    self, params, rest: HostState, obs, actions, rewards, discounts, logits, rule_params
+  ):
+    """``_add_and_learn`` of ``rest`` with `params`, which are not donated."""
+    s = rest._replace(params=params)
+    return self._add_and_learn(s, obs, actions, rewards, discounts, logits, rule_params)
 
   # -- iterations ------------------------------------------------------------
 
   def iteration(
     self, s: HostState, rule_params, it: int, seed: int | None = None
   ) -> tuple[HostState, tuple]:
-    """One iteration; returns the new state and (return_sum, episodes,
-    learned, loss, extra) where extra sums the task's episode columns and
-    loss is a device scalar (not waited for). `seed`: ``int(s.seed)``, when
-    the caller knows it (reading it would wait for the previous learner step).
+    """One iteration, learning included (with policy lag too); returns the
+    new state and (return_sum, episodes, learned, loss, extra) where extra
+    sums the task's episode columns and loss is a device scalar (not waited
+    for). `seed`: ``int(s.seed)``, when the caller knows it (reading it would
+    wait for the previous learner step).
     """
-    cfg, actor = self.cfg, self._actor(s, seed)
-    clock = self.timer or _NoTimer()
+    actor, clock = self._actor(s, seed), self.timer or _NoTimer()
     clock.lap("host")
-    s = self.lay_out(s)
-    env_steps = float(it * cfg.num_envs * cfg.rollout_len)
-    obs, actions, logits, rewards, lasts, extra = self._rollout(s.params, actor, clock, env_steps)
+    s, pending, (ret_sum, n_eps, extra), done = self._advance(
+      self.lay_out(s), None, rule_params, it, actor, clock
+    )
+    if pending is not None:
+      s, done = self._flush(s, pending, rule_params, clock)
+    _, learned, loss = done
+    return s, (ret_sum, n_eps, learned, loss, extra)
+
+  def _advance(self, s, pending: _Pending | None, rule_params, it: int, actor, clock) -> tuple:
+    """Iteration `it`'s acting and the learning then due.
+
+    Policy lag 0: acts with ``s.params``, then learns from the new entry.
+    Lag 1: acts with the parameters before the `pending` entry's learning
+    (``s.behaviour_params`` when none is pending), dispatches that learning
+    after the first policy call, and leaves the new entry pending. Returns
+    (state, pending entry or None, (return_sum, episodes, extra), the
+    learning done as (iteration, learner steps, loss) or None).
+    """
+    lagged = self.cfg.policy_lag > 0
+    acting = s.behaviour_params if lagged and pending is None else s.params
+    box = [s, None]
+
+    def flush() -> None:  # after the rollout's first policy call
+      if pending is not None:
+        box[0], box[1] = self._flush(box[0], pending, rule_params, clock)
+
+    env_steps = float(it * self.cfg.num_envs * self.cfg.rollout_len)
+    obs, actions, logits, rewards, lasts, extra = self._rollout(
+      acting, actor, clock, flush, env_steps
+    )
     discounts = (1.0 - lasts).astype(np.float32)
-    ret_sum, n_eps, actor.episode_return = episode_returns(rewards, lasts, actor.episode_return)
+    ret_sum, n_eps = actor.returns(rewards, lasts)
+    entry = self._entry_args(obs, actions, rewards, discounts, logits)
+    clock.lap("host")
+    new = _Pending(it, entry)
+    if not lagged:
+      s, done = self._flush(box[0], new, rule_params, clock)
+      return s, None, (ret_sum, n_eps, extra), done
+    return box[0], new, (ret_sum, n_eps, extra), box[1]
+
+  def _entry_args(self, obs, actions, rewards, discounts, logits) -> tuple:
+    """A rollout's arrays as the jitted calls take them (split over the mesh)."""
     obs = self._to_device(obs, 1)
     rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
-    clock.lap("host")
-    if is_learning(it, cfg.min_buffer):
-      s, loss = self._learn(s, obs, actions, rewards, discounts, logits, rule_params)
-      learned = cfg.updates_per_iteration
+    return obs, actions, rewards, discounts, logits
+
+  def _flush(self, s, pending: _Pending, rule_params, clock) -> tuple:
+    """Adds the `pending` entry and makes its iteration's learner steps.
+
+    Returns the new state and (iteration, learner steps, loss). With policy
+    lag the old parameters are not donated: they become the behaviour
+    parameters of the next iteration (the actor may still be using them).
+    """
+    learning = is_learning(pending.it, self.cfg.min_buffer)
+    if not self.cfg.policy_lag:
+      if learning:
+        s, loss = self._learn(s, *pending.entry, rule_params)
+      else:
+        s, loss = self._warm(s, *pending.entry)
     else:
-      s, loss = self._warm(s, obs, actions, rewards, discounts, logits)
-      learned = 0
+      rest = s._replace(params=None, behaviour_params=None)
+      if learning:
+        new, loss = self._learn_keep(s.params, rest, *pending.entry, rule_params)
+      else:
+        new, loss = self._warm_keep(s.params, rest, *pending.entry)
+        new = new._replace(params=s.params)
+      s = new._replace(behaviour_params=s.params)
     if self.timer is not None:
       jax.block_until_ready(s)
       clock.lap("learner")
-    return s, (ret_sum, n_eps, learned, loss, extra)
+    return s, (pending.it, self.cfg.updates_per_iteration if learning else 0, loss)
 
-  def _rollout(self, params, actor: _Actor, clock, env_steps: float = 0.0) -> tuple:
+  def _act(self, params, actor: _Actor, env_steps: float = 0.0) -> tuple:
+    """The policy on the actor's latest observations: (actions [E], logits
+    [E, A]), device arrays; updates the actor's key. `env_steps`: the run's
+    env steps before this rollout (the rule's acting schedule reads it)."""
+    obs = self._to_device(actor.obs, 0)
+    action, logits, actor.key = self._policy(params, obs, actor.key, env_steps)
+    return action, logits
+
+  def _rollout(self, params, actor: _Actor, clock, after_first=None, env_steps=0.0) -> tuple:
     """`rollout_len` synchronous steps of the whole pool: one policy call,
-    then one pool step. Returns obs [T, E, ...], actions (T device arrays
-    [E]), logits (T device arrays [E, A]), rewards [T, E], lasts [T, E] and
-    the episode columns' sums."""
+    then one pool step; `after_first()` is called once the first policy
+    call is dispatched (before it is waited for). Returns obs [T, E, ...],
+    actions (T device arrays [E]), logits (T device arrays [E, A]), rewards
+    [T, E], lasts [T, E] and the episode columns' sums."""
     cfg = self.cfg
-    extra = dict.fromkeys(self.episode_columns, 0.0)
+    extra = actor.new_extra(self.episode_columns)
     obs, actions, logits = [], [], []
-    rewards = np.zeros((cfg.rollout_len, cfg.num_envs), np.float32)
-    lasts = np.zeros((cfg.rollout_len, cfg.num_envs), bool)
+    rewards = np.zeros((cfg.rollout_len, actor.pool.num_envs), np.float32)
+    lasts = np.zeros((cfg.rollout_len, actor.pool.num_envs), bool)
     for t in range(cfg.rollout_len):
-      obs_t = self._to_device(actor.obs, 0)
-      action, lg, actor.key = self._policy(params, obs_t, actor.key, env_steps)
-      host_action = np.asarray(action)
+      action, lg = self._act(params, actor, env_steps)
+      if t == 0 and after_first is not None:
+        after_first()
+      host_action = np.asarray(action).reshape(-1)
       clock.lap("policy")
       obs.append(actor.obs)
       actions.append(action)
@@ -299,7 +423,7 @@ class HostTrainer:
       clock.lap("host")
       actor.obs, actor.reward, actor.last, _ = actor.pool.step(host_action)
       clock.lap("env")
-      _add_episode_infos(extra, actor.pool)
+      actor.add_infos(extra)
     obs = np.stack(obs)
     clock.lap("host")
     return obs, actions, logits, rewards, lasts, extra
@@ -311,29 +435,40 @@ class HostTrainer:
     metrics [S, chunk] (rows past `count` inactive), as
     ``Trainer.run_chunk_group`` does for stacked states.
     """
-    n = len(states)
-    k = self.cfg.chunk
-    m = IterationMetrics(
-      np.zeros((n, k), bool),
-      np.zeros((n, k), np.float32),
-      np.zeros((n, k), np.int32),
-      np.zeros((n, k), np.int32),
-      np.zeros((n, k), np.float32),
-      {c: np.zeros((n, k), np.float64) for c in self.episode_columns},
-    )
-    outs, losses = [], {}
-    for i in range(n):
-      s, seed = states[i], int(states[i].seed)
-      for j in range(count):
-        s, (ret, eps, learned, loss, extra) = self.iteration(s, rule_params, start + j, seed)
-        m.active[i, j], m.return_sum[i, j], m.episodes[i, j] = True, ret, eps
-        m.learned[i, j], losses[i, j] = learned, loss
-        for c, v in extra.items():
-          m.extra[c][i, j] = v
+    m, outs, losses = new_metrics(len(states), self.cfg.chunk, self.episode_columns), [], []
+    for i, s in enumerate(states):
+      actor = self._actor(s, int(s.seed))
+      s, seed_losses = self.run_rows(s, actor, rule_params, start, count, m, slice(i, i + 1))
       outs.append(s)
-    for (i, j), loss in losses.items():  # read once the chunk is dispatched
-      m.loss[i, j] = float(loss)
+      losses.append(seed_losses)
+    read_losses(m, losses)
     return outs, m
+
+  def run_rows(self, s, actor, rule_params, start: int, count: int, m, rows: slice) -> tuple:
+    """Iterations [start, start + count) of the seeds of `s` (one, or stacked
+    on a leading axis) into the `rows` of the metrics `m`; nothing is left
+    pending. Returns the state and {column: device loss} (not waited for)."""
+    clock = self.timer or _NoTimer()
+    clock.lap("host")
+    s, pending, losses = self.lay_out(s), None, {}
+
+    def record(done) -> None:
+      if done is not None:
+        it, learned, loss = done
+        m.learned[rows, it - start], losses[it - start] = learned, loss
+
+    for j in range(count):
+      s, pending, (ret, eps, extra), done = self._advance(
+        s, pending, rule_params, start + j, actor, clock
+      )
+      m.active[rows, j], m.return_sum[rows, j], m.episodes[rows, j] = True, ret, eps
+      for c, v in extra.items():
+        m.extra[c][rows, j] = v
+      record(done)
+    if pending is not None:
+      s, done = self._flush(s, pending, rule_params, clock)
+      record(done)
+    return s, losses
 
   # -- evaluation ------------------------------------------------------------
 
@@ -375,75 +510,3 @@ class HostTrainer:
     for actor in self._actors.values():
       actor.pool.close()
     self._actors.clear()
-
-
-def episode_returns(
-  rewards: np.ndarray, lasts: np.ndarray, running: np.ndarray
-) -> tuple[float, int, np.ndarray]:
-  """Returns of the episodes that end in a rollout.
-
-  rewards [T, E] float32 (each arrived with its row), lasts [T, E] bool (the
-  row ended an episode), running [E] float32: the returns so far of the
-  episodes under way before row 0. Returns (sum of the ended episodes'
-  returns, their number, the running returns after row T-1).
-  """
-  total, count = 0.0, 0
-  for reward, last in zip(rewards, lasts):
-    total += float(np.sum(np.where(last, running + reward, 0.0)))
-    count += int(np.sum(last))
-    running = np.where(last, 0.0, running + reward).astype(np.float32)
-  return total, count, running
-
-
-def _add_episode_infos(extra: dict, pool: HostPool) -> None:
-  """Adds the pool's latest episode summaries to the sums `extra` {column: sum}."""
-  for _, info in pool.episode_infos:
-    for key in extra:
-      extra[key] += float(info[key])
-
-
-def play_episodes(
-  pool: HostPool, act: Any, episodes: int, cap: int | None = None, max_steps: int = 10_000_000
-) -> tuple[np.ndarray, dict]:
-  """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
-
-  ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
-  i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
-  favoured); an episode is cut after `cap` steps when given (the pool must
-  support ``force_reset``; its return so far is kept and counted in
-  ``eval_truncated``). Returns the returns [episodes] (round by round:
-  first episodes of every environment, then second ones, ...) and
-  ``{"eval_truncated": n}``.
-  """
-  n_envs = pool.num_envs
-  quota = np.array([len(range(i, episodes, n_envs)) for i in range(n_envs)])
-  obs = pool.reset()
-  results: list[list[float]] = [[] for _ in range(n_envs)]
-  running = np.zeros((n_envs,), np.float64)
-  length = np.zeros((n_envs,), np.int64)
-  fresh = np.zeros((n_envs,), bool)  # the next step is a reset step
-  truncated = 0
-  for _ in range(max_steps):
-    if all(len(r) >= q for r, q in zip(results, quota)):
-      break
-    obs, reward, last, _ = pool.step(act(obs))
-    counted = ~fresh
-    running += np.where(counted, reward, 0.0)
-    length += counted
-    cut = np.zeros((n_envs,), bool) if cap is None else (~last & (length >= cap))
-    ended = (last | cut) & counted
-    for i in np.flatnonzero(ended):
-      if len(results[i]) < quota[i]:
-        results[i].append(float(running[i]))
-        truncated += int(cut[i])
-    if cut.any():
-      pool.force_reset(cut)
-    running[ended] = 0.0
-    length[ended] = 0
-    fresh = ended
-  else:
-    raise RuntimeError(f"evaluation did not finish {episodes} episodes in {max_steps} steps")
-  returns = np.array(
-    [rs[i] for i in range(int(quota.max())) for rs in results if i < len(rs)], np.float32
-  )
-  return returns, {"eval_truncated": truncated}
