@@ -51,6 +51,10 @@ class DPOConfig:
   clip_value: bool
   num_epochs: int
   num_minibatches: int
+  reward_norm: bool  # as PPO's (rules/ppo.py): a running std of the discounted return
+  reward_norm_gamma: float
+  reward_norm_clip: float
+  reward_norm_eps: float
 
 
 def drift(ratio: Array, log_ratio: Array, adv: Array, alpha: float, beta: float) -> Array:
@@ -83,6 +87,10 @@ class DPO:
         clip_value=c.clip_value,
         num_epochs=c.num_epochs,
         num_minibatches=c.num_minibatches,
+        reward_norm=c.reward_norm,
+        reward_norm_gamma=c.reward_norm_gamma,
+        reward_norm_clip=c.reward_norm_clip,
+        reward_norm_eps=c.reward_norm_eps,
       ),
       name=self.name,
       axis_name=self.axis_name,
