@@ -117,6 +117,22 @@ LauncherOpt = Annotated[
 SeedsPerUnitOpt = Annotated[
   int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).", "N")
 ]
+AllowCpuOpt = Annotated[
+  bool,
+  _opt(
+    "Train on the CPU although this machine has a GPU (by default `run` refuses: "
+    'JAX without its CUDA build; pip install -e ".[cuda12]").',
+    "--allow-cpu",
+  ),
+]
+DeterministicOpt = Annotated[
+  bool,
+  _opt(
+    "Ask XLA for deterministic ops (XLA_FLAGS=--xla_gpu_deterministic_ops=true; "
+    "recorded; slower on GPUs, a no-op on the CPU). See docs/gpu.md.",
+    "--deterministic",
+  ),
+]
 RayAddressOpt = Annotated[
   Optional[str],
   _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
@@ -136,6 +152,8 @@ def run(
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
+  allow_cpu: AllowCpuOpt = False,
+  deterministic: DeterministicOpt = False,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: LauncherOpt = "local",
   seeds_per_unit: SeedsPerUnitOpt = 0,
@@ -157,6 +175,12 @@ def run(
   ] = None,
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
+  from disco_eval import runtime
+
+  # Before anything starts JAX's backend: XLA reads its flags once.
+  runtime.apply_determinism(deterministic)
+  if launcher == "local":  # (cluster workers run on other machines)
+    runtime.check_backend(allow_cpu)
   # Here, not at the top: they load jax (start-up time of every command).
   from disco_eval import launch, runs
 

@@ -30,6 +30,7 @@ IGNORED_KEYS = (
   "seed",
   "versions",
   "created",
+  "runtime",  # the machine a run computed on (backend, devices), not a setting
   LABEL_KEY,
   "task",
   "episodes_reproducible",  # a property of the task

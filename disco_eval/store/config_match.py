@@ -18,7 +18,8 @@ from disco_eval.store.atomic import compact, dumps
 
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label")  # label: derived from the rest
+# runtime: the machine a run computes on (disco_eval.runtime.environment).
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime")  # label: derived from the rest
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 LATER_CONFIG_KEYS = {("train", "learner_microbatches"): 1, ("train", "devices"): 1}
