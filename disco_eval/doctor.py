@@ -91,9 +91,10 @@ def package_checks(version: Callable[[str], str | None] = _version) -> list[Chec
   return rows
 
 
-def backend_checks(find_gpu: Callable[[], str | None] = runtime.gpu_present) -> list[Check]:
-  """JAX's backend and devices; a GPU on the machine that JAX does not use fails."""
-  evidence = find_gpu()
+def backend_checks(find_gpu: Callable[[], str | None] | None = None) -> list[Check]:
+  """JAX's backend and devices; a GPU on the machine that JAX does not use fails
+  (`find_gpu`, default :func:`disco_eval.runtime.gpu_present`)."""
+  evidence = (find_gpu or runtime.gpu_present)()
   try:
     import jax
 
@@ -197,7 +198,7 @@ def cache_checks() -> list[Check]:
   ]
 
 
-def checks(find_gpu: Callable[[], str | None] = runtime.gpu_present) -> list[Check]:
+def checks(find_gpu: Callable[[], str | None] | None = None) -> list[Check]:
   """Every check, in the order the report prints them."""
   return [
     *backend_checks(find_gpu),

@@ -166,18 +166,18 @@ def gpu_present(
 def check_backend(
   allow_cpu: bool,
   backend: str | None = None,
-  find_gpu: Callable[[], str | None] = gpu_present,
+  find_gpu: Callable[[], str | None] | None = None,
 ) -> None:
   """A UserError when a GPU is present but JAX computes on the CPU.
 
   Args:
     allow_cpu: run on the CPU anyway (``--allow-cpu``).
     backend: JAX's backend (default: ``jax.default_backend()``).
-    find_gpu: what shows a GPU on this machine, or None (see :func:`gpu_present`).
+    find_gpu: what shows a GPU on this machine, or None (default: :func:`gpu_present`).
   """
   if allow_cpu:
     return
-  evidence = find_gpu()
+  evidence = (find_gpu or gpu_present)()
   if not evidence:
     return
   if backend is None:

@@ -10,8 +10,7 @@ from typing import Annotated
 
 import typer
 
-from disco_eval import __version__
-from disco_eval import runtime
+from disco_eval import __version__, runtime
 from disco_eval.cli import bench, data, doctor, results, rules, run, suites
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback

@@ -2,7 +2,10 @@
 
 Runs may be compared when they ran one suite under one label: the protocol's
 name, with ``@STEPS`` when the step budget is not the protocol's, and
-``+KEY=VALUE`` for each ``protocol.*`` override (e.g. ``1m@40000+eval_episodes=8``).
+``+KEY=VALUE`` for each ``protocol.*`` override (e.g. ``1m@40000+eval_episodes=8``),
+and ``+torso=DTYPE`` when the agent's torso computes in another dtype than
+float32 (``agent.torso_dtype``, e.g. ``1m+torso=bfloat16``): such runs
+measure a different computation.
 
 The label is a pure function of a run's config (the JSON dict that
 ``config.json`` stores, see :meth:`disco_eval.config.run_config.RunConfig.to_json`).
@@ -16,6 +19,7 @@ from typing import Any, Mapping
 # in these still compare without a warning).
 IGNORED_TRAIN_KEYS = ("chunk", "iterations")
 LABEL_KEY = "label"
+DEFAULT_TORSO_DTYPE = "float32"  # as agents/dtypes.py (not imported: config comes first)
 
 
 def protocol_name(config: Mapping[str, Any] | None) -> str | None:
@@ -36,14 +40,25 @@ def _steps_per_iteration(config: Mapping[str, Any]) -> int:
     return 1
 
 
+def torso_dtype(config: Mapping[str, Any]) -> str:
+  """The stored ``settings.agent.torso_dtype`` (float32 for older records)."""
+  agent = (config.get("settings") or {}).get("agent")
+  value = agent.get("torso_dtype") if isinstance(agent, Mapping) else None
+  return value if isinstance(value, str) and value else DEFAULT_TORSO_DTYPE
+
+
 def _protocol_changes(config: Mapping[str, Any]) -> str:
-  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted."""
+  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted, then
+  ``+torso=DTYPE`` unless the torso computes in float32."""
   overrides = config.get("overrides") or {}
   changed = sorted(
     str(k).split(".", 1)[1] + "=" + str(v)
     for k, v in overrides.items()
     if str(k).startswith("protocol.")
   )
+  dtype = torso_dtype(config)
+  if dtype != DEFAULT_TORSO_DTYPE:
+    changed.append(f"torso={dtype}")
   return "".join(f"+{c}" for c in changed)
 
 

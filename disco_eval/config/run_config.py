@@ -15,7 +15,6 @@ from disco_eval.config.label import LABEL_KEY, protocol_label
 from disco_eval.config.suites import Protocol
 from disco_eval.config.train import TrainConfig
 
-
 RUNTIME_KEY = "runtime"
 
 
