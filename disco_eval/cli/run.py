@@ -175,12 +175,7 @@ def run(
   ] = None,
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
-  from disco_eval import runtime
-
-  # Before anything starts JAX's backend: XLA reads its flags once.
-  runtime.apply_determinism(deterministic)
-  if launcher == "local":  # (cluster workers run on other machines)
-    runtime.check_backend(allow_cpu)
+  _prepare_machine(deterministic, allow_cpu, launcher)
   # Here, not at the top: they load jax (start-up time of every command).
   from disco_eval import launch, runs
 
@@ -221,6 +216,17 @@ def run(
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
   _exit_if_all_busy(results)
+
+
+def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:
+  """Deterministic XLA ops if asked (before anything starts JAX's backend:
+  XLA reads its flags once), then, for local runs, the refusal to train on
+  the CPU of a GPU box (cluster workers run on other machines)."""
+  from disco_eval import runtime
+
+  runtime.apply_determinism(deterministic)
+  if launcher == "local":
+    runtime.check_backend(allow_cpu)
 
 
 def _exit_if_all_busy(results) -> None:
