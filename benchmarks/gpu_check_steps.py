@@ -3,8 +3,10 @@
 ``python3 benchmarks/gpu_check_steps.py run NAME FOLDER -- ARGS...`` runs
 ``disco-eval ARGS...`` in this process (the same code as the command line),
 writes its standard output to ``FOLDER/NAME.out`` and, to ``FOLDER/NAME.json``,
-its exit status, wall seconds and each device's memory afterwards (the peak
-in use during the command: this process did nothing else).
+its exit status, wall seconds, each device's memory afterwards (the peak
+in use during the command: this process did nothing else) and JAX's own
+compile timings (``jax.monitoring``: seconds tracing, lowering and compiling
+or loading from the persistent cache; cache hits and misses).
 
 ``python3 benchmarks/gpu_check_steps.py table FOLDER`` prints the markdown
 table of every step found in FOLDER (for docs/benchmarks.md).
@@ -18,6 +20,36 @@ import time
 from pathlib import Path
 
 GIB = 1024**3
+# jax.monitoring events (jax/_src/dispatch.py, compiler.py, compilation_cache.py).
+COMPILE_EVENTS = {
+  "/jax/core/compile/jaxpr_trace_duration": "trace_s",
+  "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
+  "/jax/core/compile/backend_compile_duration": "compile_or_load_s",
+}
+CACHE_EVENTS = {
+  "/jax/compilation_cache/cache_hits": "cache_hits",
+  "/jax/compilation_cache/cache_misses": "cache_misses",
+}
+
+
+def _compile_counters() -> dict[str, float]:
+  """A dict that JAX's monitoring events add their compile timings and cache
+  counts into from now on."""
+  import jax.monitoring
+
+  totals = {name: 0.0 for name in (*COMPILE_EVENTS.values(), *CACHE_EVENTS.values())}
+
+  def on_duration(event, seconds, **_):
+    if event in COMPILE_EVENTS:
+      totals[COMPILE_EVENTS[event]] += seconds
+
+  def on_event(event, **_):
+    if event in CACHE_EVENTS:
+      totals[CACHE_EVENTS[event]] += 1
+
+  jax.monitoring.register_event_duration_secs_listener(on_duration)
+  jax.monitoring.register_event_listener(on_event)
+  return totals
 
 
 def run_step(name: str, folder: Path, args: list[str]) -> int:
@@ -29,6 +61,7 @@ def run_step(name: str, folder: Path, args: list[str]) -> int:
   from disco_eval.errors import UserError
 
   buf, rc, error = io.StringIO(), 0, None
+  compiles = _compile_counters()
   t0 = time.perf_counter()
   with contextlib.redirect_stdout(buf):
     try:
@@ -50,6 +83,7 @@ def run_step(name: str, folder: Path, args: list[str]) -> int:
     "error": error,
     "wall_s": wall,
     "memory": runtime.device_memory(),
+    "compile": compiles,
   }
   (folder / f"{name}.json").write_text(json.dumps(step, indent=2))
   print(f"{name}: exit {rc} in {wall:.1f} s" + (f" ({error})" if error else ""), file=sys.stderr)
@@ -125,10 +159,20 @@ def _run_rows(folder: Path) -> list[tuple[str, str]]:
   if cold and warm and not cold["rc"] and not warm["rc"]:
     rows.append(
       (
-        "compile cache: a run's first / second start",
+        "compile cache: a run's first / second start, wall",
         f"{cold['wall_s']:.1f} s / {warm['wall_s']:.1f} s (same run, fresh results folder)",
       )
     )
+    c, w = cold.get("compile", {}), warm.get("compile", {})
+    if c and w:
+      rows.append(
+        (
+          "compile cache: compile (or load) seconds, first / second start",
+          f"{c['compile_or_load_s']:.1f} s / {w['compile_or_load_s']:.1f} s "
+          f"({w['cache_hits']:.0f} cache hits; tracing+lowering {c['trace_s'] + c['lower_s']:.1f}"
+          f" / {w['trace_s'] + w['lower_s']:.1f} s)",
+        )
+      )
   if ckpt and warm and not ckpt["rc"] and not warm["rc"]:
     extra = ckpt["wall_s"] - warm["wall_s"]
     per = f", {extra / n_ckpt:.2f} s per checkpoint" if n_ckpt else ""

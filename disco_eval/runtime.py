@@ -114,12 +114,13 @@ def _backends_initialised() -> bool:
   return bool(getattr(bridge, "_backends", None))
 
 
-def apply_determinism(on: bool) -> bool:
+def apply_determinism(on: bool, strict: bool = True) -> bool:
   """Asks XLA for deterministic ops when `on` (or ``DISCO_EVAL_DETERMINISTIC=1``).
 
   Adds :data:`DETERMINISTIC_FLAG` to ``XLA_FLAGS`` and sets
   ``DISCO_EVAL_DETERMINISTIC=1`` (worker processes inherit both). XLA reads
-  its flags once, when the backend starts: asking after that is a UserError.
+  its flags once, when the backend starts: asking after that is a UserError
+  (`strict`), else changes nothing.
 
   Returns:
     Whether deterministic ops are asked for.
@@ -129,6 +130,8 @@ def apply_determinism(on: bool) -> bool:
     return deterministic()
   if not deterministic():
     if _backends_initialised():
+      if not strict:
+        return False
       raise UserError(
         "--deterministic must be set before JAX starts its backend; "
         f"set XLA_FLAGS={DETERMINISTIC_FLAG} in the environment instead"

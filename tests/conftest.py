@@ -4,6 +4,13 @@ from pathlib import Path
 
 import pytest
 
+from disco_eval import runtime
+
+# Before any test starts JAX's backend: on a GPU every test (resume and verify tests
+# compare bit for bit or within tight bounds) runs with XLA's deterministic ops;
+# on the CPU the flag changes nothing (docs/gpu.md).
+runtime.apply_determinism(True, strict=False)
+
 
 @pytest.fixture
 def shared_dir() -> Path:
