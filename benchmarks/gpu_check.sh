@@ -16,6 +16,7 @@
 # verify step is skipped and the runs use actor_critic.
 set -uo pipefail
 
+START_S=$(date +%s)
 MODE=full
 if [[ "${1:-}" == "--cpu-smoke" ]]; then MODE=smoke; fi
 OUT_DIR="${OUT:-$(mktemp -d -t gpu-check-XXXX)}"
@@ -45,8 +46,17 @@ for pair in typer:typer rich:rich click:click shellingham:shellingham \
   fi
 done
 
+# The whole check keeps within BUDGET seconds (default 450: 7.5 min): each step gets at most
+# what is left, less a reserve for the table; a step with under 20 s left is skipped.
+BUDGET="${GPU_CHECK_BUDGET_S:-450}"
 step() {  # step NAME SECONDS disco-eval-args...: one measured command, at most SECONDS
   local name="$1" limit="$2"; shift 2
+  local left=$((BUDGET - ($(date +%s) - START_S) - 10))
+  if ((left < 20)); then
+    echo "$name: skipped (the check's $BUDGET s are spent)"
+    return 0
+  fi
+  ((limit > left)) && limit=$left
   timeout --kill-after=10 "$limit" "$PY" benchmarks/gpu_check_steps.py run "$name" "$OUT_DIR" -- "$@"
   local rc=$?
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then
@@ -84,6 +94,7 @@ else
   CHECKPOINTS=2  # 11 iterations in chunks of 4: checkpoints after the first two
   GOLDEN_GLOB="rule_step_T5_B3_A4_s0.npz"
   LIMIT=120
+  BUDGET="${GPU_CHECK_BUDGET_S:-900}"  # a loaded CPU: every step should still run
   ALLOW=(--allow-cpu)
   SMALL_RULE=actor_critic  # compiles in seconds on a CPU; verify still checks Disco103
 fi
