@@ -135,7 +135,7 @@ def _bench_rows(suite: str, res: dict) -> list[tuple[str, str]]:
   for mode, v in res["scaling"].items():
     rows.append(
       (
-        f"{suite}: {res['seeds']} seeds, {mode.replace('_', ' ')}",
+        f"{suite}: {res['seeds']} seed{'s' if res['seeds'] != 1 else ''}, {mode.replace('_', ' ')}",
         f"{v['steps_per_s']:,.0f} steps/s; wall {v['wall_vs_one_seed']:.2f}x one seed's",
       )
     )
