@@ -143,8 +143,10 @@ def cpu_checks() -> list[Check]:
   usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else total
   return [
     Check("CPUs", f"{usable} usable of {total}"),
-    # envs/procgen.py passes num_threads=0: EnvPool's default.
-    Check("EnvPool threads", f"0 = EnvPool's default, min(envs per pool, {usable} CPUs)"),
+    # envs/procgen.py passes num_threads=0, which EnvPool reads as
+    # min(batch_size, std::thread::hardware_concurrency()) (sail-sg/envpool,
+    # envpool/core/async_envpool.h): all the machine's CPUs, not the usable ones.
+    Check("EnvPool threads", f"0 = EnvPool's default: min(envs per pool, {total} CPUs)"),
   ]
 
 
