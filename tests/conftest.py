@@ -1,8 +1,20 @@
 """Shared fixtures: the read-only shared data folder and an isolated cache."""
 
+import os
 from pathlib import Path
 
 import pytest
+
+from disco_eval import runtime
+
+# Before any test starts JAX's backend: on a GPU every test (resume and verify tests
+# compare bit for bit or within tight bounds) runs with XLA's deterministic ops;
+# on the CPU the flag changes nothing (docs/gpu.md).
+runtime.apply_determinism(True, strict=False)
+# No persistent compilation cache for the commands tests run (in this process and in
+# subprocesses): each test's DISCO_EVAL_HOME is a fresh folder, and one process's cache
+# would stay pointed at the first. tests/test_gpu_setup.py turns it on where it tests it.
+os.environ.setdefault(runtime.CACHE_ENV, "off")
 
 
 @pytest.fixture

@@ -9,12 +9,13 @@ Settings (the ``[agent]`` table): ``conv_channels`` (default [32, 32]) and
 ``conv_hidden`` (default 256).
 """
 
-from typing import Sequence
+from typing import Any, Sequence
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from disco_eval.agents.dtypes import torso_dtype
 from disco_eval.agents.inits import fan_in_truncated_normal
 
 Array = jax.Array
@@ -26,10 +27,11 @@ class SokobanConv(nn.Module):
   channels: Sequence[int] = (32, 32)
   hidden: int = 256
   kernel: int = 3
+  dtype: Any = jnp.float32  # compute dtype (agents/dtypes.py)
 
   @nn.compact
   def __call__(self, obs: Array) -> Array:
-    x = obs.astype(jnp.float32)
+    x = obs.astype(self.dtype)
     if x.ndim == 3:  # [B, H, W]: one channel
       x = x[..., None]
     for i, c in enumerate(self.channels):
@@ -39,11 +41,14 @@ class SokobanConv(nn.Module):
         padding="SAME",
         kernel_init=fan_in_truncated_normal,
         name=f"conv_{i}",
+        dtype=self.dtype,
       )(x)
       x = nn.relu(x)
     x = x.reshape(x.shape[0], -1)
-    x = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(x)
-    return nn.relu(x)
+    x = nn.Dense(
+      int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense", dtype=self.dtype
+    )(x)
+    return nn.relu(x).astype(jnp.float32)
 
 
 def from_settings(agent: dict) -> SokobanConv:
@@ -51,4 +56,5 @@ def from_settings(agent: dict) -> SokobanConv:
   return SokobanConv(
     channels=tuple(int(c) for c in agent.get("conv_channels", (32, 32))),
     hidden=int(agent.get("conv_hidden", 256)),
+    dtype=torso_dtype(agent),
   )

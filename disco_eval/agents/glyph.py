@@ -38,11 +38,13 @@ odd), ``glyph_crop_channels`` (default [16, 16]), ``glyph_blstats_hidden``
 """
 
 from collections.abc import Sequence
+from typing import Any
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
+from disco_eval.agents.dtypes import torso_dtype
 from disco_eval.agents.inits import fan_in_truncated_normal
 
 # The observation layout is the NetHack env module's (re-exported here).
@@ -116,14 +118,15 @@ class GlyphNet(nn.Module):
   crop_channels: Sequence[int] = (16, 16)
   blstats_hidden: int = 64
   hidden: int = 256
+  dtype: Any = jnp.float32  # compute dtype (agents/dtypes.py)
 
   @nn.compact
   def __call__(self, obs: Array) -> Array:
     b = obs.shape[0]
     glyphs, blstats = split(obs)
-    emb = nn.Embed(NUM_GLYPHS, int(self.embed_dim), embedding_init=_embed_init, name="embed")(
-      glyphs
-    )  # [B, 21, 79, D]
+    emb = nn.Embed(
+      NUM_GLYPHS, int(self.embed_dim), embedding_init=_embed_init, name="embed", dtype=self.dtype
+    )(glyphs)  # [B, 21, 79, D]
 
     m = emb
     for i, c in enumerate(self.map_channels):
@@ -135,6 +138,7 @@ class GlyphNet(nn.Module):
         padding="SAME",
         kernel_init=fan_in_truncated_normal,
         name=f"map_conv_{i}",
+        dtype=self.dtype,
       )(m)
       m = nn.elu(m)
     m = m.reshape(b, -1)
@@ -143,19 +147,29 @@ class GlyphNet(nn.Module):
     p = crop(emb, x, y, self.crop_size)  # [B, S, S, D]
     for i, c in enumerate(self.crop_channels):
       p = nn.Conv(
-        int(c), (3, 3), padding="SAME", kernel_init=fan_in_truncated_normal, name=f"crop_conv_{i}"
+        int(c),
+        (3, 3),
+        padding="SAME",
+        kernel_init=fan_in_truncated_normal,
+        name=f"crop_conv_{i}",
+        dtype=self.dtype,
       )(p)
       p = nn.elu(p)
     p = p.reshape(b, -1)
 
     s = nn.Dense(
-      int(self.blstats_hidden), kernel_init=fan_in_truncated_normal, name="blstats_dense"
-    )(scale_blstats(blstats))
+      int(self.blstats_hidden),
+      kernel_init=fan_in_truncated_normal,
+      name="blstats_dense",
+      dtype=self.dtype,
+    )(scale_blstats(blstats).astype(self.dtype))
     s = nn.relu(s)
 
     out = jnp.concatenate([m, p, s], axis=-1)
-    out = nn.Dense(int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense")(out)
-    return nn.relu(out)
+    out = nn.Dense(
+      int(self.hidden), kernel_init=fan_in_truncated_normal, name="dense", dtype=self.dtype
+    )(out)
+    return nn.relu(out).astype(jnp.float32)
 
 
 def from_settings(agent: dict) -> GlyphNet:
@@ -167,4 +181,5 @@ def from_settings(agent: dict) -> GlyphNet:
     crop_channels=tuple(int(c) for c in agent.get("glyph_crop_channels", (16, 16))),
     blstats_hidden=int(agent.get("glyph_blstats_hidden", 64)),
     hidden=int(agent.get("glyph_hidden", 256)),
+    dtype=torso_dtype(agent),
   )

@@ -21,33 +21,39 @@ import jax
 import jax.numpy as jnp
 
 from disco_eval.agents import conv, glyph, impala
+from disco_eval.agents.dtypes import torso_dtype
 from disco_eval.agents.inits import fan_in_truncated_normal, truncated_normal
 from disco_eval.rules.base import OutputSpec
 
 Array = jax.Array
 
 
-def _dense(features: int, name: str | None = None, init=fan_in_truncated_normal) -> nn.Dense:
-  return nn.Dense(features, kernel_init=init, name=name)
+def _dense(
+  features: int, name: str | None = None, init=fan_in_truncated_normal, dtype=None
+) -> nn.Dense:
+  return nn.Dense(features, kernel_init=init, name=name, dtype=dtype)
 
 
 class MLPTorso(nn.Module):
   """Flatten then MLP; relu between layers, none after the last (Haiku MLP)."""
 
   hidden: Sequence[int] = (512, 512)
+  dtype: Any = jnp.float32  # compute dtype (agents/dtypes.py)
 
   @nn.compact
   def __call__(self, obs: Array) -> Array:
-    x = obs.reshape(obs.shape[0], -1).astype(jnp.float32)
+    x = obs.reshape(obs.shape[0], -1).astype(self.dtype)
     for i, h in enumerate(self.hidden):
-      x = _dense(h, name=f"dense_{i}")(x)
+      x = _dense(h, name=f"dense_{i}", dtype=self.dtype)(x)
       if i < len(self.hidden) - 1:
         x = nn.relu(x)
-    return x
+    return x.astype(jnp.float32)
 
 
 TORSOS: dict[str, Callable[..., nn.Module]] = {
-  "mlp": lambda agent: MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512)))),
+  "mlp": lambda agent: MLPTorso(
+    hidden=tuple(agent.get("torso_hidden", (512, 512))), dtype=torso_dtype(agent)
+  ),
   "sokoban_conv": lambda agent: conv.from_settings(agent),
   "impala_cnn": lambda agent: impala.from_settings(agent),
   "glyph_net": lambda agent: glyph.from_settings(agent),

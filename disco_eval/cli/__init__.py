@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from disco_eval import __version__
-from disco_eval.cli import bench, data, results, rules, run, suites
+from disco_eval import __version__, runtime
+from disco_eval.cli import bench, data, doctor, results, rules, run, suites
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
 from disco_eval.cli.helptext import Group
@@ -25,7 +25,7 @@ app = typer.Typer(
   cls=Group,
 )
 # In this order: `--help` lists the commands, then the groups, as registered.
-for group in (rules, suites, run, bench, results, data):
+for group in (rules, suites, run, bench, results, data, doctor):
   group.register(app)
 
 
@@ -44,8 +44,17 @@ def _root(
       "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
     ),
   ] = False,
+  no_compile_cache: Annotated[
+    bool,
+    typer.Option(
+      "--no-compile-cache",
+      help=f"Compile every program afresh (default: reuse compiled programs kept under "
+      f"$DISCO_EVAL_HOME/{runtime.CACHE_FOLDER}; also {runtime.CACHE_ENV}=off).",
+    ),
+  ] = False,
 ) -> None:
   """Evaluate discovered RL update rules on held-out suites, with honest statistics."""
+  runtime.setup_compile_cache(enabled=not no_compile_cache)
 
 
 def main() -> None:

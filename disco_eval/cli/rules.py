@@ -194,6 +194,10 @@ def rules_verify(
   Consecutive files of one sequence carry the meta-state computed here from
   step to step.
   """
+  from disco_eval import runtime
+
+  # On GPUs, deterministic ops (the loss gradient scatters); a no-op on the CPU.
+  deterministic = runtime.apply_determinism(True, strict=False)
   from disco_eval.rules import verify  # here, not at the top: it loads jax (start-up time)
 
   rule = weights.resolve_rule(name)
@@ -210,7 +214,16 @@ def rules_verify(
     if not as_json:
       out.print(_checks_table(path, ok, checks))
   if as_json:
-    print_json({"rule": rule.label, "sha256": rule.sha256, "ok": ok_all, "files": results})
+    print_json(
+      {
+        "rule": rule.label,
+        "sha256": rule.sha256,
+        "ok": ok_all,
+        "files": results,
+        "backend": runtime.backend_label({"runtime": runtime.environment()}),
+        "deterministic": deterministic,
+      }
+    )
   else:
     n = len(results)
     out.print(

@@ -117,6 +117,22 @@ LauncherOpt = Annotated[
 SeedsPerUnitOpt = Annotated[
   int, _launch("Seeds trained together in one unit of work (0: all seeds of a rule and task).", "N")
 ]
+AllowCpuOpt = Annotated[
+  bool,
+  _opt(
+    "Train on the CPU although this machine has a GPU (by default `run` refuses: "
+    'JAX without its CUDA build; pip install -e ".[cuda12]").',
+    "--allow-cpu",
+  ),
+]
+DeterministicOpt = Annotated[
+  bool,
+  _opt(
+    "Ask XLA for deterministic ops (XLA_FLAGS=--xla_gpu_deterministic_ops=true; "
+    "recorded; slower on GPUs, a no-op on the CPU). See docs/gpu.md.",
+    "--deterministic",
+  ),
+]
 RayAddressOpt = Annotated[
   Optional[str],
   _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
@@ -136,6 +152,8 @@ def run(
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
+  allow_cpu: AllowCpuOpt = False,
+  deterministic: DeterministicOpt = False,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: LauncherOpt = "local",
   seeds_per_unit: SeedsPerUnitOpt = 0,
@@ -157,6 +175,7 @@ def run(
   ] = None,
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
+  _prepare_machine(deterministic, allow_cpu, launcher)
   # Here, not at the top: they load jax (start-up time of every command).
   from disco_eval import launch, runs
 
@@ -197,6 +216,17 @@ def run(
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
   _exit_if_all_busy(results)
+
+
+def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:
+  """Deterministic XLA ops if asked (before anything starts JAX's backend:
+  XLA reads its flags once), then, for local runs, the refusal to train on
+  the CPU of a GPU box (cluster workers run on other machines)."""
+  from disco_eval import runtime
+
+  runtime.apply_determinism(deterministic)
+  if launcher == "local":
+    runtime.check_backend(allow_cpu)
 
 
 def _exit_if_all_busy(results) -> None:

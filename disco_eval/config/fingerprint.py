@@ -30,6 +30,7 @@ IGNORED_KEYS = (
   "seed",
   "versions",
   "created",
+  "runtime",  # the machine a run computed on (backend, devices), not a setting
   LABEL_KEY,
   "task",
   "episodes_reproducible",  # a property of the task
@@ -42,6 +43,8 @@ IGNORED_RULE_KEYS = ("name", "source")
 # Settings added after runs were first recorded, with the value an older
 # record that lacks them ran with (as store.config_match.LATER_CONFIG_KEYS).
 LATER_KEYS = {"train.learner_microbatches": "1", "train.devices": "1", "train.policy_lag": "0"}
+# The same for a key of the rule's [agent] table (configs that have one).
+LATER_AGENT_KEYS = {"settings.agent.torso_dtype": '"float32"'}
 SHORT_SHA = 8
 
 
@@ -77,6 +80,9 @@ def settings_of(config: Mapping[str, Any] | None) -> dict[str, str]:
     _flatten(value, str(key), out)
   if isinstance(config.get("train"), Mapping):
     for key, old in LATER_KEYS.items():
+      out.setdefault(key, old)
+  if any(k.startswith("settings.agent.") for k in out):
+    for key, old in LATER_AGENT_KEYS.items():
       out.setdefault(key, old)
   return dict(sorted(out.items()))
 

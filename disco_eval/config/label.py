@@ -4,9 +4,12 @@ Runs may be compared when they ran one suite under one label: the protocol's
 name (``BASE+OVERRIDE`` for a suite's named override, e.g.
 ``disco+cpu-small-batch``), with ``@STEPS`` when the step budget is not the
 protocol's, ``+KEY=VALUE`` for each ``protocol.*`` override (e.g.
-``scoreboard-1m@40000+eval_episodes=8``) and ``+policy_lag=1`` for a
+``scoreboard-1m@40000+eval_episodes=8``), ``+policy_lag=1`` for a
 host-stepped run whose actor lagged the learner by one iteration
-(:data:`LABELLED_TRAIN_KEYS`: a different algorithm, not a different speed).
+(:data:`LABELLED_TRAIN_KEYS`: a different algorithm, not a different speed),
+and ``+torso=DTYPE`` when the agent's torso computes in another dtype than
+float32 (``agent.torso_dtype``, e.g. ``disco+torso=bfloat16``): such runs
+measure a different computation.
 
 The label is a pure function of a run's config (the JSON dict that
 ``config.json`` stores, see :meth:`disco_eval.config.run_config.RunConfig.to_json`).
@@ -22,6 +25,7 @@ IGNORED_TRAIN_KEYS = ("chunk", "iterations")
 LABEL_KEY = "label"
 # Loop settings shown in the label when not at their default (default 0).
 LABELLED_TRAIN_KEYS = ("policy_lag",)
+DEFAULT_TORSO_DTYPE = "float32"  # as agents/dtypes.py (not imported: config comes first)
 
 
 def protocol_name(config: Mapping[str, Any] | None) -> str | None:
@@ -42,9 +46,17 @@ def _steps_per_iteration(config: Mapping[str, Any]) -> int:
     return 1
 
 
+def torso_dtype(config: Mapping[str, Any]) -> str:
+  """The stored ``settings.agent.torso_dtype`` (float32 for older records)."""
+  agent = (config.get("settings") or {}).get("agent")
+  value = agent.get("torso_dtype") if isinstance(agent, Mapping) else None
+  return value if isinstance(value, str) and value else DEFAULT_TORSO_DTYPE
+
+
 def _protocol_changes(config: Mapping[str, Any]) -> str:
   """``+KEY=VALUE`` for each ``protocol.*`` override, sorted, then for each
-  labelled loop setting off its default."""
+  labelled loop setting off its default, then ``+torso=DTYPE`` unless the
+  torso computes in float32."""
   overrides = config.get("overrides") or {}
   changed = sorted(
     str(k).split(".", 1)[1] + "=" + str(v)
@@ -54,6 +66,9 @@ def _protocol_changes(config: Mapping[str, Any]) -> str:
   train = config.get("train")
   train = train if isinstance(train, Mapping) else {}
   changed += [f"{k}={train[k]}" for k in LABELLED_TRAIN_KEYS if train.get(k, 0) not in (0, None)]
+  dtype = torso_dtype(config)
+  if dtype != DEFAULT_TORSO_DTYPE:
+    changed.append(f"torso={dtype}")
   return "".join(f"+{c}" for c in changed)
 
 

@@ -10,9 +10,12 @@ import copy
 import dataclasses
 from typing import Any
 
+from disco_eval import runtime
 from disco_eval.config.label import LABEL_KEY, protocol_label
 from disco_eval.config.suites import Protocol
 from disco_eval.config.train import TrainConfig
+
+RUNTIME_KEY = "runtime"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -95,3 +98,12 @@ class RunConfig:
     """The dict ``config.json`` stores (without the per-run seed, versions
     and creation time), the protocol label under ``"label"``."""
     return {**self._fields_json(), LABEL_KEY: self.label}
+
+  def to_record_json(self) -> dict[str, Any]:
+    """:meth:`to_json` and, under ``"runtime"``, the machine the run computes
+    on (:func:`disco_eval.runtime.environment`: backend, device kind and
+    count, jax/jaxlib versions, deterministic ops, the environment variables
+    that can change results). The runtime is recorded, not matched: a run
+    resumed on another machine is the same run (``VOLATILE_CONFIG_KEYS``).
+    Initialises JAX's backend: call it where the run computes."""
+    return {**self.to_json(), RUNTIME_KEY: runtime.environment()}

@@ -79,6 +79,10 @@ EXACT: dict[str, Range] = {
   "rule.epsilon_decay_steps": POSITIVE_INT,
   "rule.target_update_period": POSITIVE_INT,
 }
+# Settings that take one of a few names ("table.key": the names).
+CHOICES: dict[str, tuple[str, ...]] = {
+  "agent.torso_dtype": ("float32", "bfloat16"),  # agents/dtypes.py
+}
 # Settings of [hyperparams] and [rule] by the parts of their key, first match
 # wins: (part, where it must be: "in", "end" or "is", range).
 BY_NAME: tuple[tuple[str, str, Range], ...] = (
@@ -160,6 +164,10 @@ def setting_range(table: str, name: str, value: Any) -> Range | None:
 
 def _check_value(key: str, table: str, name: str, value: Any) -> None:
   """One setting (a list: each element) against its range."""
+  if key in CHOICES:
+    if value not in CHOICES[key]:
+      raise out_of_range(key, value, "one of " + ", ".join(CHOICES[key]))
+    return
   if isinstance(value, (list, tuple)):
     for item in value:
       found = setting_range(table, name, item)

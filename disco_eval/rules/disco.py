@@ -10,9 +10,16 @@ Shapes: T transitions, B trajectories, A actions (any number: all weights over
 actions are shared), Y = 600 prediction bins, N = 601 value bins. Actor-side
 arrays carry T+1 steps. Parameters are the checkpoint's Haiku dict
 ``{"lstm/mlp/~/linear_0": {"w", "b"}, ...}``.
+
+Precision: every matrix product of the rule asks for full float32
+(``precision=HIGHEST`` on each, and :func:`full_precision` around the meta
+step, the value decoding and the loss), whatever XLA's default: on NVIDIA GPUs
+that default is TF32 (10-bit mantissa), far outside the 1e-4 bounds of the
+reference check (``rules verify``).
 """
 
 import dataclasses
+import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -26,6 +33,24 @@ Array = jax.Array
 Params = dict[str, dict[str, Array]]
 
 _META = "lstm/~/meta_lstm/~unroll"
+HIGHEST = jax.lax.Precision.HIGHEST
+
+
+def full_precision(fn):
+  """`fn` traced under ``jax.default_matmul_precision("float32")``: any matrix
+  product it makes without a precision of its own asks for full float32."""
+
+  @functools.wraps(fn)
+  def wrapped(*args, **kwargs):
+    with jax.default_matmul_precision("float32"):
+      return fn(*args, **kwargs)
+
+  return wrapped
+
+
+def _matmul(x: Array, w: Array) -> Array:
+  """x @ w in full float32 precision."""
+  return jnp.matmul(x, w, precision=HIGHEST)
 
 
 class MetaState(NamedTuple):
@@ -97,12 +122,12 @@ class MetaInputs(NamedTuple):
 
 
 def _linear(p: dict[str, Array], x: Array) -> Array:
-  return x @ p["w"] + p["b"]
+  return _matmul(x, p["w"]) + p["b"]
 
 
 def _conv1(p: dict[str, Array], x: Array) -> Array:
   """Kernel-1 Conv1D over the action axis = linear map of channels."""
-  return x @ p["w"][0] + p["b"]
+  return _matmul(x, p["w"][0]) + p["b"]
 
 
 def _mlp2(params: Params, prefix: str, x: Array) -> Array:
@@ -113,7 +138,7 @@ def _mlp2(params: Params, prefix: str, x: Array) -> Array:
 
 def _lstm_step(p: dict[str, Array], x: Array, h: Array, c: Array) -> tuple[Array, Array]:
   """Haiku LSTM: gates [i, g, f, o], forget bias 1."""
-  gates = jnp.concatenate([x, h], axis=-1) @ p["w"] + p["b"]
+  gates = _matmul(jnp.concatenate([x, h], axis=-1), p["w"]) + p["b"]
   i, g, f, o = jnp.split(gates, 4, axis=-1)
   c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
   h = jax.nn.sigmoid(o) * jnp.tanh(c)
@@ -176,6 +201,7 @@ class ValueOuts(NamedTuple):
   normalized_q_td: Array  # [T, B]
 
 
+@full_precision
 def value_outputs(
   inp: MetaInputs, state: MetaState, cfg: RuleConfig, axis_name: str | None = None
 ) -> tuple[ValueOuts, nx.EmaState, nx.EmaState]:
@@ -237,7 +263,7 @@ def _embeddings(params: Params, inp: MetaInputs) -> dict[str, tuple[Array, ...]]
     first = [params[f"{p}/{kind}/~/linear_0"] for p in prefixes]
     w = jnp.concatenate([f["w"] for f in first], axis=-1)
     b = jnp.concatenate([f["b"] for f in first], axis=-1)
-    hidden = jax.nn.relu(jax.nn.softmax(logits) @ w + b)
+    hidden = jax.nn.relu(_matmul(jax.nn.softmax(logits), w) + b)
     width = first[0]["w"].shape[-1]
     return [
       _linear(params[f"{p}/{kind}/~/linear_1"], hidden[..., i * width : (i + 1) * width])[..., 0]
@@ -325,6 +351,7 @@ class MetaOut(NamedTuple):
   values: ValueOuts
 
 
+@full_precision
 def meta_step(
   params: Params,
   state: MetaState,
@@ -398,6 +425,7 @@ def meta_step(
   return jax.lax.stop_gradient(out), new_state, debug
 
 
+@full_precision
 def agent_loss(
   agent_out: AgentOut, targets: MetaOut, actions: Array, is_terminal: Array, cfg: RuleConfig
 ) -> tuple[Array, Array, dict[str, Array]]:

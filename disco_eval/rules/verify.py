@@ -4,7 +4,9 @@ A golden file (format: ``shared/golden/FORMAT.md``) records the inputs and
 outputs of one rule step of the public reference implementation. This module
 feeds the inputs to :func:`disco_eval.rules.disco.meta_step`, recomputes the
 agent loss and its gradient with respect to the agent outputs, and compares
-every output key with the bound FORMAT.md suggests for it.
+every output key with the bound FORMAT.md suggests for it. The whole step,
+gradients included, computes in full float32 precision on every backend
+(:func:`disco_eval.rules.disco.full_precision`).
 """
 
 import dataclasses
@@ -109,6 +111,7 @@ def golden_config(d: dict[str, np.ndarray]) -> disco.RuleConfig:
 
 
 @functools.partial(jax.jit, static_argnames=("cfg",))
+@disco.full_precision
 def rule_step_outputs(
   params,
   state: disco.MetaState,

@@ -44,7 +44,7 @@ def _open_records(
   records of those to train). Complete and diverged runs are skipped, busy
   ones left; a damaged record raises a UserError (nothing is written)."""
   label, task, total = config.rule.name, config.task, config.env_steps
-  base = config.to_json()
+  base = config.to_record_json()  # with the runtime (backend, devices)
   results, records = [], {}
   for seed in seeds:
     doc = {**base, "seed": seed, "versions": store.versions(), "created": _now()}

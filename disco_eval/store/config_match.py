@@ -18,13 +18,16 @@ from disco_eval.store.atomic import compact, dumps
 
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label")  # label: derived from the rest
+# runtime: the machine a run computes on (disco_eval.runtime.environment).
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime")  # label: derived from the rest
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
+# Keys are paths of nested tables ending in the setting's name.
 LATER_CONFIG_KEYS = {
   ("train", "learner_microbatches"): 1,
   ("train", "devices"): 1,
   ("train", "policy_lag"): 0,
+  ("settings", "agent", "torso_dtype"): "float32",
 }
 
 _ABSENT = object()
@@ -44,9 +47,13 @@ def _with_later_keys(stored: dict, new: dict) -> dict:
   """`stored` with the LATER_CONFIG_KEYS it lacks, at their old values, where
   `new` has them (so that only a real change of those settings differs)."""
   stored = json.loads(json.dumps(stored))
-  for (table, key), old_value in LATER_CONFIG_KEYS.items():
-    where = stored.get(table)
-    if isinstance(where, dict) and key not in where and key in new.get(table, {}):
+  for path, old_value in LATER_CONFIG_KEYS.items():
+    *tables, key = path
+    where, there = stored, new
+    for table in tables:
+      where = where.get(table) if isinstance(where, dict) else None
+      there = there.get(table) if isinstance(there, dict) else None
+    if isinstance(where, dict) and isinstance(there, dict) and key not in where and key in there:
       where[key] = old_value
   return stored
 
