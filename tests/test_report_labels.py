@@ -47,6 +47,7 @@ def write_record(
   metric: str = "return",
   rows: list[dict] | None = None,
   beside: dict | None = None,
+  runtime: dict | None = None,
 ) -> Path:
   """A complete run folder as the store writes it (config, metrics, summary);
   `beside`: figures the protocol reports beside the score."""
@@ -65,6 +66,8 @@ def write_record(
     "env_steps": budget,
     "budget": budget,
   }
+  if runtime is not None:
+    config["runtime"] = runtime
   record = store.RunRecord.open(root, suite, task, label, seed, config)
   steps = budget // 10
   rows = rows or [
@@ -444,3 +447,35 @@ def test_cli_export_and_plot_take_at(toy: Path, tmp_path: Path) -> None:
   assert "read from the training curve at 500 steps" in svg_text(svg)
   res = CliRunner().invoke(_app(), ["plot", "curves", str(toy), "--at", "500", "--out", str(svg)])
   assert isinstance(res.exception, UserError) and "drop --at" in str(res.exception)
+
+
+def test_compare_shows_each_rules_backend(tmp_path: Path) -> None:
+  root = tmp_path / "results"
+  gpu = {"backend": "gpu", "device_kind": "NVIDIA H200", "device_count": 1, "deterministic": True}
+  for label, doc, runtime in (
+    ("disco103", disco103_doc(), gpu),
+    ("actor_critic", hand_doc("actor_critic"), {"backend": "cpu"}),
+    ("ppo", hand_doc("ppo"), None),  # a record from before the backend was recorded
+  ):
+    write_record(
+      root,
+      "catch",
+      "catch",
+      label,
+      0,
+      doc,
+      protocol="reference",
+      budget=58000,
+      score=0.5,
+      normalized=0.75,
+      runtime=runtime,
+    )
+  result = compare.compare(root, reps=REPS)
+  (group,) = result.groups
+  assert group.backends == {
+    "disco103": "gpu: NVIDIA H200 x1, deterministic",
+    "actor_critic": "cpu",
+    "ppo": "unknown",
+  }
+  assert "gpu: NVIDIA H200 x1, deterministic" in text_of(result)
+  assert result.to_json()["groups"][0]["backends"]["actor_critic"] == "cpu"

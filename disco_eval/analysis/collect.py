@@ -39,7 +39,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Iterable, Mapping, NamedTuple, Sequence
 
-from disco_eval import store
+from disco_eval import runtime, store
 from disco_eval.analysis import labels, rule_kinds
 from disco_eval.config.fingerprint import fingerprint
 from disco_eval.errors import UserError
@@ -106,6 +106,8 @@ class Run:
   kind: rule_kinds.RuleKind = dataclasses.field(
     default=rule_kinds.RuleKind(rule_kinds.NO_MANIFEST, "unknown"), compare=False, hash=False
   )
+  # Where the run trained: disco_eval.runtime.backend_label of its config.
+  backend: str = dataclasses.field(default="unknown", compare=False, hash=False)
   # Where `score` comes from: None for the final evaluation, else the env
   # steps at which it was read from the training curve (analysis.at_steps).
   read_at: int | None = dataclasses.field(default=None, compare=False, hash=False)
@@ -312,6 +314,7 @@ def _classify(
     diverged=info.status == "diverged",
     budget=labels.run_budget(label, info.config, steps),
     kind=rule_kinds.rule_kind((info.config or {}).get("rule"), info.suite, cache),
+    backend=runtime.backend_label(info.config),
   )
 
 

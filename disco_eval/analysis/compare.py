@@ -434,6 +434,9 @@ def analyse_group(
     warnings=warnings,
     norm_label=norm_label(manifest),
     kinds={rule: next(r.kind for r in runs if r.rule == rule) for rule in rules},
+    backends={
+      rule: ", ".join(sorted({r.backend for r in runs if r.rule == rule})) for rule in rules
+    },
     read_at=read_at,
     budget=budget,
   )

@@ -90,11 +90,14 @@ def _rules_table(group: GroupResult):
     "(its manifest's discovered_on); unknown: a custom checkpoint or a rule without a manifest",
     caption_justify="left",
   )
-  for name in ("Rule", "Kind", f"Held out on {suite}", "Discovered on"):
+  for name in ("Rule", "Kind", f"Held out on {suite}", "Discovered on", "Backend"):
     table.add_column(_esc(name))
   for rule, kind in group.kinds.items():
     shown = {"no": "no (not held out)"}.get(kind.held_out, kind.held_out)
-    table.add_row(_esc(rule), kind.category, shown, _esc(", ".join(kind.discovered_on) or "—"))
+    found = _esc(", ".join(kind.discovered_on) or "—")
+    table.add_row(
+      _esc(rule), kind.category, shown, found, _esc(group.backends.get(rule, "unknown"))
+    )
   return table
 
 

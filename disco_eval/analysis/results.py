@@ -87,6 +87,8 @@ class GroupResult:
   norm_label: str = "normalised"
   # Per rule label: its category and whether the suite is held out for it.
   kinds: dict[str, RuleKind] = dataclasses.field(default_factory=dict)
+  # Per rule label: the backends its runs trained on (runtime.backend_label), joined.
+  backends: dict[str, str] = dataclasses.field(default_factory=dict)
   # The env steps the runs' training curves were read at (None: final scores).
   read_at: int | None = None
   # The budget published rows must match: `read_at`, else the runs' budget.
@@ -192,6 +194,7 @@ def _group_json(group: GroupResult) -> dict:
       rule: {"category": k.category, "held_out": k.held_out, "discovered_on": list(k.discovered_on)}
       for rule, k in group.kinds.items()
     },
+    "backends": group.backends,
     "read_at": group.read_at,
     "source": group.source,
     "budget": group.budget,
