@@ -68,6 +68,9 @@ class Trainer:
 
   # Seeds' states are stacked on a leading axis (see run_chunk_group).
   stacks_seeds = True
+  # Chunks run asynchronously (jax's dispatch): a sweep dispatches the next
+  # chunk before it writes the previous one's records (runs.seeds).
+  dispatches_ahead = True
 
   def __init__(
     self,
