@@ -20,7 +20,7 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def _metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
+def metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
   """The metrics rows of seed `j` for iterations ``it .. it + count - 1``
   (metrics `m` of one chunk: arrays [seeds, count])."""
   extra = m.extra  # host tasks' episode columns (sums); {} for pure-JAX tasks
@@ -118,7 +118,7 @@ class _Chunks:
       return
     m, it, count, spi = jax.device_get(done.m), done.it, done.count, self.spi
     for j, s in enumerate(self.seeds):
-      self.records[s].append_metrics(_metrics_rows(m, j, it, count, spi))
+      self.records[s].append_metrics(metrics_rows(m, j, it, count, spi))
     divergence.check_guarded(self.records, self.seeds, done.guard, m, it, count, spi)
     for s in self.seeds:
       self.records[s].mark_running((it + count) * spi)
