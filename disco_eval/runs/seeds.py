@@ -111,15 +111,21 @@ class _Chunks:
     self.spi, self.total, self.on_progress = spi, total, on_progress
     self.last = time.time()  # when the previous chunk's records were written
 
-  def write(self, done: _Done | None) -> None:
+  def write(self, done: _Done | None, then=None) -> None:
     """The records of chunk `done` (nothing if None); waits for its metrics
-    only. Raises divergence.GroupDiverged when every seed has diverged."""
+    only. Raises divergence.GroupDiverged when every seed has diverged.
+    `then` (e.g. a checkpoint) is called after the metrics are written and
+    before the status and the progress event (at once if `done` is None)."""
     if done is None:
+      if then is not None:
+        then()
       return
     m, it, count, spi = jax.device_get(done.m), done.it, done.count, self.spi
     for j, s in enumerate(self.seeds):
       self.records[s].append_metrics(metrics_rows(m, j, it, count, spi))
     divergence.check_guarded(self.records, self.seeds, done.guard, m, it, count, spi)
+    if then is not None:
+      then()
     for s in self.seeds:
       self.records[s].mark_running((it + count) * spi)
     seconds, self.last = time.time() - max(done.t, self.last), time.time()
@@ -161,8 +167,8 @@ def _train_chunks(
     chunks += 1
     due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
     if (chunks % spec.checkpoint_every == 0 or due) and it < cfg.iterations:
-      pending = chunk_records.write(pending)
-      _save_all(records, seeds, state, stacked, it, spi)
+      save = lambda at=it, s=state: _save_all(records, seeds, s, stacked, at, spi)  # noqa: E731
+      pending = chunk_records.write(pending, then=save)
       saved, saved_t = it, time.monotonic()
   pending = chunk_records.write(pending)
   if stop.requested() is not None:  # before the final evaluation, too
