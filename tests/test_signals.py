@@ -26,10 +26,6 @@ TINY = (
 )
 SPI = 58  # env steps per iteration of Catch's default loop
 ITERS = 16  # 4 chunks of 4 iterations
-# A signal seen in the first chunk's progress event stops the sweep after the
-# second chunk: the pure-JAX trainer dispatches a chunk before it writes the
-# previous chunk's records (runs.seeds), so the second one is already running.
-STOP = 8 * SPI
 STOPS = (signal.SIGINT, signal.SIGTERM)
 
 
@@ -77,19 +73,19 @@ def stop_after_first_chunk(out: Path) -> stop.Interrupted:
 
 def test_signal_stops_at_a_safe_point(tmp_path):
   e = stop_after_first_chunk(tmp_path)
-  assert (e.signum, e.env_steps, e.exit_code) == (signal.SIGINT, STOP, 130)
-  assert e.message == f"interrupted at {STOP} env steps; rerun the same command to resume"
+  assert (e.signum, e.env_steps, e.exit_code) == (signal.SIGINT, 4 * SPI, 130)
+  assert e.message == f"interrupted at {4 * SPI} env steps; rerun the same command to resume"
   for run in runs(tmp_path).values():
-    assert (status(run)["status"], status(run)["env_steps"]) == ("interrupted", STOP)
+    assert (status(run)["status"], status(run)["env_steps"]) == ("interrupted", 4 * SPI)
     # Saved at the stop (no periodic checkpoint was due).
-    assert store.RunRecord(run).checkpoint_steps() == [STOP]
+    assert store.RunRecord(run).checkpoint_steps() == [4 * SPI]
   assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # put back
   assert stop.requested() is None
   # Left out of every statistic as incomplete, at its step count.
   found = collect.collect(tmp_path)
   assert not found.runs
   assert {
-    (x.reason, f"status is interrupted at {STOP} env steps" in x.detail) for x in found.excluded
+    (x.reason, f"status is interrupted at {4 * SPI} env steps" in x.detail) for x in found.excluded
   } == {("incomplete", True)}
 
 
@@ -100,7 +96,7 @@ def test_interrupted_sweep_resumes_to_the_same_records(tmp_path):
   stop_after_first_chunk(out)
   events = []
   assert {r.status for r in run_sweep(spec(out), events.append)} == {"complete"}
-  assert [e.env_steps for e in events if e.kind == "resume"] == [STOP]
+  assert [e.env_steps for e in events if e.kind == "resume"] == [4 * SPI]
   for seed, run in runs(clean).items():
     same_records(run, runs(out)[seed])
 

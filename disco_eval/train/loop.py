@@ -67,9 +67,6 @@ class Trainer:
 
   # Seeds' states are stacked on a leading axis (see run_chunk_group).
   stacks_seeds = True
-  # Chunks run asynchronously (jax's dispatch): a sweep dispatches the next
-  # chunk before it writes the previous one's records (runs.seeds).
-  dispatches_ahead = True
 
   def __init__(
     self,
@@ -273,6 +270,16 @@ class Trainer:
     ``compile().memory_analysis()``); `state` may hold ShapeDtypeStructs."""
     fn = self._chunk_seeds if seeds_axis else self._chunk
     return fn.lower(*self._chunk_args(state, rule_params, 0, self.cfg.chunk, seeds_axis))
+
+  @property
+  def dispatches_ahead(self) -> bool:
+    """Whether a sweep dispatches the next chunk before it writes the previous
+    chunk's records (runs.seeds): on accelerators, where jax runs compiled
+    programs asynchronously. Not on the CPU, where these chunk programs run
+    mostly in the calling thread (a Catch chunk's call returned after 1.5 s
+    of its ~1.5 s), so nothing would overlap and a signal's stop would come
+    a chunk later for nothing."""
+    return jax.default_backend() != "cpu"
 
   @property
   def vmaps_seeds(self) -> bool:
