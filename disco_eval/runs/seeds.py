@@ -162,7 +162,7 @@ def _train_chunks(
     state, m = trainer.run_chunk_group(state, rule.params, it, count)
     done = _Done(m, divergence.guard(state, stacked, ahead), it, count, tc)
     chunk_records.write(pending)  # the previous chunk's, while this one runs
-    pending = done if ahead else chunk_records.write(done)
+    pending = done
     it += count
     chunks += 1
     due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
@@ -170,6 +170,8 @@ def _train_chunks(
       save = lambda at=it, s=state: _save_all(records, seeds, s, stacked, at, spi)  # noqa: E731
       pending = chunk_records.write(pending, then=save)
       saved, saved_t = it, time.monotonic()
+    if not ahead:
+      pending = chunk_records.write(pending)
   pending = chunk_records.write(pending)
   if stop.requested() is not None:  # before the final evaluation, too
     _stop(records, seeds, state, stacked, it, spi, saved)
