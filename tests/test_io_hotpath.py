@@ -32,7 +32,8 @@ def _record(tmp_path: Path) -> store.RunRecord:
 def test_checkpoint_is_streamed_in_pieces_and_hashed_as_written(tmp_path, monkeypatch):
   record = _record(tmp_path)
   big = np.arange(10 << 20, dtype=np.float32)  # 40 MiB: several pieces
-  state = {"big": big, "w": jnp.ones((3,), jnp.bfloat16), "n": np.int64(7)}
+  text = np.array(["ab", "cde"])
+  state = {"big": big, "w": jnp.ones((3,), jnp.bfloat16), "n": np.int64(7), "s": text}
   writes = []
   real_write = atomic._FdWriter.write
 
@@ -52,8 +53,10 @@ def test_checkpoint_is_streamed_in_pieces_and_hashed_as_written(tmp_path, monkey
   with np.load(record.path / "checkpoint" / entry["npz"]) as npz:  # a plain npz
     assert np.array_equal(npz["leaf_00000"], big)
   template = {"big": np.zeros_like(big), "w": jnp.zeros((3,), jnp.bfloat16), "n": np.int64(0)}
+  template["s"] = np.array(["", ""], "<U3")
   loaded, steps, _ = record.load_checkpoint(template)
   assert steps == 5 and np.array_equal(loaded["big"], big) and loaded["n"] == 7
+  assert loaded["s"].tolist() == ["ab", "cde"]
   assert loaded["w"].dtype == ml_dtypes.bfloat16 and loaded["w"].tolist() == [1.0, 1.0, 1.0]
 
 
@@ -80,7 +83,7 @@ def test_an_interrupted_checkpoint_write_leaves_the_old_one(tmp_path, monkeypatc
   def fail(*args, **kwargs):
     raise KeyboardInterrupt  # as if stopped in the middle of the arrays
 
-  monkeypatch.setattr(np.lib.format, "write_array", fail)
+  monkeypatch.setattr(training_checkpoint, "_write_npy", fail)
   with pytest.raises(KeyboardInterrupt):
     record.save_checkpoint({"w": np.full(3, 2.0)}, env_steps=20)
   monkeypatch.undo()

@@ -1,7 +1,7 @@
 """The `disco-eval` command line: parse, call, print.
 
 One module per command group registers its commands on :data:`app`
-(``rules``, ``suites``, ``run``, ``bench``, ``compare``/``export``/``plot``,
+(``rules``, ``suites``, ``run``, ``plan``, ``bench``, ``compare``/``export``/``plot``,
 ``data``); :mod:`disco_eval.cli.progress` draws the progress of ``run``.
 """
 

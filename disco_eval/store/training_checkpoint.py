@@ -40,7 +40,7 @@ from disco_eval.store.atomic import atomic_writer, dumps, read_json, write_atomi
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
 
 _CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
-_PIECE = 16 << 20  # bytes read at a time while hashing
+_PIECE = 16 << 20  # bytes written, or read while hashing, at a time
 
 
 def _fix(folder: Path) -> str:
@@ -110,6 +110,20 @@ class _Hashing:
     """Nothing is buffered here."""
 
 
+def _write_npy(out: Any, array: np.ndarray) -> None:
+  """`array` as a .npy file into `out`: the header, then the array's own
+  bytes in pieces of at most 16 MiB (no copy of a C-ordered array)."""
+  array = np.ascontiguousarray(array)
+  header = np.lib.format.header_data_from_array_1_0(array)
+  try:
+    np.lib.format.write_array_header_1_0(out, header)
+  except ValueError:  # a header too long for format 1.0
+    np.lib.format.write_array_header_2_0(out, header)
+  flat = array.reshape(-1).view(np.uint8)
+  for i in range(0, flat.size, _PIECE):
+    out.write(flat[i : i + _PIECE])
+
+
 def _write_npz(path: Path, pairs: list[tuple[str, Any]], described: list[dict]) -> str:
   """Streams the leaves into the npz file `path` (atomically); its sha256."""
   with atomic_writer(path) as sink:
@@ -121,7 +135,7 @@ def _write_npz(path: Path, pairs: list[tuple[str, Any]], described: list[dict]) 
           pairs[i + 1][1].copy_to_host_async()  # overlaps the next transfer with this write
         array = _stored(np.asarray(leaf), leaf_info["path"])
         with zf.open(f"{entry}.npy", "w", force_zip64=True) as member:
-          np.lib.format.write_array(member, array, allow_pickle=False)
+          _write_npy(member, array)
         del array
   return out.sha.hexdigest()
 
