@@ -159,3 +159,49 @@ def metrics_bench(folder: Path, rows: int = 200_000, chunk: int = 50, repeats: i
     "append_s": appended,
     "rewrite_s": rewritten,
   }
+
+
+def level_table_bench(levels: int) -> dict[str, Any]:
+  """Lower and compile time, program text size and peak host memory growth
+  of a small Sokoban loop's chunk program with a synthetic table of `levels`
+  random levels (int8 [levels, 10, 10])."""
+  import resource
+
+  import jax
+
+  from disco_eval.agents.networks import Agent
+  from disco_eval.config import resolve, suites
+  from disco_eval.envs.sokoban import Sokoban
+  from disco_eval.rules import weights
+  from disco_eval.rules.registry import build_rule
+  from disco_eval.runs.plan import rule_identity
+  from disco_eval.train.loop import Trainer
+  from disco_eval.train.optim import make_optimizer
+
+  small = {"num_envs": 8, "rollout_len": 5, "chunk": 2, "buffer_capacity": 4}
+  small.update(min_buffer=1, sample_entries=1)
+  suite, rule = suites.load_suite("sokoban"), weights.resolve_rule("actor_critic")
+  overrides = tuple((f"train.{k}", str(v)) for k, v in small.items())
+  run = resolve.resolve(
+    suite, "boxoban-unfiltered", rule_identity(rule), rule.manifest, overrides=overrides
+  )
+  env = Sokoban(np.random.default_rng(0).integers(0, 7, (levels, 10, 10), dtype=np.int8))
+  rule_obj = build_rule(rule.manifest.kind, run.settings, rule.label)
+  agent = Agent(run.settings["agent"], rule_obj.output_spec(4), 4, env.observation_shape)
+  trainer = Trainer(env, agent, rule_obj, make_optimizer(run.settings["optimizer"]), run.train)
+  state = jax.eval_shape(lambda: trainer.init(0))
+  rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+  t0 = time.perf_counter()
+  lowered = trainer.lowered_chunk(state, rule.params)
+  t1 = time.perf_counter()
+  text = lowered.as_text()
+  analysis = lowered.compile().memory_analysis()
+  t2 = time.perf_counter()
+  return {
+    "levels": levels,
+    "lower_s": t1 - t0,
+    "compile_s": t2 - t1,
+    "program_text_bytes": len(text),
+    "argument_bytes": int(analysis.argument_size_in_bytes),
+    "peak_rss_growth_bytes": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss) * 1024,
+  }
