@@ -33,15 +33,17 @@ def env_steps_per_s(env: JaxEnv, num_envs: int, steps: int, repeats: int) -> flo
   state, _ = jax.vmap(env.reset)(keys)
 
   @jax.jit
-  def run(state, key):
+  def run(data, state, key):
     def body(s, k):
       a = jax.random.randint(k, (num_envs,), 0, env.num_actions)
       s, ts = jax.vmap(env.step)(s, a)
       return s, ts.reward.sum()
 
-    return jax.lax.scan(body, state, jax.random.split(key, steps))
+    with env.reading(data):  # the env's tables are an argument, as in training
+      return jax.lax.scan(body, state, jax.random.split(key, steps))
 
-  t = median_time(lambda: run(state, jax.random.PRNGKey(1)), repeats)
+  data = env.device_data()
+  t = median_time(lambda: run(data, state, jax.random.PRNGKey(1)), repeats)
   return steps * num_envs / t
 
 

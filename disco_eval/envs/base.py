@@ -29,7 +29,8 @@ A backend is registered in :mod:`disco_eval.envs.registry` (suite manifest
 """
 
 import abc
-from typing import Any, NamedTuple, Sequence
+import contextlib
+from typing import Any, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
@@ -96,6 +97,20 @@ class JaxEnv(EnvSpec):
   @abc.abstractmethod
   def step(self, state: Any, action: Any) -> tuple[Any, TimeStep]:
     """One step with `action` ([] int32): (next state, TimeStep)."""
+
+  def device_data(self) -> Any:
+    """The large arrays ``reset`` and ``step`` read (a pytree; Sokoban's level
+    table), or None. A trainer passes them to its compiled programs as an
+    argument and traces the env inside ``with env.reading(data):``, so they
+    are device data, not constants of the program."""
+    return None
+
+  @contextlib.contextmanager
+  def reading(self, data: Any) -> Iterator[None]:
+    """While the block runs, ``reset`` and ``step`` read `data` (what
+    ``device_data`` returns, or a tracer of it) instead of the env's own."""
+    del data
+    yield
 
 
 class HostPool(abc.ABC):

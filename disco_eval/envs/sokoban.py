@@ -23,14 +23,18 @@ Observation: a one-hot grid float32 [10, 10, 7]; channel k marks the cells of
 code k of :mod:`disco_eval.envs.boxoban` (0 floor, 1 wall, 2 empty target,
 3 box, 4 box on target, 5 player, 6 player on target).
 
-The level table (int8 [N, 10, 10] cell codes) lives on the device and is a
-constant of the compiled programs that use the environment.
+The level table (int8 [N, 10, 10] cell codes; ~90 MB for the 900k training
+levels) lives on the device and is device data of the compiled programs,
+not a constant baked into them: ``device_data`` hands it to the trainer,
+which passes it to its jitted programs as an argument and traces the env
+inside ``reading`` (see :class:`~disco_eval.envs.base.JaxEnv`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
-from typing import Any, Callable, NamedTuple
+from typing import Any, Callable, Iterator, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -166,6 +170,19 @@ class Sokoban(JaxEnv):
     self.max_steps = int(max_steps)
     self.num_levels = int(len(levels))
     self.levels = jnp.asarray(levels.astype(np.int8))  # on the default device
+
+  def device_data(self) -> Array:
+    """The level table int8 [N, 10, 10] (an argument of compiled programs)."""
+    return self.levels
+
+  @contextlib.contextmanager
+  def reading(self, data: Array) -> Iterator[None]:
+    """``reset`` and ``step`` draw levels from `data` (the table or a tracer)."""
+    own, self.levels = self.levels, data
+    try:
+      yield
+    finally:
+      self.levels = own
 
   def _new_episode(self, rng: Array) -> SokobanState:
     rng, sub = jax.random.split(rng)

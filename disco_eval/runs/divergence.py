@@ -15,6 +15,8 @@ the state so that the final parameters are still evaluated.
 
 from __future__ import annotations
 
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -64,12 +66,54 @@ def first_bad_losses(loss: np.ndarray, learned: np.ndarray) -> list[int | None]:
   return [int(np.argmax(row)) if row.any() else None for row in bad]
 
 
-def check_chunk(records, seeds, state, stacked: bool, m, it: int, count: int, spi: int) -> None:
+class _Params(NamedTuple):
+  """Stands for a state of which only the parameters are kept."""
+
+  params: Any
+
+
+class Guard(NamedTuple):
+  """What a chunk's divergence check needs of the state at the chunk's end,
+  taken without waiting for it: `finite` ([S] bool, a device array being
+  computed, or None to compute it from `state` when checked) and `state`
+  (the state itself, or for chunks dispatched ahead an object whose
+  ``params`` are a copy of the stacked parameters, as the next chunk reuses
+  the state's buffers)."""
+
+  finite: Any
+  state: Any
+  stacked: bool
+
+
+def guard(state, stacked: bool, ahead: bool) -> Guard:
+  """The divergence :class:`Guard` of `state` (a chunk's end state): for a
+  chunk whose successor is dispatched before it is checked (`ahead`,
+  stacked states only), the finiteness reduction and a copy of the
+  parameters are enqueued now."""
+  if not ahead:
+    return Guard(None, state, stacked)
+  if not stacked:
+    raise ValueError("only stacked states can be checked ahead")
+  params = jax.tree.map(jnp.copy, state.params)
+  return Guard(_finite_stacked(state.params), _Params(params), True)
+
+
+def check_guarded(records, seeds, g: Guard, m, it: int, count: int, spi: int) -> None:
+  """:func:`check_chunk` from a :class:`Guard` taken at the chunk's end."""
+  finite = None if g.finite is None else np.asarray(jax.device_get(g.finite), bool)
+  check_chunk(records, seeds, g.state, g.stacked, m, it, count, spi, finite)
+
+
+def check_chunk(
+  records, seeds, state, stacked: bool, m, it: int, count: int, spi: int, finite=None
+) -> None:
   """Notes each seed that diverged in the chunk of iterations ``it ..
   it + count - 1`` (metrics `m` on the host, arrays [S, count]; `spi` env
   steps per iteration) in its record; raises GroupDiverged when every seed of
-  the group has now diverged."""
-  finite = finite_params(state, stacked, len(seeds))
+  the group has now diverged. `finite` ([S] bool) is computed from `state`
+  unless given."""
+  if finite is None:
+    finite = finite_params(state, stacked, len(seeds))
   firsts = first_bad_losses(m.loss[:, :count], m.learned[:, :count])
   bad = [j for j, first in enumerate(firsts) if first is not None or not finite[j]]
   if not bad:  # the usual chunk: no record is read or written

@@ -1,6 +1,8 @@
 """Training the seeds of a run group together, chunk by chunk, into their records."""
 
+import dataclasses
 import time
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,7 @@ def _stack(trees):
   return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
 
 
-def _metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
+def metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
   """The metrics rows of seed `j` for iterations ``it .. it + count - 1``
   (metrics `m` of one chunk: arrays [seeds, count])."""
   extra = m.extra  # host tasks' episode columns (sums); {} for pure-JAX tasks
@@ -87,6 +89,52 @@ def _stop(records, seeds, state, stacked, it: int, spi: int, saved: int) -> None
   stop.check(it * spi)
 
 
+@dataclasses.dataclass
+class _Done:
+  """A chunk of `count` iterations from `it`, dispatched at `t`, whose records
+  are not written yet: its metrics `m` and divergence `guard` (see
+  divergence.Guard), device values that may still be computing."""
+
+  m: Any
+  guard: Any
+  it: int
+  count: int
+  t: float
+
+
+class _Chunks:
+  """Writes the records of trained chunks: metrics rows, divergence,
+  status and the progress event (see _train_chunks)."""
+
+  def __init__(self, rule, task, seeds, records, spi: int, total: int, on_progress):
+    self.rule, self.task, self.seeds, self.records = rule, task, seeds, records
+    self.spi, self.total, self.on_progress = spi, total, on_progress
+    self.last = time.time()  # when the previous chunk's records were written
+
+  def write(self, done: _Done | None, then=None) -> None:
+    """The records of chunk `done` (nothing if None); waits for its metrics
+    only. Raises divergence.GroupDiverged when every seed has diverged.
+    `then` (e.g. a checkpoint) is called after the metrics are written and
+    before the status and the progress event (at once if `done` is None)."""
+    if done is None:
+      if then is not None:
+        then()
+      return
+    m, it, count, spi = jax.device_get(done.m), done.it, done.count, self.spi
+    for j, s in enumerate(self.seeds):
+      self.records[s].append_metrics(metrics_rows(m, j, it, count, spi))
+    divergence.check_guarded(self.records, self.seeds, done.guard, m, it, count, spi)
+    if then is not None:
+      then()
+    for s in self.seeds:
+      self.records[s].mark_running((it + count) * spi)
+    seconds, self.last = time.time() - max(done.t, self.last), time.time()
+    event = _chunk_event(
+      self.rule, self.task, self.seeds, m, count, it + count, spi, self.total, seconds
+    )
+    self.on_progress(event)
+
+
 def _train_chunks(
   trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
 ):
@@ -95,29 +143,36 @@ def _train_chunks(
   Checkpoints every `spec.checkpoint_every` chunks and every
   `spec.checkpoint_minutes` of wall-clock time; a stop requested by a signal
   (see runs.stop) is honoured between chunks and before the final evaluation
-  (see _stop).
+  (see _stop). A trainer that ``dispatches_ahead`` (compiled chunks that run
+  asynchronously) gets the next chunk dispatched before the previous chunk's
+  records are written, so the device does not wait for the host's I/O; every
+  record of a chunk is written before any checkpoint after it (a resume never
+  misses rows) and the computation is the same either way.
   """
   spi, total = cfg.steps_per_iteration, cfg.iterations * cfg.steps_per_iteration
-  it, chunks, saved, saved_t = start, 0, start, time.monotonic()
+  ahead = bool(getattr(trainer, "dispatches_ahead", False))
+  chunk_records = _Chunks(rule, task, seeds, records, spi, total, on_progress)
+  it, chunks, saved, saved_t, pending = start, 0, start, time.monotonic(), None
   while it < cfg.iterations:
     if stop.requested() is not None:
+      chunk_records.write(pending)
       _stop(records, seeds, state, stacked, it, spi, saved)
     count = min(cfg.chunk, cfg.iterations - it)
     tc = time.time()
     state, m = trainer.run_chunk_group(state, rule.params, it, count)
-    m = jax.device_get(m)
-    for j, s in enumerate(seeds):
-      records[s].append_metrics(_metrics_rows(m, j, it, count, spi))
-    divergence.check_chunk(records, seeds, state, stacked, m, it, count, spi)
+    done = _Done(m, divergence.guard(state, stacked, ahead), it, count, tc)
+    chunk_records.write(pending)  # the previous chunk's, while this one runs
+    pending = done
     it += count
     chunks += 1
     due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
     if (chunks % spec.checkpoint_every == 0 or due) and it < cfg.iterations:
-      _save_all(records, seeds, state, stacked, it, spi)
+      save = lambda at=it, s=state: _save_all(records, seeds, s, stacked, at, spi)  # noqa: E731
+      pending = chunk_records.write(pending, then=save)
       saved, saved_t = it, time.monotonic()
-    for s in seeds:
-      records[s].mark_running(it * spi)
-    on_progress(_chunk_event(rule, task, seeds, m, count, it, spi, total, time.time() - tc))
+    if not ahead:
+      pending = chunk_records.write(pending)
+  pending = chunk_records.write(pending)
   if stop.requested() is not None:  # before the final evaluation, too
     _stop(records, seeds, state, stacked, it, spi, saved)
   return state

@@ -1,8 +1,8 @@
 """Files that are never seen half-written, and the record's JSON.
 
-:func:`write_atomic` writes a temp file in the same folder, fsyncs it, renames
-it over the target (``os.replace``) and fsyncs the folder, so a crash, a
-SIGKILL or a full disk at any moment leaves either the old or the new complete
+:func:`write_atomic` (and :func:`atomic_writer`, which streams the content)
+writes a temp file in the same folder, fsyncs it once, renames it over the
+target (``os.replace``) and fsyncs the folder, so a crash, a SIGKILL or a full disk at any moment leaves either the old or the new complete
 file. A kill can leave a hidden temp file (``.<name>.<pid>.<hex>.tmp``)
 behind; :func:`remove_stale_temps` deletes those whose writer is gone.
 
@@ -29,7 +29,7 @@ import re
 import secrets
 import stat
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -65,21 +65,36 @@ def _fsync_dir(folder: Path) -> None:
     os.close(fd)
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-  """Replace the file `path` by `data` so that it is never seen half-written.
+class _FdWriter:
+  """A write-only, unseekable binary file over an open descriptor: `write`
+  writes every byte (os.write until done) and returns the count."""
 
-  Writes a temp file in the same folder, fsyncs it, renames it over `path` and
-  fsyncs the folder. On any error (a full disk included) the temp file is
-  removed and `path` keeps its old content; a SIGKILL can leave only the
-  hidden temp file behind. An existing file's permission bits are kept; a new
-  file gets the default ones (umask).
+  def __init__(self, fd: int):
+    self._fd = fd
 
-  Raises UserError (chained to the OSError) when the disk is full, the quota
-  is exceeded or the write is not allowed; other errors propagate unchanged.
-  The folder must exist.
+  def write(self, data) -> int:
+    view = memoryview(data).cast("B")
+    n = len(view)
+    while view:
+      view = view[os.write(self._fd, view) :]
+    return n
+
+  def flush(self) -> None:
+    """Nothing is buffered here."""
+
+
+@contextlib.contextmanager
+def atomic_writer(path: Path) -> Iterator[_FdWriter]:
+  """A file to stream the new content of `path` into, never seen half-written.
+
+  The block writes into a temp file in the same folder (through the yielded
+  object's ``write``); when it ends normally the temp file is fsynced once,
+  renamed over `path` and the folder fsynced. If the block raises (a full
+  disk, a KeyboardInterrupt) the temp file is removed and `path` keeps its
+  old content; a SIGKILL can leave only the hidden temp file behind. An
+  existing file's permission bits are kept. A full disk, an exceeded quota or
+  a refused write becomes a one-line UserError; the folder must exist.
   """
-  if not isinstance(data, (bytes, bytearray, memoryview)):
-    raise TypeError(f"write_atomic needs bytes, not {type(data).__name__}")
   path = Path(path)
   tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
   try:
@@ -90,9 +105,7 @@ def write_atomic(path: Path, data: bytes) -> None:
   try:
     with contextlib.suppress(FileNotFoundError):
       os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
-    view = memoryview(data).cast("B")
-    while view:
-      view = view[os.write(fd, view) :]
+    yield _FdWriter(fd)
     os.fsync(fd)
     closed = True
     os.close(fd)
@@ -109,6 +122,43 @@ def write_atomic(path: Path, data: bytes) -> None:
         raise error from exc
     raise
   _fsync_dir(path.parent)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+  """Replace the file `path` by `data` so that it is never seen half-written
+  (:func:`atomic_writer`: temp file, one fsync, rename, folder fsync).
+
+  Raises UserError (chained to the OSError) when the disk is full, the quota
+  is exceeded or the write is not allowed; other errors propagate unchanged.
+  The folder must exist.
+  """
+  if not isinstance(data, (bytes, bytearray, memoryview)):
+    raise TypeError(f"write_atomic needs bytes, not {type(data).__name__}")
+  with atomic_writer(path) as f:
+    f.write(data)
+
+
+def append_durably(path: Path, data: bytes, keep: int | None = None) -> None:
+  """Append `data` to the existing file `path` and fsync it.
+
+  With `keep`, the file is first cut to its first `keep` bytes (a torn tail
+  left by a killed writer). A kill during the write can leave only a prefix
+  of `data` at the end of the file (the caller's format must tell such a
+  tail apart). A full disk or a refused write becomes a one-line UserError.
+  """
+  try:
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+  except OSError as exc:
+    raise (_environment_error(Path(path), exc) or exc) from exc
+  try:
+    if keep is not None:
+      os.ftruncate(fd, keep)
+    _FdWriter(fd).write(data)
+    os.fsync(fd)
+  except OSError as exc:
+    raise (_environment_error(Path(path), exc) or exc) from exc
+  finally:
+    os.close(fd)
 
 
 def strict_value(obj: Any) -> Any:

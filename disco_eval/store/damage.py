@@ -34,7 +34,7 @@ from disco_eval.store.layout import (
   STATUS_FILE,
   SUMMARY_FILE,
 )
-from disco_eval.store.metrics import STEP_COLUMN
+from disco_eval.store.metrics import STEP_COLUMN, whole_lines
 
 DAMAGE_REASONS = ("empty", "foreign", "unreadable", "missing_config", "missing_metrics")
 RECORD_NAMES = (CONFIG_FILE, STATUS_FILE, METRICS_FILE, SUMMARY_FILE, CHECKPOINT_DIR)
@@ -63,7 +63,7 @@ def _json_problem(path: Path) -> str | None:
 def metrics_problem(path: Path) -> str | None:
   """Why the metrics.csv `path` is unreadable, or None if it is a table."""
   try:
-    text = path.read_text(encoding="utf-8")
+    text = whole_lines(path.read_text(encoding="utf-8"))  # a torn last line is no damage
     rows = list(csv.reader(io.StringIO(text, newline="")))
   except (OSError, UnicodeDecodeError, csv.Error) as exc:
     return f"{path.name} is unreadable ({exc})"

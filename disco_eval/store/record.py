@@ -30,7 +30,16 @@ from disco_eval.store.layout import (
   SUMMARY_FILE,
   run_dir,
 )
-from disco_eval.store.metrics import STEP_COLUMN, format_cell, parse_cell, read_table, write_table
+from disco_eval.store.metrics import (
+  STEP_COLUMN,
+  append_rows,
+  format_cell,
+  parse_cell,
+  read_header,
+  read_table,
+  torn,
+  write_table,
+)
 
 
 class RunBusy(UserError):
@@ -308,16 +317,17 @@ class RunRecord:
   def append_metrics(self, rows: list[dict]) -> None:
     """Append rows to metrics.csv.
 
-    Crash safety by atomic rewrite: the whole CSV is rewritten through
-    write_atomic on every call (metrics are small), so the file is always a
-    complete table. The first row ever written fixes the header (in its key
-    order); every later row must have exactly those keys (else UserError).
+    The rows are appended (one write, one fsync; the table is not read or
+    rewritten): a kill can tear only the last line, which readers ignore and
+    the next append or truncation cuts off (see :mod:`disco_eval.store.metrics`).
+    The first row ever written fixes the header (in its key order); every
+    later row must have exactly those keys (else UserError).
     Values are numbers (floats round-trip exactly, NaN/inf included), strings
     or None; booleans are stored as 1/0.
     """
     if not rows:
       return
-    header, raw = self._read_metrics_raw()
+    header, raw = read_header(self.path / METRICS_FILE), []
     if not header:
       header = list(rows[0].keys())
       if not all(isinstance(key, str) for key in header):
@@ -329,7 +339,7 @@ class RunRecord:
           f"{list(row)}; pass --out DIR to record this run elsewhere"
         )
       raw.append([format_cell(row[key]) for key in header])
-    self._write_metrics_raw(header, raw)
+    append_rows(self.path / METRICS_FILE, header, raw)
 
   def read_metrics(self) -> list[dict]:
     """The metrics rows, numbers parsed as int/float and empty cells as None."""
@@ -343,12 +353,14 @@ class RunRecord:
     """
     header, raw = self._read_metrics_raw()
     if not raw:
+      if header and torn(self.path / METRICS_FILE):
+        self._write_metrics_raw(header, raw)
       return
     if STEP_COLUMN not in header:
       raise ValueError(f"metrics.csv of {self.path} has no {STEP_COLUMN!r} column")
     column = header.index(STEP_COLUMN)
     kept = [row for row in raw if float(row[column]) <= env_steps]
-    if len(kept) != len(raw):
+    if len(kept) != len(raw) or torn(self.path / METRICS_FILE):
       self._write_metrics_raw(header, kept)
 
   # -- checkpoints -------------------------------------------------------------

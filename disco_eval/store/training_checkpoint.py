@@ -6,7 +6,15 @@
   checkpoint.json  format, and for each kept checkpoint (newest first): the
                    structure (leaf paths, shapes, dtypes), env_steps, extra
                    metadata and the name and sha256 of its arrays file
-  state-*.npz      the arrays, one entry per pytree leaf
+  state-*.npz      the arrays, one entry per pytree leaf (a zip of .npy
+                   files, stored uncompressed: ``numpy.load`` reads it)
+
+The arrays file is streamed: leaf after leaf, each array's bytes go to the
+open temp file in pieces of at most 16 MiB while the sha256 is updated with
+the same bytes (no in-memory copy of the whole state, no second pass to hash
+it); the file is fsynced once and renamed into place
+(:func:`~disco_eval.store.atomic.atomic_writer`). The device-to-host copy of
+the next leaf is started while a leaf is written.
 
 Writing ``checkpoint.json`` is the commit point: the arrays file is written
 before it and unlisted arrays files are deleted only after it, so a crash at
@@ -18,9 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import io
 import os
 import secrets
+import zipfile
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -28,10 +36,11 @@ from typing import Any
 import numpy as np
 
 from disco_eval.errors import UserError
-from disco_eval.store.atomic import dumps, read_json, write_atomic
+from disco_eval.store.atomic import atomic_writer, dumps, read_json, write_atomic
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
 
 _CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
+_PIECE = 16 << 20  # bytes written, or read while hashing, at a time
 
 
 def _fix(folder: Path) -> str:
@@ -53,29 +62,82 @@ def _leaf_name(path: str) -> str:
   return path or "<root>"
 
 
-def _flatten_state(state: Any) -> tuple[dict[str, np.ndarray], list[dict]]:
-  """npz entries and leaf descriptions (path, entry, shape, dtype) of a pytree."""
+def _stored(array: np.ndarray, path: str) -> np.ndarray:
+  """`array` as the npz stores it (ml_dtypes' bits as unsigned integers)."""
+  if array.dtype.kind == "V" and array.dtype.fields is None:
+    # ml_dtypes (bfloat16, float8): .npy cannot name them; store the bits.
+    return array.view(np.dtype(f"u{array.dtype.itemsize}"))
+  if array.dtype.kind in "biufcSU":
+    return array
+  raise TypeError(f"checkpoint leaf {_leaf_name(path)} has unsupported dtype {array.dtype}")
+
+
+def _describe(path: str, entry: str, leaf: Any) -> dict:
+  """The leaf description checkpoint.json keeps (path, entry, shape, dtype),
+  from the leaf's shape and dtype alone (no copy to the host)."""
+  dtype = np.dtype(leaf.dtype) if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+  # Names ("float32", "bfloat16") where they exist; '<U5'-style for text.
+  name = dtype.str if dtype.kind in "SU" else dtype.name
+  return {"path": path, "entry": entry, "shape": list(np.shape(leaf)), "dtype": name}
+
+
+def _flatten_state(state: Any) -> tuple[list[tuple[str, Any]], list[dict]]:
+  """[(npz entry, leaf)] and leaf descriptions of a pytree."""
   import jax
 
   leaves, _ = jax.tree_util.tree_flatten_with_path(state)
-  arrays: dict[str, np.ndarray] = {}
-  described: list[dict] = []
+  pairs, described = [], []
   for i, (key_path, leaf) in enumerate(leaves):
-    path = jax.tree_util.keystr(key_path)
-    array = np.asarray(leaf)
-    if array.dtype.kind == "V" and array.dtype.fields is None:
-      # ml_dtypes (bfloat16, float8): .npy cannot name them; store the bits.
-      stored = array.view(np.dtype(f"u{array.dtype.itemsize}"))
-    elif array.dtype.kind in "biufcSU":
-      stored = array
-    else:
-      raise TypeError(f"checkpoint leaf {_leaf_name(path)} has unsupported dtype {array.dtype}")
-    entry = f"leaf_{i:05d}"
-    arrays[entry] = stored
-    # Names ("float32", "bfloat16") where they exist; '<U5'-style for text.
-    dtype = array.dtype.str if array.dtype.kind in "SU" else array.dtype.name
-    described.append({"path": path, "entry": entry, "shape": list(array.shape), "dtype": dtype})
-  return arrays, described
+    path, entry = jax.tree_util.keystr(key_path), f"leaf_{i:05d}"
+    if hasattr(leaf, "dtype"):
+      _stored(np.empty((0,), leaf.dtype), path)  # an unsupported dtype fails before any write
+    pairs.append((entry, leaf))
+    described.append(_describe(path, entry, leaf))
+  return pairs, described
+
+
+class _Hashing:
+  """A write-only file passing its bytes on to `sink`, hashing them (sha256)."""
+
+  def __init__(self, sink: Any):
+    self.sink, self.sha = sink, hashlib.sha256()
+
+  def write(self, data) -> int:
+    self.sha.update(data)
+    return self.sink.write(data)
+
+  def flush(self) -> None:
+    """Nothing is buffered here."""
+
+
+def _write_npy(out: Any, array: np.ndarray) -> None:
+  """`array` as a .npy file into `out`: the header, then the array's own
+  bytes in pieces of at most 16 MiB (no copy of a C-ordered array)."""
+  array = np.ascontiguousarray(array)
+  header = np.lib.format.header_data_from_array_1_0(array)
+  try:
+    np.lib.format.write_array_header_1_0(out, header)
+  except ValueError:  # a header too long for format 1.0
+    np.lib.format.write_array_header_2_0(out, header)
+  flat = array.reshape(-1).view(np.uint8)
+  for i in range(0, flat.size, _PIECE):
+    out.write(flat[i : i + _PIECE])
+
+
+def _write_npz(path: Path, pairs: list[tuple[str, Any]], described: list[dict]) -> str:
+  """Streams the leaves into the npz file `path` (atomically); its sha256."""
+  with atomic_writer(path) as sink:
+    out = _Hashing(sink)
+    # An unseekable file: zipfile writes each member once, in order.
+    with zipfile.ZipFile(out, "w", zipfile.ZIP_STORED, allowZip64=True) as zf:
+      for i, ((entry, leaf), leaf_info) in enumerate(zip(pairs, described)):
+        if i + 1 < len(pairs) and hasattr(pairs[i + 1][1], "copy_to_host_async"):
+          pairs[i + 1][1].copy_to_host_async()  # overlaps the next transfer with this write
+        array = _stored(np.asarray(leaf), leaf_info["path"])
+        with zf.open(f"{entry}.npy", "w", force_zip64=True) as member:
+          _write_npy(member, array)
+        del array
+  return out.sha.hexdigest()
 
 
 def _as_template_leaf(value: np.ndarray, template: Any) -> Any:
@@ -121,7 +183,8 @@ def save(
 ) -> None:
   """Save `state` (a pytree of arrays) as the newest checkpoint of a run.
 
-  The arrays go to a new ``state-*.npz`` first; then ``checkpoint.json``
+  The arrays are streamed to a new ``state-*.npz`` first (hashed as they
+  are written, see the module's docstring); then ``checkpoint.json``
   (for each of the `keep` newest checkpoints: leaf paths from
   jax.tree_util.tree_flatten_with_path, shapes, dtypes, env_steps, `extra`
   and the npz's sha256) is replaced, which is the commit point; only then
@@ -130,16 +193,14 @@ def save(
   (vmapped seeds) resume together from a checkpoint they all have, even if
   a kill came while their newest ones were being written.
   """
-  arrays, leaves = _flatten_state(state)
+  pairs, leaves = _flatten_state(state)
   folder = Path(run_path) / CHECKPOINT_DIR
   folder.mkdir(exist_ok=True)
-  buffer = io.BytesIO()
-  np.savez(buffer, **arrays)
-  data = buffer.getvalue()
   name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
+  sha = _write_npz(folder / name, pairs, leaves)
   entry = {
     "npz": name,
-    "sha256": hashlib.sha256(data).hexdigest(),
+    "sha256": sha,
     "env_steps": int(env_steps),
     "extra": extra or {},
     "leaves": leaves,
@@ -151,7 +212,6 @@ def save(
     older = []
   kept = [entry] + older[: max(0, keep - 1)]
   meta = dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": kept}).encode("utf-8")
-  write_atomic(folder / name, data)
   write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
   _delete_unlisted(folder, {c["npz"] for c in kept})
 
@@ -164,14 +224,24 @@ def _delete_unlisted(folder: Path, listed: set[str]) -> None:
         os.unlink(item.path)
 
 
+def _file_sha256(path: Path) -> str:
+  """sha256 of the file `path`, read in pieces of 16 MiB."""
+  sha, buffer = hashlib.sha256(), bytearray(_PIECE)
+  view = memoryview(buffer)
+  with open(path, "rb") as f:
+    while n := f.readinto(buffer):
+      sha.update(view[:n])
+  return sha.hexdigest()
+
+
 def _read_arrays(folder: Path, meta: dict) -> tuple[dict[str, tuple[dict, np.ndarray]], int, dict]:
   """({leaf path: (description, stored array)}, env_steps, extra) of the
   checkpoint `meta` (one entry of checkpoint.json), its sha256 checked."""
   try:
-    data = (folder / meta["npz"]).read_bytes()
-    if hashlib.sha256(data).hexdigest() != meta["sha256"]:
+    path = folder / meta["npz"]
+    if _file_sha256(path) != meta["sha256"]:
       raise ValueError(f"{meta['npz']} does not match its sha256")
-    with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+    with np.load(path, allow_pickle=False) as npz:
       saved = {leaf["path"]: (leaf, npz[leaf["entry"]]) for leaf in meta["leaves"]}
     return saved, int(meta["env_steps"]), meta.get("extra") or {}
   except (OSError, ValueError, KeyError, TypeError, AttributeError) as exc:

@@ -16,7 +16,6 @@ environments, replay buffer and learner batch split between them
 (:mod:`disco_eval.train.devices`); it learns what the one-device run learns.
 """
 
-import functools
 from typing import Any, NamedTuple
 
 import jax
@@ -80,10 +79,23 @@ class Trainer:
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
     self.learner = Learner(agent, rule, optimizer, cfg)
     self.mesh = self.learner.mesh  # None on one device
-    self._chunk = jax.jit(self._run_chunk, donate_argnums=(0,))
+    # The env's device data (e.g. a level table) is argument 0, not a constant.
+    self._chunk = jax.jit(self._reading_env(self._run_chunk), donate_argnums=(1,))
     self._chunk_seeds = jax.jit(
-      jax.vmap(self._run_chunk, in_axes=(0, None, None, None)), donate_argnums=(0,)
+      self._reading_env(jax.vmap(self._run_chunk, in_axes=(0, None, None, None))),
+      donate_argnums=(1,),
     )
+    self._evaluate = jax.jit(self._reading_env(self._evaluate_episodes), static_argnums=(3,))
+
+  def _reading_env(self, fn):
+    """`fn` with the env's device data as a first argument, read by the env
+    while `fn` is traced (``JaxEnv.reading``)."""
+
+    def with_data(data, *args):
+      with self.env.reading(data):
+        return fn(*args)
+
+    return with_data
 
   # -- state -----------------------------------------------------------------
 
@@ -244,11 +256,33 @@ class Trainer:
     Returns the new state and per-iteration metrics (numpy-convertible,
     [chunk] or [S, chunk]; rows past `count` are inactive).
     """
+    fn = self._chunk_seeds if seeds_axis else self._chunk
+    return fn(*self._chunk_args(state, rule_params, start, count, seeds_axis))
+
+  def _chunk_args(self, state, rule_params, start: int, count: int, seeds_axis: bool):
+    """The arguments of the compiled chunk (env data, state, rule params,
+    iteration numbers [chunk], active flags [chunk])."""
     k = self.cfg.chunk
     its = jnp.arange(start, start + k, dtype=jnp.int32)
     active = jnp.arange(k) < count
+    state = self.lay_out(state, lead=int(seeds_axis))
+    return self.env.device_data(), state, rule_params, its, active
+
+  def lowered_chunk(self, state: TrainState, rule_params, seeds_axis: bool = False):
+    """The chunk program lowered for `state` (``jax.stages.Lowered``: its text,
+    ``compile().memory_analysis()``); `state` may hold ShapeDtypeStructs."""
     fn = self._chunk_seeds if seeds_axis else self._chunk
-    return fn(self.lay_out(state, lead=int(seeds_axis)), rule_params, its, active)
+    return fn.lower(*self._chunk_args(state, rule_params, 0, self.cfg.chunk, seeds_axis))
+
+  @property
+  def dispatches_ahead(self) -> bool:
+    """Whether a sweep dispatches the next chunk before it writes the previous
+    chunk's records (runs.seeds): on accelerators, where jax runs compiled
+    programs asynchronously. Not on the CPU, where these chunk programs run
+    mostly in the calling thread (a Catch chunk's call returned after 1.5 s
+    of its ~1.5 s), so nothing would overlap and a signal's stop would come
+    a chunk later for nothing."""
+    return jax.default_backend() != "cpu"
 
   @property
   def vmaps_seeds(self) -> bool:
@@ -279,15 +313,18 @@ class Trainer:
 
   # -- evaluation ------------------------------------------------------------
 
-  @functools.partial(jax.jit, static_argnums=(0, 3))
   def evaluate(self, params, rng: Array, episodes: int) -> tuple[Array, dict]:
     """Returns of the first `episodes` episodes of the sampling policy (the
     rule's evaluation policy, :func:`~disco_eval.rules.base.acting_logits`).
 
     Runs `episodes` environments in parallel until each has ended one
-    episode (auto-reset environments; pure JAX). Returns [episodes] and no
-    extra figures ({}), as ``HostTrainer.evaluate``.
+    episode (auto-reset environments; pure JAX, compiled once per number of
+    episodes). Returns [episodes] and no extra figures ({}), as
+    ``HostTrainer.evaluate``.
     """
+    return self._evaluate(self.env.device_data(), params, rng, int(episodes))
+
+  def _evaluate_episodes(self, params, rng: Array, episodes: int) -> tuple[Array, dict]:
     keys = jax.random.split(rng, episodes + 1)
     env_state, ts = jax.vmap(self.env.reset)(keys[1:])
 

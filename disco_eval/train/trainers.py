@@ -32,6 +32,9 @@ class RunTrainer(Protocol):
     vmaps_seeds: seeds share one vmapped program.
     stacks_seeds: ``run_chunk_group`` takes the seeds' states stacked on a
       leading axis (True) or as a list (False).
+    dispatches_ahead: (optional, default False) ``run_chunk_group`` returns
+      before its chunk has run (stacked states only), so a sweep dispatches
+      the next chunk before writing the previous chunk's records.
   """
 
   task: EnvSpec
