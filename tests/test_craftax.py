@@ -162,3 +162,19 @@ def test_tiny_run_of_every_task(small_suite, rule, task):
     assert s["task"] == task and s["eval_episodes"] == 8 and math.isfinite(s["score"])
     assert 0.0 <= s["crafter_score"] <= 100.0
     assert s["normalized_score"] == pytest.approx(s["score"] / 22.0)
+
+
+def test_flat_or_image_torso_serves_both_observations():
+  from disco_eval.agents.networks import Agent
+  from disco_eval.rules.base import OutputSpec
+
+  settings = {"torso": "flat_or_image", "torso_hidden": [16], "impala_channels": [4]}
+  settings["impala_hidden"] = 8
+  spec = OutputSpec(flat={"logits": (17,)}, model={})
+  for shape, layer in (((1345,), "dense_0"), ((3, 63, 63), "stack_0_conv")):
+    agent = Agent(settings, spec, 17, shape)
+    params = agent.init(jax.random.PRNGKey(0))
+    names = str(jax.tree_util.tree_structure(params))
+    assert layer in names
+    out = agent.apply(params, jnp.zeros((2,) + shape))
+    assert out["logits"].shape == (2, 17)
