@@ -3,6 +3,7 @@ of its achievement set and reward scale against Crafter's (the ``crafter``
 package: crafter/data.yaml and crafter/env.py)."""
 
 import math
+import re
 import shutil
 from pathlib import Path
 
@@ -141,8 +142,10 @@ def small_suite(tmp_path, monkeypatch):
   (root / "suites").mkdir(parents=True)
   (root / "rules").symlink_to(ROOT / "rules")
   text = (ROOT / "suites" / "craftax-classic.toml").read_text()
-  text = text.replace("bank = 1024", "bank = 4\nmax_timesteps = 60")
-  text = text.replace("eval_episodes = 128", "eval_episodes = 8\neval_max_timesteps = 60")
+  text = re.sub(r"^bank = 1024$", "bank = 4\nmax_timesteps = 60", text, flags=re.M)
+  text = re.sub(
+    r"^eval_episodes = 128$", "eval_episodes = 8\neval_max_timesteps = 60", text, flags=re.M
+  )
   (root / "suites" / "craftax-classic.toml").write_text(text)
   shutil.copy(ROOT / "suites" / "minatar.toml", root / "suites")
   monkeypatch.setenv("DISCO_EVAL_MANIFESTS", str(root))

@@ -254,3 +254,11 @@ def test_tiny_run_of_every_game(tmp_path, rule, task):
     assert np.isfinite(r.summary["score"]) and r.summary["score"] >= 0.0
     assert np.isfinite(r.summary["normalized_score"])
     assert r.summary["eval_episodes"] == 128
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("rule", ["impala", "actor_critic"])
+def test_tiny_run_of_the_other_rules(tmp_path, rule):
+  extra = (("agent.conv_channels", "[8]"), ("agent.conv_hidden", "32"))
+  for r in tiny_run(tmp_path, "minatar", rule, "minatar-breakout", 2000, extra):
+    assert np.isfinite(r.summary["score"]) and r.summary["score"] >= 0.0
