@@ -20,7 +20,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from disco_eval.agents import conv, glyph, impala
+from disco_eval.agents import by_rank, conv, glyph, impala
 from disco_eval.agents.dtypes import torso_dtype
 from disco_eval.agents.inits import fan_in_truncated_normal, truncated_normal
 from disco_eval.rules.base import OutputSpec
@@ -50,10 +50,13 @@ class MLPTorso(nn.Module):
     return x.astype(jnp.float32)
 
 
+def _mlp(agent: dict) -> MLPTorso:
+  return MLPTorso(hidden=tuple(agent.get("torso_hidden", (512, 512))), dtype=torso_dtype(agent))
+
+
 TORSOS: dict[str, Callable[..., nn.Module]] = {
-  "mlp": lambda agent: MLPTorso(
-    hidden=tuple(agent.get("torso_hidden", (512, 512))), dtype=torso_dtype(agent)
-  ),
+  "mlp": _mlp,
+  "flat_or_image": lambda agent: by_rank.from_settings(agent, _mlp),
   "sokoban_conv": lambda agent: conv.from_settings(agent),
   "impala_cnn": lambda agent: impala.from_settings(agent),
   "glyph_net": lambda agent: glyph.from_settings(agent),

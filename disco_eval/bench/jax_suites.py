@@ -1,4 +1,5 @@
-"""Throughput benchmark of the training loop on pure-JAX suites (Catch, Sokoban).
+"""Throughput benchmark of the training loop on pure-JAX suites (Catch, Sokoban,
+MinAtar, Craftax-Classic).
 
 Measures, on the device JAX uses:
 

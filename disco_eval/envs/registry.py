@@ -68,6 +68,9 @@ class JaxFamily:
 JAX_TASKS = {
   "catch": JaxFamily("disco_eval.envs.catch"),
   "boxoban-": JaxFamily("disco_eval.envs.sokoban", own_evaluation=True),
+  "minatar-": JaxFamily("disco_eval.envs.minatar"),
+  "craftax-classic-symbolic": JaxFamily("disco_eval.envs.craftax", own_evaluation=True),
+  "craftax-classic-pixels": JaxFamily("disco_eval.envs.craftax_pixels", own_evaluation=True),
 }
 
 
