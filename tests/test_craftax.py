@@ -127,7 +127,7 @@ def test_suite_manifest_says_craftax_classic_not_crafter():
     assert p.get("reported_beside") == ["crafter_score"]
     for key in p.settings:
       if key not in ("sources", "metric_description"):
-        assert key in p.get("sources"), f"{p.name}: no source for {key}"
+        assert key in p.sources, f"{p.name}: no source for {key}"
   (row,) = m.raw["published"]
   assert row["score"] == pytest.approx(16.86, abs=0.01) and row["env_steps"] == 100_000_000
   assert row["protocol"] == "100m" and row["metric"] == "return"

@@ -195,7 +195,7 @@ def test_suite_manifest_protocol_and_published_rows():
   assert p.name == "10m" and p.get("env_steps") == 10_000_000 and p.get("metric") == "return"
   for key in p.settings:
     if key not in ("sources", "metric_description"):
-      assert key in p.get("sources"), f"no source for {key}"
+      assert key in p.sources, f"no source for {key}"
   published = {r["task"]: r for r in m.raw["published"]}
   assert published["minatar-breakout"]["score"] == pytest.approx(69.9, abs=0.01)
   assert published["minatar-asterix"]["score"] == pytest.approx(17.0, abs=0.02)

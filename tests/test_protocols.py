@@ -5,6 +5,7 @@ import dataclasses
 import json
 import math
 import re
+from pathlib import Path
 
 import jax.numpy as jnp
 import numpy as np
@@ -20,7 +21,7 @@ from disco_eval.rules import ppo
 from disco_eval.rules import reward_norm as rn
 from disco_eval.rules.base import Rollout
 
-SUITES = ("catch", "crafter", "nethack", "procgen", "sokoban")
+SUITES = tuple(sorted(p.stem for p in (Path(__file__).parents[1] / "suites").glob("*.toml")))
 HELD_OUT = ("crafter", "nethack", "procgen", "sokoban")
 COMMUNITY = {
   "procgen": ("easy-200",),

@@ -145,9 +145,11 @@ def _with_override(suite: "SuiteManifest", base: Protocol, name: str) -> Protoco
 
 def _doc_table(table: Any, where: str, items: dict[str, Any]) -> dict[str, str]:
   """A protocol's ``sources`` or ``disagreement`` table, checked: item ->
-  non-empty string, each item one the protocol sets."""
+  non-empty string, each item one the protocol sets, or ``normalization``
+  (the protocol's own table, or the suite-wide one it uses)."""
   if table is None:
     return {}
+  items = {**items, "normalization": items.get("normalization")}
   if not isinstance(table, dict):
     raise UserError(f'{where} must be a table of item = "text"')
   for key, text in table.items():
