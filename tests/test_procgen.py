@@ -156,8 +156,10 @@ def test_tiny_procgen_sweep(tmp_path, monkeypatch):
     rows = list(csv.DictReader(f))
   assert [int(r["iteration"]) for r in rows] == list(range(20))
   assert int(rows[-1]["env_steps"]) == 1600
-  # The protocol makes 3 learner steps per iteration once 2 entries are in.
-  assert int(rows[0]["learner_steps"]) == 0 and int(rows[1]["learner_steps"]) == 3
+  # The protocol makes 1 learner step per iteration (DiscoRL's 192-trajectory batches of 3
+  # entries) once 2 entries are in.
+  assert config["train"]["updates_per_iteration"] == 1
+  assert int(rows[0]["learner_steps"]) == 0 and int(rows[1]["learner_steps"]) == 1
   assert all(math.isfinite(float(r["loss"])) for r in rows[1:])
   assert all(int(r["episodes"]) >= 0 for r in rows)  # coinrun episodes may outlast 200 steps
   kinds = [e.kind for e in events]
