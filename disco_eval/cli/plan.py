@@ -6,7 +6,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import esc, out, parse_set, print_json, split_csv
+from disco_eval.cli.common import esc, out, print_json
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.run import (
   CheckpointMinutesOpt,
@@ -20,6 +20,7 @@ from disco_eval.cli.run import (
   SuiteArg,
   TasksOpt,
   _opt,
+  sweep_spec,
 )
 
 EXAMPLES = """Examples:
@@ -76,23 +77,21 @@ def plan(
   as_json: Annotated[bool, _opt("Print the projection as JSON.", "--json")] = False,
 ):
   """Print a sweep's units, env steps, and projected wall time, device memory and disk."""
-  from disco_eval import runs  # here, not at the top: it loads jax
-  from disco_eval.runs.projection import project
+  from disco_eval.runs.projection import project  # here, not at the top: it loads jax
 
-  overrides = parse_set(set_)
-  if devices is not None:
-    overrides += (("train.devices", str(devices)),)
-  spec = runs.SweepSpec(
-    suite=suite,
-    rules=tuple(rule),
-    seeds=tuple(range(seed_start, seed_start + seeds)),
-    tasks=split_csv(tasks),
-    steps=steps,
-    protocol=protocol,
-    out=out_dir,
-    overrides=overrides,
-    checkpoint_every=max(1, checkpoint_every),
-    checkpoint_minutes=checkpoint_minutes,
+  spec = sweep_spec(
+    suite,
+    rule,
+    seeds,
+    seed_start,
+    tasks,
+    steps,
+    protocol,
+    out_dir,
+    set_,
+    devices,
+    checkpoint_every,
+    checkpoint_minutes,
   )
   res = project(spec, seeds_per_unit, iterations, repeats)
   if as_json:

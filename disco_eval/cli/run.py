@@ -177,7 +177,7 @@ def run(
   """Train fresh agents with each rule on a suite's tasks and record every run."""
   _prepare_machine(deterministic, allow_cpu, launcher)
   # Here, not at the top: they load jax (start-up time of every command).
-  from disco_eval import launch, runs
+  from disco_eval import launch
 
   options = launch.LaunchOptions(
     launcher=launcher,
@@ -196,10 +196,49 @@ def run(
       array_parallelism=slurm_array_parallelism,
     ),
   )
+  spec = sweep_spec(
+    suite,
+    rule,
+    seeds,
+    seed_start,
+    tasks,
+    steps,
+    protocol,
+    out_dir,
+    set_,
+    devices,
+    checkpoint_every,
+    checkpoint_minutes,
+  )
+  results = _launch_sweep(spec, options, err if as_json else out)
+  _print_results(suite, results, as_json)
+  if any(r.status == "failed" for r in results):
+    raise typer.Exit(1)
+  _exit_if_all_busy(results)
+
+
+def sweep_spec(
+  suite,
+  rule,
+  seeds,
+  seed_start,
+  tasks,
+  steps,
+  protocol,
+  out_dir,
+  set_,
+  devices,
+  checkpoint_every,
+  checkpoint_minutes,
+):
+  """The SweepSpec of `run`'s (and `plan`'s) options; ``--devices N`` is
+  ``--set train.devices=N``."""
+  from disco_eval import runs  # here, not at the top: it loads jax
+
   overrides = parse_set(set_)
   if devices is not None:
     overrides += (("train.devices", str(devices)),)
-  spec = runs.SweepSpec(
+  return runs.SweepSpec(
     suite=suite,
     rules=tuple(rule),
     seeds=tuple(range(seed_start, seed_start + seeds)),
@@ -211,11 +250,6 @@ def run(
     checkpoint_every=max(1, checkpoint_every),
     checkpoint_minutes=checkpoint_minutes,
   )
-  results = _launch_sweep(spec, options, err if as_json else out)
-  _print_results(suite, results, as_json)
-  if any(r.status == "failed" for r in results):
-    raise typer.Exit(1)
-  _exit_if_all_busy(results)
 
 
 def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:
