@@ -27,7 +27,7 @@ import dataclasses
 import math
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 import numpy as np
 
@@ -118,7 +118,9 @@ def collection_at(collection: collect.Collection, steps: int) -> collect.Collect
   return dataclasses.replace(collection, runs=tuple(runs))
 
 
-def collect_at(root: str | Path, at: int | str | None, **filters: Any) -> collect.Collection:
+def collect_at(
+  root: str | Path | Sequence[str | Path], at: int | str | None, **filters: Any
+) -> collect.Collection:
   """:func:`disco_eval.analysis.collect.collect` (`filters`: its keyword
   arguments), each run read from its training curve at `at` when given."""
   at = parse_steps(at) if at is not None else None

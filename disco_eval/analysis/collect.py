@@ -17,7 +17,11 @@ report lists it by path, so nothing is averaged silently:
   that is not a run;
 * ``corrupt``: inconsistent files (``RunInfo.problem``), or a complete run
   whose summary lacks its score;
-* ``nan``: the score or the normalised score is NaN or infinite.
+* ``nan``: the score or the normalised score is NaN or infinite;
+* ``duplicate``: the same run (one configuration, task and seed) found again
+  in a later results folder (:func:`collect` takes several): it is counted
+  once, from the first folder given that holds it, and the other copies are
+  listed, so that results copied between machines are never double-counted.
 
 Runs are grouped by suite and protocol label (:mod:`disco_eval.analysis
 .labels`): a run trained with a step budget other than the protocol's gets the
@@ -55,6 +59,7 @@ EXCLUSION_REASONS = (
   "foreign",
   "corrupt",
   "nan",
+  "duplicate",
 )
 
 
@@ -136,18 +141,23 @@ class Excluded:
 
 @dataclasses.dataclass(frozen=True)
 class Collection:
-  """The runs found under a results folder.
+  """The runs found under one or more results folders.
 
-  ``all_rules`` holds every rule name found under the folder, before any
+  ``all_rules`` holds every rule name found under the folders, before any
   filter, so that plots can give each rule the same colour whatever is shown.
   """
 
-  root: Path
+  roots: tuple[Path, ...]
   runs: tuple[Run, ...]
   excluded: tuple[Excluded, ...]
   all_rules: tuple[str, ...]
   # Whether diverged runs are counted at their evaluated score (else excluded).
   include_diverged: bool = False
+
+  @property
+  def where(self) -> str:
+    """The folders, for messages: ``results`` or ``a, b``."""
+    return where(self.roots)
 
   def diverged_counted(self) -> int:
     """How many diverged runs are counted at their evaluated score."""
@@ -172,6 +182,55 @@ class Collection:
   def table(self) -> dict[GroupKey, dict[str, dict[str, dict[int, Run]]]]:
     """Usable runs as ``[group][task][rule][seed] -> Run``."""
     return {key: nest_runs(runs) for key, runs in self.groups().items()}
+
+
+def where(roots: Sequence[Path]) -> str:
+  """Folders for messages: ``results`` or ``a, b``."""
+  return ", ".join(str(r) for r in roots)
+
+
+def as_roots(root: str | Path | Sequence[str | Path]) -> tuple[Path, ...]:
+  """One folder or several as a tuple of Paths, each once (a folder given
+  twice, under any spelling, is read once); UserError for none."""
+  items = [root] if isinstance(root, (str, Path)) else list(root)
+  seen: dict[Path, Path] = {}
+  for item in items:
+    seen.setdefault(Path(item).resolve(), Path(item))
+  if not seen:
+    raise UserError("no results folder given; pass one or more FOLDERs")
+  return tuple(seen.values())
+
+
+def drop_duplicates(runs: Sequence[Run]) -> tuple[list[Run], list[Excluded]]:
+  """`runs` (in the order of their folders) with each run counted once.
+
+  Two runs are the same run when they have one configuration (fingerprint),
+  protocol label, suite, task, rule name and seed: results copied between
+  machines, or one run rerun elsewhere. The first copy is kept; the others
+  become ``duplicate`` exclusions naming it (and their score when it differs).
+  """
+  kept: dict[tuple, Run] = {}
+  dropped: list[Excluded] = []
+  for run in runs:
+    same = (run.key, run.task, run.rule_name or run.rule, run.seed, run.fingerprint)
+    first = kept.setdefault(same, run)
+    if first is run:
+      continue
+    differs = (
+      "" if first.score == run.score else f" (score {run.score:.6g} here, {first.score:.6g} there)"
+    )
+    dropped.append(
+      Excluded(
+        run.path,
+        "duplicate",
+        f"same configuration and seed as {first.path}, which is counted once instead{differs}",
+        suite=run.suite,
+        task=run.task,
+        rule=run.rule,
+        seed=run.seed,
+      )
+    )
+  return list(kept.values()), dropped
 
 
 def nest_runs(runs: Iterable[Run]) -> dict[str, dict[str, dict[int, Run]]]:
@@ -333,7 +392,7 @@ def _label_variants(runs: list[Run], configs: Mapping[Path, Any]) -> list[Run]:
   ]
 
 
-def _keep_labels(runs: list[Run], rules: Sequence[str] | None, root: Path) -> list[Run]:
+def _keep_labels(runs: list[Run], rules: Sequence[str] | None, root: str) -> list[Run]:
   """`runs` whose rule name or label is one of `rules` (a name keeps all its
   variants, a label such as ``disco103[lr=0.003]`` only that one); a
   UserError for a label that no run has."""
@@ -375,7 +434,7 @@ def parse_list(text: str | Sequence[str] | None) -> tuple[str, ...] | None:
 
 def _check_filters(
   infos: list[store.RunInfo],
-  root: Path,
+  root: str,
   suite: str | None,
   rules: Sequence[str] | None,
   protocol: str | None,
@@ -405,7 +464,7 @@ def _check_filters(
 
 
 def collect(
-  root: str | Path,
+  root: str | Path | Sequence[str | Path],
   suite: str | None = None,
   rules: Sequence[str] | str | None = None,
   protocol: str | None = None,
@@ -414,7 +473,9 @@ def collect(
   """Scans `root` and sorts its runs into usable and excluded ones.
 
   Args:
-    root: the results folder.
+    root: the results folder, or several (results of several machines): runs
+      are gathered from all, and a run found in more than one is counted
+      once, from the first folder given (:func:`drop_duplicates`).
     suite: keep only this suite.
     rules: keep only these rules (names, or ``"a,b"``): a name keeps all
       its runs, a label of runs made with other settings
@@ -430,8 +491,9 @@ def collect(
   Raises:
     UserError: no runs at all under `root`, or a filter value matches none.
   """
-  root = Path(root)
-  infos = store.scan_runs(root)
+  roots = as_roots(root)
+  infos = [info for folder in roots for info in store.scan_runs(folder)]
+  root = where(roots)
   if not infos:
     raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` first")
   rules = parse_list(rules)
@@ -445,9 +507,10 @@ def collect(
       continue
     item = _classify(info, include_diverged, cache)
     (runs if isinstance(item, Run) else excluded).append(item)
-  runs = _keep_labels(_label_variants(runs, {i.path: i.config for i in infos}), rules, root)
+  runs, duplicates = drop_duplicates(_label_variants(runs, {i.path: i.config for i in infos}))
+  runs = _keep_labels(runs, rules, root)
   all_rules = tuple(sorted({i.rule for i in infos if i.rule} | {r.rule for r in runs}))
-  return Collection(root, tuple(runs), tuple(excluded), all_rules, include_diverged)
+  return Collection(roots, tuple(runs), tuple(excluded + duplicates), all_rules, include_diverged)
 
 
 def nothing_usable_error(collection: Collection) -> UserError:
@@ -458,7 +521,7 @@ def nothing_usable_error(collection: Collection) -> UserError:
   first = collection.excluded[0].describe() if collection.excluded else ""
   note = collection.diverged_note()
   return UserError(
-    f"no complete runs to compare under {collection.root}: "
+    f"no complete runs to compare under {collection.where}: "
     f"{len(collection.excluded)} excluded ("
     + ", ".join(f"{n} {r}" for r, n in counts.items())
     + f"), e.g. {first}"

@@ -514,7 +514,7 @@ def compare_collection(
     for key, runs in groups.items()
   ]
   return CompareResult(
-    collection.root,
+    collection.roots,
     metrics,
     reps,
     seed,
@@ -529,7 +529,7 @@ def compare_collection(
 
 
 def compare(
-  root: str | Path,
+  root: str | Path | Sequence[str | Path],
   suite: str | None = None,
   rules: Sequence[str] | str | None = None,
   metrics: Sequence[str] | str = DEFAULT_METRICS,
@@ -543,7 +543,8 @@ def compare(
   """Compares the rules of the runs under `root`, per suite and protocol.
 
   Args:
-    root: the results folder.
+    root: the results folder, or several (a run found in more than one is
+      counted once: ``collect.drop_duplicates``).
     suite: keep only this suite.
     rules: keep only these rules, in this order (names or ``"a,b"``).
     metrics: aggregate metrics (names from ``stats.metric_names()``).

@@ -224,7 +224,7 @@ def aggregate_csv_rows(
 
 
 def export_csv(
-  root: str | Path,
+  root: str | Path | Sequence[str | Path],
   out: str | Path | None = None,
   suite: str | None = None,
   rules: Sequence[str] | str | None = None,
@@ -241,7 +241,7 @@ def export_csv(
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
   Args:
-    root: the results folder.
+    root: the results folder, or several (a run found twice is counted once).
     out: write the CSV here (atomically) when given.
     suite, rules, protocol: filters, as for ``collect.collect``.
     aggregate: add `aggregate` rows (and published aggregates).

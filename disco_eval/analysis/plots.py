@@ -497,16 +497,9 @@ def _check_out(kind: str, out: Path) -> str:
   return fmt
 
 
-def _collect(kind: str, root: str | Path, at: int | str | None, **filters) -> collect.Collection:
-  """The runs a plot shows (read from their training curves at `at` when given)."""
-  if at is not None and kind == "curves":
-    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
-  return at_steps.collect_at(root, at, **filters)
-
-
 def plot(
   kind: str,
-  root: str | Path,
+  root: str | Path | Sequence[str | Path],
   out: str | Path,
   suite: str | None = None,
   rules: Sequence[str] | str | None = None,
@@ -522,14 +515,12 @@ def plot(
 
   Args:
     kind: one of :data:`KINDS`.
-    root: the results folder.
+    root: the results folder, or several (a run found twice is counted once).
     out: the output file; its suffix (png, pdf, svg) picks the format. It is
       written atomically; its folder must exist.
     suite, rules, protocol: filters, as for ``collect.collect``; the
       selection must hold one suite and protocol. `rules` also sets the order.
-    reps: bootstrap replicates.
-    seed: seed of the bootstrap generators.
-    confidence: coverage of the intervals and bands.
+    reps, seed, confidence: bootstrap replicates, generator seed, coverage.
     warn: called with each warning (excluded runs, dropped points, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
@@ -542,22 +533,44 @@ def plot(
     UserError: bad kind or suffix, no runs, several groups, nothing to plot,
       or `out` cannot be written.
   """
-  import matplotlib as mpl
-
   out = Path(out)
   fmt = _check_out(kind, out)
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
-  collection = _collect(
-    kind, root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
+  if at is not None and kind == "curves":
+    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
+  collection = at_steps.collect_at(
+    root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
   key, runs = single_group(collection)
-  manifest, problem = load_manifest(key.suite)
-  notes = [problem, collection.diverged_note()]
-  for message in [e.describe() for e in collection.excluded] + notes:
+  for message in [e.describe() for e in collection.excluded] + [collection.diverged_note()]:
     if message:
       warn(message)
+  data = draw(kind, collection, key, runs, fmt, reps, seed, confidence, rules, warn)
+  store.write_atomic(out, data)
+  return out
+
+
+def draw(
+  kind: str,
+  collection: collect.Collection,
+  key: collect.GroupKey,
+  runs: Sequence[collect.Run],
+  fmt: str,
+  reps: int,
+  seed: int,
+  confidence: float,
+  rules: Sequence[str] | None,
+  warn: Callable[[str], None],
+) -> bytes:
+  """The file (`fmt`: png, pdf, svg) of one plot of the group `key` (its `runs`, from
+  `collection`); UserError when no task is shared by all rules."""
+  import matplotlib as mpl
+
+  manifest, problem = load_manifest(key.suite)
+  if problem:
+    warn(problem)
   group = compare.analyse_group(
     key,
     runs,
@@ -581,6 +594,4 @@ def plot(
   )
   with mpl.rc_context(STYLE):
     fig = BUILDERS[kind](ctx)
-    data = _save(fig, fmt)
-  store.write_atomic(out, data)
-  return out
+    return _save(fig, fmt)

@@ -113,7 +113,7 @@ class CompareResult:
   """The result of :func:`compare`: one :class:`GroupResult` per suite and
   protocol, the excluded runs, and warnings that concern all groups."""
 
-  root: Path
+  roots: tuple[Path, ...]
   metrics: tuple[str, ...]
   reps: int
   seed: int
@@ -131,7 +131,8 @@ class CompareResult:
     """A JSON-able dict (NaN and infinities become null)."""
     return _jsonable(
       {
-        "root": self.root,
+        "root": self.roots[0],
+        "roots": list(self.roots),
         "settings": {
           "metrics": list(self.metrics),
           "reps": self.reps,

@@ -30,6 +30,8 @@ COMPARE_EXAMPLES = """Examples:
   disco-eval compare results --metrics iqm,median --json > compare.json
 
   disco-eval compare results --suite crafter --at 1M
+
+  disco-eval compare results-gpu1 results-gpu2
 """
 EXPORT_EXAMPLES = """Examples:
 
@@ -47,7 +49,15 @@ PLOT_EXAMPLES = """Examples:
 """
 
 DirArg = Annotated[
-  Path, typer.Argument(help="Results folder (the --out of `disco-eval run`).", metavar="FOLDER")
+  Optional[list[Path]],
+  typer.Argument(
+    help="Results folders (the --out of `disco-eval run`; default: results). Several folders "
+    "(results of several machines) are read together; a run found in more than one (same "
+    "configuration and seed) is counted once, from the first folder given, and the other "
+    "copies are listed as excluded duplicates.",
+    metavar="FOLDER...",
+    show_default=False,
+  ),
 ]
 SuiteOpt = Annotated[
   Optional[str], typer.Option("--suite", help="Only this suite.", metavar="SUITE")
@@ -98,7 +108,7 @@ def _warn(message: str) -> None:
 
 
 def compare_command(
-  root: DirArg = DEFAULT_DIR,
+  root: DirArg = None,
   suite: SuiteOpt = None,
   rules: RulesOpt = None,
   metrics: Annotated[
@@ -120,7 +130,7 @@ def compare_command(
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
   result = compare.compare(
-    root,
+    root or [DEFAULT_DIR],
     suite=suite,
     rules=rules,
     metrics=metrics,
@@ -137,7 +147,7 @@ def compare_command(
 
 
 def export_csv_command(
-  root: DirArg = DEFAULT_DIR,
+  root: DirArg = None,
   out: Annotated[
     Optional[Path],
     typer.Option("--out", help="Write the CSV to this file (default: stdout).", metavar="FILE"),
@@ -159,7 +169,7 @@ def export_csv_command(
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
   text = export.export_csv(
-    root,
+    root or [DEFAULT_DIR],
     out=out,
     suite=suite,
     rules=rules,
@@ -181,7 +191,7 @@ def plot_command(
   kind: Annotated[
     str, typer.Argument(help="Plot kind: " + ", ".join(plots.KINDS) + ".", metavar="KIND")
   ],
-  root: DirArg = DEFAULT_DIR,
+  root: DirArg = None,
   out: Annotated[
     Path,
     typer.Option(
@@ -201,7 +211,7 @@ def plot_command(
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
   path = plots.plot(
     kind,
-    root,
+    root or [DEFAULT_DIR],
     out,
     suite=suite,
     rules=rules,
