@@ -1,6 +1,6 @@
-"""Command-line commands for results: ``compare``, ``export csv`` and ``plot``.
+"""Command-line commands for results: ``compare``, ``export csv``, ``plot`` and ``report``.
 
-Thin wrappers: parse the options, call ``report``, ``export`` or ``plots``,
+Thin wrappers: parse the options, call ``compare``, ``export``, ``plots`` or ``report``,
 print. Errors are ``UserError``s, which the main CLI prints as
 ``error: MESSAGE`` (exit status 1). Warnings go to stderr, so that
 ``compare --json`` and ``export csv`` without ``--out`` print only their
@@ -15,7 +15,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from disco_eval.analysis import compare, export, plots, render, stats
+from disco_eval.analysis import compare, export, plots, render, report, stats
 from disco_eval.cli.common import wide_console
 from disco_eval.cli.helptext import Command, Group
 
@@ -46,6 +46,13 @@ PLOT_EXAMPLES = """Examples:
   disco-eval plot curves results --suite catch --out curves.png
 
   disco-eval plot improvement results --rules disco103,actor_critic --out improvement.svg
+"""
+
+REPORT_EXAMPLES = """Examples:
+
+  disco-eval report results --out report.html
+
+  disco-eval report results-gpu1 results-gpu2 --suite catch --out catch.md
 """
 
 DirArg = Annotated[
@@ -225,8 +232,52 @@ def plot_command(
   typer.echo(f"wrote {path}", err=True)
 
 
+def report_command(
+  root: DirArg = None,
+  out: Annotated[
+    Path,
+    typer.Option(
+      "--out",
+      help="The report file: .html (plots embedded as base64 PNG) or .md (plots embedded as "
+      "data: URIs).",
+      metavar="FILE",
+    ),
+  ] = ...,
+  suite: SuiteOpt = None,
+  rules: RulesOpt = None,
+  metrics: Annotated[
+    str,
+    typer.Option(
+      "--metrics",
+      help="Aggregate metrics, comma-separated: " + ", ".join(stats.metric_names()) + ".",
+      metavar="METRIC,...",
+    ),
+  ] = ",".join(compare.DEFAULT_METRICS),
+  reps: RepsOpt = stats.DEFAULT_REPS,
+  seed: SeedOpt = 0,
+  protocol: ProtocolOpt = None,
+  include_diverged: DivergedOpt = False,
+  at: AtOpt = None,
+) -> None:
+  """Write one self-contained report: protocol, tables, plots, warnings, exclusions."""
+  path = report.report(
+    root or [DEFAULT_DIR],
+    out,
+    suite=suite,
+    rules=rules,
+    metrics=metrics,
+    reps=reps,
+    seed=seed,
+    protocol=protocol,
+    include_diverged=include_diverged,
+    at=at,
+    warn=_warn,
+  )
+  typer.echo(f"wrote {path}", err=True)
+
+
 def register(app: typer.Typer) -> None:
-  """Adds ``compare``, ``export csv`` and ``plot`` to `app`."""
+  """Adds ``compare``, ``export csv``, ``plot`` and ``report`` to `app`."""
   app.command("compare", cls=Command, epilog=COMPARE_EXAMPLES)(compare_command)
   export_app = typer.Typer(
     help="Export results for papers and notebooks.",
@@ -237,3 +288,4 @@ def register(app: typer.Typer) -> None:
   export_app.command("csv", cls=Command, epilog=EXPORT_EXAMPLES)(export_csv_command)
   app.add_typer(export_app, name="export")
   app.command("plot", cls=Command, epilog=PLOT_EXAMPLES)(plot_command)
+  app.command("report", cls=Command, epilog=REPORT_EXAMPLES)(report_command)
