@@ -234,7 +234,7 @@ def test_a_group_whose_every_seed_diverged_stops_and_is_still_evaluated(tmp_path
 def test_print_json_is_strict(capsys):
   common.print_json({"score": float("nan"), "inf": float("inf"), "ok": [1.5]})
   text = capsys.readouterr().out
-  assert json.loads(text) == {"inf": None, "ok": [1.5], "score": None}
+  assert json.loads(text) == {"inf": None, "ok": [1.5], "score": None, "schema_version": 1}
   assert "NaN" not in text and "Infinity" not in text
 
 

@@ -261,9 +261,9 @@ def test_open_writes_config_and_accepts_the_same_config(tmp_path):
   assert record.path == run_dir(tmp_path, "minatar", "breakout", "disco103", 0)
   text = (record.path / "config.json").read_text()
   assert text.startswith('{\n  "created"')  # sorted keys, indent 2
-  assert record.config == _config()
+  assert record.config == {**_config(), "schema_version": 1}  # store.schema
   again = _open(tmp_path)
-  assert again.config == _config()
+  assert again.config == {**_config(), "schema_version": 1}
 
 
 def test_open_ignores_volatile_keys_and_refreshes_them_under_the_lock(tmp_path):
@@ -352,7 +352,9 @@ def test_status_transitions_and_summary(tmp_path):
     status = record.status
     assert status["status"] == "running" and status["env_steps"] == 0
     assert status["error"] is None and status["pid"] == os.getpid()
-    assert set(status) == {"status", "error", "updated", "env_steps", "host", "pid"}
+    assert set(status) == {
+      "status", "error", "updated", "env_steps", "host", "pid", "schema_version"
+    }  # fmt: skip
     record.mark_running(env_steps=5000)
     summary = {"return_mean": 12.5, "return_iqm": float("nan"), "episodes": 100}
     record.mark_complete(summary)
@@ -661,7 +663,7 @@ def test_scan_runs_reports_runs_and_problems(tmp_path):
 
   ok = by_seed[("minatar", 0)]
   assert (ok.task, ok.rule, ok.status, ok.problem) == ("breakout", "disco103", "complete", None)
-  assert ok.summary == {"return": 1.0} and ok.config["seed"] == 0
+  assert ok.summary == {"return": 1.0, "schema_version": 1} and ok.config["seed"] == 0
   assert by_seed[("minatar", 1)].status is None and by_seed[("minatar", 1)].problem is None
   assert by_seed[("minatar", 2)].config is None
   assert "config.json is unreadable" in by_seed[("minatar", 2)].problem

@@ -11,6 +11,7 @@ from rich.markup import escape
 
 from disco_eval.errors import UserError
 from disco_eval.store.atomic import strict_value
+from disco_eval.store.schema import versioned
 
 # Width of tables written to a pipe or file when COLUMNS is not set.
 PIPE_WIDTH = 160
@@ -44,8 +45,10 @@ def esc(value: object) -> str:
 
 def print_json(obj) -> None:
   """Writes `obj` to stdout as indented strict JSON with sorted keys (NaN and
-  infinities as null)."""
-  text = json.dumps(strict_value(obj), indent=2, sort_keys=True, default=str, allow_nan=False)
+  infinities as null), with its ``schema_version`` (in each object of a list)."""
+  text = json.dumps(
+    strict_value(versioned(obj)), indent=2, sort_keys=True, default=str, allow_nan=False
+  )
   sys.stdout.write(text + "\n")
 
 

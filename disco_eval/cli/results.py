@@ -18,6 +18,7 @@ import typer
 from disco_eval.analysis import compare, export, plots, render, report, stats
 from disco_eval.cli.common import wide_console
 from disco_eval.cli.helptext import Command, Group
+from disco_eval.store.schema import versioned
 
 DEFAULT_DIR = Path("results")
 
@@ -148,7 +149,7 @@ def compare_command(
     at=at,
   )
   if as_json:
-    typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
+    typer.echo(json.dumps(versioned(result.to_json()), indent=2, allow_nan=False))
     return
   render.render(result, wide_console())
 

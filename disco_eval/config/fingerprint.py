@@ -38,6 +38,7 @@ IGNORED_KEYS = (
   "env_steps",  # the budget: part of the protocol label
   "budget",
   "fingerprint",  # the fingerprint itself, should a record ever store it
+  "schema_version",  # the file's layout (disco_eval.store.schema), not a setting
 )
 IGNORED_RULE_KEYS = ("name", "source")
 # Settings added after runs were first recorded, with the value an older

@@ -262,7 +262,8 @@ def cached_record() -> dict | None:
 
 def _write_record(record: dict) -> None:
   store.write_atomic(
-    data_dir() / RECORD_NAME, (json.dumps(record, indent=2, sort_keys=True) + "\n").encode()
+    data_dir() / RECORD_NAME,
+    (json.dumps(store.versioned(record), indent=2, sort_keys=True) + "\n").encode(),
   )
 
 

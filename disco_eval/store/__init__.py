@@ -61,6 +61,7 @@ when a checkpoint is saved or loaded):
   training_checkpoint  saving and loading the learner state, two newest kept
   record               RunRecord (config, status, metrics, summary, lock)
   scan                 RunInfo, scan_runs
+  schema               schema_version: the JSON layout's version, in every record
 """
 
 from disco_eval.store.atomic import write_atomic, write_json_atomic
@@ -80,6 +81,7 @@ from disco_eval.store.layout import (
 from disco_eval.store.metrics import STEP_COLUMN
 from disco_eval.store.record import RunBusy, RunRecord
 from disco_eval.store.scan import RunInfo, scan_runs
+from disco_eval.store.schema import SCHEMA_KEY, SCHEMA_VERSION, schema_version, versioned
 
 __all__ = [
   "CHECKPOINT_DIR",
@@ -96,8 +98,12 @@ __all__ = [
   "RunBusy",
   "RunInfo",
   "RunRecord",
+  "SCHEMA_KEY",
+  "SCHEMA_VERSION",
   "run_dir",
   "scan_runs",
+  "schema_version",
+  "versioned",
   "versions",
   "write_atomic",
   "write_json_atomic",

@@ -19,7 +19,9 @@ from disco_eval.store.atomic import compact, dumps
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
 # runtime: the machine a run computes on (disco_eval.runtime.environment).
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime")  # label: derived from the rest
+# schema_version: the layout of the file (store.schema), not a setting of the run; records
+# written before it existed lack it and still match.
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime", "schema_version")
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 # Keys are paths of nested tables ending in the setting's name.

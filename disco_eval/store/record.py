@@ -40,10 +40,16 @@ from disco_eval.store.metrics import (
   torn,
   write_table,
 )
+from disco_eval.store.schema import versioned
 
 
 class RunBusy(UserError):
   """The run is locked by another process (see :meth:`RunRecord.lock`)."""
+
+
+def _write_record(path: Path, doc: dict) -> None:
+  """Writes one of the run's JSON files, with its ``schema_version``."""
+  write_json_atomic(path, versioned(doc))
 
 
 class RunRecord:
@@ -82,6 +88,7 @@ class RunRecord:
     nothing in the folder is written or removed.
     """
     record = cls(run_dir(root, suite, task, rule, seed))
+    config = versioned(config)
     canonical = config_match.canonical_config(config)
     try:
       record.path.mkdir(parents=True, exist_ok=True)
@@ -98,7 +105,7 @@ class RunRecord:
       )
     stored = record._stored_config()
     if stored is None:
-      write_json_atomic(record.path / CONFIG_FILE, config)
+      _write_record(record.path / CONFIG_FILE, config)
       return record
     config_match.check_same_run(record.path, stored, canonical)
     record._pending_config = config_match.refreshed_config(config, stored)
@@ -152,7 +159,7 @@ class RunRecord:
       remove_stale_temps(self.path)
       remove_stale_temps(self.path / CHECKPOINT_DIR)
       if self._pending_config is not None:
-        write_json_atomic(self.path / CONFIG_FILE, self._pending_config)
+        _write_record(self.path / CONFIG_FILE, self._pending_config)
         self._pending_config = None
       yield self
     finally:
@@ -251,7 +258,7 @@ class RunRecord:
     found = old.get("diverged")
     if isinstance(found, dict) and int(found.get("env_steps", 0)) <= int(env_steps):
       doc["diverged"] = found
-    write_json_atomic(self.path / STATUS_FILE, doc)
+    _write_record(self.path / STATUS_FILE, doc)
 
   def note_divergence(self, iteration: int, env_steps: int) -> None:
     """Record that the loss or the parameters became non-finite at
@@ -261,7 +268,7 @@ class RunRecord:
       return
     status = self.status or {"status": "running", "env_steps": 0}
     steps = max(int(status.get("env_steps", 0)), int(env_steps))
-    write_json_atomic(
+    _write_record(
       self.path / STATUS_FILE,
       {
         **status,
@@ -286,7 +293,7 @@ class RunRecord:
     """
     found = self.divergence
     if found is not None and (env_steps is None or found["env_steps"] <= env_steps):
-      write_json_atomic(self.path / SUMMARY_FILE, {**summary, "diverged": found})
+      _write_record(self.path / SUMMARY_FILE, {**summary, "diverged": found})
       self._write_status(
         "diverged",
         f"loss or parameters non-finite at iteration {found['iteration']} "
@@ -294,7 +301,7 @@ class RunRecord:
         env_steps,
       )
       return
-    write_json_atomic(self.path / SUMMARY_FILE, summary)
+    _write_record(self.path / SUMMARY_FILE, summary)
     self._write_status("complete", None, env_steps)
 
   def mark_interrupted(self, env_steps: int) -> None:

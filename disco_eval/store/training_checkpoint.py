@@ -38,6 +38,7 @@ import numpy as np
 from disco_eval.errors import UserError
 from disco_eval.store.atomic import atomic_writer, dumps, read_json, write_atomic
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
+from disco_eval.store.schema import versioned
 
 _CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
 _PIECE = 16 << 20  # bytes written, or read while hashing, at a time
@@ -211,7 +212,7 @@ def save(
   except UserError:
     older = []
   kept = [entry] + older[: max(0, keep - 1)]
-  meta = dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": kept}).encode("utf-8")
+  meta = dumps(versioned({"format": _CHECKPOINT_FORMAT, "checkpoints": kept})).encode("utf-8")
   write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
   _delete_unlisted(folder, {c["npz"] for c in kept})
 
