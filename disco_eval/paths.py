@@ -27,15 +27,22 @@ def manifest_dir(kind: str) -> Path:
   """Folder of the built-in manifests of `kind` ('rules' or 'suites').
 
   ``$DISCO_EVAL_MANIFESTS`` may point at a folder holding ``rules/`` and
-  ``suites/`` to use instead of the ones shipped with the project.
+  ``suites/`` to use instead of the ones shipped with the project. Otherwise a
+  checkout (or an editable install of one) reads the folders at its top, and an
+  installed wheel the copies it carries in ``disco_eval/manifests/`` (setup.py).
   """
   env = os.environ.get("DISCO_EVAL_MANIFESTS")
-  root = Path(env) if env else PROJECT_ROOT
+  if env:
+    root = Path(env)
+  elif (PROJECT_ROOT / "pyproject.toml").is_file() and (PROJECT_ROOT / kind).is_dir():
+    root = PROJECT_ROOT
+  else:
+    root = PACKAGE_DIR / "manifests"
   folder = root / kind
   if not folder.is_dir():
     raise UserError(
-      f"no {kind} manifests at {folder}; install disco-eval from a checkout "
-      "(pip install -e .) or set DISCO_EVAL_MANIFESTS to a folder holding "
+      f"no {kind} manifests at {folder}; reinstall disco-eval (pip install disco-eval, or "
+      "pip install -e . in a checkout) or set DISCO_EVAL_MANIFESTS to a folder holding "
       "rules/ and suites/"
     )
   return folder
