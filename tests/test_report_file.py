@@ -180,3 +180,12 @@ def test_report_of_a_real_catch_sweep_renders_in_a_browser(
     pytest.skip("chromium is not installed: the HTML was checked with html.parser only")
   low, high = shot.getextrema()
   assert high - low > 100  # text and plots drawn, not a blank page
+
+
+def test_report_of_two_folders_counts_a_copied_run_once(results: Path, tmp_path: Path) -> None:  # noqa: F811
+  copy = tmp_path / "copy"
+  shutil.copytree(results, copy)
+  out = report.report([results, copy], tmp_path / "r.html", reps=REPS)
+  words = check_html(out, plots=4)
+  assert "30 run(s) in the statistics; 30 excluded (30 duplicate)" in words
+  assert f"Results folders: {results}, {copy}" in words

@@ -146,6 +146,20 @@ def _budget_line(group: GroupResult, protocol: Mapping[str, str]) -> str:
   return line + "."
 
 
+def _seeds_line(group: GroupResult) -> str:
+  """Which seeds of each rule the aggregate holds."""
+  if not group.matrix_seeds:
+    return "Seeds: no aggregate (no task is shared by all rules); each per-task cell gives its n."
+  return (
+    "Seeds: "
+    + "; ".join(
+      f"{rule} {len(seeds)} (seeds {', '.join(map(str, seeds))})"
+      for rule, seeds in group.matrix_seeds.items()
+    )
+    + " in the aggregate; the per-task table gives each cell's n."
+  )
+
+
 def _meaning(result: CompareResult, group: GroupResult, protocol: Mapping[str, str]) -> list[str]:
   """What each number of the group's tables and plots is."""
   level = f"{round(100 * result.confidence, 1):g}%"
@@ -158,12 +172,7 @@ def _meaning(result: CompareResult, group: GroupResult, protocol: Mapping[str, s
     f"Normalised score ({group.norm_label}): (score - min) / (max - min) with the suite "
     "manifest's per-task constants; the aggregates and plots use it.",
     _budget_line(group, protocol),
-    "Seeds: "
-    + "; ".join(
-      f"{rule} {len(seeds)} (seeds {', '.join(map(str, seeds))})"
-      for rule, seeds in group.matrix_seeds.items()
-    )
-    + " in the aggregate; the per-task table gives each cell's n.",
+    _seeds_line(group),
     f"Per-task cells: mean over seeds with a {level} Student-t interval (n - 1 degrees of "
     "freedom; none for one seed).",
     f"Aggregates (IQM, median, mean, optimality gap) of the [seeds, tasks] matrix of "
