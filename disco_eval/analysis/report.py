@@ -130,6 +130,11 @@ def _protocol(runs: Sequence[collect.Run]) -> tuple[dict[str, str], tuple[str, .
   return shown, tuple(notes)
 
 
+def _steps(text: str | None) -> str:
+  """``58,000`` from ``"58000"`` (other text unchanged, ``?`` when missing)."""
+  return f"{int(text):,}" if text and text.isdigit() else (text or "?")
+
+
 def _budget_line(group: GroupResult, protocol: Mapping[str, str]) -> str:
   """Which budget the scores are at, and how it relates to the protocol's."""
   reached = ", ".join(f"{s:,}" for s in group.env_steps)
@@ -139,7 +144,7 @@ def _budget_line(group: GroupResult, protocol: Mapping[str, str]) -> str:
   if "@" in group.key.protocol:
     line += (
       f"; the label {group.key.protocol} marks a budget other than the protocol's "
-      f"{protocol.get('env_steps', '?')} steps: compare it with nothing at another budget"
+      f"{_steps(protocol.get('env_steps'))} steps: compare it with nothing at another budget"
     )
   if group.read_at is not None:
     line += f"; scores {group.source}"
