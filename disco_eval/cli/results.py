@@ -63,7 +63,7 @@ DirArg = Annotated[
     "(results of several machines) are read together; a run found in more than one (same "
     "configuration and seed) is counted once, from the first folder given, and the other "
     "copies are listed as excluded duplicates.",
-    metavar="FOLDER...",
+    metavar="FOLDER",
     show_default=False,
   ),
 ]
