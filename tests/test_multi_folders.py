@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from disco_eval.analysis import collect, compare
 from disco_eval.cli import app
+from disco_eval.errors import UserError
 
 
 def _points(result: compare.CompareResult) -> dict:
@@ -103,3 +104,10 @@ def test_cli_takes_several_folders(results: Path, tmp_path: Path) -> None:  # no
   out = runner.invoke(app, ["plot", "intervals", *args, "--out", str(png)])
   assert out.exit_code == 0, out.output
   assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_folder_without_runs_among_several_is_named(results: Path, tmp_path: Path) -> None:  # noqa: F811
+  (tmp_path / "empty").mkdir()
+  for folder in (tmp_path / "typo", tmp_path / "empty"):
+    with pytest.raises(UserError, match=f"no runs found under {folder}; run"):
+      collect.collect([results, folder])

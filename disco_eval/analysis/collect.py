@@ -489,13 +489,16 @@ def collect(
     (corrupt files) pass every filter, so that they are listed as excluded.
 
   Raises:
-    UserError: no runs at all under `root`, or a filter value matches none.
+    UserError: no runs under one of the folders, or a filter value matches none.
   """
   roots = as_roots(root)
-  infos = [info for folder in roots for info in store.scan_runs(folder)]
+  infos = []
+  for folder in roots:  # a folder without runs is a mistyped or wrong one: never skipped
+    found = store.scan_runs(folder)
+    if not found:
+      raise UserError(f"no runs found under {folder}; run `disco-eval run SUITE` first")
+    infos += found
   root = where(roots)
-  if not infos:
-    raise UserError(f"no runs found under {root}; run `disco-eval run SUITE` first")
   rules = parse_list(rules)
   names = tuple(dict.fromkeys(r.split("[", 1)[0] for r in rules)) if rules else None
   _check_filters(infos, root, suite, names, protocol)
