@@ -19,7 +19,10 @@ from disco_eval.store.atomic import compact, dumps
 # Config keys that may change between invocations of the same run (they are
 # ignored when an existing run's config is compared with a new one).
 # runtime: the machine a run computes on (disco_eval.runtime.environment).
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime")  # label: derived from the rest
+# provenance: the command line and code that made the run (disco_eval.provenance).
+VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime", "provenance")  # label: derived
+# Volatile keys whose first recorded value is kept when a run is resumed.
+KEPT_CONFIG_KEYS = ("created", "provenance")
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 # Keys are paths of nested tables ending in the setting's name.
@@ -102,11 +105,13 @@ def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
 
 
 def refreshed_config(config: dict, stored: dict) -> dict | None:
-  """`config` with the stored "created" kept, or None where that is what
-  config.json already holds (nothing to rewrite)."""
+  """`config` with the stored "created" and "provenance" kept (the run's
+  first invocation), or None where that is what config.json already holds
+  (nothing to rewrite)."""
   updated = dict(config)
-  if "created" in stored:
-    updated["created"] = stored["created"]
+  for key in KEPT_CONFIG_KEYS:
+    if key in stored:
+      updated[key] = stored[key]
   if dumps(updated) != dumps(stored):
     return updated
   return None

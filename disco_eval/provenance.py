@@ -1,0 +1,123 @@
+"""Where a run came from: the command line and the code that made it.
+
+Every run's ``config.json`` holds, under ``"provenance"``::
+
+  {"command": ["disco-eval", "run", "catch", ...],   # the invoking command line
+   "version": "0.1.0",                               # disco-eval's version
+   "git": {"commit": "<sha>", "dirty": false,        # when run from a git checkout
+           "diff_sha256": "<sha256 of `git diff HEAD`>" or null}}
+
+``git`` is null when disco-eval is not imported from a git checkout (e.g.
+installed from a wheel). ``dirty`` says whether tracked files differ from the
+commit; ``diff_sha256`` fingerprints those differences, so that two runs from
+the same uncommitted code can be told apart from runs of other code (untracked
+files are not looked at). Provenance is recorded, not matched: like the
+runtime it is one of the config's volatile keys (store.config_match), and a
+resumed run keeps the provenance of the invocation that created it.
+
+The command line is the one given to the ``disco-eval`` process; processes it
+starts (e.g. a local Ray instance) read it from ``DISCO_EVAL_COMMAND``.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from disco_eval import __version__
+
+PROVENANCE_KEY = "provenance"
+COMMAND_ENV = "DISCO_EVAL_COMMAND"
+
+
+def note_command(argv: list[str] | None = None) -> None:
+  """Remembers the invoking command line (default ``sys.argv``) for this
+  process and the processes it starts."""
+  argv = list(sys.argv if argv is None else argv)
+  if argv:
+    argv[0] = Path(argv[0]).name
+    if argv[0] in ("__main__.py", "cli"):
+      argv[0] = "disco-eval"
+  os.environ[COMMAND_ENV] = json.dumps(argv)
+
+
+def command() -> list[str]:
+  """The command line noted by :func:`note_command` (else ``sys.argv``)."""
+  noted = os.environ.get(COMMAND_ENV)
+  if noted:
+    try:
+      argv = json.loads(noted)
+      if isinstance(argv, list) and all(isinstance(a, str) for a in argv):
+        return argv
+    except ValueError:
+      pass
+  return list(sys.argv)
+
+
+def command_line(argv: list[str]) -> str:
+  """`argv` as one shell-quoted line."""
+  return shlex.join(argv)
+
+
+def _git(root: Path, *args: str) -> str | None:
+  """The output of ``git -C root ARGS`` or None when git fails."""
+  try:
+    done = subprocess.run(
+      ["git", "-C", str(root), *args], capture_output=True, timeout=20, check=False
+    )
+  except (OSError, subprocess.SubprocessError):
+    return None
+  return done.stdout.decode("utf-8", "replace") if done.returncode == 0 else None
+
+
+@functools.lru_cache(maxsize=1)
+def git_state() -> dict[str, Any] | None:
+  """{"commit", "dirty", "diff_sha256"} of the checkout disco-eval is imported
+  from, or None when it is not a git checkout (or git is missing)."""
+  root = Path(__file__).resolve().parent.parent
+  if not (root / ".git").exists():
+    return None
+  commit = _git(root, "rev-parse", "HEAD")
+  if not commit:
+    return None
+  diff = _git(root, "diff", "HEAD", "--no-color", "--no-ext-diff")
+  if diff is None:
+    return {"commit": commit.strip(), "dirty": None, "diff_sha256": None}
+  dirty = bool(diff.strip())
+  digest = hashlib.sha256(diff.encode()).hexdigest() if dirty else None
+  return {"commit": commit.strip(), "dirty": dirty, "diff_sha256": digest}
+
+
+def current() -> dict[str, Any]:
+  """This process's provenance (see the module's docstring)."""
+  git = git_state()
+  return {"command": command(), "version": __version__, "git": dict(git) if git else None}
+
+
+def code_difference(recorded: dict | None, now: dict | None = None) -> str | None:
+  """Why the code now differs from the code a run recorded (a phrase), or None
+  when it is the same as far as the records tell."""
+  if not isinstance(recorded, dict):
+    return "the run records no provenance (it was made before disco-eval recorded its code)"
+  now = current() if now is None else now
+  if recorded.get("version") != now["version"]:
+    return f"it was made by disco-eval {recorded.get('version')}, this is {now['version']}"
+  old, new = recorded.get("git"), now["git"]
+  if old is None and new is None:
+    return None
+  if old is None or new is None:
+    where = "a git checkout" if old else "an installed package"
+    return f"it was made from {where}, this disco-eval is not"
+  if old.get("commit") != new.get("commit"):
+    return f"it was made at commit {str(old.get('commit'))[:12]}, this is {new['commit'][:12]}"
+  if old.get("dirty") or new.get("dirty"):
+    if old.get("diff_sha256") != new.get("diff_sha256"):
+      return "the uncommitted changes of the checkout differ from those it was made with"
+  return None
