@@ -5,13 +5,15 @@ Every run's ``config.json`` holds, under ``"provenance"``::
   {"command": ["disco-eval", "run", "catch", ...],   # the invoking command line
    "version": "0.1.0",                               # disco-eval's version
    "git": {"commit": "<sha>", "dirty": false,        # when run from a git checkout
-           "diff_sha256": "<sha256 of `git diff HEAD`>" or null}}
+           "diff_sha256": "<sha256 of `git diff HEAD`>" or null},
+   "data": {"boxoban": {"<split>": "<sha256>"}}}      # Sokoban: the level sets read
 
 ``git`` is null when disco-eval is not imported from a git checkout (e.g.
 installed from a wheel). ``dirty`` says whether tracked files differ from the
-commit; ``diff_sha256`` fingerprints those differences, so that two runs from
-the same uncommitted code can be told apart from runs of other code (untracked
-files are not looked at). Provenance is recorded, not matched: like the
+commit or untracked files lie in the package's folder; ``diff_sha256``
+fingerprints those differences (``git diff HEAD`` and the untracked files of
+``disco_eval/``), so that runs of the same uncommitted code can be told apart
+from runs of other code. Provenance is recorded, not matched: like the
 runtime it is one of the config's volatile keys (store.config_match), and a
 resumed run keeps the provenance of the invocation that created it.
 
@@ -88,17 +90,55 @@ def git_state() -> dict[str, Any] | None:
   if not commit:
     return None
   diff = _git(root, "diff", "HEAD", "--no-color", "--no-ext-diff")
-  if diff is None:
+  untracked = _git(root, "ls-files", "--others", "--exclude-standard", "--", "disco_eval")
+  if diff is None or untracked is None:
     return {"commit": commit.strip(), "dirty": None, "diff_sha256": None}
-  dirty = bool(diff.strip())
-  digest = hashlib.sha256(diff.encode()).hexdigest() if dirty else None
+  digest = hashlib.sha256(diff.encode())
+  for name in sorted(untracked.splitlines()):  # new modules not yet committed
+    digest.update(name.encode() + b"\0")
+    try:
+      digest.update(hashlib.sha256((root / name).read_bytes()).digest())
+    except OSError:
+      pass
+  dirty = bool(diff.strip() or untracked.strip())
+  digest = digest.hexdigest() if dirty else None
   return {"commit": commit.strip(), "dirty": dirty, "diff_sha256": digest}
 
 
-def current() -> dict[str, Any]:
-  """This process's provenance (see the module's docstring)."""
+def data_fingerprint(suite: str) -> dict[str, Any] | None:
+  """The sha256 of the cached data files a suite's runs read (Sokoban: the
+  Boxoban level splits, as ``data pull boxoban`` recorded them), or None."""
+  if suite != "sokoban":
+    return None
+  from disco_eval.envs import boxoban  # here: only Sokoban's runs need it
+
+  try:
+    splits = boxoban.read_record().get("splits") or {}
+  except Exception:  # noqa: BLE001 - an unreadable record is reported where levels load
+    return None
+  return {"boxoban": {k: v.get("sha256") for k, v in sorted(splits.items())}}
+
+
+def first_key_difference(old: dict, new: dict, where: str = "") -> str:
+  """The first key path where two nested dicts differ."""
+  for key in sorted(set(old) | set(new)):
+    a, b = old.get(key), new.get(key)
+    if a != b:
+      if isinstance(a, dict) and isinstance(b, dict):
+        return first_key_difference(a, b, f"{where}{key}.")
+      return f"{where}{key}"
+  return where.rstrip(".") or "<data>"
+
+
+def current(suite: str | None = None) -> dict[str, Any]:
+  """This process's provenance (see the module's docstring); with `suite`,
+  the fingerprint of the data its runs read too (``"data"``)."""
   git = git_state()
-  return {"command": command(), "version": __version__, "git": dict(git) if git else None}
+  doc = {"command": command(), "version": __version__, "git": dict(git) if git else None}
+  data = data_fingerprint(suite) if suite else None
+  if data is not None:
+    doc["data"] = data
+  return doc
 
 
 def code_difference(recorded: dict | None, now: dict | None = None) -> str | None:

@@ -108,10 +108,10 @@ class RunConfig:
     Initialises JAX's backend: call it where the run computes.
 
     Under ``"provenance"``, the command line and the code (version, git
-    commit and dirty flag) that made the run (:mod:`disco_eval.provenance`),
-    volatile like the runtime."""
+    commit and dirty flag) that made the run, and the sha256 of the data
+    files it reads (:mod:`disco_eval.provenance`), volatile like the runtime."""
     return {
       **self.to_json(),
       RUNTIME_KEY: runtime.environment(),
-      provenance.PROVENANCE_KEY: provenance.current(),
+      provenance.PROVENANCE_KEY: provenance.current(self.suite),
     }

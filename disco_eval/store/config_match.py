@@ -115,3 +115,16 @@ def refreshed_config(config: dict, stored: dict) -> dict | None:
   if dumps(updated) != dumps(stored):
     return updated
   return None
+
+
+def config_difference(stored: dict, new: dict) -> str | None:
+  """The first difference between a run's stored config.json and `new` (a
+  config as a run would record it), as "KEY is OLD there but NEW now", or
+  None when they describe the same run (volatile keys aside)."""
+  canonical = canonical_config(new)
+  stored_canonical = _with_later_keys(canonical_config(stored), canonical)
+  difference = _first_difference(stored_canonical, canonical)
+  if difference is None:
+    return None
+  key, old, now = difference
+  return f"{key} is {_show(old)} there but {_show(now)} now"
