@@ -126,7 +126,9 @@ def _check_log(run: Path, live: bool) -> None:
   returns = [(s, v) for s, v in returns if not math.isnan(v)]
   assert [s for s, _ in got["train/avg_return"]] == [s for s, _ in returns]
   np.testing.assert_allclose([v for _, v in got["train/avg_return"]], [v for _, v in returns])
-  losses = [(int(r["env_steps"]), float(r["loss"])) for r in rows if r["loss"]]
+  losses = [(int(r["env_steps"]), float(r["loss"])) for r in rows]
+  losses = [(s, v) for s, v in losses if not math.isnan(v)]
+  assert [s for s, _ in got["train/loss"]] == [s for s, _ in losses]
   np.testing.assert_allclose([v for _, v in got["train/loss"]], [v for _, v in losses], rtol=1e-6)
   assert got["eval/score"] == [(summary["env_steps"], pytest.approx(summary["score"]))]
   assert ("perf/learner_steps_per_s" in got) == live
