@@ -215,7 +215,6 @@ def test_host_suite_evaluate_and_render(tmp_path):
       ("train.buffer_capacity", "8"),
       ("train.chunk", "2"),
       ("protocol.eval_episodes", "2"),
-      ("protocol.eval_max_steps", "100"),
       *((f"agent.{k}", v) for k, v in agent.items()),
     ),
   )

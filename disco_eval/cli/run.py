@@ -203,26 +203,7 @@ def run(
   o = SimpleNamespace(**values)
   kinds = check_trackers(o.track)
   _prepare_machine(o.deterministic, o.allow_cpu, o.launcher)
-  # Here, not at the top: they load jax (start-up time of every command).
-  from disco_eval import launch
-
-  options = launch.LaunchOptions(
-    launcher=o.launcher,
-    seeds_per_unit=o.seeds_per_unit,
-    retries=o.retries,
-    gpus_per_unit=o.gpus_per_unit,
-    cpus_per_unit=o.cpus_per_unit,
-    ray_address=o.ray_address,
-    devices=o.devices or 1,
-    slurm=launch.SlurmOptions(
-      profile=o.slurm_profile,
-      partition=o.slurm_partition,
-      account=o.slurm_account,
-      time_min=o.slurm_time,
-      mem_gb=o.slurm_mem_gb,
-      array_parallelism=o.slurm_array_parallelism,
-    ),
-  )
+  options = _launch_options(o)
   spec = sweep_spec(
     o.suite,
     o.rule,
@@ -244,6 +225,29 @@ def run(
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
   _exit_if_all_busy(results)
+
+
+def _launch_options(o):
+  """The LaunchOptions of `run`'s resolved options `o`."""
+  from disco_eval import launch  # here, not at the top: it loads jax
+
+  return launch.LaunchOptions(
+    launcher=o.launcher,
+    seeds_per_unit=o.seeds_per_unit,
+    retries=o.retries,
+    gpus_per_unit=o.gpus_per_unit,
+    cpus_per_unit=o.cpus_per_unit,
+    ray_address=o.ray_address,
+    devices=o.devices or 1,
+    slurm=launch.SlurmOptions(
+      profile=o.slurm_profile,
+      partition=o.slurm_partition,
+      account=o.slurm_account,
+      time_min=o.slurm_time,
+      mem_gb=o.slurm_mem_gb,
+      array_parallelism=o.slurm_array_parallelism,
+    ),
+  )
 
 
 def check_trackers(kinds: list[str]) -> tuple[str, ...]:
