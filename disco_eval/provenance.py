@@ -2,7 +2,7 @@
 
 Every run's ``config.json`` holds, under ``"provenance"``::
 
-  {"command": ["disco-eval", "run", "catch", ...],   # the invoking command line
+  {"command": ["disco-eval", "run", "catch", ...],   # the command line (null: used as a library)
    "version": "0.1.0",                               # disco-eval's version
    "git": {"commit": "<sha>", "dirty": false,        # when run from a git checkout
            "diff_sha256": "<sha256 of `git diff HEAD`>" or null},
@@ -50,8 +50,9 @@ def note_command(argv: list[str] | None = None) -> None:
   os.environ[COMMAND_ENV] = json.dumps(argv)
 
 
-def command() -> list[str]:
-  """The command line noted by :func:`note_command` (else ``sys.argv``)."""
+def command() -> list[str] | None:
+  """The command line noted by :func:`note_command`, or None (disco-eval
+  used as a library: the process's own command line says nothing of it)."""
   noted = os.environ.get(COMMAND_ENV)
   if noted:
     try:
@@ -60,7 +61,7 @@ def command() -> list[str]:
         return argv
     except ValueError:
       pass
-  return list(sys.argv)
+  return None
 
 
 def command_line(argv: list[str]) -> str:

@@ -63,7 +63,7 @@ def save_resolved(values: dict[str, Any]) -> Path:
   path = folder / f"{now.strftime('%Y%m%dT%H%M%SZ')}-{values['suite']}.toml"
   header = (
     f"Resolved by disco-eval {__version__} on {now.isoformat(timespec='seconds')} from:\n"
-    f"{provenance.command_line(provenance.command())}\n"
+    f"{provenance.command_line(provenance.command() or ['disco-eval', 'run'])}\n"
     "Run it again with: disco-eval run --config THIS_FILE"
   )
   kept = {k: v for k, v in values.items() if k not in ("ctx", "config", "as_json")}

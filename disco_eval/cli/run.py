@@ -218,9 +218,13 @@ def run(
     o.checkpoint_every,
     o.checkpoint_minutes,
   )
-  saved = experiment.save_resolved(values)
-  (err if as_json else out).print(f"experiment file: {esc(saved)}", highlight=False)
-  results = _launch_sweep(spec, options, err if as_json else out, kinds)
+  console = err if as_json else out
+
+  def save_experiment() -> None:  # once the sweep is planned: bad input writes nothing
+    saved = experiment.save_resolved(values)
+    console.print(f"experiment file: {esc(saved)}", highlight=False)
+
+  results = _launch_sweep(spec, options, console, kinds, save_experiment)
   _print_results(o.suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
@@ -319,8 +323,22 @@ def _exit_if_all_busy(results) -> None:
     raise typer.Exit(EXIT_ALL_BUSY)
 
 
-def _launch_sweep(spec, options, console, trackers: tuple[str, ...] = ()):
-  """The sweep's results. A local sweep stops at a safe point on SIGINT or
+def _when_planned(on_progress, then):
+  """`on_progress`, calling `then` first at the sweep's "plan" event."""
+  done = []
+
+  def wrapped(event):
+    if event.kind == "plan" and not done:
+      done.append(True)
+      then()
+    on_progress(event)
+
+  return wrapped
+
+
+def _launch_sweep(spec, options, console, trackers: tuple[str, ...] = (), on_plan=None):
+  """The sweep's results (`trackers`: ``--track``; `on_plan`: called once the
+  sweep is planned, i.e. its options were checked). A local sweep stops at a safe point on SIGINT or
   SIGTERM: one line, then exit 128 + the signal (130, 143); the runs resume
   when the same command runs again. (Cluster launchers handle Ctrl-C in their
   driver: its workers are not in this process.)"""
@@ -333,6 +351,8 @@ def _launch_sweep(spec, options, console, trackers: tuple[str, ...] = ()):
   with stop.handling() if local else contextlib.nullcontext():
     try:
       with sweep_progress(console) as on_progress:
+        if on_plan is not None:
+          on_progress = _when_planned(on_progress, on_plan)
         if not trackers:
           return launch.run(spec, options, on_progress)
         from disco_eval.track.live import LiveTracker
