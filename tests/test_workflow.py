@@ -108,6 +108,21 @@ def test_unknown_key_and_missing_tracker_are_one_line(tmp_path, disco_home):
       assert 'pip install "disco-eval[wandb]"' in line
 
 
+def test_wandb_sink_writes_an_offline_run(tmp_path, monkeypatch):
+  pytest.importorskip("wandb")
+  from disco_eval.track.sinks import WandbSink
+
+  for var in ("WANDB_MODE", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+    monkeypatch.delenv(var, raising=False)
+  run = tmp_path / "out" / "catch" / "catch" / "ppo" / "seed0"
+  run.mkdir(parents=True)
+  sink = WandbSink(run, {"suite": "catch"})
+  sink.write([("train/avg_return", 10, 0.5), ("train/loss", 10, 1.0), ("eval/score", 20, 0.7)])
+  sink.close()
+  assert len(list((run / "wandb").glob("offline-run-*/run-*.wandb"))) == 1
+  assert (tmp_path / "out" / ".wandb").is_dir()  # W&B's own files stay in the results folder
+
+
 def _scalars(folder: Path) -> dict[str, list[tuple[int, float]]]:
   """The scalars of the event files in `folder`, read by TensorBoard's own reader."""
   from tensorboard.backend.event_processing import event_accumulator
@@ -142,6 +157,10 @@ def test_catch_daily_loop(tmp_path, disco_home):
   config = tmp_path / "experiment.toml"
   config.write_text(TINY_TOML)
   out = tmp_path / "results"
+  res = cli("plan", "--config", config, "--seeds", "2", "--json", home=disco_home)
+  assert res.returncode == 0, res.stderr
+  units = json.loads(res.stdout)["units"]
+  assert [(u["rule"], u["seeds"]) for u in units] == [("actor_critic", [0, 1])]
   res = cli("run", "--config", config, "--out", out, home=disco_home)
   assert res.returncode == 0, res.stdout + res.stderr
   run = out / "catch" / "catch" / "actor_critic" / "seed0"

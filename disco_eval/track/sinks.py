@@ -8,7 +8,8 @@
 * ``wandb``: one Weights & Biases run per disco-eval run, kept in
   ``<run>/wandb/``, offline unless ``WANDB_MODE`` says otherwise (``wandb
   sync`` uploads it later); project ``WANDB_PROJECT`` (default
-  ``disco-eval``). The ``wandb`` extra: ``pip install "disco-eval[wandb]"``.
+  ``disco-eval``). W&B's own cache, settings and logs go to ``<out>/.wandb/``
+  unless its ``WANDB_*_DIR`` variables say otherwise. The ``wandb`` extra: ``pip install "disco-eval[wandb]"``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from disco_eval.track.scalars import Scalar, run_scalars
 
 TENSORBOARD_DIR = "tensorboard"
 WANDB_DIR = "wandb"
+WANDB_HOME = ".wandb"  # in the results folder: W&B's cache, config and logs
 # tracker name -> (module it needs, extra that installs it)
 TRACKERS = {"tensorboard": ("tensorboardX", "track"), "wandb": ("wandb", "wandb")}
 
@@ -76,6 +78,10 @@ class WandbSink:
     run = Path(run)
     name = "/".join(run.parts[-4:])
     (run / WANDB_DIR).mkdir(exist_ok=True)
+    # W&B's own cache, config and logs: under the results folder, unless set.
+    home = run.parents[3] / WANDB_HOME
+    for var in ("WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR", "WANDB_ARTIFACT_DIR"):
+      os.environ.setdefault(var, str(home))
     self.run = wandb.init(
       project=os.environ.get("WANDB_PROJECT", "disco-eval"),
       name=name,
@@ -84,6 +90,7 @@ class WandbSink:
       mode=os.environ.get("WANDB_MODE", "offline"),
       config=config or {},
       reinit="create_new",
+      settings=wandb.Settings(silent=True),
     )
     self.last = -1
 
