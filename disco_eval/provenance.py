@@ -117,18 +117,24 @@ def data_fingerprint(suite: str) -> dict[str, Any] | None:
     splits = boxoban.read_record().get("splits") or {}
   except Exception:  # noqa: BLE001 - an unreadable record is reported where levels load
     return None
+  if not splits:
+    return None
   return {"boxoban": {k: v.get("sha256") for k, v in sorted(splits.items())}}
 
 
-def first_key_difference(old: dict, new: dict, where: str = "") -> str:
-  """The first key path where two nested dicts differ."""
-  for key in sorted(set(old) | set(new)):
-    a, b = old.get(key), new.get(key)
-    if a != b:
-      if isinstance(a, dict) and isinstance(b, dict):
-        return first_key_difference(a, b, f"{where}{key}.")
-      return f"{where}{key}"
-  return where.rstrip(".") or "<data>"
+def data_difference(old: dict, new: dict, where: str = "") -> str | None:
+  """The first data file (key path) that `old` (a recorded fingerprint)
+  lists and `new` lacks or holds with another sha256; None if none (files
+  that only `new` lists, e.g. splits pulled later, do not count)."""
+  for key in sorted(old):
+    a, b = old[key], new.get(key) if isinstance(new, dict) else None
+    if isinstance(a, dict):
+      found = data_difference(a, b if isinstance(b, dict) else {}, f"{where}{key}.")
+      if found is not None:
+        return found
+    elif a != b:
+      return f"{where}{key}: sha256 {str(a)[:12]} there, {str(b)[:12] if b else 'absent'} here"
+  return None
 
 
 def current(suite: str | None = None) -> dict[str, Any]:

@@ -94,6 +94,14 @@ def test_provenance_is_recorded_not_matched(tmp_path):
   assert "no provenance" in provenance.code_difference(None)
 
 
+def test_data_fingerprints_compare_what_the_run_read():
+  old = {"boxoban": {"unfiltered-train": "aa", "unfiltered-test": "bb"}}
+  assert provenance.data_difference(old, {"boxoban": {**old["boxoban"], "hard": "cc"}}) is None
+  changed = {"boxoban": {"unfiltered-train": "aa", "unfiltered-test": "zz"}}
+  assert "unfiltered-test" in provenance.data_difference(old, changed)
+  assert "absent" in provenance.data_difference(old, {})
+
+
 def test_unknown_key_and_missing_tracker_are_one_line(tmp_path, disco_home):
   bad = tmp_path / "bad.toml"
   bad.write_text("suite = 'catch'\nrulez = ['ppo']\n")

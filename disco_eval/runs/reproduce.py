@@ -37,15 +37,15 @@ def prepare(run: Path, out: Path, force: bool = False) -> tuple[Rebuilt, list[st
     raise UserError(f"--out {out} holds the run itself; pass --out DIR with another folder")
   notes = []
   code = provenance.code_difference(config.get(provenance.PROVENANCE_KEY))
-  for what, why in (("code", code), ("data", rebuilt.data)):
+  for what, why in (("the code differs", code), ("the data differ", rebuilt.data)):
     if why is None:
       continue
     if not force:
       raise UserError(
-        f"the {what} differ from the run's: {why}; pass --force to train it anyway "
+        f"{what} from the run's: {why}; pass --force to train it anyway "
         "(its records may then differ)"
       )
-    notes.append(f"warning: the {what} differ from the run's: {why} (--force)")
+    notes.append(f"warning: {what} from the run's: {why} (--force)")
   recorded = config.get("runtime") or {}
   now = runtime.environment()
   machine = [

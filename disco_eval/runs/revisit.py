@@ -102,9 +102,10 @@ def data_difference(config: dict) -> str | None:
   """Why the data files the run read (e.g. Boxoban level sets) differ now."""
   recorded = (config.get(provenance.PROVENANCE_KEY) or {}).get("data")
   now = provenance.data_fingerprint(config["suite"])
-  if recorded is None or now is None or recorded == now:
+  if not isinstance(recorded, dict):
     return None
-  return f"its level data differ ({provenance.first_key_difference(recorded, now)})"
+  found = provenance.data_difference(recorded, now or {})
+  return None if found is None else f"its data files differ ({found})"
 
 
 def rebuild(run: Path, out: Path) -> Rebuilt:
