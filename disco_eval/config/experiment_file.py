@@ -18,6 +18,8 @@ key wins). ``examples/experiment.toml`` shows every key::
   [set]                        # --set table.key=value, nested or dotted
   optimizer.learning_rate = 3e-4
 
+Paths (``out``, ``slurm_profile``) are relative to the working directory, as
+on the command line; an unknown key is a one-line error naming it.
 A ``[sweep]`` table (``KEY = [values, ...]``: a grid of ``--set`` values) is
 part of the format but is refused until ``run`` has ``--sweep``.
 """
