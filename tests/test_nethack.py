@@ -106,6 +106,7 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
     "checkpoint",
     "config.json",
     "metrics.csv",
+    "policy.npz",
     "status.json",
     "summary.json",
   }

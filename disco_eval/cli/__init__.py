@@ -10,8 +10,8 @@ from typing import Annotated
 
 import typer
 
-from disco_eval import __version__, runtime
-from disco_eval.cli import bench, data, doctor, plan, results, rules, run, suites
+from disco_eval import __version__, provenance, runtime
+from disco_eval.cli import bench, data, doctor, plan, results, rules, run, suites, workflow
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
 from disco_eval.cli.helptext import Group
@@ -25,7 +25,7 @@ app = typer.Typer(
   cls=Group,
 )
 # In this order: `--help` lists the commands, then the groups, as registered.
-for group in (rules, suites, run, plan, bench, results, data, doctor):
+for group in (rules, suites, run, plan, bench, results, workflow, data, doctor):
   group.register(app)
 
 
@@ -63,6 +63,7 @@ def main() -> None:
   A UserError prints its line; any other exception (a bug) prints one line
   naming the file its traceback was written to. Both exit 1.
   """
+  provenance.note_command()
   try:
     app(prog_name="disco-eval")
   except UserError as e:

@@ -1,11 +1,13 @@
 """``disco-eval plan``: a sweep's units and projected costs, before it runs."""
 
 from pathlib import Path
-from typing import Annotated
+from types import SimpleNamespace
+from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from disco_eval.cli import experiment
 from disco_eval.cli.common import esc, out, print_json
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.run import (
@@ -17,7 +19,7 @@ from disco_eval.cli.run import (
   SeedsPerUnitOpt,
   SetOpt,
   StepsOpt,
-  SuiteArg,
+  SuiteOrConfigArg,
   TasksOpt,
   _opt,
   sweep_spec,
@@ -28,6 +30,8 @@ EXAMPLES = """Examples:
   disco-eval plan catch --seeds 3
 
   disco-eval plan sokoban --rule disco103 --rule actor_critic --steps 5000000
+
+  disco-eval plan --config examples/experiment.toml
 """
 
 
@@ -55,7 +59,8 @@ def _duration(s: float) -> str:
 
 
 def plan(
-  suite: SuiteArg,
+  ctx: typer.Context,
+  suite: SuiteOrConfigArg = None,
   rule: RuleOpt = ["disco103"],  # noqa: B006 - typer copies list defaults
   seeds: Annotated[int, _opt("Number of seeds (0..N-1).", metavar="N")] = 3,
   seed_start: Annotated[int, _opt("First seed.", metavar="N")] = 0,
@@ -66,6 +71,7 @@ def plan(
     "results"
   ),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
+  config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
@@ -79,21 +85,24 @@ def plan(
   """Print a sweep's units, env steps, and projected wall time, device memory and disk."""
   from disco_eval.runs.projection import project  # here, not at the top: it loads jax
 
-  spec = sweep_spec(
-    suite,
-    rule,
-    seeds,
-    seed_start,
-    tasks,
-    steps,
-    protocol,
-    out_dir,
-    set_,
-    devices,
-    checkpoint_every,
-    checkpoint_minutes,
+  o = SimpleNamespace(
+    **experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
   )
-  res = project(spec, seeds_per_unit, iterations, repeats)
+  spec = sweep_spec(
+    o.suite,
+    o.rule,
+    o.seeds,
+    o.seed_start,
+    o.tasks,
+    o.steps,
+    o.protocol,
+    o.out_dir,
+    o.set_,
+    o.devices,
+    o.checkpoint_every,
+    o.checkpoint_minutes,
+  )
+  res = project(spec, o.seeds_per_unit, iterations, repeats)
   if as_json:
     return print_json(res)
   _print(res)

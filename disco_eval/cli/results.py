@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from disco_eval.analysis import compare, export, plots, render, report, stats
+from disco_eval.cli import workflow
 from disco_eval.cli.common import wide_console
 from disco_eval.cli.helptext import Command, Group
 from disco_eval.store.schema import versioned
@@ -287,6 +288,9 @@ def register(app: typer.Typer) -> None:
     epilog=EXPORT_EXAMPLES,
   )
   export_app.command("csv", cls=Command, epilog=EXPORT_EXAMPLES)(export_csv_command)
+  export_app.command("tensorboard", cls=Command, epilog=workflow.TENSORBOARD_EXAMPLES)(
+    workflow.export_tensorboard_command
+  )
   app.add_typer(export_app, name="export")
   app.command("plot", cls=Command, epilog=PLOT_EXAMPLES)(plot_command)
   app.command("report", cls=Command, epilog=REPORT_EXAMPLES)(report_command)

@@ -2,11 +2,13 @@
 
 import contextlib
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
+from disco_eval.cli import experiment
 from disco_eval.cli.common import err, esc, out, parse_set, print_json, split_csv
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.progress import sweep_progress
@@ -21,6 +23,8 @@ EXAMPLES = """Examples:
   disco-eval run procgen --tasks coinrun,starpilot --set optimizer.learning_rate=3e-4
 
   disco-eval run sokoban --launcher slurm --slurm-partition gpu
+
+  disco-eval run --config examples/experiment.toml --track tensorboard
 """
 
 _LAUNCH = "Launchers (local, ray, slurm)"
@@ -43,6 +47,23 @@ def _launch(help_text: str, metavar: str | None = None):
 
 SuiteArg = Annotated[
   str, typer.Argument(help="Suite name (see `disco-eval suites list`).", metavar="SUITE")
+]
+SuiteOrConfigArg = Annotated[
+  Optional[str],
+  typer.Argument(
+    help="Suite name (see `disco-eval suites list`); may come from --config instead.",
+    metavar="SUITE",
+    show_default=False,
+  ),
+]
+TrackOpt = Annotated[
+  list[str],
+  _opt(
+    "Also log every run to a tracker while it trains: tensorboard (event files in "
+    "<run>/tensorboard/) or wandb (offline, in <run>/wandb/); repeat for both.",
+    "--track",
+    metavar="NAME",
+  ),
 ]
 RuleOpt = Annotated[
   list[str],
@@ -140,7 +161,8 @@ RayAddressOpt = Annotated[
 
 
 def run(
-  suite: SuiteArg,
+  ctx: typer.Context,
+  suite: SuiteOrConfigArg = None,
   rule: RuleOpt = ["disco103"],  # noqa: B006 - typer copies list defaults
   seeds: Annotated[int, _opt("Number of seeds (0..N-1).", metavar="N")] = 3,
   seed_start: Annotated[int, _opt("First seed.", metavar="N")] = 0,
@@ -149,6 +171,8 @@ def run(
   protocol: ProtocolOpt = None,
   out_dir: Annotated[Path, _opt("Results folder.", "--out", metavar="FOLDER")] = Path("results"),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
+  config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
+  track: TrackOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
@@ -175,46 +199,68 @@ def run(
   ] = None,
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
-  _prepare_machine(deterministic, allow_cpu, launcher)
-  # Here, not at the top: they load jax (start-up time of every command).
-  from disco_eval import launch
-
-  options = launch.LaunchOptions(
-    launcher=launcher,
-    seeds_per_unit=seeds_per_unit,
-    retries=retries,
-    gpus_per_unit=gpus_per_unit,
-    cpus_per_unit=cpus_per_unit,
-    ray_address=ray_address,
-    devices=devices or 1,
-    slurm=launch.SlurmOptions(
-      profile=slurm_profile,
-      partition=slurm_partition,
-      account=slurm_account,
-      time_min=slurm_time,
-      mem_gb=slurm_mem_gb,
-      array_parallelism=slurm_array_parallelism,
-    ),
-  )
+  values = experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
+  o = SimpleNamespace(**values)
+  kinds = check_trackers(o.track)
+  _prepare_machine(o.deterministic, o.allow_cpu, o.launcher)
+  options = _launch_options(o)
   spec = sweep_spec(
-    suite,
-    rule,
-    seeds,
-    seed_start,
-    tasks,
-    steps,
-    protocol,
-    out_dir,
-    set_,
-    devices,
-    checkpoint_every,
-    checkpoint_minutes,
+    o.suite,
+    o.rule,
+    o.seeds,
+    o.seed_start,
+    o.tasks,
+    o.steps,
+    o.protocol,
+    o.out_dir,
+    o.set_,
+    o.devices,
+    o.checkpoint_every,
+    o.checkpoint_minutes,
   )
-  results = _launch_sweep(spec, options, err if as_json else out)
-  _print_results(suite, results, as_json)
+  console = err if as_json else out
+
+  def save_experiment() -> None:  # once the sweep is planned: bad input writes nothing
+    saved = experiment.save_resolved(values)
+    console.print(f"experiment file: {esc(saved)}", highlight=False)
+
+  results = _launch_sweep(spec, options, console, kinds, save_experiment)
+  _print_results(o.suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
   _exit_if_all_busy(results)
+
+
+def _launch_options(o):
+  """The LaunchOptions of `run`'s resolved options `o`."""
+  from disco_eval import launch  # here, not at the top: it loads jax
+
+  return launch.LaunchOptions(
+    launcher=o.launcher,
+    seeds_per_unit=o.seeds_per_unit,
+    retries=o.retries,
+    gpus_per_unit=o.gpus_per_unit,
+    cpus_per_unit=o.cpus_per_unit,
+    ray_address=o.ray_address,
+    devices=o.devices or 1,
+    slurm=launch.SlurmOptions(
+      profile=o.slurm_profile,
+      partition=o.slurm_partition,
+      account=o.slurm_account,
+      time_min=o.slurm_time,
+      mem_gb=o.slurm_mem_gb,
+      array_parallelism=o.slurm_array_parallelism,
+    ),
+  )
+
+
+def check_trackers(kinds: list[str]) -> tuple[str, ...]:
+  """The trackers asked for, checked before anything runs (one-line errors)."""
+  if not kinds:
+    return ()
+  from disco_eval.track import check_available
+
+  return check_available(kinds)
 
 
 def sweep_spec(
@@ -277,8 +323,22 @@ def _exit_if_all_busy(results) -> None:
     raise typer.Exit(EXIT_ALL_BUSY)
 
 
-def _launch_sweep(spec, options, console):
-  """The sweep's results. A local sweep stops at a safe point on SIGINT or
+def _when_planned(on_progress, then):
+  """`on_progress`, calling `then` first at the sweep's "plan" event."""
+  done = []
+
+  def wrapped(event):
+    if event.kind == "plan" and not done:
+      done.append(True)
+      then()
+    on_progress(event)
+
+  return wrapped
+
+
+def _launch_sweep(spec, options, console, trackers: tuple[str, ...] = (), on_plan=None):
+  """The sweep's results (`trackers`: ``--track``; `on_plan`: called once the
+  sweep is planned, i.e. its options were checked). A local sweep stops at a safe point on SIGINT or
   SIGTERM: one line, then exit 128 + the signal (130, 143); the runs resume
   when the same command runs again. (Cluster launchers handle Ctrl-C in their
   driver: its workers are not in this process.)"""
@@ -291,7 +351,18 @@ def _launch_sweep(spec, options, console):
   with stop.handling() if local else contextlib.nullcontext():
     try:
       with sweep_progress(console) as on_progress:
-        return launch.run(spec, options, on_progress)
+        if on_plan is not None:
+          on_progress = _when_planned(on_progress, on_plan)
+        if not trackers:
+          return launch.run(spec, options, on_progress)
+        from disco_eval.track.live import LiveTracker
+
+        tracker = LiveTracker(spec.out, spec.suite, trackers, on_progress)
+        try:
+          return launch.run(spec, options, tracker)
+        finally:
+          for line in tracker.close():
+            err.print(esc(line), highlight=False, soft_wrap=True)
     except stop.Interrupted as e:
       err.print(esc(e.message), highlight=False, soft_wrap=True)
       raise typer.Exit(e.exit_code) from None

@@ -10,7 +10,7 @@ import copy
 import dataclasses
 from typing import Any
 
-from disco_eval import runtime
+from disco_eval import provenance, runtime
 from disco_eval.config.label import LABEL_KEY, protocol_label
 from disco_eval.config.suites import Protocol
 from disco_eval.config.train import TrainConfig
@@ -105,5 +105,13 @@ class RunConfig:
     count, jax/jaxlib versions, deterministic ops, the environment variables
     that can change results). The runtime is recorded, not matched: a run
     resumed on another machine is the same run (``VOLATILE_CONFIG_KEYS``).
-    Initialises JAX's backend: call it where the run computes."""
-    return {**self.to_json(), RUNTIME_KEY: runtime.environment()}
+    Initialises JAX's backend: call it where the run computes.
+
+    Under ``"provenance"``, the command line and the code (version, git
+    commit and dirty flag) that made the run, and the sha256 of the data
+    files it reads (:mod:`disco_eval.provenance`), volatile like the runtime."""
+    return {
+      **self.to_json(),
+      RUNTIME_KEY: runtime.environment(),
+      provenance.PROVENANCE_KEY: provenance.current(self.suite),
+    }

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 from disco_eval.runs import divergence, stop
 from disco_eval.runs.final import run_summary
 from disco_eval.runs.spec import Progress
+from disco_eval.store.policy import save_policy
 
 
 def _take(tree, i):
@@ -211,6 +212,7 @@ def train_seeds(
       wall,
       len(seeds) if trainer.vmaps_seeds else 1,
     )
+    save_policy(records[s].path, params)  # for `evaluate` and `render`, before the summary
     records[s].mark_complete(summary, env_steps=total)
     summaries[s] = summary
   on_progress(Progress("done", rule.label, task, tuple(seeds), total, total))

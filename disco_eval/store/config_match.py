@@ -21,7 +21,17 @@ from disco_eval.store.atomic import compact, dumps
 # runtime: the machine a run computes on (disco_eval.runtime.environment).
 # schema_version: the layout of the file (store.schema), not a setting of the run; records
 # written before it existed lack it and still match.
-VOLATILE_CONFIG_KEYS = ("versions", "created", "label", "runtime", "schema_version")
+# provenance: the command line and code that made the run (disco_eval.provenance).
+VOLATILE_CONFIG_KEYS = (  # label: derived
+  "versions",
+  "created",
+  "label",
+  "runtime",
+  "schema_version",
+  "provenance",
+)
+# Volatile keys whose first recorded value is kept when a run is resumed.
+KEPT_CONFIG_KEYS = ("created", "provenance")
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 # Keys are paths of nested tables ending in the setting's name.
@@ -104,11 +114,26 @@ def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
 
 
 def refreshed_config(config: dict, stored: dict) -> dict | None:
-  """`config` with the stored "created" kept, or None where that is what
-  config.json already holds (nothing to rewrite)."""
+  """`config` with the stored "created" and "provenance" kept (the run's
+  first invocation), or None where that is what config.json already holds
+  (nothing to rewrite)."""
   updated = dict(config)
-  if "created" in stored:
-    updated["created"] = stored["created"]
+  for key in KEPT_CONFIG_KEYS:
+    if key in stored:
+      updated[key] = stored[key]
   if dumps(updated) != dumps(stored):
     return updated
   return None
+
+
+def config_difference(stored: dict, new: dict) -> str | None:
+  """The first difference between a run's stored config.json and `new` (a
+  config as a run would record it), as "KEY is OLD there but NEW now", or
+  None when they describe the same run (volatile keys aside)."""
+  canonical = canonical_config(new)
+  stored_canonical = _with_later_keys(canonical_config(stored), canonical)
+  difference = _first_difference(stored_canonical, canonical)
+  if difference is None:
+    return None
+  key, old, now = difference
+  return f"{key} is {_show(old)} there but {_show(now)} now"
