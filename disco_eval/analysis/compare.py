@@ -46,7 +46,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.analysis import at_steps, labels, stats
+from disco_eval.analysis import at_steps, intervals, labels, stats
+from disco_eval.analysis import select as choose
 from disco_eval.analysis.collect import (
   Collection,
   GroupKey,
@@ -319,11 +320,12 @@ def _aggregate_rows(
   if not matrices:
     return []
   estimates = stats.interval_estimates(matrices, metrics, reps, confidence, seed)
-  return [
+  rows = [
     AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi, seeds[rule])
     for rule, est in estimates.items()
     for m in metrics
   ]
+  return intervals.one_task_rows(rows, matrices, confidence)
 
 
 def _improvement_rows(
@@ -401,6 +403,7 @@ def analyse_group(
   common, matrices, matrix_seeds = _aggregate_matrices(nested, rules, tasks, warnings)
   seeds = {r: m.shape[0] for r, m in matrices.items()}
   warnings += _seed_warnings(per_task, seeds, rules)
+  warnings += intervals.one_task_warnings(matrices)
   warnings += _run_warnings(runs)
   aggregate_rows = (
     _aggregate_rows(matrices, seeds, metrics, reps, seed, confidence) if aggregate else []
@@ -539,6 +542,9 @@ def compare(
   protocol: str | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: str | None = None,
+  select_seeds: str | None = None,
+  report_seeds: str | None = None,
 ) -> CompareResult:
   """Compares the rules of the runs under `root`, per suite and protocol.
 
@@ -556,6 +562,12 @@ def compare(
     at: read each run's training curve at this budget (env steps, or text
       such as ``1M``; :mod:`disco_eval.analysis.at_steps`) instead of its
       final evaluation score.
+    select: keep one value of this setting per rule and group
+      (:mod:`disco_eval.analysis.select`), chosen on `select_seeds` and
+      reported on `report_seeds` (``0-2`` or ``0,1,4``).
+    select_seeds: the seeds the selection is made on (default: the reported seeds).
+    report_seeds: the seeds reported (default: the selection seeds; both
+      default to every seed found).
 
   Returns:
     A :class:`CompareResult`; see the module docstring.
@@ -570,4 +582,17 @@ def compare(
   collection = collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)
+  if select is None and (select_seeds or report_seeds):
+    raise UserError("--select-seeds and --report-seeds go with --select KEY")
+  chosen = []
+  if select is not None:
+    collection, chosen = choose.apply(
+      collection,
+      select,
+      choose.parse_seeds(select_seeds, "--select-seeds"),
+      choose.parse_seeds(report_seeds, "--report-seeds"),
+    )
+  result = compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)
+  result.selections = chosen
+  result.warnings += choose.lines(chosen)
+  return result

@@ -29,7 +29,7 @@ choice was made.
 | `category` | the rule's kind: `discovered (learned weights)`, `discovered (closed form)`, `hand-designed`, a custom checkpoint or a rule without a manifest (provenance unknown); `published` on published rows (see `disco_eval.analysis.rule_kinds`) |
 | `held_out` | `yes`, `no` (the suite is one the rule was discovered on: not held out), `unknown` (custom checkpoint or no manifest); `published` on published rows |
 | `comparable` | on published rows: `yes` when the row has the runs' metric, budget and protocol settings, else `no` (then `note` gives the reason, and the row is in no aggregate); empty elsewhere |
-| `note` | `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON` and `read off a figure` on published rows where so |
+| `note` | `interval: NAME` on aggregate rows (the interval `ci_low`/`ci_high` give: the stratified percentile bootstrap, or over one task the Student-t interval over seeds for `mean` and `og` and none for `iqm`/`median` under 5 seeds; `disco_eval.analysis.intervals`); `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON` and `read off a figure` on published rows where so |
 
 Kinds of rows:
 
@@ -189,7 +189,7 @@ def aggregate_csv_rows(
     yield _row(
       category=kind.category if kind else None,
       held_out=kind.held_out if kind else None,
-      note=note,
+      note="; ".join(n for n in (note, f"interval: {row.interval}") if n),
       suite=group.key.suite,
       protocol=group.key.protocol,
       task="*",

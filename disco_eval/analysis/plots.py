@@ -41,7 +41,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from disco_eval import store
-from disco_eval.analysis import at_steps, collect, compare, curves, render, stats
+from disco_eval.analysis import at_steps, collect, compare, curves, intervals, render, stats
 from disco_eval.analysis.curves import CURVE_POINTS
 from disco_eval.analysis.plot_style import (
   CAPTION_SIZE,
@@ -108,7 +108,8 @@ class Context:
     return f"{round(100 * self.confidence, 1):g}%"
 
   def ci_text(self, reps: int | None = None) -> str:
-    return f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
+    text = f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
+    return text + (_one_task_note(self.group) or "")
 
   def seeds_text(self) -> str:
     return render.seed_phrase(self.group.seeds)
@@ -134,6 +135,16 @@ def _figure(width: float, height: float, ncols: int = 1):
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, ncols, squeeze=False)[0]
   return fig, list(axes)
+
+
+def _one_task_note(group) -> str | None:
+  """Over one task: which interval each aggregate shows (analysis.intervals)."""
+  names = {
+    f"{r.metric}: {r.interval}" for r in group.aggregate if r.interval != intervals.BOOTSTRAP
+  }
+  return (
+    f"; over one task the aggregate intervals are {'; '.join(sorted(names))}" if names else None
+  )
 
 
 def _caption(fig, parts: Sequence[str]) -> None:

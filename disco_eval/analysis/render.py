@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from disco_eval.analysis import rule_kinds
+from disco_eval.analysis import intervals, rule_kinds
 from disco_eval.analysis.collect import Excluded
 from disco_eval.analysis.compare import METRIC_LABELS
 from disco_eval.analysis.published import budget_phrase_short
@@ -218,6 +218,12 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
       )
       + _diverged_caption(result)
       + "".join(f" · {_esc(n)}" for n in label_notes(group))
+      + "".join(
+        f" · {m} interval: {_esc(i)}"
+        for m, i in dict.fromkeys(
+          (r.metric, r.interval) for r in group.aggregate if r.interval != intervals.BOOTSTRAP
+        )
+      )
     ),
     caption_justify="left",
   )

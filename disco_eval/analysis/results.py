@@ -49,6 +49,8 @@ class AggregateRow:
   hi: float
   seeds: int
   published: bool = False
+  # The interval lo/hi are (analysis.intervals.interval_name).
+  interval: str = "stratified bootstrap, percentile"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -126,6 +128,9 @@ class CompareResult:
   include_diverged: bool = False
   diverged_counted: int = 0
   diverged_note: str | None = None
+  # compare --select: the value kept per rule and group, and its candidates
+  # (disco_eval.analysis.select.Selection).
+  selections: list = dataclasses.field(default_factory=list)
 
   def to_json(self) -> dict:
     """A JSON-able dict (NaN and infinities become null)."""
@@ -137,7 +142,8 @@ class CompareResult:
           "reps": self.reps,
           "seed": self.seed,
           "confidence": self.confidence,
-          "aggregate_ci": "stratified bootstrap, percentile",
+          "aggregate_ci": "stratified bootstrap, percentile; over one task see each "
+          "aggregate row's interval (analysis.intervals)",
           "per_task_ci": f"{PER_TASK_CI} over seeds (n-1 degrees of freedom)",
           "diverged_runs": "counted at evaluated score" if self.include_diverged else "excluded",
           "diverged_counted": self.diverged_counted,
@@ -146,6 +152,7 @@ class CompareResult:
         "groups": [_group_json(g) for g in self.groups],
         "excluded": [dataclasses.asdict(e) for e in self.excluded],
         "warnings": self.warnings,
+        "selection": [s.to_json() for s in self.selections],
       }
     )
 

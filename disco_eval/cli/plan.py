@@ -18,9 +18,11 @@ from disco_eval.cli.run import (
   SetOpt,
   StepsOpt,
   SuiteArg,
+  SweepOpt,
   TasksOpt,
   _opt,
   sweep_spec,
+  sweep_specs,
 )
 
 EXAMPLES = """Examples:
@@ -66,6 +68,7 @@ def plan(
     "results"
   ),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
+  sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
@@ -93,10 +96,14 @@ def plan(
     checkpoint_every,
     checkpoint_minutes,
   )
-  res = project(spec, seeds_per_unit, iterations, repeats)
+  specs = sweep_specs(spec, sweep)
+  projections = [project(one, seeds_per_unit, iterations, repeats) for one in specs]
   if as_json:
-    return print_json(res)
-  _print(res)
+    return print_json(projections[0] if len(specs) == 1 else projections)
+  for one, res in zip(specs, projections):
+    if len(specs) > 1:
+      out.print(f"configuration {esc(one.out.name)} (recorded under {esc(one.out)}):")
+    _print(res)
 
 
 def _print(res: dict) -> None:

@@ -30,6 +30,8 @@ COMPARE_EXAMPLES = """Examples:
   disco-eval compare results --metrics iqm,median --json > compare.json
 
   disco-eval compare results --suite crafter --at 1M
+
+  disco-eval compare results --select optimizer.learning_rate --select-seeds 0-2 --report-seeds 3-5
 """
 EXPORT_EXAMPLES = """Examples:
 
@@ -92,6 +94,29 @@ AtOpt = Annotated[
 ]
 
 
+SelectOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--select",
+    help="Keep, per rule and suite, the value of this swept setting (e.g. "
+    "optimizer.learning_rate) with the best IQM on --select-seeds; the label says how.",
+    metavar="KEY",
+  ),
+]
+SelectSeedsOpt = Annotated[
+  Optional[str],
+  typer.Option("--select-seeds", help="Seeds to select on (0-2, 0,1,4).", metavar="SEEDS"),
+]
+ReportSeedsOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--report-seeds",
+    help="Seeds to report (default: the selection seeds: optimistic, and labelled so).",
+    metavar="SEEDS",
+  ),
+]
+
+
 def _warn(message: str) -> None:
   """Prints a warning on stderr."""
   typer.echo(f"warning: {message}", err=True)
@@ -117,6 +142,9 @@ def compare_command(
   ] = False,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
   result = compare.compare(
@@ -129,6 +157,9 @@ def compare_command(
     protocol=protocol,
     include_diverged=include_diverged,
     at=at,
+    select=select,
+    select_seeds=select_seeds,
+    report_seeds=report_seeds,
   )
   if as_json:
     typer.echo(json.dumps(result.to_json(), indent=2, allow_nan=False))
