@@ -46,7 +46,7 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.analysis import at_steps, intervals, labels, stats
+from disco_eval.analysis import at_steps, evaluation, intervals, labels, stats
 from disco_eval.analysis import select as choose
 from disco_eval.analysis.collect import (
   Collection,
@@ -358,13 +358,17 @@ def _group_published(
   entries, bad = published_rows(manifest)
   warnings += bad
   base = labels.base_protocol(key.protocol)
+  protocol = manifest.protocols.get(base)
+  measure = evaluation.run_measure(protocol.settings if protocol is not None else None)
   metrics = sorted({r.metric for r in runs})
   beside = sorted({n for r in runs for n in r.beside})
   out = []
   for row in entries:
     if row.task not in tasks or labels.base_protocol(row.protocol) != base:
       continue
-    reason = comparability(row, key.protocol, beside if math.isnan(row.score) else metrics, budget)
+    reason = comparability(
+      row, key.protocol, beside if math.isnan(row.score) else metrics, budget, measure
+    )
     out.append(dataclasses.replace(row, comparable=reason is None, reason=reason))
   off = [r for r in out if not r.comparable]
   if off:

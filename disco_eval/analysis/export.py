@@ -29,7 +29,7 @@ choice was made.
 | `category` | the rule's kind: `discovered (learned weights)`, `discovered (closed form)`, `hand-designed`, a custom checkpoint or a rule without a manifest (provenance unknown); `published` on published rows (see `disco_eval.analysis.rule_kinds`) |
 | `held_out` | `yes`, `no` (the suite is one the rule was discovered on: not held out), `unknown` (custom checkpoint or no manifest); `published` on published rows |
 | `comparable` | on published rows: `yes` when the row has the runs' metric, budget and protocol settings, else `no` (then `note` gives the reason, and the row is in no aggregate); empty elsewhere |
-| `note` | `interval: NAME` on aggregate rows (the interval `ci_low`/`ci_high` give: the stratified percentile bootstrap, or over one task the Student-t interval over seeds for `mean` and `og` and none for `iqm`/`median` under 5 seeds; `disco_eval.analysis.intervals`); `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON` and `read off a figure` on published rows where so |
+| `note` | `interval: NAME` on aggregate rows (the interval `ci_low`/`ci_high` give: the stratified percentile bootstrap, or over one task the Student-t interval over seeds for `mean` and `og` and none for `iqm`/`median` under 5 seeds; `disco_eval.analysis.intervals`); `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON`, `read off a figure` and `measured: POLICY, ESTIMATOR, SELECTION` (as the manifest states them) on published rows where so |
 
 Kinds of rows:
 
@@ -158,6 +158,8 @@ def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
     value = pub.score if math.isfinite(pub.score) else pub.beside.get(pub.metric)
     notes = [f"read off a {pub.read_off}" if pub.read_off else ""]
     notes.append("" if pub.comparable else f"not comparable: {pub.reason}")
+    measured = [x for x in (pub.policy, pub.estimator, pub.selection) if x]
+    notes.append(f"measured: {', '.join(measured)}" if measured else "")
     yield _row(
       suite=group.key.suite,
       protocol=pub.protocol,

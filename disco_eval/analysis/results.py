@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from disco_eval.analysis import stats
+from disco_eval.analysis import evaluation, stats
 from disco_eval.analysis.collect import Excluded, GroupKey
 from disco_eval.analysis.published import PublishedRow
 from disco_eval.analysis.rule_kinds import RuleKind
@@ -184,7 +184,13 @@ def _group_json(group: GroupResult) -> dict:
     "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
     "probability_of_improvement": [dataclasses.asdict(r) for r in group.improvement],
     "published": [
-      dict(dataclasses.asdict(r), published=True, held_out="published") for r in group.published
+      dict(
+        dataclasses.asdict(r),
+        published=True,
+        held_out="published",
+        comparability=evaluation.verdict(r.comparable, r.reason),
+      )
+      for r in group.published
     ],
     "published_aggregate": [dataclasses.asdict(r) for r in group.published_aggregate],
     "matrices": {
