@@ -586,17 +586,10 @@ def compare(
   collection = collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  if select is None and (select_seeds or report_seeds):
-    raise UserError("--select-seeds and --report-seeds go with --select KEY")
-  chosen = []
-  if select is not None:
-    collection, chosen = choose.apply(
-      collection,
-      select,
-      choose.parse_seeds(select_seeds, "--select-seeds"),
-      choose.parse_seeds(report_seeds, "--report-seeds"),
-    )
+  opts = choose.options(select, select_seeds, report_seeds)
+  collection, chosen = choose.apply_options(collection, opts)
   result = compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)
   result.selections = chosen
-  result.warnings += choose.lines(chosen)
+  for group in result.groups:
+    group.notes += choose.group_notes(chosen, group.key.suite, group.key.protocol)
   return result

@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from disco_eval import store
 from disco_eval.analysis import at_steps, collect, compare, published, rule_kinds, stats
+from disco_eval.analysis import select as choose
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -239,6 +240,7 @@ def export_csv(
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: choose.SelectOptions | None = None,
 ) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
@@ -253,6 +255,8 @@ def export_csv(
     include_diverged: count diverged runs at their evaluated score.
     at: read each run's training curve at this budget (``curve_at`` rows
       instead of ``final`` ones; :mod:`disco_eval.analysis.at_steps`).
+    select: keep one value of a swept setting per rule (``compare --select``;
+      the kept runs' `rule` label says how it was selected).
 
   Returns:
     The CSV text (also when written to `out`).
@@ -267,6 +271,9 @@ def export_csv(
   collection = at_steps.collect_at(
     root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
+  collection, chosen = choose.apply_options(collection, select)
+  for line in choose.lines(chosen):
+    (warn or (lambda m: None))(line)
   result = compare.compare_collection(
     collection,
     metrics,

@@ -42,6 +42,7 @@ import numpy as np
 
 from disco_eval import store
 from disco_eval.analysis import at_steps, collect, compare, curves, intervals, render, stats
+from disco_eval.analysis import select as choose
 from disco_eval.analysis.curves import CURVE_POINTS
 from disco_eval.analysis.plot_style import (
   CAPTION_SIZE,
@@ -528,6 +529,7 @@ def plot(
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: choose.SelectOptions | None = None,
 ) -> Path:
   """Draws one plot of the runs under `root` and writes it to `out`.
 
@@ -545,6 +547,8 @@ def plot(
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
     at: read the training curves at this budget, not final scores (not for ``curves``).
+    select: keep one value of a swept setting per rule (``compare --select``;
+      the labels and the caption say how it was selected).
 
   Returns:
     `out` as a Path.
@@ -563,6 +567,7 @@ def plot(
   collection = _collect(
     kind, root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
+  collection, chosen = choose.apply_options(collection, select)
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
   notes = [problem, collection.diverged_note()]
@@ -581,6 +586,7 @@ def plot(
     improvement=kind == "improvement",
     aggregate=kind == "intervals",
   )
+  group.notes += choose.group_notes(chosen, key.suite, key.protocol)
   for message in group.warnings:
     warn(message)
   if not group.matrices:

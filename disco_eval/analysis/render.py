@@ -69,7 +69,7 @@ def label_notes(group: GroupResult) -> list[str]:
   figure = sorted({p.rule for p in group.comparable_published if p.read_off == "figure"})
   if figure:
     notes.append(f"published values read off a figure: {', '.join(figure)}")
-  return notes + rule_kinds.footnotes(group.kinds, group.key.suite)
+  return notes + rule_kinds.footnotes(group.kinds, group.key.suite) + list(group.notes)
 
 
 def _rule_header(group: GroupResult, rule: str) -> str:

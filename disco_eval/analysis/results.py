@@ -95,6 +95,9 @@ class GroupResult:
   read_at: int | None = None
   # The budget published rows must match: `read_at`, else the runs' budget.
   budget: int | None = None
+  # Lines every table and caption of the group carries besides the labels
+  # (compare --select: the value kept per rule, and how; analysis.select).
+  notes: list[str] = dataclasses.field(default_factory=list)
 
   @property
   def comparable_published(self) -> list[PublishedRow]:
@@ -202,6 +205,7 @@ def _group_json(group: GroupResult) -> dict:
       for rule, m in group.matrices.items()
     },
     "warnings": group.warnings,
+    "notes": group.notes,
     "normalized_label": group.norm_label,
     "rule_kinds": {
       rule: {"category": k.category, "held_out": k.held_out, "discovered_on": list(k.discovered_on)}

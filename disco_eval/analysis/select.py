@@ -197,7 +197,8 @@ def apply(
       f"--select {key}: no rule has runs that differ in {key} (train them with "
       f"`run --sweep {key}=V1,V2`)"
     )
-  return dataclasses.replace(collection, runs=tuple(kept)), selections
+  labels = tuple(sorted(set(collection.all_rules) | {r.rule for r in kept}))
+  return dataclasses.replace(collection, runs=tuple(kept), all_rules=labels), selections
 
 
 def lines(selections: Sequence[Selection]) -> list[str]:
@@ -210,3 +211,42 @@ def lines(selections: Sequence[Selection]) -> list[str]:
     )
     for s in selections
   ]
+
+
+@dataclasses.dataclass(frozen=True)
+class SelectOptions:
+  """``--select KEY`` with ``--select-seeds`` and ``--report-seeds`` (text, as given)."""
+
+  key: str
+  select_seeds: str | None = None
+  report_seeds: str | None = None
+
+
+def options(
+  key: str | None, select_seeds: str | None, report_seeds: str | None
+) -> SelectOptions | None:
+  """The command's selection options (None without ``--select``)."""
+  if key is None:
+    if select_seeds or report_seeds:
+      raise UserError("--select-seeds and --report-seeds go with --select KEY")
+    return None
+  return SelectOptions(key, select_seeds, report_seeds)
+
+
+def apply_options(
+  collection: Collection, opts: SelectOptions | None
+) -> tuple[Collection, list[Selection]]:
+  """:func:`apply` with the command's options (`collection` unchanged without them)."""
+  if opts is None:
+    return collection, []
+  return apply(
+    collection,
+    opts.key,
+    parse_seeds(opts.select_seeds, "--select-seeds"),
+    parse_seeds(opts.report_seeds, "--report-seeds"),
+  )
+
+
+def group_notes(selections: Sequence[Selection], suite: str, protocol: str) -> list[str]:
+  """The selection lines of one group (suite and protocol label)."""
+  return lines([s for s in selections if (s.suite, s.protocol) == (suite, protocol)])

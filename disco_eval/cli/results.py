@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from disco_eval.analysis import compare, export, plots, render, stats
+from disco_eval.analysis import select as choose
 from disco_eval.cli.common import wide_console
 from disco_eval.cli.helptext import Command, Group
 
@@ -187,6 +188,9 @@ def export_csv_command(
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
   text = export.export_csv(
@@ -201,6 +205,7 @@ def export_csv_command(
     warn=_warn,
     include_diverged=include_diverged,
     at=at,
+    select=choose.options(select, select_seeds, report_seeds),
   )
   if out is None:
     typer.echo(text, nl=False)
@@ -228,6 +233,9 @@ def plot_command(
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
   path = plots.plot(
@@ -242,6 +250,7 @@ def plot_command(
     warn=_warn,
     include_diverged=include_diverged,
     at=at,
+    select=choose.options(select, select_seeds, report_seeds),
   )
   typer.echo(f"wrote {path}", err=True)
 
