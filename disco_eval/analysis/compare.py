@@ -17,7 +17,8 @@ one protocol label (statistics are never computed across groups):
 * published baselines (``[[published]]`` tables of the suite manifest, see
   :mod:`disco_eval.analysis.published`) for the group's protocol, shown as
   separate rows marked "published" and never part of any bootstrap over runs
-  made here; a row of another metric, budget or protocol setting than the
+  made here; a row of another policy, estimator or selection on the
+  evaluation (:mod:`disco_eval.analysis.evaluation`), metric, budget or protocol setting than the
   runs' is marked "not comparable" with the reason and enters no aggregate;
 * each rule's kind and whether the suite is held out for it
   (:mod:`disco_eval.analysis.rule_kinds`);

@@ -79,3 +79,10 @@ def one_task_warnings(matrices: Mapping[str, np.ndarray]) -> list[str]:
     for rule, m in matrices.items()
     if m.shape[1] == 1 and m.shape[0] < MIN_SEEDS_ONE_TASK
   ]
+
+
+def caption_note(rows: Sequence) -> str:
+  """``; over one task the aggregate intervals are ...`` for aggregate rows
+  that are not bootstrapped ('' when all are)."""
+  names = sorted({f"{r.metric}: {r.interval}" for r in rows if r.interval != BOOTSTRAP})
+  return f"; over one task the aggregate intervals are {'; '.join(names)}" if names else ""

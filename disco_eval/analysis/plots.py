@@ -110,7 +110,7 @@ class Context:
 
   def ci_text(self, reps: int | None = None) -> str:
     text = f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
-    return text + (_one_task_note(self.group) or "")
+    return text + intervals.caption_note(self.group.aggregate)
 
   def seeds_text(self) -> str:
     return render.seed_phrase(self.group.seeds)
@@ -136,16 +136,6 @@ def _figure(width: float, height: float, ncols: int = 1):
   FigureCanvasAgg(fig)
   axes = fig.subplots(1, ncols, squeeze=False)[0]
   return fig, list(axes)
-
-
-def _one_task_note(group) -> str | None:
-  """Over one task: which interval each aggregate shows (analysis.intervals)."""
-  names = {
-    f"{r.metric}: {r.interval}" for r in group.aggregate if r.interval != intervals.BOOTSTRAP
-  }
-  return (
-    f"; over one task the aggregate intervals are {'; '.join(sorted(names))}" if names else None
-  )
 
 
 def _caption(fig, parts: Sequence[str]) -> None:
@@ -567,7 +557,7 @@ def plot(
   collection = _collect(
     kind, root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  collection, chosen = choose.apply_options(collection, select)
+  collection, chosen = choose.apply_options(collection, select)  # (compare --select)
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
   notes = [problem, collection.diverged_note()]

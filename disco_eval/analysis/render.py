@@ -87,7 +87,8 @@ def _rules_table(group: GroupResult):
   table = Table(
     title=f"Rules — {suite}",
     caption="held out: the suite is not among the environments the rule was discovered on "
-    "(its manifest's discovered_on); unknown: a custom checkpoint or a rule without a manifest",
+    "(its manifest's discovered_on); near: held out, but a near relative of one (its "
+    "manifest's discovered_near); unknown: a custom checkpoint or a rule without a manifest",
     caption_justify="left",
   )
   for name in ("Rule", "Kind", f"Held out on {suite}", "Discovered on", "Backend"):
@@ -107,7 +108,8 @@ def _not_comparable_table(group: GroupResult):
 
   table = Table(
     title=f"Published rows not comparable with these runs — {group.key.suite}",
-    caption="not comparable: another metric, budget or protocol setting; in no statistic",
+    caption="not comparable: another policy, estimator, selection on the evaluation, metric, "
+    "budget or protocol setting; in no statistic",
     caption_justify="left",
     title_style="bold yellow",
   )

@@ -208,7 +208,12 @@ def _group_json(group: GroupResult) -> dict:
     "notes": group.notes,
     "normalized_label": group.norm_label,
     "rule_kinds": {
-      rule: {"category": k.category, "held_out": k.held_out, "discovered_on": list(k.discovered_on)}
+      rule: {
+        "category": k.category,
+        "held_out": k.held_out,
+        "discovered_on": list(k.discovered_on),
+        **({"near": k.near_note} if k.near_note else {}),
+      }
       for rule, k in group.kinds.items()
     },
     "backends": group.backends,
