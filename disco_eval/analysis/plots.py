@@ -499,11 +499,14 @@ def _check_out(kind: str, out: Path) -> str:
   return fmt
 
 
-def _collect(kind: str, root: str | Path, at: int | str | None, **filters) -> collect.Collection:
-  """The runs a plot shows (read from their training curves at `at` when given)."""
+def _collect(
+  kind: str, root: str | Path, at: int | str | None, select: choose.SelectOptions | None, **filters
+) -> tuple[collect.Collection, list[choose.Selection]]:
+  """The runs a plot shows (read from their training curves at `at` when given;
+  one value of a swept setting per rule with `select`), and the selections made."""
   if at is not None and kind == "curves":
     raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
-  return at_steps.collect_at(root, at, **filters)
+  return choose.apply_options(at_steps.collect_at(root, at, **filters), select)
 
 
 def plot(
@@ -530,38 +533,30 @@ def plot(
       written atomically; its folder must exist.
     suite, rules, protocol: filters, as for ``collect.collect``; the
       selection must hold one suite and protocol. `rules` also sets the order.
-    reps: bootstrap replicates.
-    seed: seed of the bootstrap generators.
-    confidence: coverage of the intervals and bands.
+    reps, seed, confidence: bootstrap replicates and seed; coverage of intervals and bands.
     warn: called with each warning (excluded runs, dropped points, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
     at: read the training curves at this budget, not final scores (not for ``curves``).
-    select: keep one value of a swept setting per rule (``compare --select``;
-      the labels and the caption say how it was selected).
+    select: ``compare --select`` (labels and caption say how it selected).
 
-  Returns:
-    `out` as a Path.
-
-  Raises:
-    UserError: bad kind or suffix, no runs, several groups, nothing to plot,
-      or `out` cannot be written.
+  Returns `out` as a Path. Raises UserError for a bad kind or suffix, no runs,
+  several groups, nothing to plot, or an `out` that cannot be written.
   """
   import matplotlib as mpl
 
-  out = Path(out)
-  fmt = _check_out(kind, out)
+  fmt = _check_out(kind, out := Path(out))
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
-  collection = _collect(
-    kind, root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
-  )
-  collection, chosen = choose.apply_options(collection, select)  # (compare --select)
+  filters = dict(suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged)
+  collection, chosen = _collect(kind, root, at, select, **filters)
   key, runs = single_group(collection)
   manifest, problem = load_manifest(key.suite)
-  notes = [problem, collection.diverged_note()]
-  for message in [e.describe() for e in collection.excluded] + notes:
+  for message in [e.describe() for e in collection.excluded] + [
+    problem,
+    collection.diverged_note(),
+  ]:
     if message:
       warn(message)
   group = compare.analyse_group(
