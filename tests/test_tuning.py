@@ -141,6 +141,8 @@ def test_select_on_the_reported_seeds_is_labelled_optimistic_everywhere(
   doc = result.to_json()
   assert doc["selection"][0]["candidates"] == {"0.001": pytest.approx(0.25), "0.03": 0.3}
   assert all(choose.OPTIMISTIC in r for g in doc["groups"] for r in g["rules"])
+  assert doc["groups"][0]["measured"]["policy"] == "sampling"
+  assert doc["groups"][0]["measured"]["selection"] != "none"
   opts = choose.options("lr", None, None)
   text = export.export_csv(swept, suite="catch", aggregate=True, reps=REPS, select=opts)
   df = pd.read_csv(__import__("io").StringIO(text))

@@ -359,8 +359,7 @@ def _group_published(
   entries, bad = published_rows(manifest)
   warnings += bad
   base = labels.base_protocol(key.protocol)
-  protocol = manifest.protocols.get(base)
-  measure = evaluation.run_measure(protocol.settings if protocol is not None else None)
+  measure = evaluation.group_measure(manifest, key.protocol)
   metrics = sorted({r.metric for r in runs})
   beside = sorted({n for r in runs for n in r.beside})
   out = []
@@ -447,6 +446,7 @@ def analyse_group(
     },
     read_at=read_at,
     budget=budget,
+    measure=evaluation.group_measure(manifest, key.protocol),
   )
 
 

@@ -36,6 +36,13 @@ def run_measure(protocol: Mapping[str, Any] | None) -> tuple[str, str]:
   return RUN_POLICY, estimator
 
 
+def group_measure(manifest: Any, label: str) -> tuple[str, str]:
+  """(policy, estimator) of runs under protocol label `label` of a suite manifest (or None)."""
+  base = label.split("@", 1)[0].split("+", 1)[0]
+  protocol = manifest.protocols.get(base) if manifest is not None else None
+  return run_measure(protocol.settings if protocol is not None else None)
+
+
 def published_measure(entry: Mapping[str, Any]) -> dict:
   """`policy`, `estimator`, `selection` and their `sources` of a published entry."""
   sources = entry.get("sources") if isinstance(entry.get("sources"), dict) else {}

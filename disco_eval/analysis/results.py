@@ -98,6 +98,8 @@ class GroupResult:
   # Lines every table and caption of the group carries besides the labels
   # (compare --select: the value kept per rule, and how; analysis.select).
   notes: list[str] = dataclasses.field(default_factory=list)
+  # How the runs were measured: (policy, estimator) (analysis.evaluation).
+  measure: tuple[str, str] = ("sampling", "final-policy evaluation")
 
   @property
   def comparable_published(self) -> list[PublishedRow]:
@@ -206,6 +208,11 @@ def _group_json(group: GroupResult) -> dict:
     },
     "warnings": group.warnings,
     "notes": group.notes,
+    "measured": {
+      "policy": group.measure[0],
+      "estimator": group.measure[1],
+      "selection": "compare --select: see notes" if group.notes else "none",
+    },
     "normalized_label": group.norm_label,
     "rule_kinds": {
       rule: {
