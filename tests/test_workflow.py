@@ -65,12 +65,22 @@ def test_experiment_file_round_trip(tmp_path):
   assert experiment_file.load(ROOT / "examples" / "experiment.toml")["suite"] == "catch"
 
 
+def test_experiment_file_sweep_is_the_sweep_option(tmp_path):
+  path = tmp_path / "e.toml"
+  path.write_text("suite = 'catch'\n[sweep]\n'optimizer.learning_rate' = [1e-3, 3e-4]\n")
+  options = experiment_file.load(path)
+  assert options["sweep"] == ["optimizer.learning_rate=0.001,0.0003"]
+  again = tmp_path / "again.toml"
+  again.write_text(experiment_file.dumps(options))
+  assert experiment_file.load(again) == options
+
+
 @pytest.mark.parametrize(
   "text, words",
   [
     ("suite = 'catch'\nseedz = 3\n", "unknown key 'seedz'"),
     ("seeds = 'three'\n", "'seeds' must be an integer"),
-    ("[sweep]\n'optimizer.learning_rate' = [1e-3, 3e-4]\n", "needs `run --sweep`"),
+    ("[sweep]\n'optimizer.learning_rate' = 3e-4\n", "must be a list of values"),
     ("suite = \n", "not valid TOML"),
   ],
 )

@@ -17,7 +17,8 @@ one protocol label (statistics are never computed across groups):
 * published baselines (``[[published]]`` tables of the suite manifest, see
   :mod:`disco_eval.analysis.published`) for the group's protocol, shown as
   separate rows marked "published" and never part of any bootstrap over runs
-  made here; a row of another metric, budget or protocol setting than the
+  made here; a row of another policy, estimator or selection on the
+  evaluation (:mod:`disco_eval.analysis.evaluation`), metric, budget or protocol setting than the
   runs' is marked "not comparable" with the reason and enters no aggregate;
 * each rule's kind and whether the suite is held out for it
   (:mod:`disco_eval.analysis.rule_kinds`);
@@ -46,7 +47,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from disco_eval.analysis import at_steps, labels, stats
+from disco_eval.analysis import at_steps, evaluation, intervals, labels, stats
+from disco_eval.analysis import select as choose
 from disco_eval.analysis.collect import (
   Collection,
   GroupKey,
@@ -319,11 +321,12 @@ def _aggregate_rows(
   if not matrices:
     return []
   estimates = stats.interval_estimates(matrices, metrics, reps, confidence, seed)
-  return [
+  rows = [
     AggregateRow(rule, m, est[m].point, est[m].lo, est[m].hi, seeds[rule])
     for rule, est in estimates.items()
     for m in metrics
   ]
+  return intervals.one_task_rows(rows, matrices, confidence)
 
 
 def _improvement_rows(
@@ -356,13 +359,16 @@ def _group_published(
   entries, bad = published_rows(manifest)
   warnings += bad
   base = labels.base_protocol(key.protocol)
+  measure = evaluation.group_measure(manifest, key.protocol)
   metrics = sorted({r.metric for r in runs})
   beside = sorted({n for r in runs for n in r.beside})
   out = []
   for row in entries:
     if row.task not in tasks or labels.base_protocol(row.protocol) != base:
       continue
-    reason = comparability(row, key.protocol, beside if math.isnan(row.score) else metrics, budget)
+    reason = comparability(
+      row, key.protocol, beside if math.isnan(row.score) else metrics, budget, measure
+    )
     out.append(dataclasses.replace(row, comparable=reason is None, reason=reason))
   off = [r for r in out if not r.comparable]
   if off:
@@ -401,6 +407,7 @@ def analyse_group(
   common, matrices, matrix_seeds = _aggregate_matrices(nested, rules, tasks, warnings)
   seeds = {r: m.shape[0] for r, m in matrices.items()}
   warnings += _seed_warnings(per_task, seeds, rules)
+  warnings += intervals.one_task_warnings(matrices)
   warnings += _run_warnings(runs)
   aggregate_rows = (
     _aggregate_rows(matrices, seeds, metrics, reps, seed, confidence) if aggregate else []
@@ -439,6 +446,7 @@ def analyse_group(
     },
     read_at=read_at,
     budget=budget,
+    measure=evaluation.group_measure(manifest, key.protocol),
   )
 
 
@@ -539,6 +547,9 @@ def compare(
   protocol: str | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: str | None = None,
+  select_seeds: str | None = None,
+  report_seeds: str | None = None,
 ) -> CompareResult:
   """Compares the rules of the runs under `root`, per suite and protocol.
 
@@ -557,6 +568,12 @@ def compare(
     at: read each run's training curve at this budget (env steps, or text
       such as ``1M``; :mod:`disco_eval.analysis.at_steps`) instead of its
       final evaluation score.
+    select: keep one value of this setting per rule and group
+      (:mod:`disco_eval.analysis.select`), chosen on `select_seeds` and
+      reported on `report_seeds` (``0-2`` or ``0,1,4``).
+    select_seeds: the seeds the selection is made on (default: the reported seeds).
+    report_seeds: the seeds reported (default: the selection seeds; both
+      default to every seed found).
 
   Returns:
     A :class:`CompareResult`; see the module docstring.
@@ -571,4 +588,10 @@ def compare(
   collection = collect(
     root, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
-  return compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)
+  opts = choose.options(select, select_seeds, report_seeds)
+  collection, chosen = choose.apply_options(collection, opts)
+  result = compare_collection(collection, metrics, reps, seed, confidence, rule_order=rules, at=at)
+  result.selections = chosen
+  for group in result.groups:
+    group.notes += choose.group_notes(chosen, group.key.suite, group.key.protocol)
+  return result

@@ -53,3 +53,50 @@ def windowed_returns(
   counts = np.bincount(window[inside], weights=episodes[inside], minlength=grid.size)
   with np.errstate(invalid="ignore", divide="ignore"):
     return np.where(counts > 0, sums / np.where(counts > 0, counts, 1), np.nan)
+
+
+def normalised_curves(
+  group, manifest, all_runs, warn, points: int = CURVE_POINTS
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Per rule of `group` (a compare.GroupResult): (grid of env steps,
+  ``[seeds, tasks, points]`` normalised windowed training returns), over the
+  aggregate tasks and seeds; `all_runs`: the collection's runs; `warn`: called
+  with each dropped curve or point; `manifest`: the suite's (normalisation)."""
+  tasks = group.aggregate_tasks
+  missing = [t for t in tasks if manifest is None or t not in manifest.normalization]
+  if missing:
+    raise UserError(
+      f"cannot normalise training returns of task '{missing[0]}':"
+      f" the manifest of suite '{group.key.suite}' has no "
+      "normalisation for it"
+    )
+  runs = {(r.rule, r.task, r.seed): r for r in all_runs if r.key == group.key}
+  out = {}
+  for rule in (r for r in group.rules if r in group.matrices):
+    per_run = {
+      (t, s): read_curve(runs[(rule, t, s)]) for s in group.matrix_seeds[rule] for t in tasks
+    }
+    common = set.intersection(*(set(c[0]) for c in per_run.values()))
+    if not common:
+      warn(f"rule {rule}: its runs share no logged env_steps; no curve")
+      continue
+    grid = curve_grid(np.array(sorted(common)), points)
+    values = np.empty((len(group.matrix_seeds[rule]), len(tasks), grid.size))
+    for i, s in enumerate(group.matrix_seeds[rule]):
+      for j, t in enumerate(tasks):
+        norm = manifest.normalization[t]
+        raw = windowed_returns(*per_run[(t, s)], grid)
+        values[i, j] = (raw - norm["min"]) / (norm["max"] - norm["min"])
+    keep = np.isfinite(values).all(axis=(0, 1))
+    if not keep.all():
+      warn(
+        f"rule {rule}: {int((~keep).sum())} of {grid.size} curve points "
+        "dropped (no training episode ended in that window for some run)"
+      )
+    if keep.any():
+      out[rule] = (grid[keep], values[..., keep])
+  if not out:
+    raise UserError(
+      "no training curve to plot: no rule has a window in which every run ended an episode"
+    )
+  return out

@@ -29,7 +29,7 @@ choice was made.
 | `category` | the rule's kind: `discovered (learned weights)`, `discovered (closed form)`, `hand-designed`, a custom checkpoint or a rule without a manifest (provenance unknown); `published` on published rows (see `disco_eval.analysis.rule_kinds`) |
 | `held_out` | `yes`, `no` (the suite is one the rule was discovered on: not held out), `unknown` (custom checkpoint or no manifest); `published` on published rows |
 | `comparable` | on published rows: `yes` when the row has the runs' metric, budget and protocol settings, else `no` (then `note` gives the reason, and the row is in no aggregate); empty elsewhere |
-| `note` | `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON` and `read off a figure` on published rows where so |
+| `note` | `interval: NAME` on aggregate rows (the interval `ci_low`/`ci_high` give: the stratified percentile bootstrap, or over one task the Student-t interval over seeds for `mean` and `og` and none for `iqm`/`median` under 5 seeds; `disco_eval.analysis.intervals`); `read from the training curve at N steps` on `curve_at` rows and their aggregates; `not comparable: REASON`, `read off a figure` and `measured: POLICY, ESTIMATOR, SELECTION` (as the manifest states them) on published rows where so |
 
 Kinds of rows:
 
@@ -62,6 +62,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 from disco_eval import store
 from disco_eval.analysis import at_steps, collect, compare, published, rule_kinds, stats
+from disco_eval.analysis import select as choose
 from disco_eval.config import suites
 from disco_eval.errors import UserError
 
@@ -158,6 +159,8 @@ def published_csv_rows(group: compare.GroupResult) -> Iterator[list[str]]:
     value = pub.score if math.isfinite(pub.score) else pub.beside.get(pub.metric)
     notes = [f"read off a {pub.read_off}" if pub.read_off else ""]
     notes.append("" if pub.comparable else f"not comparable: {pub.reason}")
+    measured = [x for x in (pub.policy, pub.estimator, pub.selection) if x]
+    notes.append(f"measured: {', '.join(measured)}" if measured else "")
     yield _row(
       suite=group.key.suite,
       protocol=pub.protocol,
@@ -189,7 +192,7 @@ def aggregate_csv_rows(
     yield _row(
       category=kind.category if kind else None,
       held_out=kind.held_out if kind else None,
-      note=note,
+      note="; ".join(n for n in (note, f"interval: {row.interval}") if n),
       suite=group.key.suite,
       protocol=group.key.protocol,
       task="*",
@@ -237,6 +240,7 @@ def export_csv(
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: choose.SelectOptions | None = None,
 ) -> str:
   """The runs under `root` as a tidy CSV (columns: see the module docstring).
 
@@ -251,6 +255,8 @@ def export_csv(
     include_diverged: count diverged runs at their evaluated score.
     at: read each run's training curve at this budget (``curve_at`` rows
       instead of ``final`` ones; :mod:`disco_eval.analysis.at_steps`).
+    select: keep one value of a swept setting per rule (``compare --select``;
+      the kept runs' `rule` label says how it was selected).
 
   Returns:
     The CSV text (also when written to `out`).
@@ -265,6 +271,9 @@ def export_csv(
   collection = at_steps.collect_at(
     root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
   )
+  collection, chosen = choose.apply_options(collection, select)
+  for line in choose.lines(chosen):
+    (warn or (lambda m: None))(line)
   result = compare.compare_collection(
     collection,
     metrics,

@@ -41,8 +41,8 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from disco_eval import store
-from disco_eval.analysis import at_steps, collect, compare, curves, render, stats
-from disco_eval.analysis.curves import CURVE_POINTS
+from disco_eval.analysis import at_steps, collect, compare, curves, intervals, render, stats
+from disco_eval.analysis import select as choose
 from disco_eval.analysis.plot_style import (
   CAPTION_SIZE,
   STYLE,
@@ -108,7 +108,8 @@ class Context:
     return f"{round(100 * self.confidence, 1):g}%"
 
   def ci_text(self, reps: int | None = None) -> str:
-    return f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
+    text = f"{self.level} stratified bootstrap CIs ({reps or self.reps:,} reps, seed {self.seed})"
+    return text + intervals.caption_note(self.group.aggregate)
 
   def seeds_text(self) -> str:
     return render.seed_phrase(self.group.seeds)
@@ -277,60 +278,14 @@ def _max_ticks(n: int):
 # --- curves ---------------------------------------------------------------------------
 
 
-def training_curves(
-  ctx: Context, points: int = CURVE_POINTS
-) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-  """Per rule: (grid of env steps, ``[seeds, tasks, points]`` normalised
-  windowed training returns), over the aggregate tasks and seeds."""
-  group, manifest = ctx.group, ctx.manifest
-  tasks = group.aggregate_tasks
-  missing = [t for t in tasks if manifest is None or t not in manifest.normalization]
-  if missing:
-    raise UserError(
-      f"cannot normalise training returns of task '{missing[0]}':"
-      f" the manifest of suite '{group.key.suite}' has no "
-      "normalisation for it"
-    )
-  runs = {(r.rule, r.task, r.seed): r for r in ctx.collection.runs if r.key == group.key}
-  out = {}
-  for rule in (r for r in group.rules if r in group.matrices):
-    per_run = {
-      (t, s): curves.read_curve(runs[(rule, t, s)]) for s in group.matrix_seeds[rule] for t in tasks
-    }
-    common = set.intersection(*(set(c[0]) for c in per_run.values()))
-    if not common:
-      ctx.warn(f"rule {rule}: its runs share no logged env_steps; no curve")
-      continue
-    grid = curves.curve_grid(np.array(sorted(common)), points)
-    values = np.empty((len(group.matrix_seeds[rule]), len(tasks), grid.size))
-    for i, s in enumerate(group.matrix_seeds[rule]):
-      for j, t in enumerate(tasks):
-        norm = manifest.normalization[t]
-        raw = curves.windowed_returns(*per_run[(t, s)], grid)
-        values[i, j] = (raw - norm["min"]) / (norm["max"] - norm["min"])
-    keep = np.isfinite(values).all(axis=(0, 1))
-    if not keep.all():
-      ctx.warn(
-        f"rule {rule}: {int((~keep).sum())} of {grid.size} curve points "
-        "dropped (no training episode ended in that window for some run)"
-      )
-    if keep.any():
-      out[rule] = (grid[keep], values[..., keep])
-  if not out:
-    raise UserError(
-      "no training curve to plot: no rule has a window in which every run ended an episode"
-    )
-  return out
-
-
 def build_curves(ctx: Context):
   """IQM of normalised training return over env steps, with CI bands."""
   from matplotlib.ticker import EngFormatter
 
   group = ctx.group
-  curves = training_curves(ctx)
+  by_rule = curves.normalised_curves(ctx.group, ctx.manifest, ctx.collection.runs, ctx.warn)
   bands = {}
-  for rule, (grid, values) in curves.items():
+  for rule, (grid, values) in by_rule.items():
     bands[rule] = (
       grid,
       stats.sample_efficiency_curves({rule: values}, "iqm", ctx.reps, ctx.confidence, ctx.seed)[
@@ -497,6 +452,20 @@ def _check_out(kind: str, out: Path) -> str:
   return fmt
 
 
+def _collect(
+  kind: str,
+  root: str | Path | Sequence[str | Path],
+  at: int | str | None,
+  select: choose.SelectOptions | None,
+  **filters,
+) -> tuple[collect.Collection, list[choose.Selection]]:
+  """The runs a plot shows (read from their training curves at `at` when given;
+  one value of a swept setting per rule with `select`), and the selections made."""
+  if at is not None and kind == "curves":
+    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
+  return choose.apply_options(at_steps.collect_at(root, at, **filters), select)
+
+
 def plot(
   kind: str,
   root: str | Path | Sequence[str | Path],
@@ -510,6 +479,7 @@ def plot(
   warn: Callable[[str], None] | None = None,
   include_diverged: bool = False,
   at: int | str | None = None,
+  select: choose.SelectOptions | None = None,
 ) -> Path:
   """Draws one plot of the runs under `root` and writes it to `out`.
 
@@ -520,34 +490,28 @@ def plot(
       written atomically; its folder must exist.
     suite, rules, protocol: filters, as for ``collect.collect``; the
       selection must hold one suite and protocol. `rules` also sets the order.
-    reps, seed, confidence: bootstrap replicates, generator seed, coverage.
+    reps, seed, confidence: bootstrap replicates and seed; coverage of intervals and bands.
     warn: called with each warning (excluded runs, dropped points, ...),
       and with the line saying what was done with diverged runs.
     include_diverged: count diverged runs at their evaluated score (else excluded).
     at: read the training curves at this budget, not final scores (not for ``curves``).
+    select: ``compare --select`` (labels and caption say how it selected).
 
-  Returns:
-    `out` as a Path.
-
-  Raises:
-    UserError: bad kind or suffix, no runs, several groups, nothing to plot,
-      or `out` cannot be written.
+  Returns `out` as a Path. Raises UserError for a bad kind or suffix, no runs,
+  several groups, nothing to plot, or an `out` that cannot be written.
   """
-  out = Path(out)
-  fmt = _check_out(kind, out)
+  fmt = _check_out(kind, out := Path(out))
   warn = warn or (lambda message: None)
   rules = collect.parse_list(rules)
   compare.check_settings(compare.DEFAULT_METRICS, reps, confidence)
-  if at is not None and kind == "curves":
-    raise UserError("--at reads one point of each curve; `plot curves` draws all of it: drop --at")
-  collection = at_steps.collect_at(
-    root, at, suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged
-  )
+  filters = dict(suite=suite, rules=rules, protocol=protocol, include_diverged=include_diverged)
+  collection, chosen = _collect(kind, root, at, select, **filters)
   key, runs = single_group(collection)
   for message in [e.describe() for e in collection.excluded] + [collection.diverged_note()]:
     if message:
       warn(message)
-  data = draw(kind, collection, key, runs, fmt, reps, seed, confidence, rules, warn)
+  notes = choose.group_notes(chosen, key.suite, key.protocol)
+  data = draw(kind, collection, key, runs, fmt, reps, seed, confidence, rules, warn, notes)
   store.write_atomic(out, data)
   return out
 
@@ -563,9 +527,11 @@ def draw(
   confidence: float,
   rules: Sequence[str] | None,
   warn: Callable[[str], None],
+  notes: Sequence[str] = (),
 ) -> bytes:
   """The file (`fmt`: png, pdf, svg) of one plot of the group `key` (its `runs`, from
-  `collection`); UserError when no task is shared by all rules."""
+  `collection`; `notes`: lines added to its caption, e.g. how a value was selected);
+  UserError when no task is shared by all rules."""
   import matplotlib as mpl
 
   manifest, problem = load_manifest(key.suite)
@@ -583,6 +549,7 @@ def draw(
     improvement=kind == "improvement",
     aggregate=kind == "intervals",
   )
+  group.notes += list(notes)
   for message in group.warnings:
     warn(message)
   if not group.matrices:

@@ -40,6 +40,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from disco_eval.analysis import evaluation
 from disco_eval.analysis.collect import finite
 from disco_eval.analysis.labels import label_budget
 from disco_eval.config import suites
@@ -67,6 +68,14 @@ class PublishedRow:
   env_steps: int = 0
   read_off: str | None = None  # "figure" when read off a figure
   budget_note: str | None = None
+  # How the number was measured (analysis.evaluation): the policy played
+  # ("greedy" / "sampling"), what it averages ("training episodes" /
+  # "final-policy evaluation"), how it was selected ("none" / "best of N ...");
+  # None where the manifest does not state it; `sources` says where each is from.
+  policy: str | None = None
+  estimator: str | None = None
+  selection: str | None = None
+  sources: Mapping[str, str] = dataclasses.field(default_factory=dict)
   # Set by the comparison: whether the row measured what the runs did, and why not.
   comparable: bool = True
   reason: str | None = None
@@ -179,6 +188,7 @@ def _metric_and_budget(manifest: suites.SuiteManifest, entry: dict) -> dict:
   if read_off is None and "read off a figure" in str(entry.get("note", "")):
     read_off = "figure"
   return dict(
+    **evaluation.published_measure(entry),
     metric=str(metric or "score"),
     env_steps=int(steps) if isinstance(steps, (int, float)) and not isinstance(steps, bool) else 0,
     read_off=str(read_off) if read_off else None,
@@ -195,13 +205,22 @@ def steps_text(steps: int) -> str:
 
 
 def comparability(
-  row: PublishedRow, label: str, metrics: Sequence[str], budget: int | None
+  row: PublishedRow,
+  label: str,
+  metrics: Sequence[str],
+  budget: int | None,
+  measure: tuple[str, str] | None = None,
 ) -> str | None:
   """Why published `row` is not comparable with runs of protocol label `label`
-  that report `metrics` at `budget` env steps (None when it is): the metric,
-  the budget, or the protocol's settings differ."""
+  that report `metrics` at `budget` env steps, measured as `measure` (their
+  policy and estimator; :func:`evaluation.run_measure`), None when it is: the
+  policy, estimator or a selection on the evaluation, the metric, the budget,
+  or the protocol's settings differ."""
   runs = f"{budget_phrase_short(budget)} {'/'.join(metrics) or '?'}"
   published = f"published at {budget_phrase_short(row.env_steps)} in {row.metric}"
+  differs = evaluation.measure_differences(row.policy, row.estimator, row.selection, measure)
+  if differs:
+    return differs
   if row.metric not in metrics:
     return f"{published}; runs: {runs}"
   if not row.env_steps:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Mapping, Sequence
 
-from disco_eval.analysis import rule_kinds
+from disco_eval.analysis import intervals, rule_kinds
 from disco_eval.analysis.collect import Excluded
 from disco_eval.analysis.compare import METRIC_LABELS
 from disco_eval.analysis.published import budget_phrase_short
@@ -69,7 +69,7 @@ def label_notes(group: GroupResult) -> list[str]:
   figure = sorted({p.rule for p in group.comparable_published if p.read_off == "figure"})
   if figure:
     notes.append(f"published values read off a figure: {', '.join(figure)}")
-  return notes + rule_kinds.footnotes(group.kinds, group.key.suite)
+  return notes + rule_kinds.footnotes(group.kinds, group.key.suite) + list(group.notes)
 
 
 def _rule_header(group: GroupResult, rule: str) -> str:
@@ -87,7 +87,8 @@ def _rules_table(group: GroupResult):
   table = Table(
     title=f"Rules — {suite}",
     caption="held out: the suite is not among the environments the rule was discovered on "
-    "(its manifest's discovered_on); unknown: a custom checkpoint or a rule without a manifest",
+    "(its manifest's discovered_on); near: held out, but a near relative of one (its "
+    "manifest's discovered_near); unknown: a custom checkpoint or a rule without a manifest",
     caption_justify="left",
   )
   for name in ("Rule", "Kind", f"Held out on {suite}", "Discovered on", "Backend"):
@@ -107,7 +108,8 @@ def _not_comparable_table(group: GroupResult):
 
   table = Table(
     title=f"Published rows not comparable with these runs — {group.key.suite}",
-    caption="not comparable: another metric, budget or protocol setting; in no statistic",
+    caption="not comparable: another policy, estimator, selection on the evaluation, metric, "
+    "budget or protocol setting; in no statistic",
     caption_justify="left",
     title_style="bold yellow",
   )
@@ -218,6 +220,12 @@ def _aggregate_table(result: CompareResult, group: GroupResult):
       )
       + _diverged_caption(result)
       + "".join(f" · {_esc(n)}" for n in label_notes(group))
+      + "".join(
+        f" · {m} interval: {_esc(i)}"
+        for m, i in dict.fromkeys(
+          (r.metric, r.interval) for r in group.aggregate if r.interval != intervals.BOOTSTRAP
+        )
+      )
     ),
     caption_justify="left",
   )

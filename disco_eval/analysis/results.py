@@ -15,7 +15,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from disco_eval.analysis import stats
+from disco_eval.analysis import evaluation, stats
 from disco_eval.analysis.collect import Excluded, GroupKey
 from disco_eval.analysis.published import PublishedRow
 from disco_eval.analysis.rule_kinds import RuleKind
@@ -49,6 +49,8 @@ class AggregateRow:
   hi: float
   seeds: int
   published: bool = False
+  # The interval lo/hi are (analysis.intervals.interval_name).
+  interval: str = "stratified bootstrap, percentile"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,6 +95,11 @@ class GroupResult:
   read_at: int | None = None
   # The budget published rows must match: `read_at`, else the runs' budget.
   budget: int | None = None
+  # Lines every table and caption of the group carries besides the labels
+  # (compare --select: the value kept per rule, and how; analysis.select).
+  notes: list[str] = dataclasses.field(default_factory=list)
+  # How the runs were measured: (policy, estimator) (analysis.evaluation).
+  measure: tuple[str, str] = ("sampling", "final-policy evaluation")
 
   @property
   def comparable_published(self) -> list[PublishedRow]:
@@ -126,6 +133,9 @@ class CompareResult:
   include_diverged: bool = False
   diverged_counted: int = 0
   diverged_note: str | None = None
+  # compare --select: the value kept per rule and group, and its candidates
+  # (disco_eval.analysis.select.Selection).
+  selections: list = dataclasses.field(default_factory=list)
 
   def to_json(self) -> dict:
     """A JSON-able dict (NaN and infinities become null)."""
@@ -138,7 +148,8 @@ class CompareResult:
           "reps": self.reps,
           "seed": self.seed,
           "confidence": self.confidence,
-          "aggregate_ci": "stratified bootstrap, percentile",
+          "aggregate_ci": "stratified bootstrap, percentile; over one task see each "
+          "aggregate row's interval (analysis.intervals)",
           "per_task_ci": f"{PER_TASK_CI} over seeds (n-1 degrees of freedom)",
           "diverged_runs": "counted at evaluated score" if self.include_diverged else "excluded",
           "diverged_counted": self.diverged_counted,
@@ -147,6 +158,7 @@ class CompareResult:
         "groups": [_group_json(g) for g in self.groups],
         "excluded": [dataclasses.asdict(e) for e in self.excluded],
         "warnings": self.warnings,
+        "selection": [s.to_json() for s in self.selections],
       }
     )
 
@@ -178,7 +190,13 @@ def _group_json(group: GroupResult) -> dict:
     "aggregate": [dataclasses.asdict(r) for r in group.aggregate],
     "probability_of_improvement": [dataclasses.asdict(r) for r in group.improvement],
     "published": [
-      dict(dataclasses.asdict(r), published=True, held_out="published") for r in group.published
+      dict(
+        dataclasses.asdict(r),
+        published=True,
+        held_out="published",
+        comparability=evaluation.verdict(r.comparable, r.reason),
+      )
+      for r in group.published
     ],
     "published_aggregate": [dataclasses.asdict(r) for r in group.published_aggregate],
     "matrices": {
@@ -190,9 +208,20 @@ def _group_json(group: GroupResult) -> dict:
       for rule, m in group.matrices.items()
     },
     "warnings": group.warnings,
+    "notes": group.notes,
+    "measured": {
+      "policy": group.measure[0],
+      "estimator": group.measure[1],
+      "selection": "compare --select: see notes" if group.notes else "none",
+    },
     "normalized_label": group.norm_label,
     "rule_kinds": {
-      rule: {"category": k.category, "held_out": k.held_out, "discovered_on": list(k.discovered_on)}
+      rule: {
+        "category": k.category,
+        "held_out": k.held_out,
+        "discovered_on": list(k.discovered_on),
+        **({"near": k.near_note} if k.near_note else {}),
+      }
       for rule, k in group.kinds.items()
     },
     "backends": group.backends,

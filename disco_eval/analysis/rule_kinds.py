@@ -5,6 +5,10 @@ whether its results on the suite are held out, read from the rule's manifest
 (:class:`disco_eval.config.manifests.RuleManifest`: ``category`` and
 ``discovered_on``) by the rule name its run config records:
 
+* a rule whose manifest lists the suite in ``discovered_near`` is held out
+  but **near** (``near``): the suite is a near relative of a discovery
+  environment (MinAtar's miniatures of Atari games for Disco103), the
+  manifest's ``discovered_near_note`` says why;
 * a rule whose manifest lists the suite in ``discovered_on`` is **not held
   out** there (e.g. Disco103 on ProcGen: Disco103 was discovered on Atari-57,
   ProcGen and DMLab-30); on every other suite it is held out (``yes``);
@@ -32,7 +36,7 @@ from disco_eval.config.manifests import (
 )
 from disco_eval.errors import UserError
 
-HELD_OUT = ("yes", "no", "unknown", "published")
+HELD_OUT = ("yes", "near", "no", "unknown", "published")
 CHECKPOINT = "learned weights (custom checkpoint, provenance unknown)"
 NO_MANIFEST = "unknown (no rule manifest of this name)"
 
@@ -48,11 +52,16 @@ class RuleKind:
   category: str
   held_out: str
   discovered_on: tuple[str, ...] = ()
+  near_note: str | None = None  # why the suite is near a discovery environment
 
   @property
   def marker(self) -> str:
     """``not held out``, ``held out: unknown`` or '' (held out, or published)."""
-    return {"no": "not held out", "unknown": "held out: unknown"}.get(self.held_out, "")
+    return {
+      "no": "not held out",
+      "near": "held out: near",
+      "unknown": "held out: unknown",
+    }.get(self.held_out, "")
 
 
 PUBLISHED = RuleKind("published", "published")
@@ -114,8 +123,9 @@ def rule_kind(
   if sha and (manifest is None or manifest.sha256 != sha):
     manifest = _by_sha(sha, cache) or manifest
   if manifest is not None and not (manifest.learned and sha and sha != manifest.sha256):
-    held = "yes" if manifest.held_out_on(suite) else "no"
-    return RuleKind(manifest.category_label, held, tuple(manifest.discovered_on))
+    held = manifest.held_out_label(suite)
+    near = manifest.discovered_near_note if held == "near" else None
+    return RuleKind(manifest.category_label, held, tuple(manifest.discovered_on), near)
   if manifest is not None or rule.get("source") or sha:
     return RuleKind(CHECKPOINT, "unknown")
   return RuleKind(NO_MANIFEST, "unknown")
@@ -129,6 +139,11 @@ def footnotes(kinds: Mapping[str, RuleKind], suite: str) -> list[str]:
     f"{', '.join(kind.discovered_on)}, which includes {suite}"
     for rule, kind in kinds.items()
     if kind.held_out == "no"
+  ]
+  lines += [
+    f"{rule}: held out but near on {suite} — {kind.near_note or 'near a discovery environment'}"
+    for rule, kind in kinds.items()
+    if kind.held_out == "near"
   ]
   unknown = [rule for rule, kind in kinds.items() if kind.held_out == "unknown"]
   if unknown:

@@ -43,8 +43,8 @@ def resolve(ctx: typer.Context, config: Optional[Path], values: dict[str, Any]) 
     for name, value in experiment_file.load(config).items():
       if name not in values:  # e.g. launcher options, for `plan`
         continue
-      if name == "set_":
-        values["set_"] = list(value) + list(values["set_"] or [])
+      if name in ("set_", "sweep"):
+        values[name] = list(value) + list(values[name] or [])
       elif name == "suite":
         values["suite"] = values["suite"] or value
       elif _defaulted(ctx, name):

@@ -20,9 +20,11 @@ from disco_eval.cli.run import (
   SetOpt,
   StepsOpt,
   SuiteOrConfigArg,
+  SweepOpt,
   TasksOpt,
   _opt,
   sweep_spec,
+  sweep_specs,
 )
 
 EXAMPLES = """Examples:
@@ -72,6 +74,7 @@ def plan(
   ),
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
   config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
+  sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
@@ -102,10 +105,14 @@ def plan(
     o.checkpoint_every,
     o.checkpoint_minutes,
   )
-  res = project(spec, o.seeds_per_unit, iterations, repeats)
+  specs = sweep_specs(spec, o.sweep)
+  projections = [project(one, o.seeds_per_unit, iterations, repeats) for one in specs]
   if as_json:
-    return print_json(res)
-  _print(res)
+    return print_json(projections[0] if len(specs) == 1 else projections)
+  for one, res in zip(specs, projections):
+    if len(specs) > 1:
+      out.print(f"configuration {esc(one.out.name)} (recorded under {esc(one.out)}):")
+    _print(res)
 
 
 def _print(res: dict) -> None:

@@ -16,6 +16,7 @@ from typing import Annotated, Optional
 import typer
 
 from disco_eval.analysis import compare, export, plots, render, report, stats
+from disco_eval.analysis import select as choose
 from disco_eval.cli import workflow
 from disco_eval.cli.common import wide_console
 from disco_eval.cli.helptext import Command, Group
@@ -34,6 +35,8 @@ COMPARE_EXAMPLES = """Examples:
   disco-eval compare results --suite crafter --at 1M
 
   disco-eval compare results-gpu1 results-gpu2
+
+  disco-eval compare results --select optimizer.learning_rate --select-seeds 0-2 --report-seeds 3-5
 """
 EXPORT_EXAMPLES = """Examples:
 
@@ -111,6 +114,29 @@ AtOpt = Annotated[
 ]
 
 
+SelectOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--select",
+    help="Keep, per rule and suite, the value of this swept setting (e.g. "
+    "optimizer.learning_rate) with the best IQM on --select-seeds; the label says how.",
+    metavar="KEY",
+  ),
+]
+SelectSeedsOpt = Annotated[
+  Optional[str],
+  typer.Option("--select-seeds", help="Seeds to select on (0-2, 0,1,4).", metavar="SEEDS"),
+]
+ReportSeedsOpt = Annotated[
+  Optional[str],
+  typer.Option(
+    "--report-seeds",
+    help="Seeds to report (default: the selection seeds: optimistic, and labelled so).",
+    metavar="SEEDS",
+  ),
+]
+
+
 def _warn(message: str) -> None:
   """Prints a warning on stderr."""
   typer.echo(f"warning: {message}", err=True)
@@ -136,6 +162,9 @@ def compare_command(
   ] = False,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Compare rules per task and in aggregate (IQM etc. with 95% CIs)."""
   result = compare.compare(
@@ -148,6 +177,9 @@ def compare_command(
     protocol=protocol,
     include_diverged=include_diverged,
     at=at,
+    select=select,
+    select_seeds=select_seeds,
+    report_seeds=report_seeds,
   )
   if as_json:
     typer.echo(json.dumps(versioned(result.to_json()), indent=2, allow_nan=False))
@@ -175,6 +207,9 @@ def export_csv_command(
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Export runs as one tidy CSV (training curves, final scores, published)."""
   text = export.export_csv(
@@ -189,6 +224,7 @@ def export_csv_command(
     warn=_warn,
     include_diverged=include_diverged,
     at=at,
+    select=choose.options(select, select_seeds, report_seeds),
   )
   if out is None:
     typer.echo(text, nl=False)
@@ -216,6 +252,9 @@ def plot_command(
   protocol: ProtocolOpt = None,
   include_diverged: DivergedOpt = False,
   at: AtOpt = None,
+  select: SelectOpt = None,
+  select_seeds: SelectSeedsOpt = None,
+  report_seeds: ReportSeedsOpt = None,
 ) -> None:
   """Draw a publication plot (intervals, curves, profiles, improvement)."""
   path = plots.plot(
@@ -230,6 +269,7 @@ def plot_command(
     warn=_warn,
     include_diverged=include_diverged,
     at=at,
+    select=choose.options(select, select_seeds, report_seeds),
   )
   typer.echo(f"wrote {path}", err=True)
 

@@ -22,6 +22,10 @@ EXAMPLES = """Examples:
 
   disco-eval run procgen --tasks coinrun,starpilot --set optimizer.learning_rate=3e-4
 
+  disco-eval run catch --rule ppo --sweep optimizer.learning_rate=1e-4,3e-4 --seeds 6
+
+  disco-eval run crafter --sweep protocol
+
   disco-eval run sokoban --launcher slurm --slurm-partition gpu
 
   disco-eval run --config examples/experiment.toml --track tensorboard
@@ -82,6 +86,16 @@ SetOpt = Annotated[
     "(rule tables: hyperparams, rule, agent, optimizer; loop: train).",
     "--set",
     metavar="KEY=VALUE",
+  ),
+]
+SweepOpt = Annotated[
+  list[str],
+  _opt(
+    "Train each value as its own configuration: KEY=V1,V2,... (as --set KEY=V, recorded "
+    "under --out/KEY=V); several form a grid; 'protocol': the protocol's tuning grid "
+    "(docs/reports.md).",
+    "--sweep",
+    metavar="KEY=V1,V2",
   ),
 ]
 DevicesOpt = Annotated[
@@ -173,6 +187,7 @@ def run(
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
   config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
   track: TrackOpt = [],  # noqa: B006 - typer copies list defaults
+  sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
   checkpoint_every: CheckpointOpt = 10,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
@@ -220,11 +235,16 @@ def run(
   )
   console = err if as_json else out
 
-  def save_experiment() -> None:  # once the sweep is planned: bad input writes nothing
-    saved = experiment.save_resolved(values)
-    console.print(f"experiment file: {esc(saved)}", highlight=False)
+  saved = []
 
-  results = _launch_sweep(spec, options, console, kinds, save_experiment)
+  def save_experiment() -> None:  # once the sweep is planned: bad input writes nothing
+    if not saved:  # once for all configurations of a --sweep grid
+      saved.append(experiment.save_resolved(values))
+      console.print(f"experiment file: {esc(saved[0])}", highlight=False)
+
+  results = []
+  for one in sweep_specs(spec, o.sweep):
+    results += _launch_sweep(one, options, console, kinds, save_experiment)
   _print_results(o.suite, results, as_json)
   if any(r.status == "failed" for r in results):
     raise typer.Exit(1)
@@ -296,6 +316,18 @@ def sweep_spec(
     checkpoint_every=max(1, checkpoint_every),
     checkpoint_minutes=checkpoint_minutes,
   )
+
+
+def sweep_specs(spec, sweep: list[str]) -> list:
+  """`spec` once per configuration of the ``--sweep`` grid (``[spec]`` without one)."""
+  if not sweep:
+    return [spec]
+  from disco_eval.config import suites
+  from disco_eval.runs import sweep_grid
+
+  manifest = suites.load_suite(spec.suite)
+  protocol = spec.protocol or manifest.default_protocol
+  return sweep_grid.expand(spec, sweep_grid.parse_sweeps(sweep, manifest.raw, protocol))
 
 
 def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:

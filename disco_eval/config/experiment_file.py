@@ -20,8 +20,10 @@ key wins). ``examples/experiment.toml`` shows every key::
 
 Paths (``out``, ``slurm_profile``) are relative to the working directory, as
 on the command line; an unknown key is a one-line error naming it.
-A ``[sweep]`` table (``KEY = [values, ...]``: a grid of ``--set`` values) is
-part of the format but is refused until ``run`` has ``--sweep``.
+A ``[sweep]`` table (``KEY = [values, ...]``, or ``KEY = "protocol"`` for the
+protocol's own tuning grid) is a grid of ``--set`` values, as ``--sweep``:
+each combination is trained as its own configuration; ``--sweep`` items on the
+command line are added to the file's.
 """
 
 from __future__ import annotations
@@ -120,6 +122,20 @@ def _check(path: Path, key: str, kind: str, value: Any) -> Any:
   return value
 
 
+def _sweep_items(path: Path, table: dict) -> list[str]:
+  """A ``[sweep]`` table as ``--sweep`` items: ``KEY=V1,V2`` (``protocol`` alone
+  for the protocol's grid)."""
+  items = []
+  for key, values in table.items():
+    if key == "protocol" and values is True:
+      items.append("protocol")
+      continue
+    if not isinstance(values, list) or not values or isinstance(values[0], (dict, list)):
+      raise UserError(f"{path}: [sweep] {key} must be a list of values, got {values!r}")
+    items.append(f"{key}=" + ",".join(_scalar_text(v) for v in values))
+  return items
+
+
 def load(path: Path) -> dict[str, Any]:
   """The run options an experiment file sets: {parameter name: value}
   (``set_`` as ``KEY=VALUE`` strings). One-line UserErrors for a missing or
@@ -139,11 +155,8 @@ def load(path: Path) -> dict[str, Any]:
       raise UserError(f"{path}: unknown key '{key}' (known: {', '.join(KEYS)})")
     kind, name = KEYS[key]
     options[name] = _check(path, key, kind, value)
-  if options.pop("sweep", None):
-    raise UserError(
-      f"{path}: a [sweep] table needs `run --sweep`, which this version of disco-eval lacks; "
-      "list the values as separate experiment files, or remove [sweep]"
-    )
+  if "sweep" in options:
+    options["sweep"] = _sweep_items(path, options["sweep"])
   if "set_" in options:
     options["set_"] = [f"{k}={v}" for k, v in _flatten(options["set_"])]
   return options
@@ -165,16 +178,24 @@ def dumps(options: dict[str, Any], header: str = "") -> str:
   values are left out), readable by :func:`load`."""
   names = {name: key for key, (_, name) in KEYS.items()}
   lines = [f"# {line}" for line in header.splitlines()]
-  table = []
+  table, grid = [], []
   for name, value in options.items():
-    if value is None or name not in names or name == "sweep":
+    if value is None or name not in names:
       continue
     if name == "set_":
       table = [tuple(item.split("=", 1)) for item in value]
+      continue
+    if name == "sweep":
+      grid += [tuple(item.split("=", 1)) if "=" in item else (item, None) for item in value]
       continue
     if isinstance(value, Path):
       value = str(value)
     lines.append(f"{names[name]} = {_toml_value(value)}")
   if table:
     lines += ["", "[set]"] + [f'"{k.strip()}" = {_toml_value(v.strip())}' for k, v in table]
+  if grid:
+    lines += ["", "[sweep]"] + [
+      f"{k.strip()} = true" if v is None else f'"{k.strip()}" = {_toml_value(v.split(","))}'
+      for k, v in grid
+    ]
   return "\n".join(lines) + "\n"

@@ -28,15 +28,19 @@ OPTIONAL_FIELDS = (
   "filename",
   "sha256",
   "discovered_note",
+  "discovered_near_note",
   "module",
 )
-LIST_FIELDS = ("discovered_on",)
+LIST_FIELDS = ("discovered_on", "discovered_near")
 KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES + ("suites",)
 # What kind of rule a manifest describes (shown by `rules list` and in every report):
 # meta-learned with a weights file, meta-learned and published as a closed formula, or designed
 # by hand. A discovered rule names the environments it was discovered on (`discovered_on`): an
 # entry equal to a suite name (e.g. "procgen") marks results of the rule on that suite as
 # "not held out"; other entries (e.g. "atari-57") name benchmarks disco-eval does not run.
+# `discovered_near` lists suites that are not discovery environments but near relatives of one
+# (e.g. MinAtar's miniatures of Atari games for a rule discovered on Atari-57): held out "near",
+# sourced in `discovered_near_note`.
 CATEGORIES = {
   "discovered-weights": "discovered (learned weights)",
   "discovered-closed-form": "discovered (closed form)",
@@ -72,6 +76,9 @@ class RuleManifest:
   category: str = "hand-designed"  # a key of CATEGORIES
   discovered_on: tuple[str, ...] = ()  # environments the rule was discovered on
   discovered_note: str | None = None  # the source of discovered_on
+  # Suites near a discovery environment (held out "near"), and why.
+  discovered_near: tuple[str, ...] = ()
+  discovered_near_note: str | None = None
   module: str | None = None  # a plug-in's factory: "FILE.py:FUNCTION" or "package.module:FUNCTION"
   hyperparams: dict = field(default_factory=dict)
   rule: dict = field(default_factory=dict)
@@ -89,6 +96,12 @@ class RuleManifest:
   def held_out_on(self, suite: str) -> bool:
     """False where `suite` is one of the rule's discovery environments."""
     return suite not in self.discovered_on
+
+  def held_out_label(self, suite: str) -> str:
+    """``no`` (a discovery environment), ``near`` (a near relative of one) or ``yes``."""
+    if not self.held_out_on(suite):
+      return "no"
+    return "near" if suite in self.discovered_near else "yes"
 
   @property
   def learned(self) -> bool:
@@ -289,6 +302,8 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
     category=data["category"],
     discovered_on=discovered_on,
     discovered_note=data.get("discovered_note"),
+    discovered_near=_check_near(data, path),
+    discovered_near_note=data.get("discovered_near_note"),
     module=data.get("module"),
     suites=suites,
     path=path,
@@ -323,6 +338,16 @@ def _check_discovery(data: Mapping[str, Any], path: Path) -> tuple[str, ...]:
       f"{path}: a {category} rule needs 'discovered_on' (the environments it was discovered on,"
       ' e.g. ["atari-57", "procgen"]) so reports can mark results that are not held out'
     )
+  return tuple(found)
+
+
+def _check_near(data: Mapping[str, Any], path: Path) -> tuple[str, ...]:
+  """`discovered_near`: suite names, with their source in `discovered_near_note`."""
+  found = data.get("discovered_near", [])
+  if not isinstance(found, list) or not all(isinstance(x, str) and x.strip() for x in found):
+    raise UserError(f"{path}: field 'discovered_near' must be a list of suite names")
+  if found and not data.get("discovered_near_note"):
+    raise UserError(f"{path}: 'discovered_near' needs its source in 'discovered_near_note'")
   return tuple(found)
 
 

@@ -191,9 +191,17 @@ def _read_run(root: Path, path: Path, parts: tuple[str, ...]) -> RunInfo:
   )
 
 
+def is_configuration_folder(name: str) -> bool:
+  """Whether a folder directly under a results folder holds one configuration
+  of a ``--sweep`` (``KEY=V[,KEY=V...]``, a results folder of its own; suite
+  names hold no '=')."""
+  return "=" in name and all("=" in p and p.split("=", 1)[0] for p in name.split(","))
+
+
 def scan_runs(root: Path) -> list[RunInfo]:
   """Every run folder (a folder holding config.json, or any folder at the
-  seed level ``<suite>/<task>/<rule>/<name>``) under `root`.
+  seed level ``<suite>/<task>/<rule>/<name>``) under `root`, and under each
+  sweep configuration folder ``root/KEY=V`` (:func:`is_configuration_folder`).
 
   Runs whose files are unreadable or corrupt, damaged or foreign seed-level
   folders, and folders that cannot be listed, are returned with `problem`
@@ -209,8 +217,12 @@ def scan_runs(root: Path) -> list[RunInfo]:
 
   if not root.is_dir():
     return []
+  nested = []
   for folder, subfolders, files in os.walk(root, onerror=unlistable):
     depth = len(Path(folder).relative_to(root).parts)
+    if depth == 0 and CONFIG_FILE not in files:
+      nested = [root / s for s in subfolders if is_configuration_folder(s)]
+      subfolders[:] = [s for s in subfolders if not is_configuration_folder(s)]
     if CONFIG_FILE in files or depth == 4:
       subfolders[:] = []  # checkpoint/ and the like are not runs
       try:
@@ -219,6 +231,8 @@ def scan_runs(root: Path) -> list[RunInfo]:
         found.append(
           _unreadable_run(Path(folder), f"cannot read run ({type(exc).__name__}: {exc})")
         )
+  for sub in nested:
+    found += scan_runs(sub)
   return sorted(
     found,
     key=lambda r: (
