@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from disco_eval.errors import UserError
-from disco_eval.store.atomic import atomic_writer, dumps, read_json, write_atomic
+from disco_eval.store.atomic import atomic_writer, dumps, make_dirs, read_json, write_atomic
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
 
 _CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
@@ -195,7 +195,7 @@ def save(
   """
   pairs, leaves = _flatten_state(state)
   folder = Path(run_path) / CHECKPOINT_DIR
-  folder.mkdir(exist_ok=True)
+  make_dirs(folder, Path(run_path))
   name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
   sha = _write_npz(folder / name, pairs, leaves)
   entry = {
