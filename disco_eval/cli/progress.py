@@ -27,6 +27,8 @@ from rich.progress import (
   TimeRemainingColumn,
 )
 
+from disco_eval.cli.common import discard_closed_output
+
 if TYPE_CHECKING:  # only for annotations: the module loads jax
   from disco_eval import runs
 
@@ -121,6 +123,7 @@ class PlainDisplay:
     self.last_print = self.started
     self.last_line = "starting (loading and compiling)"
     self.pending: str | None = None  # the plan's line, printed with the next one
+    self.closed = False  # the reader went away: lines are dropped
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
@@ -134,11 +137,17 @@ class PlainDisplay:
 
   def _print(self, line: str, remember: bool = True) -> None:
     with self._lock:
-      if self.pending is not None:
-        self.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
-        self.pending = None
-      self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-      self.console.file.flush()
+      if self.closed:
+        return
+      try:
+        if self.pending is not None:
+          self.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
+          self.pending = None
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self.console.file.flush()
+      except OSError:  # a closed pipe (`| head`): training goes on, unseen
+        self.closed = True
+        discard_closed_output(self.console.file)
       self.last_print = time.monotonic()
       if remember:
         self.last_line = line

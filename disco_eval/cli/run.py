@@ -1,13 +1,22 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
 import contextlib
+import sys
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.table import Table
 
-from disco_eval.cli.common import err, esc, out, parse_set, print_json, split_csv
+from disco_eval.cli.common import (
+  discard_closed_output,
+  err,
+  esc,
+  out,
+  parse_set,
+  print_json,
+  split_csv,
+)
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.progress import sweep_progress
 from disco_eval.errors import EXIT_ALL_BUSY, UserError
@@ -313,7 +322,10 @@ def _print_results(suite: str, results, as_json: bool) -> None:
     for r in results
   ]
   if as_json:
-    return print_json(rows)
+    try:
+      return print_json(rows)
+    except OSError:
+      return discard_closed_output(sys.stdout)
   t = Table(title=f"{esc(suite)}: runs")
   for c in ("rule", "task", "seed", "status", "score", "folder"):
     t.add_column(c)
@@ -324,7 +336,10 @@ def _print_results(suite: str, results, as_json: bool) -> None:
       "busy": "[yellow]busy[/]: being written by another process",
     }.get(r["status"], esc(r["status"]))
     t.add_row(esc(r["rule"]), esc(r["task"]), str(r["seed"]), status, score, esc(r["path"]))
-  out.print(t)
+  try:
+    out.print(t)
+  except OSError:  # stdout's reader went away (`| head`): the records hold it all
+    discard_closed_output(out.file)
   busy = sum(r["status"] == "busy" for r in rows)
   if busy and busy < len(rows):
     err.print(
