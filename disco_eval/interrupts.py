@@ -8,11 +8,18 @@ jax, makes each SIGINT leave a mark (:func:`early`) before it raises: the
 command line stops when the command returns, and a sweep stops at its first
 safe point (:mod:`disco_eval.runs.stop` reads the mark). Nothing here
 imports jax.
+
+Importing this module installs the handler (in the main thread, where SIGINT
+has Python's default handler), so that the command line, which imports it
+first, marks a Ctrl-C from its first instant; an uncaught KeyboardInterrupt
+(one during the imports) prints one line instead of a traceback and the
+process still ends by SIGINT.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 
 _early: list[int] = []  # SIGINTs received outside a sweep's own handling
@@ -41,3 +48,26 @@ def install_early() -> None:
     return
   if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
     signal.signal(signal.SIGINT, _handler)
+
+
+def _excepthook(kind, value, tb) -> None:
+  """One line for a KeyboardInterrupt nobody caught; others as before."""
+  if issubclass(kind, KeyboardInterrupt):
+    sys.stderr.write("interrupted\n")
+    return
+  _previous_hook(kind, value, tb)
+
+
+def _unraisablehook(unraisable) -> None:
+  """Silences a KeyboardInterrupt dropped by a callback (it was marked)."""
+  if isinstance(unraisable.exc_value, KeyboardInterrupt):
+    return
+  _previous_unraisable(unraisable)
+
+
+_previous_hook, _previous_unraisable = sys.excepthook, sys.unraisablehook
+install_early()
+if sys.excepthook is sys.__excepthook__:
+  sys.excepthook = _excepthook
+if sys.unraisablehook is sys.__unraisablehook__:
+  sys.unraisablehook = _unraisablehook

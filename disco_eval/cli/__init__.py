@@ -10,7 +10,11 @@ from typing import Annotated
 
 import typer
 
-from disco_eval import __version__, interrupts, runtime
+from disco_eval import (
+  __version__,
+  interrupts,  # first: a Ctrl-C is marked from here on
+  runtime,
+)
 from disco_eval.cli import bench, data, doctor, plan, results, rules, run, suites
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
@@ -66,6 +70,9 @@ def main() -> None:
   callback swallowed (see disco_eval.interrupts).
   """
   interrupts.install_early()
+  if interrupts.early() is not None:  # a Ctrl-C swallowed while importing
+    err.print("interrupted", markup=False, highlight=False)
+    sys.exit(130)
   try:
     app(prog_name="disco-eval")
   except SystemExit as e:
