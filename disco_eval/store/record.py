@@ -324,6 +324,7 @@ class RunRecord:
       return
     write_json_atomic(self.path / SUMMARY_FILE, summary)
     self._write_status("complete", None, env_steps)
+    training_checkpoint.remove(self.path)  # kept only to resume an unfinished run
 
   def mark_interrupted(self, env_steps: int) -> None:
     """Record that the run was stopped by a signal at `env_steps` (it resumes)."""

@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from disco_eval.errors import UserError
-from disco_eval.store.atomic import atomic_writer, dumps, make_dirs, read_json, write_atomic
+from disco_eval.store.atomic import (
+  atomic_writer,
+  dumps,
+  link_error,
+  make_dirs,
+  read_json,
+  write_atomic,
+)
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
 
 _CHECKPOINT_FORMAT = "disco-eval-checkpoint/2"
@@ -214,6 +221,22 @@ def save(
   meta = dumps({"format": _CHECKPOINT_FORMAT, "checkpoints": kept}).encode("utf-8")
   write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
   _delete_unlisted(folder, {c["npz"] for c in kept})
+
+
+def remove(run_path: Path) -> None:
+  """Deletes the checkpoints of a finished run: checkpoint.json first (the
+  list, so that a kill midway leaves no listed file missing), then the npz
+  files, then the folder. A link there is refused (never followed)."""
+  folder = Path(run_path) / CHECKPOINT_DIR
+  if os.path.islink(folder):
+    raise link_error(folder)
+  if not folder.is_dir():
+    return
+  with contextlib.suppress(FileNotFoundError):
+    os.unlink(folder / CHECKPOINT_META)
+  _delete_unlisted(folder, set())
+  with contextlib.suppress(OSError):  # not empty: something else lies there
+    os.rmdir(folder)
 
 
 def _delete_unlisted(folder: Path, listed: set[str]) -> None:
