@@ -259,6 +259,13 @@ def _classify(
   if info.status in ("running", "interrupted"):
     steps = _status_detail(info.path).get("env_steps")
     at = f" at {steps} env steps" if isinstance(steps, int) else ""
+    if info.status == "running" and store.writer_gone(info.path):
+      return Excluded(
+        info.path,
+        "incomplete",
+        f"died without a status (killed? out of memory?){at}; rerun the sweep to resume it",
+        **where,
+      )
     return Excluded(
       info.path,
       "incomplete",

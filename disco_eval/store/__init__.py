@@ -78,7 +78,7 @@ from disco_eval.store.layout import (
   versions,
 )
 from disco_eval.store.metrics import STEP_COLUMN
-from disco_eval.store.record import RunBusy, RunRecord
+from disco_eval.store.record import RunBusy, RunRecord, writer_gone
 from disco_eval.store.scan import RunInfo, scan_runs
 
 __all__ = [
@@ -101,4 +101,5 @@ __all__ = [
   "versions",
   "write_atomic",
   "write_json_atomic",
+  "writer_gone",
 ]

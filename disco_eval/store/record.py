@@ -412,3 +412,28 @@ class RunRecord:
     `env_steps`), or None if there is none; the state has `template`'s
     structure (see :func:`disco_eval.store.training_checkpoint.load`)."""
     return training_checkpoint.load(self.path, template, env_steps)
+
+
+def writer_gone(path: Path) -> bool:
+  """Whether the run folder `path` says ``running`` but the process that
+  wrote it is gone: its status names this host and a pid that no longer
+  exists (a writer killed by the kernel's OOM killer or SIGKILL leaves no
+  status behind). False when unknown (another host, no pid). Reads only."""
+  try:
+    doc = read_json(Path(path) / STATUS_FILE)
+  except (OSError, ValueError):
+    return False
+  if not isinstance(doc, dict) or doc.get("status") != "running":
+    return False
+  pid = doc.get("pid")
+  if doc.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+    return False
+  if pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:
+    return False
+  return False
