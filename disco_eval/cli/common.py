@@ -65,6 +65,15 @@ def discard_closed_output(stream) -> None:
     os.close(null)
 
 
+def one_line(text: object, limit: int = 300) -> str:
+  """The first non-empty line of `text`, cut to `limit` characters (a
+  runtime error's message can run to many lines; the run's status.json keeps
+  it whole)."""
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  first = lines[0] if lines else ""
+  return first if len(first) <= limit else first[: limit - 3] + "..."
+
+
 def esc(value: object) -> str:
   """`value` as text with rich markup escaped (for user text in messages,
   table cells and titles: a folder named 'res[red]' must print as such)."""

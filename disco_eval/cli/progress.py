@@ -27,7 +27,7 @@ from rich.progress import (
   TimeRemainingColumn,
 )
 
-from disco_eval.cli.common import discard_closed_output
+from disco_eval.cli.common import discard_closed_output, one_line
 
 if TYPE_CHECKING:  # only for annotations: the module loads jax
   from disco_eval import runs
@@ -66,7 +66,9 @@ class SweepDisplay:
       return
     if p.kind in NOTES:
       self.bars.console.print(
-        NOTES[p.kind].format(r=escape(p.rule), t=escape(p.task), m=escape(p.message), s=_seeds(p))
+        NOTES[p.kind].format(
+          r=escape(p.rule), t=escape(p.task), m=escape(one_line(p.message)), s=_seeds(p)
+        )
       )
     if p.kind in NO_BAR:
       return
@@ -108,7 +110,7 @@ def plain_line(p: runs.Progress) -> str | None:
   if p.kind == "skip":
     return f"skip {p.rule}/{p.task} seed {_seeds(p)}: already complete"
   if p.kind in ("failed", "busy"):
-    return f"{p.kind} {where}: {p.message}"
+    return f"{p.kind} {where}: {one_line(p.message)}"
   return p.message or None
 
 

@@ -12,6 +12,7 @@ from disco_eval.cli.common import (
   discard_closed_output,
   err,
   esc,
+  one_line,
   out,
   parse_set,
   print_json,
@@ -352,7 +353,7 @@ def _print_results(suite: str, results, as_json: bool) -> None:
   for r in rows:
     score = "-" if r["score"] is None else f"{r['score']:+.3f}"
     status = {
-      "failed": f"[red]failed[/]: {esc(r['error'])}",
+      "failed": f"[red]failed[/]: {esc(one_line(r['error']))} (whole error: status.json)",
       "busy": "[yellow]busy[/]: being written by another process",
     }.get(r["status"], esc(r["status"]))
     t.add_row(esc(r["rule"]), esc(r["task"]), str(r["seed"]), status, score, esc(r["path"]))
