@@ -83,6 +83,7 @@ def _resume(
     if start_steps:
       state, _, extra = records[seed].load_checkpoint(template, start_steps)
       states[seed], start = state, int(extra["iteration"])
+      store.check_resume_point(records[seed].path, start, start_steps, config.train)
     records[seed].truncate_metrics(start_steps)
   if start_steps:
     label, task = config.rule.name, config.task

@@ -80,6 +80,7 @@ from disco_eval.store.layout import (
 from disco_eval.store.metrics import STEP_COLUMN
 from disco_eval.store.record import RunBusy, RunRecord, writer_gone
 from disco_eval.store.scan import RunInfo, scan_runs
+from disco_eval.store.training_checkpoint import check_resume_point
 
 __all__ = [
   "CHECKPOINT_DIR",
@@ -96,6 +97,7 @@ __all__ = [
   "RunBusy",
   "RunInfo",
   "RunRecord",
+  "check_resume_point",
   "run_dir",
   "scan_runs",
   "versions",

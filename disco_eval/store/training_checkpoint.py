@@ -307,6 +307,35 @@ def _fit_template(folder: Path, template: Any, saved: dict[str, tuple[dict, np.n
   return jax.tree_util.tree_unflatten(treedef, values)
 
 
+def _check_entry(folder: Path, entry: dict) -> None:
+  """UserError unless a checkpoint entry's env_steps agrees with its npz's
+  name (written together by :func:`save`; a disagreement is an edit)."""
+  try:
+    named = int(str(entry["npz"]).split("-")[1])
+    ok = named == int(entry["env_steps"]) and int(entry["env_steps"]) >= 0
+  except (KeyError, IndexError, TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise UserError(
+      f"checkpoint {folder} lists {entry.get('npz')!r} at {entry.get('env_steps')!r} env "
+      f"steps, which its name contradicts; {_fix(folder)}"
+    )
+
+
+def check_resume_point(run_path: Path, iteration: int, env_steps: int, train: Any) -> None:
+  """UserError unless a checkpoint's iteration counter and its env_steps
+  agree for the run's loop settings `train` (its steps_per_iteration): a
+  resume takes its position from the saved counters, cross-checked."""
+  spi = int(getattr(train, "steps_per_iteration", 0) or 0)
+  total = int(getattr(train, "iterations", 0) or 0)
+  if spi <= 0 or iteration < 0 or iteration * spi != env_steps or iteration > total:
+    folder = Path(run_path) / CHECKPOINT_DIR
+    raise UserError(
+      f"checkpoint {folder} says iteration {iteration} at {env_steps} env steps, which does "
+      f"not fit this run ({spi} env steps per iteration, {total} iterations); {_fix(folder)}"
+    )
+
+
 def load(
   run_path: Path, template: Any, env_steps: int | None = None
 ) -> tuple[Any, int, dict] | None:
@@ -327,5 +356,6 @@ def load(
       raise UserError(f"run {run_path} has no checkpoint at {env_steps} env steps; {_fix(folder)}")
   if not found:
     return None
+  _check_entry(folder, found[0])
   saved, steps_done, extra = _read_arrays(folder, found[0])
   return _fit_template(folder, template, saved), steps_done, extra
