@@ -301,9 +301,9 @@ def test_a_closed_stdout_never_stops_training(tmp_path):
 @pytest.mark.parametrize(
   "args, words",
   [
-    (["run", "catch", "--seeds", "-1"], "--seeds -1: the number of seeds must be >= 1"),
+    (["run", "catch", "--seeds", "-1"], "--seeds = -1 is out of range: an integer >= 1"),
     (["run", "catch", "--tasks", ""], "--tasks names no task"),
-    (["run", "catch", "--steps", str(10**23)], "the budget must be an integer in [1, 2^40]"),
+    (["run", "catch", "--steps", str(10**23)], "an integer >= 1 and <= 2^40"),
     (["run", "catch", "--set", f"train.num_envs={10**23}"], "<= 2^40"),
     (
       ["run", "catch", "-r", "actor_critic", "--set", "optimizer.learning_rate=1e-320"],

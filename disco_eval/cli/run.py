@@ -243,7 +243,7 @@ def sweep_spec(
 ):
   """The SweepSpec of `run`'s (and `plan`'s) options; ``--devices N`` is
   ``--set train.devices=N``."""
-  _check_options(seeds, seed_start, tasks, steps)
+  _check_options(seeds, tasks)
   from disco_eval import runs  # here, not at the top: it loads jax
 
   overrides = parse_set(set_)
@@ -263,23 +263,16 @@ def sweep_spec(
   )
 
 
-# The largest --steps accepted (as the protocol's env_steps, config/validate.py).
-MAX_STEPS = 2**40
-
-
-def _check_options(seeds: int, seed_start: int, tasks: str | None, steps: int | None) -> None:
-  """One-line UserErrors for options no sweep can run."""
-  if seeds < 1:
-    raise UserError(f"--seeds {seeds}: the number of seeds must be >= 1 (e.g. --seeds 3)")
-  if seed_start < 0:
-    raise UserError(f"--seed-start {seed_start}: seeds are integers >= 0 (e.g. --seed-start 0)")
+def _check_options(seeds: int, tasks: str | None) -> None:
+  """One-line UserErrors for options no sweep can run (the rest of the
+  sweep's numbers are checked by config.validate.check_sweep)."""
+  if seeds < 1:  # before the seeds become an empty range, which would read "0"
+    raise UserError(f"--seeds = {seeds} is out of range: an integer >= 1 (set with --seeds N)")
   if tasks is not None and not split_csv(tasks):
     raise UserError(
       "--tasks names no task; pass task names (e.g. --tasks catch) or leave the option out "
       "for all of the suite's tasks"
     )
-  if steps is not None and not 1 <= steps <= MAX_STEPS:
-    raise UserError(f"--steps {steps}: the budget must be an integer in [1, 2^40] env steps")
 
 
 def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:
