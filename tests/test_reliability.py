@@ -26,6 +26,7 @@ from disco_eval.cli import app
 from disco_eval.config.fingerprint import settings_of
 from disco_eval.errors import UserError
 from disco_eval.runs import run_sweep, stop
+from disco_eval.runs.data_used import data_used
 from disco_eval.runs.spec import SweepSpec
 from disco_eval.store import RunRecord, atomic, config_match, damage, scan_runs
 from disco_eval.train.learner import masked_loss
@@ -345,3 +346,19 @@ def test_a_damaged_record_stops_a_real_sweep_before_training(tmp_path):
   with pytest.raises(UserError, match="status.json is missing while metrics.csv"):
     run_sweep(_spec(out))
   assert _files(first.path) == before
+
+
+def test_data_pull_from_replaces_cached_levels_only_with_force(tmp_path, monkeypatch):
+  home = tmp_path / "home"
+  folder = home / "data" / "boxoban"
+  folder.mkdir(parents=True)
+  record = {"source": "archive", "splits": {"hard": {"levels": 3332, "files": 1, "sha256": "ab"}}}
+  (folder / "boxoban.json").write_text(json.dumps(record))
+  (folder / "hard.npz").write_bytes(b"levels")
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(home))
+  before = _files(folder)
+  result = CliRunner().invoke(app, ["data", "pull", "boxoban", "--from", str(tmp_path / "x")])
+  assert result.exit_code != 0 and "pass --force to replace them" in str(result.exception)
+  assert _files(folder) == before
+  assert data_used("sokoban") == {"data": {"boxoban": {"hard": "ab"}}}
+  assert data_used("catch") == {}

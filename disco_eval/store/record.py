@@ -66,7 +66,8 @@ class RunRecord:
     :func:`~disco_eval.store.layout.run_dir` places runs). No folder between
     the root and the run may be a symbolic link (see :meth:`check_links`)."""
     self.path = Path(path)
-    self.root = Path(root) if root is not None else self.path.parents[3]
+    parents = self.path.parents
+    self.root = Path(root) if root is not None else (parents[3] if len(parents) > 3 else None)
     # An existing config that matched apart from volatile keys; written under
     # the lock so that a process refused by lock() never rewrites it.
     self._pending_config: dict | None = None
