@@ -101,6 +101,9 @@ class ClusterInterrupted(stop.Interrupted):
     super().__init__(signal.SIGINT, 0)
     self.marked = marked
 
+  def __str__(self) -> str:
+    return self.message
+
   @property
   def message(self) -> str:
     return f"interrupted: {self.marked} run(s) marked interrupted; rerun the same command to resume"
