@@ -362,3 +362,24 @@ def test_data_pull_from_replaces_cached_levels_only_with_force(tmp_path, monkeyp
   assert _files(folder) == before
   assert data_used("sokoban") == {"data": {"boxoban": {"hard": "ab"}}}
   assert data_used("catch") == {}
+
+
+def test_a_kill_in_the_final_evaluation_resumes_from_the_last_chunk(tmp_path, monkeypatch):
+  from disco_eval.runs import seeds as seeds_module
+
+  def killed(*args, **kwargs):
+    raise SystemExit(137)  # as a kill during the final evaluation leaves the record
+
+  with monkeypatch.context() as m:
+    m.setattr(seeds_module, "run_summary", killed)
+    with pytest.raises(SystemExit):
+      run_sweep(_spec(tmp_path))
+  run = tmp_path / "catch" / "catch" / "actor_critic" / "seed0"
+  assert json.loads((run / "status.json").read_text())["status"] == "running"
+  assert RunRecord(run).checkpoint_steps()[0] == STEPS
+  rows = (run / "metrics.csv").read_text()
+  trained = []
+  monkeypatch.setattr(seeds_module, "_train_chunks", lambda *a: trained.append(a[4]) or a[5])
+  [result] = run_sweep(_spec(tmp_path))
+  assert result.status == "complete" and trained == [8]  # no chunk trained again
+  assert (run / "metrics.csv").read_text() == rows
