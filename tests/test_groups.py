@@ -203,7 +203,6 @@ def test_fingerprint_ignores_seed_volatile_keys_and_where_the_file_lay(seed, cre
     "task": task,
     "seed": seed,
     "created": created,
-    "versions": {"jax": created},
     "label": created,
     "rule": {**old["rule"], "source": source},
     "train": {**old["train"], "chunk": 7, "learner_microbatches": 1, "devices": 1},
@@ -212,6 +211,9 @@ def test_fingerprint_ignores_seed_volatile_keys_and_where_the_file_lay(seed, cre
   changed = {**new, "train": {**new["train"], "num_envs": 4}}
   assert fingerprint(changed) != fingerprint(old)
   assert settings_of(changed)["train.num_envs"] == "4"
+  # Package versions count by major.minor (docs/reliability.md), patch releases do not.
+  v1, v2, v3 = ({**new, "versions": {"jax": v}} for v in ("0.4.30", "0.4.35", "0.5.0"))
+  assert fingerprint(v1) == fingerprint(v2) != fingerprint(v3)
 
 
 def test_named_checkpoint_reaches_workers_by_an_absolute_path(tmp_path, monkeypatch):

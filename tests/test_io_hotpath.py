@@ -210,6 +210,7 @@ def test_next_chunk_is_dispatched_before_the_previous_records(monkeypatch):
     ("checkpoint", 6),
     ("dispatch", 6),
     ("metrics", 6),
+    ("checkpoint", 8),  # before the final evaluation: a kill there resumes here
   ]
 
 

@@ -221,7 +221,8 @@ def test_ctrl_c_while_jobs_run_elsewhere_says_how_to_follow_them(tmp_path):
     driver.collect(
       spec(tmp_path), [Unit(0, "actor_critic", "catch", (0,))], Interrupted({}), 2, lambda e: None
     )
-  with pytest.raises(KeyboardInterrupt):  # units that stop with the driver
+  # Units that stop with the driver: their started runs are marked interrupted, and said so.
+  with pytest.raises(driver.ClusterInterrupted, match="marked interrupted; rerun"):
     driver.collect(
       spec(tmp_path),
       [Unit(0, "actor_critic", "catch", (0,))],

@@ -107,7 +107,9 @@ def test_run_dir_refuses_names_that_leave_the_root(tmp_path, suite, seed):
 
 def test_versions_names_every_package():
   found = store.versions()
-  assert set(found) == {"python", "jax", "jaxlib", "flax", "optax", "numpy", "disco-eval"}
+  always = {"python", "jax", "jaxlib", "flax", "optax", "numpy", "disco-eval"}
+  env_packages = {"envpool", "gymnax", "craftax", "crafter", "nle"}  # when installed
+  assert always <= set(found) <= always | env_packages
   assert found["numpy"] == np.__version__
   assert all(isinstance(v, str) and v for v in found.values())
 

@@ -50,7 +50,9 @@ def parse_steps(text: str | int) -> int:
     if match is None:
       raise UserError(f"--at {text}: not a number of env steps; use e.g. 1000000, 1e6, 1M or 50M")
     value = float(match.group(1)) * _UNITS[match.group(2)]
-  if value < 1 or value != int(value):
+  if not 1 <= value <= 2**53:  # inf and nan too: 1e309 is inf
+    raise UserError(f"--at {text}: env steps must be a whole number in [1, 2^53]; e.g. --at 1M")
+  if value != int(value):
     raise UserError(f"--at {text}: env steps must be a positive whole number")
   return int(value)
 

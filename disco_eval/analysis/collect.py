@@ -297,6 +297,20 @@ def _diverged_detail(info: store.RunInfo) -> str:
   return f"loss or parameters non-finite{at}; evaluated score {shown}"
 
 
+def _incomplete(info: store.RunInfo, where: dict) -> Excluded:
+  """The exclusion of a running or interrupted run; one whose writer is gone
+  (its pid on this host no longer exists) died without a status."""
+  steps = _status_detail(info.path).get("env_steps")
+  at = f" at {steps} env steps" if isinstance(steps, int) else ""
+  if info.status == "running" and store.writer_gone(info.path):
+    detail = f"died without a status (killed? out of memory?){at}; rerun the sweep to resume it"
+  else:
+    detail = (
+      f"status is {info.status}{at} (still running or interrupted; rerun the sweep to resume it)"
+    )
+  return Excluded(info.path, "incomplete", detail, **where)
+
+
 def _classify(
   info: store.RunInfo, include_diverged: bool = False, cache: dict | None = None
 ) -> Run | Excluded:
@@ -316,14 +330,7 @@ def _classify(
   if info.status is None:
     return Excluded(info.path, "incomplete", "never started (no status.json)", **where)
   if info.status in ("running", "interrupted"):
-    steps = _status_detail(info.path).get("env_steps")
-    at = f" at {steps} env steps" if isinstance(steps, int) else ""
-    return Excluded(
-      info.path,
-      "incomplete",
-      f"status is {info.status}{at} (still running or interrupted; rerun the sweep to resume it)",
-      **where,
-    )
+    return _incomplete(info, where)
   if info.status == "failed":
     error = _first_line(_status_detail(info.path).get("error"))
     return Excluded(info.path, "failed", error, **where)

@@ -10,7 +10,12 @@ from typing import Annotated
 
 import typer
 
-from disco_eval import __version__, provenance, runtime
+from disco_eval import (
+  __version__,
+  interrupts,  # first: a Ctrl-C is marked from here on
+  provenance,
+  runtime,
+)
 from disco_eval.cli import bench, data, doctor, plan, results, rules, run, suites, workflow
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
@@ -61,11 +66,22 @@ def main() -> None:
   """Console-script entry point: one-line errors, no tracebacks.
 
   A UserError prints its line; any other exception (a bug) prints one line
-  naming the file its traceback was written to. Both exit 1.
+  naming the file its traceback was written to. Both exit 1. A Ctrl-C at
+  any moment ends the command with exit 130 and one line, even one that a
+  callback swallowed (see disco_eval.interrupts).
   """
+  interrupts.install_early()
+  if interrupts.early() is not None:  # a Ctrl-C swallowed while importing
+    err.print("interrupted", markup=False, highlight=False)
+    sys.exit(130)
   provenance.note_command()
   try:
     app(prog_name="disco-eval")
+  except SystemExit as e:
+    if interrupts.early() is not None and e.code in (None, 0, 130):
+      err.print("interrupted; rerun the same command to resume", markup=False, highlight=False)
+      sys.exit(130)
+    raise
   except UserError as e:
     err.print(f"[red]error:[/] {esc(e)}", highlight=False, soft_wrap=True)
     sys.exit(1)

@@ -26,15 +26,53 @@ def console_width(isatty: bool, environ: dict) -> Optional[int]:
   return PIPE_WIDTH
 
 
+class _Console(Console):
+  """A rich Console that, when its reader goes away (``| head -2``), drops
+  the rest of its output instead of ending the process (rich's default
+  raises SystemExit(1)): a sweep whose output nobody reads trains on."""
+
+  def on_broken_pipe(self) -> None:
+    self.quiet = True
+    discard_closed_output(self.file)
+
+
 def wide_console(stderr: bool = False) -> Console:
   """A console on stdout (or stderr) that honours COLUMNS; piped output
   without COLUMNS gets PIPE_WIDTH columns, so that tables are not squeezed."""
   stream = sys.stderr if stderr else sys.stdout
-  return Console(stderr=stderr, width=console_width(stream.isatty(), dict(os.environ)))
+  return _Console(
+    stderr=stderr,
+    width=console_width(stream.isatty(), dict(os.environ)),
+    emoji=False,  # ':smile:' in a folder name prints as typed
+  )
 
 
 out = wide_console()
 err = wide_console(stderr=True)
+
+
+def discard_closed_output(stream) -> None:
+  """Points the descriptor of `stream` (stdout or stderr) at /dev/null after
+  its reader went away (``| head -2``): later writes, and the interpreter's
+  flush at exit, then succeed silently instead of raising BrokenPipeError."""
+  try:
+    fd = stream.fileno()
+    null = os.open(os.devnull, os.O_WRONLY)
+  except (OSError, ValueError, AttributeError):
+    return
+  try:
+    os.dup2(null, fd)
+  finally:
+    os.close(null)
+
+
+def one_line(text: object, limit: int = 300) -> str:
+  """The first non-empty line of `text`, cut to `limit` characters (a
+  runtime error's message can run to many lines; the run's status.json keeps
+  it whole)."""
+  lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+  first = lines[0] if lines else ""
+  return first if len(first) <= limit else first[: limit - 3] + "..."
 
 
 def esc(value: object) -> str:

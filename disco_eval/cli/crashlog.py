@@ -10,6 +10,8 @@ import traceback
 from pathlib import Path
 
 from disco_eval import paths
+from disco_eval.errors import UserError
+from disco_eval.store.atomic import make_dirs, open_nofollow
 
 
 def log_folders() -> list[Path]:
@@ -26,11 +28,13 @@ def write_traceback(exc: BaseException, argv: list[str]) -> Path | None:
   text = "command: " + " ".join(argv) + "\n\n" + "".join(traceback.format_exception(exc))
   for folder in log_folders():
     try:
-      folder.mkdir(parents=True, exist_ok=True)
+      make_dirs(folder)
       path = folder / name
-      path.write_text(text)
+      fd = open_nofollow(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)  # never a link
+      with open(fd, "w", encoding="utf-8") as f:
+        f.write(text)
       return path
-    except OSError:
+    except (OSError, UserError):
       continue
   return None
 

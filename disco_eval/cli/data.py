@@ -42,6 +42,14 @@ def pull_command(
   """Download (or import) a data set into the cache and convert it once."""
   if name != "boxoban":
     raise UserError(f"unknown data set '{name}'; data sets: {', '.join(DATASETS)}")
+  if source is not None and not force and boxoban.cached_record() is not None:
+    old = boxoban.cached_record() or {}
+    counts = ", ".join(f"{k} {v.get('levels')}" for k, v in sorted(old.get("splits", {}).items()))
+    raise UserError(
+      f"Boxoban levels are already cached in {boxoban.data_dir()} (from "
+      f"{old.get('source', '?')}: {counts}); pass --force to replace them with {source} "
+      "(runs record the level set's sha256, so old and new runs are never pooled)"
+    )
   cached = None if source is not None or force else boxoban.cached_record()
   if cached is not None:
     cached = boxoban.pull()  # nothing to convert; checks a cached archive's sha256

@@ -27,6 +27,8 @@ from rich.progress import (
   TimeRemainingColumn,
 )
 
+from disco_eval.cli.common import discard_closed_output, one_line
+
 if TYPE_CHECKING:  # only for annotations: the module loads jax
   from disco_eval import runs
 
@@ -64,7 +66,9 @@ class SweepDisplay:
       return
     if p.kind in NOTES:
       self.bars.console.print(
-        NOTES[p.kind].format(r=escape(p.rule), t=escape(p.task), m=escape(p.message), s=_seeds(p))
+        NOTES[p.kind].format(
+          r=escape(p.rule), t=escape(p.task), m=escape(one_line(p.message)), s=_seeds(p)
+        )
       )
     if p.kind in NO_BAR:
       return
@@ -106,7 +110,7 @@ def plain_line(p: runs.Progress) -> str | None:
   if p.kind == "skip":
     return f"skip {p.rule}/{p.task} seed {_seeds(p)}: already complete"
   if p.kind in ("failed", "busy"):
-    return f"{p.kind} {where}: {p.message}"
+    return f"{p.kind} {where}: {one_line(p.message)}"
   return p.message or None
 
 
@@ -121,6 +125,7 @@ class PlainDisplay:
     self.last_print = self.started
     self.last_line = "starting (loading and compiling)"
     self.pending: str | None = None  # the plan's line, printed with the next one
+    self.closed = False  # the reader went away: lines are dropped
     self._lock = threading.Lock()
     self._stop = threading.Event()
     self._thread = threading.Thread(target=self._beat, name="progress-heartbeat", daemon=True)
@@ -134,11 +139,17 @@ class PlainDisplay:
 
   def _print(self, line: str, remember: bool = True) -> None:
     with self._lock:
-      if self.pending is not None:
-        self.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
-        self.pending = None
-      self.console.print(line, markup=False, highlight=False, soft_wrap=True)
-      self.console.file.flush()
+      if self.closed:
+        return
+      try:
+        if self.pending is not None:
+          self.console.print(self.pending, markup=False, highlight=False, soft_wrap=True)
+          self.pending = None
+        self.console.print(line, markup=False, highlight=False, soft_wrap=True)
+        self.console.file.flush()
+      except OSError:  # a closed pipe (`| head`): training goes on, unseen
+        self.closed = True
+        discard_closed_output(self.console.file)
       self.last_print = time.monotonic()
       if remember:
         self.last_line = line

@@ -1,6 +1,7 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
 import contextlib
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Optional
@@ -9,7 +10,16 @@ import typer
 from rich.table import Table
 
 from disco_eval.cli import experiment
-from disco_eval.cli.common import err, esc, out, parse_set, print_json, split_csv
+from disco_eval.cli.common import (
+  discard_closed_output,
+  err,
+  esc,
+  one_line,
+  out,
+  parse_set,
+  print_json,
+  split_csv,
+)
 from disco_eval.cli.helptext import Command
 from disco_eval.cli.progress import sweep_progress
 from disco_eval.errors import EXIT_ALL_BUSY, UserError
@@ -299,6 +309,7 @@ def sweep_spec(
 ):
   """The SweepSpec of `run`'s (and `plan`'s) options; ``--devices N`` is
   ``--set train.devices=N``."""
+  _check_options(seeds, tasks)
   from disco_eval import runs  # here, not at the top: it loads jax
 
   overrides = parse_set(set_)
@@ -328,6 +339,18 @@ def sweep_specs(spec, sweep: list[str]) -> list:
   manifest = suites.load_suite(spec.suite)
   protocol = spec.protocol or manifest.default_protocol
   return sweep_grid.expand(spec, sweep_grid.parse_sweeps(sweep, manifest.raw, protocol))
+
+
+def _check_options(seeds: int, tasks: str | None) -> None:
+  """One-line UserErrors for options no sweep can run (the rest of the
+  sweep's numbers are checked by config.validate.check_sweep)."""
+  if seeds < 1:  # before the seeds become an empty range, which would read "0"
+    raise UserError(f"--seeds = {seeds} is out of range: an integer >= 1 (set with --seeds N)")
+  if tasks is not None and not split_csv(tasks):
+    raise UserError(
+      "--tasks names no task; pass task names (e.g. --tasks catch) or leave the option out "
+      "for all of the suite's tasks"
+    )
 
 
 def _prepare_machine(deterministic: bool, allow_cpu: bool, launcher: str) -> None:
@@ -416,18 +439,24 @@ def _print_results(suite: str, results, as_json: bool) -> None:
     for r in results
   ]
   if as_json:
-    return print_json(rows)
+    try:
+      return print_json(rows)
+    except OSError:
+      return discard_closed_output(sys.stdout)
   t = Table(title=f"{esc(suite)}: runs")
   for c in ("rule", "task", "seed", "status", "score", "folder"):
     t.add_column(c)
   for r in rows:
     score = "-" if r["score"] is None else f"{r['score']:+.3f}"
     status = {
-      "failed": f"[red]failed[/]: {esc(r['error'])}",
+      "failed": f"[red]failed[/]: {esc(one_line(r['error']))} (whole error: status.json)",
       "busy": "[yellow]busy[/]: being written by another process",
     }.get(r["status"], esc(r["status"]))
     t.add_row(esc(r["rule"]), esc(r["task"]), str(r["seed"]), status, score, esc(r["path"]))
-  out.print(t)
+  try:
+    out.print(t)
+  except OSError:  # stdout's reader went away (`| head`): the records hold it all
+    discard_closed_output(out.file)
   busy = sum(r["status"] == "busy" for r in rows)
   if busy and busy < len(rows):
     err.print(

@@ -17,6 +17,16 @@ those records ran with, so an old record and a new one agree.
 
 :func:`fingerprint` hashes that dict. Both are pure functions of the stored
 config, so records written before fingerprints existed are grouped alike.
+
+Beside the settings, what can change a result without being a setting is
+fingerprinted under ``machine.``: the backend (cpu, gpu, tpu; from the
+record's ``runtime``), the major.minor version of jax, jaxlib, flax, optax
+and numpy and of the suite's environment package (:data:`SUITE_PACKAGES`;
+from ``versions``), and the data a run used (``data.``, e.g. the Boxoban
+level set's sha256, see :mod:`disco_eval.runs.data_used`). Records written
+before one of these was recorded read ``unrecorded`` (the backend is left
+out when the record has no runtime at all): they stay readable, and are
+reported apart from newer runs, never pooled with them.
 """
 
 import hashlib
@@ -47,6 +57,37 @@ LATER_KEYS = {"train.learner_microbatches": "1", "train.devices": "1", "train.po
 # The same for a key of the rule's [agent] table (configs that have one).
 LATER_AGENT_KEYS = {"settings.agent.torso_dtype": '"float32"'}
 SHORT_SHA = 8
+# Packages whose major.minor is part of every run's fingerprint.
+MACHINE_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
+# The environment package of a suite, part of its runs' fingerprints.
+SUITE_PACKAGES = {
+  "procgen": "envpool",
+  "minatar": "gymnax",
+  "craftax-classic": "craftax",
+  "crafter": "crafter",
+  "nethack": "nle",
+}
+
+
+def _major_minor(version: Any) -> str:
+  """'0.4' of '0.4.35'; 'unrecorded' for a missing value."""
+  if not isinstance(version, str) or not version:
+    return "unrecorded"
+  return ".".join(version.split(".")[:2])
+
+
+def machine_of(config: Mapping[str, Any]) -> dict[str, str]:
+  """``{"machine.backend": ..., "machine.jax": "0.4", ...}`` of a stored config."""
+  out: dict[str, str] = {}
+  runtime = config.get("runtime")
+  if isinstance(runtime, Mapping):
+    out["machine.backend"] = json.dumps(str(runtime.get("backend") or "unrecorded"))
+  versions = config.get("versions")
+  versions = versions if isinstance(versions, Mapping) else {}
+  names = MACHINE_PACKAGES + tuple(p for s, p in SUITE_PACKAGES.items() if s == config.get("suite"))
+  for name in names:
+    out[f"machine.{name}"] = json.dumps(_major_minor(versions.get(name)))
+  return out
 
 
 def _flatten(value: Any, prefix: str, out: dict[str, str]) -> None:
@@ -85,6 +126,7 @@ def settings_of(config: Mapping[str, Any] | None) -> dict[str, str]:
   if any(k.startswith("settings.agent.") for k in out):
     for key, old in LATER_AGENT_KEYS.items():
       out.setdefault(key, old)
+  out.update(machine_of(config))
   return dict(sorted(out.items()))
 
 

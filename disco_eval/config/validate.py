@@ -51,13 +51,20 @@ class Range:
 
 
 FINITE = Range("a finite number", math.isfinite)
-POSITIVE = Range("a finite number > 0", lambda x: math.isfinite(x) and x > 0)
+# The smallest positive float32 (a subnormal): a smaller "positive" value is 0 on the device.
+_F32_TINY = 1.4e-45
+# The largest integer setting accepted (sizes, budgets): far beyond any machine's memory.
+_MAX_INT = 2**40
+POSITIVE = Range(
+  f"a finite number > 0 and >= {_F32_TINY} (0 in float32 below)",
+  lambda x: math.isfinite(x) and x >= _F32_TINY,
+)
 NON_NEGATIVE = Range("a finite number >= 0", lambda x: math.isfinite(x) and x >= 0)
 UNIT = Range("a number in [0, 1]", lambda x: 0 <= x <= 1)
 UNIT_OPEN = Range("a number in [0, 1)", lambda x: 0 <= x < 1)
-POSITIVE_INT = Range("an integer >= 1", lambda x: x >= 1, integer=True)
+POSITIVE_INT = Range("an integer >= 1 and <= 2^40", lambda x: 1 <= x <= _MAX_INT, integer=True)
 SEED = Range("an integer >= 0", lambda x: x >= 0, integer=True)
-AT_LEAST_2 = Range("an integer >= 2", lambda x: x >= 2, integer=True)
+AT_LEAST_2 = Range("an integer >= 2 and <= 2^40", lambda x: 2 <= x <= _MAX_INT, integer=True)
 LAG = Range("0 or 1", lambda x: x in (0, 1), integer=True)
 VMAP = Range("-1 (auto), 0 (no) or 1 (yes)", lambda x: x in (-1, 0, 1), integer=True)
 

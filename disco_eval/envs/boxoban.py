@@ -268,8 +268,9 @@ def _write_record(record: dict) -> None:
 
 
 def _mkdir(folder: Path) -> None:
+  """Creates the cache folder `folder`; a link below $DISCO_EVAL_HOME is refused."""
   try:
-    folder.mkdir(parents=True, exist_ok=True)
+    store.atomic.make_dirs(folder, paths.home())
   except OSError as e:
     raise UserError(f"can't create the cache folder {folder}: {e.strerror or e}") from None
 
@@ -397,7 +398,8 @@ def _download(url: str, dest: Path, timeout: float, expected: str | None) -> str
   request = urllib.request.Request(url, headers={"User-Agent": f"disco-eval/{__version__}"})
   try:
     try:
-      with urllib.request.urlopen(request, timeout=timeout) as response, open(tmp, "wb") as out:
+      fd = store.atomic.open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+      with open(fd, "wb") as out, urllib.request.urlopen(request, timeout=timeout) as response:
         for chunk in iter(lambda: response.read(1 << 20), b""):
           out.write(chunk)
           digest.update(chunk)

@@ -9,14 +9,17 @@ failed after the last retry stay recorded as failed; runs another process is
 writing are reported "busy" and are not retried.
 """
 
+import contextlib
 import dataclasses
+import signal
+import time
 from pathlib import Path
 from typing import Callable
 
 from disco_eval import runs, store
 from disco_eval.errors import UserError
 from disco_eval.launch.base import Backend, Outcome
-from disco_eval.runs import Progress, RunResult, SweepSpec, Unit
+from disco_eval.runs import Progress, RunResult, SweepSpec, Unit, stop
 
 
 def work(spec: SweepSpec, unit: Unit, on_progress: Callable[[Progress], None]) -> Outcome:
@@ -80,12 +83,63 @@ def collect(
           found[key].update((seed, settle(spec, unit, seed, why)) for seed in again)
   except KeyboardInterrupt:
     note = backend.interrupted()
-    if note is None:
-      raise
-    raise UserError(note) from None
+    if note is not None:
+      raise UserError(note) from None
+    with contextlib.suppress(Exception):  # the tasks end with the driver regardless
+      backend.cancel()
+    marked = mark_interrupted(spec, [current[key] for key in running])
+    raise ClusterInterrupted(marked) from None
   return [
     found[key][seed] for key, unit in enumerate(units) for seed in unit.seeds if seed in found[key]
   ]
+
+
+class ClusterInterrupted(stop.Interrupted):
+  """Ctrl-C on a cluster sweep's driver: its running runs were marked."""
+
+  def __init__(self, marked: int):
+    super().__init__(signal.SIGINT, 0)
+    self.marked = marked
+
+  def __str__(self) -> str:
+    return self.message
+
+  @property
+  def message(self) -> str:
+    return f"interrupted: {self.marked} run(s) marked interrupted; rerun the same command to resume"
+
+
+# Seconds the driver waits for a cancelled worker to let go of a run's lock.
+RELEASE_S = 20.0
+
+
+def mark_interrupted(spec: SweepSpec, units: list[Unit], wait_s: float = RELEASE_S) -> int:
+  """Marks ``interrupted`` every started, unfinished run of `units` once its
+  worker let go of its lock (waiting up to `wait_s` in all); returns how
+  many were marked. Runs still locked after that are left as they are (a
+  rerun reports them, see compare's "died without a status")."""
+  deadline, marked = time.monotonic() + wait_s, 0
+  for unit in units:
+    for seed in unit.seeds:
+      path = store.run_dir(Path(spec.out), spec.suite, unit.task, unit.label, seed)
+      if not (path / store.STATUS_FILE).is_file():
+        continue
+      record = store.RunRecord(path)
+      while True:
+        try:
+          with record.lock():
+            status = record.status or {}
+            if status.get("status") == "running":
+              record.mark_interrupted(int(status.get("env_steps") or 0))
+              marked += 1
+          break
+        except store.RunBusy:
+          if time.monotonic() > deadline:
+            break
+          time.sleep(0.5)
+        except (UserError, OSError):
+          break
+  return marked
 
 
 def settle(spec: SweepSpec, unit: Unit, seed: int, why: str) -> RunResult:

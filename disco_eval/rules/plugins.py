@@ -60,6 +60,13 @@ REQUIRED_MEMBERS = (
 )
 CALLABLE_MEMBERS = ("output_spec", "init_state", "targets", "loss")
 
+# The types of the plain members of the contract (checked before any record).
+_MEMBER_TYPES: dict[str, Callable[[Any], bool]] = {
+  "name": lambda v: isinstance(v, str) and bool(v),
+  "num_epochs": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+  "num_minibatches": lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+}
+
 # File modules loaded in this process, by (resolved path, sha256 of the source).
 _LOADED: dict[tuple[str, str], ModuleType] = {}
 
@@ -72,11 +79,15 @@ class PluginModule:
   file: Path | None  # the factory's module file
   sha256: str | None  # of that file's bytes
   version: str | None  # of the distribution providing it, else the module's __version__
+  sources_sha256: str | None = None  # of every .py file in its folder (_sources_sha256)
 
   def to_json(self) -> dict[str, Any]:
     """What ``config.json`` stores under ``rule.module`` (the file's location is the
     record's ``rule.source``, the manifest)."""
-    return {"factory": self.factory, "sha256": self.sha256, "version": self.version}
+    doc = {"factory": self.factory, "sha256": self.sha256, "version": self.version}
+    if self.sources_sha256 is not None:
+      doc["sources_sha256"] = self.sources_sha256
+    return doc
 
 
 def is_plugin(manifest: RuleManifest) -> bool:
@@ -199,8 +210,50 @@ def load_factory(manifest: RuleManifest) -> tuple[Callable[..., Any], PluginModu
     )
   path = file if file is not None else Path(getattr(module, "__file__", None) or "")
   sha = _sha256(path) if path.is_file() else None
-  identity = PluginModule(manifest.module, path if sha else None, sha, _version(module, not file))
+  identity = PluginModule(
+    manifest.module,
+    path if sha else None,
+    sha,
+    _version(module, not file),
+    _sources_sha256(path, module) if sha else None,
+  )
   return factory, identity
+
+
+# At most this many source files are hashed for a plug-in's folder.
+MAX_SOURCES = 1000
+
+
+def _source_folder(path: Path, module: ModuleType) -> Path:
+  """The folder a plug-in loads its own code from: its file's folder, or the
+  top package of an importable module (a lone top-level module: its file)."""
+  package = (getattr(module, "__package__", None) or "").split(".")[0]
+  if package:
+    top = sys.modules.get(package)
+    if top is not None and getattr(top, "__file__", None):
+      return Path(top.__file__).parent
+  if getattr(module, "__package__", None) == "" and path.parent.name == "site-packages":
+    return path
+  return path.parent
+
+
+def _sources_sha256(path: Path, module: ModuleType) -> str:
+  """sha256 over the relative names and bytes of every ``.py`` file in the
+  plug-in's folder (subfolders too, hidden ones and __pycache__ aside): an
+  edit to a helper module it imports changes the recorded code."""
+  folder = _source_folder(path, module)
+  files = [folder] if folder.is_file() else []
+  if folder.is_dir():
+    for root, dirs, names in os.walk(folder):
+      dirs[:] = sorted(d for d in dirs if not d.startswith(".") and d != "__pycache__")
+      files += [Path(root) / n for n in sorted(names) if n.endswith(".py")]
+      if len(files) > MAX_SOURCES:
+        break
+  digest = hashlib.sha256()
+  for item in files[:MAX_SOURCES]:
+    name = item.name if folder.is_file() else str(item.relative_to(folder))
+    digest.update(name.encode() + b"\0" + item.read_bytes() + b"\0")
+  return digest.hexdigest()
 
 
 def module_identity(manifest: RuleManifest) -> PluginModule:
@@ -216,6 +269,14 @@ def check_rule(rule: Any, manifest: RuleManifest) -> None:
     raise UserError(
       f"{manifest.path}: {manifest.module} returned a {type(rule).__name__} without "
       f"{', '.join(missing)}; return an update rule with {', '.join(REQUIRED_MEMBERS)} "
+      "(the contract in disco_eval/rules/base.py)"
+    )
+  wrong = [m for m, ok in _MEMBER_TYPES.items() if not ok(getattr(rule, m))]
+  if wrong:
+    shown = ", ".join(f"{m} = {getattr(rule, m)!r}" for m in wrong)
+    raise UserError(
+      f"{manifest.path}: {manifest.module} returned a rule with {shown}; name must be a "
+      "non-empty string and num_epochs, num_minibatches integers >= 1 "
       "(the contract in disco_eval/rules/base.py)"
     )
 

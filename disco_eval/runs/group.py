@@ -25,6 +25,7 @@ import jax
 
 from disco_eval import store
 from disco_eval.config.run_config import RunConfig
+from disco_eval.runs.data_used import data_used
 from disco_eval.runs.divergence import GroupDiverged
 from disco_eval.runs.final import run_summary
 from disco_eval.runs.parts import build_parts
@@ -47,7 +48,8 @@ def _open_records(
   base = config.to_record_json()  # with the runtime (backend, devices)
   results, records = [], {}
   for seed in seeds:
-    doc = {**base, "seed": seed, "versions": store.versions(), "created": _now()}
+    doc = {**base, **data_used(config.suite), "seed": seed, "versions": store.versions()}
+    doc["created"] = _now()
     rec = store.RunRecord.open(spec.out, config.suite, task, label, seed, doc)
     try:
       stack.enter_context(rec.lock())
@@ -81,6 +83,7 @@ def _resume(
     if start_steps:
       state, _, extra = records[seed].load_checkpoint(template, start_steps)
       states[seed], start = state, int(extra["iteration"])
+      store.check_resume_point(records[seed].path, start, start_steps, config.train)
     records[seed].truncate_metrics(start_steps)
   if start_steps:
     label, task = config.rule.name, config.task

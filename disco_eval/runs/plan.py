@@ -91,6 +91,23 @@ def _announce(spec: SweepSpec, runs: int, total_steps: int, protocol: suites.Pro
   )
 
 
+# Protocol settings only the host-stepped loop applies (train/host_loop.py): a
+# pure-JAX suite would record them, label the run with them, and ignore them.
+HOST_ONLY_PROTOCOL_KEYS = ("protocol.eval_max_steps", "protocol.eval_envs")
+
+
+def _refuse_unapplied(suite: suites.SuiteManifest, overrides) -> None:
+  """A one-line UserError for a ``--set`` this suite's backend cannot apply."""
+  if suite.backend != "jax":
+    return
+  for key, value in overrides:
+    if key in HOST_ONLY_PROTOCOL_KEYS:
+      raise UserError(
+        f"--set {key}={value}: the {suite.name} suite evaluates in JAX, where {key} has no "
+        "effect; leave it out (it applies to host-stepped suites such as procgen or crafter)"
+      )
+
+
 def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
   """Checks the spec and cuts the sweep into units: rule by rule, task by
   task, the seeds in groups of `seeds_per_unit` (0: all seeds of a (rule,
@@ -105,6 +122,7 @@ def plan_sweep(spec: SweepSpec, seeds_per_unit: int = 0) -> Plan:
   validate.check_sweep(spec.seeds, spec.steps, spec.checkpoint_every)
   groups = _seed_groups(tuple(spec.seeds), seeds_per_unit)
   over.split_overrides(spec.overrides)  # unknown train./protocol. keys fail before any work
+  _refuse_unapplied(suite, spec.overrides)
   resolved = _resolve_rules(spec)
   scoped_all = over.scope_overrides(spec.overrides, [r.label for r in resolved])
   units, budgets, protocol = [], [], None

@@ -174,6 +174,10 @@ def _train_chunks(
     if not ahead:
       pending = chunk_records.write(pending)
   pending = chunk_records.write(pending)
+  if saved != it:  # a kill in the final evaluation resumes here, not from the start
+    jax.block_until_ready(state)
+    _save_all(records, seeds, state, stacked, it, spi)
+    saved = it
   if stop.requested() is not None:  # before the final evaluation, too
     _stop(records, seeds, state, stacked, it, spi, saved)
   return state

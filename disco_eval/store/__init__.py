@@ -79,9 +79,10 @@ from disco_eval.store.layout import (
   versions,
 )
 from disco_eval.store.metrics import STEP_COLUMN
-from disco_eval.store.record import RunBusy, RunRecord
+from disco_eval.store.record import RunBusy, RunRecord, writer_gone
 from disco_eval.store.scan import RunInfo, scan_runs
 from disco_eval.store.schema import SCHEMA_KEY, SCHEMA_VERSION, schema_version, versioned
+from disco_eval.store.training_checkpoint import check_resume_point
 
 __all__ = [
   "CHECKPOINT_DIR",
@@ -100,6 +101,7 @@ __all__ = [
   "RunRecord",
   "SCHEMA_KEY",
   "SCHEMA_VERSION",
+  "check_resume_point",
   "run_dir",
   "scan_runs",
   "schema_version",
@@ -107,4 +109,5 @@ __all__ = [
   "versions",
   "write_atomic",
   "write_json_atomic",
+  "writer_gone",
 ]

@@ -16,6 +16,14 @@ tokens; :func:`read_json` still reads them (as Python's :mod:`json` does).
 
 A full disk, an exceeded quota or a refused write becomes a one-line
 UserError that says how to fix it.
+
+No writer here follows a symbolic link: :func:`atomic_writer` refuses a
+target that is a link (a rename would only replace the link, but a link
+where a record belongs means the folder came from elsewhere),
+:func:`append_durably` and :func:`open_nofollow` open with ``O_NOFOLLOW``,
+and :func:`refuse_links` / :func:`make_dirs` check every component of a
+path below its root. A results folder someone sent you can therefore never
+make a write land outside it; each refusal is one line (:func:`link_error`).
 """
 
 from __future__ import annotations
@@ -50,6 +58,61 @@ def _environment_error(path: Path, exc: OSError) -> UserError | None:
   if exc.errno in _NOT_ALLOWED:
     return UserError(f"cannot write {path} ({exc.strerror}); pass --out DIR with a writable folder")
   return None
+
+
+def link_error(path: Path) -> UserError:
+  """The one-line refusal of the symbolic link `path`."""
+  try:
+    target = f" (to {os.readlink(path)})"
+  except OSError:
+    target = ""
+  return UserError(
+    f"{path} is a symbolic link{target} where records belong; refusing to write "
+    "through it: remove the link (copy the real files there) or pass --out DIR"
+  )
+
+
+def refuse_links(path: Path, root: Path | None = None) -> None:
+  """UserError (:func:`link_error`) if `path`, or any folder between `root`
+  (excluded: the user chose it) and `path`, is a symbolic link.
+
+  Without `root` (or when `path` is not below it) only `path` itself is
+  checked. Components that do not exist yet are fine.
+  """
+  path = Path(path)
+  chain = [path]
+  if root is not None:
+    try:
+      parts = path.relative_to(root).parts
+    except ValueError:
+      parts = ()
+    chain = [Path(root).joinpath(*parts[: i + 1]) for i in range(len(parts))] or [path]
+  for at in chain:
+    if os.path.islink(at):
+      raise link_error(at)
+
+
+def make_dirs(path: Path, root: Path | None = None) -> None:
+  """Create the folder `path` and its parents below `root` (as mkdir -p),
+  refusing (:func:`refuse_links`) any component that is a symbolic link.
+  A full disk or a refused write becomes a one-line UserError."""
+  refuse_links(path, root)
+  try:
+    Path(path).mkdir(parents=True, exist_ok=True)
+  except OSError as exc:
+    raise (_environment_error(Path(path), exc) or exc) from exc
+  refuse_links(path, root)  # a link made meanwhile
+
+
+def open_nofollow(path: Path, flags: int, mode: int = 0o666) -> int:
+  """os.open of `path` with O_NOFOLLOW | O_CLOEXEC added: a symbolic link
+  as the last component is refused (:func:`link_error`), never followed."""
+  try:
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_CLOEXEC, mode)
+  except OSError as exc:
+    if exc.errno == errno.ELOOP or os.path.islink(path):
+      raise link_error(Path(path)) from exc
+    raise (_environment_error(Path(path), exc) or exc) from exc
 
 
 def _fsync_dir(folder: Path) -> None:
@@ -96,15 +159,13 @@ def atomic_writer(path: Path) -> Iterator[_FdWriter]:
   a refused write becomes a one-line UserError; the folder must exist.
   """
   path = Path(path)
+  refuse_links(path)
   tmp = path.parent / f".{path.name}.{os.getpid()}.{secrets.token_hex(6)}.tmp"
-  try:
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
-  except OSError as exc:
-    raise (_environment_error(path, exc) or exc) from exc
+  fd = open_nofollow(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL)
   closed = False
   try:
     with contextlib.suppress(FileNotFoundError):
-      os.fchmod(fd, stat.S_IMODE(os.stat(path).st_mode))
+      os.fchmod(fd, stat.S_IMODE(os.stat(path, follow_symlinks=False).st_mode))
     yield _FdWriter(fd)
     os.fsync(fd)
     closed = True
@@ -146,10 +207,7 @@ def append_durably(path: Path, data: bytes, keep: int | None = None) -> None:
   of `data` at the end of the file (the caller's format must tell such a
   tail apart). A full disk or a refused write becomes a one-line UserError.
   """
-  try:
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-  except OSError as exc:
-    raise (_environment_error(Path(path), exc) or exc) from exc
+  fd = open_nofollow(path, os.O_WRONLY | os.O_APPEND)
   try:
     if keep is not None:
       os.ftruncate(fd, keep)

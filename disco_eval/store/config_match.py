@@ -42,7 +42,26 @@ LATER_CONFIG_KEYS = {
   ("settings", "agent", "torso_dtype"): "float32",
 }
 
+# Config keys added after runs were first recorded whose old value is not
+# known (the data a run used, the hash of a plug-in's other source files): an
+# older record that lacks one still matches (resumes), and is reported apart
+# from newer runs by compare (its fingerprint lacks the key).
+UNKNOWN_BEFORE_KEYS = (("data",), ("rule", "module", "sources_sha256"))
+
 _ABSENT = object()
+
+
+def _without_unknown_before(stored: dict, new: dict) -> dict:
+  """`new` without the UNKNOWN_BEFORE_KEYS that `stored` lacks."""
+  new = json.loads(json.dumps(new))
+  for *tables, key in UNKNOWN_BEFORE_KEYS:
+    where, there = stored, new
+    for table in tables:
+      where = where.get(table) if isinstance(where, dict) else None
+      there = there.get(table) if isinstance(there, dict) else None
+    if isinstance(there, dict) and key in there and not (isinstance(where, dict) and key in where):
+      del there[key]
+  return new
 
 
 def canonical_config(config: dict) -> dict:
@@ -103,6 +122,7 @@ def check_same_run(run_path: Path, stored: dict, canonical: dict) -> None:
   config.json) matches `canonical` (see :func:`canonical_config`)."""
   stored_canonical = {k: v for k, v in stored.items() if k not in VOLATILE_CONFIG_KEYS}
   stored_canonical = _with_later_keys(stored_canonical, canonical)
+  canonical = _without_unknown_before(stored_canonical, canonical)
   difference = _first_difference(stored_canonical, canonical)
   if difference is not None:
     key, old, new = difference

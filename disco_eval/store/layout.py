@@ -6,6 +6,7 @@ the files named here (see :mod:`disco_eval.store` for what each one holds).
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -30,6 +31,8 @@ FINISHED_STATUSES = ("complete", "diverged")
 
 # Packages whose versions are recorded with every run.
 _VERSIONED = ("jax", "jaxlib", "flax", "optax", "numpy", "disco-eval")
+# Environment packages, recorded when installed (config.fingerprint compares the suite's).
+_ENV_PACKAGES = ("envpool", "gymnax", "craftax", "crafter", "nle")
 
 
 def _check_name(kind: str, value: Any) -> str:
@@ -71,6 +74,9 @@ def versions() -> dict[str, str]:
       out[name] = metadata.version(name)
     except metadata.PackageNotFoundError:
       out[name] = "not installed"
+  for name in _ENV_PACKAGES:
+    with contextlib.suppress(metadata.PackageNotFoundError):
+      out[name] = metadata.version(name)
   if out["disco-eval"] == "not installed":
     out["disco-eval"] = __version__
   return out

@@ -18,7 +18,14 @@ from typing import Any, Iterator
 
 from disco_eval.errors import UserError
 from disco_eval.store import config_match, damage, training_checkpoint
-from disco_eval.store.atomic import read_json, remove_stale_temps, write_json_atomic
+from disco_eval.store.atomic import (
+  make_dirs,
+  open_nofollow,
+  read_json,
+  refuse_links,
+  remove_stale_temps,
+  write_json_atomic,
+)
 from disco_eval.store.layout import (
   CHECKPOINT_DIR,
   CONFIG_FILE,
@@ -59,9 +66,14 @@ class RunRecord:
   two processes never write the same run.
   """
 
-  def __init__(self, path: Path):
-    """A record for the run folder `path` (nothing is read or written)."""
+  def __init__(self, path: Path, root: Path | None = None):
+    """A record for the run folder `path` (nothing is read or written);
+    `root` is the results folder it lies in (default: four levels up, as
+    :func:`~disco_eval.store.layout.run_dir` places runs). No folder between
+    the root and the run may be a symbolic link (see :meth:`check_links`)."""
     self.path = Path(path)
+    parents = self.path.parents
+    self.root = Path(root) if root is not None else (parents[3] if len(parents) > 3 else None)
     # An existing config that matched apart from volatile keys; written under
     # the lock so that a process refused by lock() never rewrites it.
     self._pending_config: dict | None = None
@@ -87,17 +99,22 @@ class RunRecord:
     with a one-line UserError saying what is damaged and how to redo the run;
     nothing in the folder is written or removed.
     """
-    record = cls(run_dir(root, suite, task, rule, seed))
+    record = cls(run_dir(root, suite, task, rule, seed), root)
     config = versioned(config)
     canonical = config_match.canonical_config(config)
     try:
-      record.path.mkdir(parents=True, exist_ok=True)
+      make_dirs(record.path, record.root)
     except OSError as exc:
       raise UserError(
         f"cannot create run folder {record.path} ({exc.strerror}); "
         "pass --out DIR with a writable folder"
       ) from exc
     found = damage.find_damage(record.path)
+    if found is not None and found.reason == "link":
+      raise UserError(
+        f"run folder {record.path} holds a symbolic link where records belong "
+        f"({found.detail}); nothing was written through it: remove the link or pass --out DIR"
+      )
     if found is not None and found.reason != "empty":
       raise UserError(
         f"damaged run record: {found.detail}; nothing in it was changed: remove "
@@ -142,9 +159,10 @@ class RunRecord:
     On entry, temp files left by killed writers are removed and a pending
     config refresh (see open) is written.
     """
+    self.check_links()
     if not self.path.is_dir():
       raise UserError(f"run folder {self.path} does not exist; create it with RunRecord.open")
-    fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o666)
+    fd = open_nofollow(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT)
     try:
       try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -164,6 +182,17 @@ class RunRecord:
       yield self
     finally:
       os.close(fd)  # releases the flock
+
+  def check_links(self) -> None:
+    """UserError in one line if the run folder, a folder between it and the
+    root, or an entry where a record file belongs is a symbolic link."""
+    refuse_links(self.path, self.root)
+    found = damage.find_damage(self.path)
+    if found is not None and found.reason == "link":
+      raise UserError(
+        f"run folder {self.path} holds a symbolic link where records belong "
+        f"({found.detail}); nothing was written through it: remove the link or pass --out DIR"
+      )
 
   @staticmethod
   def _lock_holder(fd: int) -> str:
@@ -303,6 +332,7 @@ class RunRecord:
       return
     _write_record(self.path / SUMMARY_FILE, summary)
     self._write_status("complete", None, env_steps)
+    training_checkpoint.remove(self.path)  # kept only to resume an unfinished run
 
   def mark_interrupted(self, env_steps: int) -> None:
     """Record that the run was stopped by a signal at `env_steps` (it resumes)."""
@@ -390,3 +420,28 @@ class RunRecord:
     `env_steps`), or None if there is none; the state has `template`'s
     structure (see :func:`disco_eval.store.training_checkpoint.load`)."""
     return training_checkpoint.load(self.path, template, env_steps)
+
+
+def writer_gone(path: Path) -> bool:
+  """Whether the run folder `path` says ``running`` but the process that
+  wrote it is gone: its status names this host and a pid that no longer
+  exists (a writer killed by the kernel's OOM killer or SIGKILL leaves no
+  status behind). False when unknown (another host, no pid). Reads only."""
+  try:
+    doc = read_json(Path(path) / STATUS_FILE)
+  except (OSError, ValueError):
+    return False
+  if not isinstance(doc, dict) or doc.get("status") != "running":
+    return False
+  pid = doc.get("pid")
+  if doc.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+    return False
+  if pid == os.getpid():
+    return False
+  try:
+    os.kill(pid, 0)
+  except ProcessLookupError:
+    return True
+  except PermissionError:
+    return False
+  return False

@@ -21,7 +21,8 @@ from disco_eval.store.atomic import read_json
 from disco_eval.store.damage import find_damage
 from disco_eval.store.layout import CONFIG_FILE, STATUS_FILE, STATUSES, SUMMARY_FILE
 
-_SEED_DIR = re.compile(r"seed(\d+)")
+# The canonical seed folder name: seed0, seed7, seed12 (never seed01 or seed+1).
+_SEED_DIR = re.compile(r"seed(0|[1-9][0-9]*)")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -162,7 +163,7 @@ def _run_info(root: Path, path: Path) -> RunInfo:
     if damaged is not None:
       return damaged
   found = find_damage(path)
-  if found is not None and found.reason in ("unreadable", "missing_metrics"):
+  if found is not None and found.reason not in ("empty", "foreign", "missing_config"):
     info = _read_run(root, path, parts)
     return dataclasses.replace(info, problem=found.detail, reason=found.reason)
   return _read_run(root, path, parts)
@@ -223,6 +224,13 @@ def scan_runs(root: Path) -> list[RunInfo]:
     if depth == 0 and CONFIG_FILE not in files:
       nested = [root / s for s in subfolders if is_configuration_folder(s)]
       subfolders[:] = [s for s in subfolders if not is_configuration_folder(s)]
+    for name in subfolders if depth < 4 else ():
+      if os.path.islink(os.path.join(folder, name)):  # never followed by os.walk
+        target = os.readlink(os.path.join(folder, name))
+        parts = (Path(folder) / name).relative_to(root).parts
+        where = _place(parts) if len(parts) == 4 else (None,) * 4
+        detail = f"{name} is a symbolic link (to {target}) where records belong"
+        found.append(_unreadable_run(Path(folder) / name, detail, "link", where))
     if CONFIG_FILE in files or depth == 4:
       subfolders[:] = []  # checkpoint/ and the like are not runs
       try:

@@ -36,7 +36,14 @@ from typing import Any
 import numpy as np
 
 from disco_eval.errors import UserError
-from disco_eval.store.atomic import atomic_writer, dumps, read_json, write_atomic
+from disco_eval.store.atomic import (
+  atomic_writer,
+  dumps,
+  link_error,
+  make_dirs,
+  read_json,
+  write_atomic,
+)
 from disco_eval.store.layout import CHECKPOINT_DIR, CHECKPOINT_META
 from disco_eval.store.schema import versioned
 
@@ -196,7 +203,7 @@ def save(
   """
   pairs, leaves = _flatten_state(state)
   folder = Path(run_path) / CHECKPOINT_DIR
-  folder.mkdir(exist_ok=True)
+  make_dirs(folder, Path(run_path))
   name = f"state-{int(env_steps):012d}-{secrets.token_hex(4)}.npz"
   sha = _write_npz(folder / name, pairs, leaves)
   entry = {
@@ -215,6 +222,22 @@ def save(
   meta = dumps(versioned({"format": _CHECKPOINT_FORMAT, "checkpoints": kept})).encode("utf-8")
   write_atomic(folder / CHECKPOINT_META, meta)  # the commit point
   _delete_unlisted(folder, {c["npz"] for c in kept})
+
+
+def remove(run_path: Path) -> None:
+  """Deletes the checkpoints of a finished run: checkpoint.json first (the
+  list, so that a kill midway leaves no listed file missing), then the npz
+  files, then the folder. A link there is refused (never followed)."""
+  folder = Path(run_path) / CHECKPOINT_DIR
+  if os.path.islink(folder):
+    raise link_error(folder)
+  if not folder.is_dir():
+    return
+  with contextlib.suppress(FileNotFoundError):
+    os.unlink(folder / CHECKPOINT_META)
+  _delete_unlisted(folder, set())
+  with contextlib.suppress(OSError):  # not empty: something else lies there
+    os.rmdir(folder)
 
 
 def _delete_unlisted(folder: Path, listed: set[str]) -> None:
@@ -285,6 +308,35 @@ def _fit_template(folder: Path, template: Any, saved: dict[str, tuple[dict, np.n
   return jax.tree_util.tree_unflatten(treedef, values)
 
 
+def _check_entry(folder: Path, entry: dict) -> None:
+  """UserError unless a checkpoint entry's env_steps agrees with its npz's
+  name (written together by :func:`save`; a disagreement is an edit)."""
+  try:
+    named = int(str(entry["npz"]).split("-")[1])
+    ok = named == int(entry["env_steps"]) and int(entry["env_steps"]) >= 0
+  except (KeyError, IndexError, TypeError, ValueError):
+    ok = False
+  if not ok:
+    raise UserError(
+      f"checkpoint {folder} lists {entry.get('npz')!r} at {entry.get('env_steps')!r} env "
+      f"steps, which its name contradicts; {_fix(folder)}"
+    )
+
+
+def check_resume_point(run_path: Path, iteration: int, env_steps: int, train: Any) -> None:
+  """UserError unless a checkpoint's iteration counter and its env_steps
+  agree for the run's loop settings `train` (its steps_per_iteration): a
+  resume takes its position from the saved counters, cross-checked."""
+  spi = int(getattr(train, "steps_per_iteration", 0) or 0)
+  total = int(getattr(train, "iterations", 0) or 0)
+  if spi <= 0 or iteration < 0 or iteration * spi != env_steps or iteration > total:
+    folder = Path(run_path) / CHECKPOINT_DIR
+    raise UserError(
+      f"checkpoint {folder} says iteration {iteration} at {env_steps} env steps, which does "
+      f"not fit this run ({spi} env steps per iteration, {total} iterations); {_fix(folder)}"
+    )
+
+
 def load(
   run_path: Path, template: Any, env_steps: int | None = None
 ) -> tuple[Any, int, dict] | None:
@@ -305,5 +357,6 @@ def load(
       raise UserError(f"run {run_path} has no checkpoint at {env_steps} env steps; {_fix(folder)}")
   if not found:
     return None
+  _check_entry(folder, found[0])
   saved, steps_done, extra = _read_arrays(folder, found[0])
   return _fit_template(folder, template, saved), steps_done, extra

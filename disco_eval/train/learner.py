@@ -25,6 +25,7 @@ import jax.numpy as jnp
 import optax
 
 from disco_eval.agents.networks import Agent
+from disco_eval.errors import UserError
 from disco_eval.rules.base import Rollout, UpdateRule
 from disco_eval.train import devices, replay
 
@@ -38,6 +39,12 @@ def masked_loss(
   returns ([] loss, the rule's logs)."""
   per_step, logs = rule.loss(agent_out, targets, batch)
   mask = batch.loss_mask
+  if jnp.shape(per_step) != jnp.shape(mask):  # static: checked once, while compiling
+    raise UserError(
+      f"rule {getattr(rule, 'name', '?')}: loss returned shape {list(jnp.shape(per_step))} "
+      f"but the contract is one loss per step, [T, B] = {list(jnp.shape(mask))} "
+      "(disco_eval/rules/base.py); return the per-step loss, not a mean or a sum"
+    )
   return jnp.sum(per_step * mask) / (jnp.sum(mask) + 1e-8), logs
 
 
