@@ -36,7 +36,7 @@ KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES
 # meta-learned with a weights file, meta-learned and published as a closed formula, or designed
 # by hand. A discovered rule names the environments it was discovered on (`discovered_on`): an
 # entry equal to a suite name (e.g. "procgen") marks results of the rule on that suite as
-# "not held out"; other entries (e.g. "atari-57") name benchmarks disco-eval does not run.
+# "not held out"; other entries (e.g. "dmlab-30") name benchmarks disco-eval does not run.
 CATEGORIES = {
   "discovered-weights": "discovered (learned weights)",
   "discovered-closed-form": "discovered (closed form)",
