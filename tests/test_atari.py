@@ -111,7 +111,7 @@ def test_atari_network_is_the_papers_size():
   agent = Agent(agent_table, spec, 18, (1, 84, 84))
   shapes = jax.eval_shape(agent.init, jax.random.PRNGKey(0))
   count = sum(math.prod(x.shape) for x in jax.tree.leaves(shapes))
-  assert 15e6 < count < 30e6, count  # "comparable to MuZero's" (Methods)
+  assert 30e6 < count < 40e6, count  # 35.5M with 18 actions; "comparable to MuZero's" (Methods)
 
 
 # --- the protocols -----------------------------------------------------------------------------
@@ -174,7 +174,7 @@ def test_atari5_is_five_games_and_an_estimate_of_the_median():
   p = suites.load_suite("atari").protocol("atari5")
   assert p.get("tasks") == ["battle_zone", "double_dunk", "name_this_game", "phoenix", "qbert"]
   assert "ESTIMATE" in p.get("aggregate") and "median" in p.get("aggregate")
-  assert math.isclose(sum(p.get("median_weights")), 0.9674, abs_tol=1e-3)
+  assert math.isclose(sum(p.get("median_weights")), 0.9653, abs_tol=1e-3)
   # At human level on every game the estimate is about 100% (weights sum to ~1, no intercept).
   assert 80 < atari5.estimate_median(p, dict.fromkeys(p.get("tasks"), 1.0)) < 110
   # From Extended Data Table 1: within a factor 1.5 of the 57-game median of each column.
@@ -251,6 +251,12 @@ def test_tiny_runs_on_pong_and_breakout_and_compare_says_not_held_out(tmp_path):
     protocol="disco+cpu-small",
     out=tmp_path,
     checkpoint_every=10,
+    # PPO brings its own loop (16 actors, 4 epochs of 4 minibatches): shrunk for this CPU.
+    overrides=(
+      ("ppo.train.num_envs", "4"),
+      ("ppo.rule.num_epochs", "1"),
+      ("ppo.rule.num_minibatches", "1"),
+    ),
   )
   results = run_sweep(spec, lambda event: None)
   assert [r.status for r in results] == ["complete"] * 4, [r.error for r in results]
