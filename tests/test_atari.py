@@ -6,6 +6,7 @@ import csv
 import io
 import json
 import math
+import shutil
 from pathlib import Path
 
 import jax
@@ -238,10 +239,15 @@ def test_published_iqm_recomputed_from_the_rows():
 
 
 @pytest.mark.slow
-def test_tiny_runs_on_pong_and_breakout_and_compare_says_not_held_out(tmp_path):
+def test_tiny_runs_on_pong_and_breakout_and_compare_says_not_held_out(
+  tmp_path, disco_home, disco103_npz
+):
   from disco_eval.runs.spec import SweepSpec
   from disco_eval.runs.sweep import run_sweep
 
+  (disco_home / "rules").mkdir(parents=True)
+  shutil.copyfile(disco103_npz, disco_home / "rules" / disco103_npz.name)
+  out = tmp_path / "runs"
   spec = SweepSpec(
     suite="atari",
     rules=("disco103", "ppo"),
@@ -249,7 +255,7 @@ def test_tiny_runs_on_pong_and_breakout_and_compare_says_not_held_out(tmp_path):
     tasks=("pong", "breakout"),
     steps=464,
     protocol="disco+cpu-small",
-    out=tmp_path,
+    out=out,
     checkpoint_every=10,
     # PPO brings its own loop (16 actors, 4 epochs of 4 minibatches): shrunk for this CPU.
     overrides=(
@@ -267,7 +273,7 @@ def test_tiny_runs_on_pong_and_breakout_and_compare_says_not_held_out(tmp_path):
     assert r.summary["eval_episodes"] == 2 and math.isfinite(r.summary["score"])
     game = r.path.parts[-3]
     assert -21 <= r.summary["score"] <= 21 if game == "pong" else r.summary["score"] >= 0
-  result = compare.compare(tmp_path, suite="atari", reps=50)
+  result = compare.compare(out, suite="atari", reps=50)
   kinds = result.groups[0].kinds
   assert kinds["disco103"].held_out == "no" and kinds["ppo"].held_out == "yes"
   console = Console(file=io.StringIO(), width=400, color_system=None)
