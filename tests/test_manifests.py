@@ -186,7 +186,8 @@ def test_builtin_manifests_declare_category_and_discovery():
   by_name = {m.name: m for m in manifests.list_rule_manifests()}
   disco = by_name["disco103"]
   assert disco.category == "discovered-weights"
-  assert disco.discovered_on == ("atari-57", "procgen", "dmlab-30")
+  assert disco.discovered_on == ("atari", "procgen", "dmlab-30")
+  assert not disco.held_out_on("atari")
   assert not disco.held_out_on("procgen") and disco.held_out_on("crafter")
   assert by_name["ppo"].category == "hand-designed" and by_name["ppo"].held_out_on("procgen")
   assert by_name["ppo"].category_label == "hand-designed"

@@ -323,7 +323,7 @@ def test_rules_list_shows_category_and_discovery_of_builtin_and_installed_rules(
   assert done.returncode == 0, done.stderr
   rows = {r["name"]: r for r in json.loads(done.stdout)}
   assert rows["disco103"]["category_label"] == "discovered (learned weights)"
-  assert rows["disco103"]["discovered_on"] == ["atari-57", "procgen", "dmlab-30"]
+  assert rows["disco103"]["discovered_on"] == ["atari", "procgen", "dmlab-30"]
   assert (rows["ppo"]["category"], rows["ppo"]["discovered_on"]) == ("hand-designed", [])
   assert rows["pkg_rule"]["source"] == "installed" and rows["pkg_rule"]["kind"] == "plugin"
   assert rows["pkg_dict"]["category_label"] == "discovered (closed form)"

@@ -37,7 +37,7 @@ KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES
 # meta-learned with a weights file, meta-learned and published as a closed formula, or designed
 # by hand. A discovered rule names the environments it was discovered on (`discovered_on`): an
 # entry equal to a suite name (e.g. "procgen") marks results of the rule on that suite as
-# "not held out"; other entries (e.g. "atari-57") name benchmarks disco-eval does not run.
+# "not held out"; other entries (e.g. "dmlab-30") name benchmarks disco-eval does not run.
 # `discovered_near` lists suites that are not discovery environments but near relatives of one
 # (e.g. MinAtar's miniatures of Atari games for a rule discovered on Atari-57): held out "near",
 # sourced in `discovered_near_note`.

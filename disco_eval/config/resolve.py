@@ -30,16 +30,23 @@ from disco_eval.errors import UserError
 
 
 def rule_settings(
-  manifest: manifests.RuleManifest, suite: SuiteManifest, rule_over: dict[str, str]
+  manifest: manifests.RuleManifest,
+  suite: SuiteManifest,
+  rule_over: dict[str, str],
+  protocol: Protocol | None = None,
 ) -> dict:
   """A rule's settings tables for a suite.
 
   Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
-  (the torso for its observations, which may bring keys of its own), the rule
-  manifest's ``[suites.SUITE]`` overrides, the user's ``--set``.
+  (the torso for its observations, which may bring keys of its own), the
+  protocol's ``agent`` table (a named override's network, e.g. Atari's
+  ``cpu-small``: it shows in the label), the rule manifest's ``[suites.SUITE]``
+  overrides, the user's ``--set``.
   """
   tables = manifest.settings()
   tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
+  if protocol is not None and isinstance(protocol.get("agent"), dict):
+    tables["agent"].update(copy.deepcopy(protocol.get("agent")))
   tables = manifests.apply_overrides(
     tables, manifest.suites.get(suite.name, {}), f"{manifest.path}: [suites.{suite.name}]"
   )
@@ -131,7 +138,7 @@ def rule_plan(
   """Settings, loop and protocol of one rule from its scoped overrides
   (:func:`disco_eval.config.overrides.scope_overrides`)."""
   split = over.split_overrides(scoped)
-  settings = rule_settings(manifest, suite, split.rule)
+  settings = rule_settings(manifest, suite, split.rule, protocol)
   cfg = rule_train_config(protocol, steps, settings, split.train)
   return RulePlan(settings, cfg, effective_protocol(protocol, cfg, split.protocol))
 

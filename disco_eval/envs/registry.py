@@ -9,7 +9,7 @@ contracts are in :mod:`disco_eval.envs.base`); the pure-JAX backend picks
 the module by task family (``JAX_TASKS``).
 
 Adding a host-stepped backend: a module with ``make_task`` and one
-``BACKENDS`` entry; adding a pure-JAX task family: a module with
+``BACKENDS`` entry (an EnvPool suite: one ``ENVPOOL_SUITES`` entry); adding a pure-JAX task family: a module with
 ``make_task`` and one ``JAX_TASKS`` entry.
 """
 
@@ -39,8 +39,7 @@ def _require_envpool() -> None:
   except (ImportError, OSError) as e:
     if "Qt5" in str(e) or "libQt" in str(e):
       raise UserError(
-        f"envpool's ProcGen needs the Qt5 runtime ({e}); install it with "
-        "`apt-get install libqt5gui5`"
+        f"envpool needs the Qt5 runtime ({e}); install it with `apt-get install libqt5gui5`"
       ) from None
     raise UserError(f"cannot import envpool ({e}); pip install envpool==1.2.5") from None
 
@@ -52,6 +51,15 @@ def _from_module(module: str) -> Callable[[Any, str], EnvSpec]:
     return importlib.import_module(module).make_task(suite, task)
 
   return make_task
+
+
+# EnvPool suites by suite name: the module (with ``make_task``) of each.
+ENVPOOL_SUITES = {"procgen": "disco_eval.envs.procgen", "atari": "disco_eval.envs.atari"}
+
+
+def _envpool_task(suite: Any, task: str) -> EnvSpec:
+  """A task of an EnvPool suite, from the suite's module (``ENVPOOL_SUITES``)."""
+  return importlib.import_module(ENVPOOL_SUITES[suite.name]).make_task(suite, task)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,9 +112,7 @@ class Backend:
 
 BACKENDS = {
   "jax": Backend(_make_jax),
-  "envpool": Backend(
-    _from_module("disco_eval.envs.procgen"), (_require_envpool,), suites=("procgen",)
-  ),
+  "envpool": Backend(_envpool_task, (_require_envpool,), suites=tuple(ENVPOOL_SUITES)),
   "crafter": Backend(
     _from_module("disco_eval.envs.crafter"),
     (
