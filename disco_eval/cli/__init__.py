@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from disco_eval import __version__, runtime
-from disco_eval.cli import bench, data, doctor, plan, results, rules, run, suites
+from disco_eval.cli import analyze, bench, data, doctor, plan, results, rules, run, suites
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
 from disco_eval.cli.helptext import Group
@@ -25,7 +25,7 @@ app = typer.Typer(
   cls=Group,
 )
 # In this order: `--help` lists the commands, then the groups, as registered.
-for group in (rules, suites, run, plan, bench, results, data, doctor):
+for group in (rules, suites, run, plan, bench, results, data, doctor, analyze):
   group.register(app)
 
 
