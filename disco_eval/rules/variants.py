@@ -16,8 +16,9 @@ steps. They are replaced by zeros (uniform logits) in the meta-network's inputs 
 agent's own y and z still receive their loss towards the (ablated) targets. Everything else
 the rule reads (policy logits, values, rewards, terminals, actions) is untouched. In
 ``no-yz-bootstrap`` the meta-RNN state advances with the unchanged inputs' pass (the pass
-that produces ``pi_hat``); in ``no-yz`` with the ablated one. Disagreement: the paper's
-text available here does not say which pass advances the meta-RNN; this is our choice.
+that produces ``pi_hat``); in ``no-yz`` with the ablated one. Our reading: the
+paper's Methods text was not available when this was written; which arrays count as "the y
+and z inputs" and which pass advances the meta-RNN are our choices, to check against it.
 
 A variant is named ``RULE:VARIANT`` (``--rule disco103:no-yz``, ``--rule
 PATH.npz:no-yz-bootstrap``, ``--rule NAME=PATH.npz:no-yz``): the rule's label gets the same
