@@ -30,11 +30,16 @@ class RuleIdentity:
   # "sha256": of the factory's module file, "version": of its package or None}; recorded
   # only for plug-ins, so that a changed source is a changed config on resume.
   module: dict[str, Any] | None = None
+  # An input ablation of a Disco rule (rules.variants: "no-yz-bootstrap", "no-yz"), also the
+  # name's ":VARIANT" suffix; recorded only for variants, so older configs keep matching.
+  variant: str | None = None
 
   def to_json(self) -> dict[str, Any]:
     doc = {"name": self.name, "kind": self.kind, "sha256": self.sha256, "source": self.source}
     if self.module is not None:
       doc["module"] = dict(self.module)
+    if self.variant is not None:
+      doc["variant"] = self.variant
     return doc
 
 

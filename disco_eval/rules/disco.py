@@ -359,6 +359,7 @@ def meta_step(
   cfg: RuleConfig,
   axis_name: str | None = None,
   with_debug: bool = False,
+  differentiable: bool = False,
 ) -> tuple[MetaOut, MetaState, dict[str, Array]]:
   """One application of the Disco103 meta-network.
 
@@ -369,12 +370,16 @@ def meta_step(
     cfg: rule settings.
     axis_name: pmap/shard axis over which batch statistics are averaged.
     with_debug: also return intermediates (for verification).
+    differentiable: let gradients flow from the targets to `inp` (for analysing the rule,
+      e.g. the sensitivity of the targets to the predictions, disco_eval.analysis.inside);
+      the values, advantages and their statistics stay constants. The learner never sets it.
 
   Returns:
     targets, the new meta-state, and a dict of intermediates (empty unless
     `with_debug`).
   """
-  inp = jax.lax.stop_gradient(inp)
+  if not differentiable:
+    inp = jax.lax.stop_gradient(inp)
   vals, adv_ema, td_ema = value_outputs(inp, state, cfg, axis_name)
   embeddings = _embeddings(params, inp)
   x_in, emb = _trajectory_features(params, "lstm", inp, vals, embeddings["lstm"])
@@ -422,7 +427,7 @@ def meta_step(
       "target_q_value": vals.target_q_value,
       "rho": vals.rho,
     }
-  return jax.lax.stop_gradient(out), new_state, debug
+  return (out if differentiable else jax.lax.stop_gradient(out)), new_state, debug
 
 
 @full_precision

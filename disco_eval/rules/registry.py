@@ -12,7 +12,7 @@ from typing import Any, Callable, NamedTuple
 from disco_eval.config import schema
 from disco_eval.config.manifests import RuleManifest
 from disco_eval.errors import UserError
-from disco_eval.rules import actor_critic, disco, dpo, dqn, plugins, ppo
+from disco_eval.rules import actor_critic, disco, dpo, dqn, plugins, ppo, variants
 from disco_eval.rules.base import UpdateRule
 
 
@@ -60,10 +60,16 @@ def build_manifest_rule(
   manifest: RuleManifest, settings: dict[str, Any], name: str, axis_name: str | None = None
 ) -> UpdateRule:
   """The rule object of `manifest` from its resolved settings tables: a plug-in's factory
-  (``module``), else the builder of its built-in kind."""
+  (``module``), else the builder of its built-in kind. A `name` ending in ``:VARIANT`` (the
+  label of a variant, :mod:`disco_eval.rules.variants`) builds that variant."""
   if plugins.is_plugin(manifest):
     return plugins.build(manifest, settings, name=name, axis_name=axis_name)
-  return build_rule(manifest.kind, settings, name, axis_name)
+  _, variant = variants.split(name)
+  rule = build_rule(manifest.kind, settings, name, axis_name)
+  if variant is not None:
+    variants.check_kind(name, manifest.kind)
+    rule = variants.build(rule, variant)
+  return rule
 
 
 def check_manifest(manifest: RuleManifest) -> None:

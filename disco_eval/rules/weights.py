@@ -34,7 +34,7 @@ from disco_eval.config.manifests import (
   load_rule_manifest,
 )
 from disco_eval.errors import UserError
-from disco_eval.rules import plugins
+from disco_eval.rules import plugins, variants
 from disco_eval.rules.architectures import expected_shapes
 
 CHUNK_SIZE = 1 << 20
@@ -321,6 +321,7 @@ class ResolvedRule:
   path: Path | None  # the weights file; a manifest given by path (plug-ins)
   label: str
   module: plugins.PluginModule | None = None  # a plug-in's code (see rules.plugins)
+  variant: str | None = None  # an input ablation (see rules.variants), in the label too
 
 
 def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ()) -> ResolvedRule:
@@ -343,7 +344,16 @@ def resolve_rule(spec: str, *, download: bool = True, among: Sequence[str] = ())
     first if missing and `download`), hand-designed rules have no params; a
     name that is not a built-in rule's may be one an installed package
     registers (entry-point group ``disco_eval.rules``).
+  * any of the above for a rule of Disco103's architecture, then ``:VARIANT``
+    (``disco103:no-yz``): that rule with an input ablation (:mod:`disco_eval.rules.variants`),
+    labelled with the same suffix.
   """
+  base_spec, variant = variants.split(spec)
+  among = [variants.split(other)[0] for other in among]  # a variant shares its base's file
+  if variant is not None:
+    base = resolve_rule(base_spec, download=download, among=among)
+    variants.check_kind(spec, base.manifest.kind)
+    return dataclasses.replace(base, label=variants.label(base.label, variant), variant=variant)
   if spec.lower().endswith(".toml"):
     return _resolve_manifest(load_manifest_file(Path(spec)))
   named = _split_named(spec)

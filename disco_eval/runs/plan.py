@@ -36,6 +36,7 @@ def rule_identity(rule: weights.ResolvedRule) -> RuleIdentity:
     sha256=rule.sha256,
     source=str(rule.path) if rule.path else None,
     module=rule.module.to_json() if rule.module else None,
+    variant=rule.variant,
   )
 
 
