@@ -66,17 +66,21 @@ def _abstract(tree: Any) -> Any:
   return jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), jnp.result_type(x)), tree)
 
 
-def abstract_inputs(env, rule_obj, agent, opt, rule_params, cfg) -> dict[str, Any]:
+def abstract_inputs(
+  env, rule_obj, agent, opt, rule_params, cfg, obs_dtype: Any = None
+) -> dict[str, Any]:
   """Shapes and dtypes of the learner's and the policy's inputs under `cfg`:
   params, opt_state, rule_state, rule_params, a learner batch [L, B, ...]
-  (observations as the replay buffer keeps them), the policy's observations
-  [E, ...] and a key."""
+  (observations as the replay buffer keeps them, or in `obs_dtype`), the
+  policy's observations [E, ...] and a key. `env` needs only
+  ``observation_shape`` and ``num_actions``."""
   key = jax.random.PRNGKey(0)
   params = jax.eval_shape(agent.init, key)
   opt_state = jax.eval_shape(opt.init, params)
   rule_state = jax.eval_shape(rule_obj.init_state, key, params)
   length, b = cfg.rollout_len, cfg.sample_entries * cfg.num_envs
-  obs_dtype = getattr(env, "observation_dtype", jnp.float32) if _is_host(env) else jnp.float32
+  if obs_dtype is None:
+    obs_dtype = env.observation_dtype if _is_host(env) else jnp.float32
   obs_shape = tuple(env.observation_shape)
   f32 = jnp.float32
   batch = Rollout(
