@@ -34,7 +34,7 @@ LOG="$OUT_DIR/gpu_check.log"
 exec > >(tee -a "$LOG") 2>&1
 echo "gpu_check ($MODE) at $(date -u +%FT%TZ) in $PWD; results in $OUT_DIR"
 BUNDLE=.device
-if [[ "$MODE" == full ]]; then BUDGET="${GPU_CHECK_BUDGET_S:-470}"; else BUDGET="${GPU_CHECK_BUDGET_S:-2400}"; fi
+if [[ "$MODE" == full ]]; then BUDGET="${GPU_CHECK_BUDGET_S:-470}"; else BUDGET="${GPU_CHECK_BUDGET_S:-3600}"; fi
 
 # --- install: from the bundle, no network, never replacing the machine's packages ------------
 if [[ -d "$BUNDLE/wheels" ]]; then
@@ -124,7 +124,7 @@ else
   RUN=(catch --steps 600 --set train.min_buffer=4 --set train.sample_entries=4
     --set train.chunk=4 --set agent.torso_hidden=[16])
   ALLOW=(--allow-cpu)
-  L_VERIFY=300 L_CATCH=300 L_MINATAR=300 L_PPO=300 L_CRAFTAX=300 L_SOKOBAN=300 L_PROCGEN=300
+  L_VERIFY=300 L_CATCH=300 L_MINATAR=600 L_PPO=300 L_CRAFTAX=600 L_SOKOBAN=300 L_PROCGEN=300
   L_SYNTH=300 L_RUN=200
 fi
 
