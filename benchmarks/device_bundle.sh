@@ -18,12 +18,12 @@
 # and MANIFEST.txt (every file, its size, what was left out and why). Left out by design:
 # nle (NetHack is not measured by the check) and the Qt5 runtime that EnvPool's ProcGen links
 # against (16 MB compressed with its ICU data: it does not fit beside the assets). Downloads
-# are cached in .device/cache; a second run downloads nothing.
+# are kept in .device-cache/ (ignored; it does not travel); a second run downloads nothing.
 set -euo pipefail
 
 ROOT="$PWD"
 DEST="$ROOT/.device"
-CACHE="$DEST/cache"
+CACHE="$ROOT/.device-cache"  # downloads, outside the bundle: the bundle travels, this not
 SHARED="${SHARED:-../shared}"
 CAP_MIB="${CAP_MIB:-44}"
 PY="${PYTHON:-python3}"
@@ -46,7 +46,7 @@ CORE=(gymnax==1.0.1 craftax==1.6.1 arch==7.2.0 gymnasium==1.2.0 farama-notificat
   ruamel.yaml==0.19.1 ruamel.yaml.clib)
 SDIST_ONLY=(crafter==1.8.3)  # pure Python, published as a source archive: built here
 
-used_bytes() { du -sb "$DEST" --exclude=cache | cut -f1; }
+used_bytes() { du -sb "$DEST" | cut -f1; }
 cap_bytes=$((CAP_MIB * 1024 * 1024))
 fits() {  # fits BYTES: whether BYTES more keep the bundle under the cap
   (($(used_bytes) + $1 <= cap_bytes))
@@ -142,7 +142,7 @@ note "LEFT OUT: nle (NetHack is not measured by the check; 3.3 MB)"
 note "LEFT OUT: rliable (analysis only; no cp312 wheel of 1.2.0 on the index)"
 
 echo >> "$MANIFEST"
-(cd "$DEST" && find . -path ./cache -prune -o -type f ! -name MANIFEST.txt -printf '%s %p\n' |
+(cd "$DEST" && find . -type f ! -name MANIFEST.txt -printf '%s %p\n' |
   sort -k2) >> "$MANIFEST"
 total=$(used_bytes)
 note "total: $((total / 1024)) KiB ($(awk "BEGIN {printf \"%.1f\", $total / 1048576}") MiB; cap ${CAP_MIB} MiB; the device takes 64 MiB with the checkout)"
