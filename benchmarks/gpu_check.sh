@@ -1,19 +1,22 @@
 #!/usr/bin/env bash
-# The device check of issue 15: one script, under 8 minutes on one H100/H200 with JAX+CUDA
-# preinstalled. Measures `disco-eval doctor`; `bench` for catch, sokoban and procgen (steps/s,
-# learner split, 1 vs N seeds); checkpoint overhead (a ProcGen run without and with
-# checkpoints); the compile cache's second start; `rules verify disco103` on the device; peak
-# device memory of each step. Prints a markdown table for docs/benchmarks.md.
+# The device check: ONE call on a bare GPU machine (one H100/H200, 16 cores, Python 3.12 with
+# jax/jaxlib for CUDA, flax, optax, chex, numpy, rich, typer, numba, matplotlib, pandas, scipy
+# preinstalled; no network; only the checkout is there). Prepare it here first:
 #
-#   bash benchmarks/gpu_check.sh               # the full check (a GPU box)
-#   bash benchmarks/gpu_check.sh --cpu-smoke   # tiny settings, end to end on a CPU (< 3 min)
+#   bash benchmarks/device_bundle.sh           # here: fills .device/ (wheels, weights, golden)
+#   OUT=gpu-results bash benchmarks/gpu_check.sh             # there (.device carried along)
+#   bash benchmarks/gpu_check.sh --cpu-smoke   # every step, tiny, on a CPU
 #
-# Run it from the repository root. Everything it measures goes to $OUT (default: a new
-# temporary folder): one NAME.json (exit status, wall seconds, device memory) and NAME.out
-# (the command's JSON) per step, table.md, and the log. Run records and checkpoints go to a
-# scratch folder outside $OUT (ProcGen checkpoints are ~1.5 GB each). Golden files and the
-# Disco103 weights come from $SHARED (default ../shared, else ./shared); without them the
-# verify step is skipped and the runs use actor_critic.
+# It installs the project's missing packages from .device/wheels with no network and without
+# their dependencies (pip never touches the machine's jax), uses the preinstalled jax, and keeps
+# within GPU_CHECK_BUDGET_S seconds in all (default 470: under 8 minutes, the install
+# included), each step cut at what is left. Each step's result is appended to
+# $OUT/results.jsonl the moment it is measured (the machine returns few files): `rules verify`
+# on the device; Catch (8 seeds); MinAtar with Disco103 and with PPO (1 and 16 seeds); Craftax-
+# Classic; Sokoban; ProcGen (the real environment where EnvPool's ProcGen loads, and always
+# its learner and policy steps on synthetic frames, float32 and bfloat16 torso, with XLA's cost
+# analysis); the compile cache's cold and warm start of one run; each step's peak device memory.
+# At the end $OUT holds results.jsonl, table.md (for docs/benchmarks.md) and gpu_check.log.
 set -uo pipefail
 
 START_S=$(date +%s)
@@ -25,118 +28,146 @@ mkdir -p "$OUT_DIR"
 trap 'rm -rf "$SCRATCH"' EXIT
 export DISCO_EVAL_HOME="$SCRATCH/home"  # a cold compile cache, the weights pulled here
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}"
+export PYTHONUNBUFFERED=1
 PY="${PYTHON:-python3}"
 LOG="$OUT_DIR/gpu_check.log"
 exec > >(tee -a "$LOG") 2>&1
 echo "gpu_check ($MODE) at $(date -u +%FT%TZ) in $PWD; results in $OUT_DIR"
+BUNDLE=.device
+if [[ "$MODE" == full ]]; then BUDGET="${GPU_CHECK_BUDGET_S:-470}"; else BUDGET="${GPU_CHECK_BUDGET_S:-3600}"; fi
 
-# --- install: this checkout without touching the preinstalled JAX ----------------------------
-# Only what is missing, one package at a time and without its dependencies (--no-deps), so that
-# pip never replaces the machine's jax/jaxlib/CUDA wheels.
-if ! "$PY" -c "import disco_eval" 2>/dev/null; then
-  "$PY" -m pip install --quiet --no-deps -e . || echo "note: pip install -e . failed; using PYTHONPATH"
-fi
-for pair in typer:typer rich:rich click:click shellingham:shellingham \
-  markdown_it:markdown-it-py mdurl:mdurl pygments:pygments flax:flax optax:optax \
-  chex:chex msgpack:msgpack envpool:envpool; do
-  mod="${pair%%:*}"; pkg="${pair#*:}"
-  if ! "$PY" -c "import $mod" 2>/dev/null; then
-    echo "installing missing $pkg (--no-deps)"
-    "$PY" -m pip install --quiet --no-deps "$pkg" || echo "note: could not install $pkg"
+# --- install: from the bundle, no network, never replacing the machine's packages ------------
+if [[ -d "$BUNDLE/wheels" ]]; then
+  missing=()
+  for whl in "$BUNDLE"/wheels/*.whl; do
+    dist="$(basename "$whl" | cut -d- -f1)"
+    "$PY" -m pip show -q "$dist" >/dev/null 2>&1 || missing+=("$whl")
+  done
+  if ((${#missing[@]})); then
+    echo "installing ${#missing[@]} wheels from $BUNDLE/wheels (--no-index --no-deps)"
+    "$PY" -m pip install -q --no-index --no-deps --no-compile --find-links "$BUNDLE/wheels" \
+      "${missing[@]}" || echo "note: some wheels did not install"
   fi
-done
+else
+  echo "no $BUNDLE/wheels (run benchmarks/device_bundle.sh before): installing nothing"
+fi
+"$PY" -m pip install -q --no-index --no-deps --no-build-isolation -e . >/dev/null 2>&1 ||
+  echo "note: the project is not pip-installed; using PYTHONPATH"
+"$PY" - <<'EOF'
+import importlib.metadata as md
+from disco_eval import runtime  # noqa: F401 - the project imports
+import jax
+print(f"jax {jax.__version__}, jaxlib {md.version('jaxlib')}, backend {jax.default_backend()}, "
+      f"devices {jax.devices()}")
+for mod in ("gymnax", "craftax", "envpool", "crafter"):
+  try:
+    __import__(mod)
+    print(f"import {mod}: ok")
+  except Exception as e:  # noqa: BLE001
+    print(f"import {mod}: {type(e).__name__}: {e}")
+EOF
+echo "install done after $(($(date +%s) - START_S)) s"
 
-# The whole check keeps within BUDGET seconds (default 450: 7.5 min): each step gets at most
-# what is left, less a reserve for the table; a step with under 20 s left is skipped.
-BUDGET="${GPU_CHECK_BUDGET_S:-450}"
-step() {  # step NAME SECONDS disco-eval-args...: one measured command, at most SECONDS
-  local name="$1" limit="$2"; shift 2
+SHARED="${SHARED:-$BUNDLE/shared}"
+[[ -f "$SHARED/rules/disco_103.npz" ]] || SHARED=../shared
+if [[ -f "$BUNDLE/procgen_assets.tar" ]]; then
+  mkdir -p "$SCRATCH/envpool_assets" && tar -C "$SCRATCH/envpool_assets" -xf "$BUNDLE/procgen_assets.tar"
+  export ENVPOOL_ASSETS_PATH="$SCRATCH/envpool_assets"
+fi
+
+step() {  # step KIND NAME SECONDS ARGS...: one measured step (KIND run|procgen), at most SECONDS
+  local kind="$1" name="$2" limit="$3"; shift 3
   local left=$((BUDGET - ($(date +%s) - START_S) - 10))
-  if ((left < 20)); then
+  if ((left < 15)); then
     echo "$name: skipped (the check's $BUDGET s are spent)"
+    printf '{"name": "%s", "rc": -1, "error": "skipped: budget spent", "wall_s": 0}\n' "$name" \
+      >> "$OUT_DIR/results.jsonl"
     return 0
   fi
   ((limit > left)) && limit=$left
-  timeout --kill-after=10 "$limit" "$PY" benchmarks/gpu_check_steps.py run "$name" "$OUT_DIR" -- "$@"
+  timeout --kill-after=5 "$limit" "$PY" benchmarks/gpu_check_steps.py "$kind" "$name" "$OUT_DIR" -- "$@"
   local rc=$?
   if [[ $rc -eq 124 || $rc -eq 137 ]]; then
     echo "$name: stopped after $limit s"
     printf '{"name": "%s", "rc": %d, "error": "timed out after %s s", "wall_s": %s}\n' \
-      "$name" "$rc" "$limit" "$limit" > "$OUT_DIR/$name.json"
+      "$name" "$rc" "$limit" "$limit" >> "$OUT_DIR/results.jsonl"
   fi
   return 0
 }
 
 # --- sizes of each mode ---------------------------------------------------------------------
 if [[ "$MODE" == full ]]; then
-  CATCH=(--seeds 8)
-  SOKOBAN=(--seeds 3)
-  PROCGEN=(--task coinrun --seeds 2 --repeats 5)
-  ITER=1856  # env steps per iteration of the disco protocol (64 envs x 29 steps)
-  RUN=(procgen --tasks coinrun --steps $((40 * ITER)) --set train.chunk=10
-    --set protocol.eval_episodes=8 --set protocol.eval_envs=8)
-  CHECKPOINTS=3  # 4 chunks: a checkpoint after each but the last
   GOLDEN_GLOB="*.npz"
-  LIMIT=150
+  CATCH=(--seeds 8 --repeats 3)
+  MINATAR=(--seeds 16 --repeats 2 --chunk 2)
+  CRAFTAX=(--seeds 2 --repeats 2 --chunk 2)
+  SOKOBAN=(--seeds 2 --repeats 2 --chunk 2)
+  PROCGEN=(--task coinrun --seeds 2 --repeats 2)
+  SYNTH=()  # the disco protocol: 192 trajectories of 29 steps
+  RUN=(catch --steps 5800 --set train.chunk=25)
   ALLOW=()
-  SMALL_RULE=""  # the benches and runs use Disco103 when its weights are there
+  L_VERIFY=60 L_CATCH=45 L_MINATAR=75 L_PPO=50 L_CRAFTAX=60 L_SOKOBAN=40 L_PROCGEN=60
+  L_SYNTH=60 L_RUN=30
 else
-  TINY_JAX=(--set train.num_envs=4 --set train.rollout_len=5 --set train.min_buffer=1
-    --set train.sample_entries=1)
-  CATCH=(--seeds 2 --repeats 1 --chunk 1 "${TINY_JAX[@]}" --set agent.torso_hidden=[16])
-  SOKOBAN=(--seeds 1 --repeats 1 --chunk 1 "${TINY_JAX[@]}" --set agent.conv_channels=[4]
-    --set agent.conv_hidden=16)
+  GOLDEN_GLOB="rule_step_T5_B3_A4_s0.npz"
+  TINY=(--repeats 1 --chunk 1 --set train.num_envs=4 --set train.rollout_len=5
+    --set train.min_buffer=1 --set train.sample_entries=1)
+  CATCH=(--seeds 2 "${TINY[@]}" --set agent.torso_hidden=[16])
+  MINATAR=(--seeds 2 "${TINY[@]}" --set agent.conv_channels=[4] --set agent.conv_hidden=16)
+  CRAFTAX=(--seeds 1 "${TINY[@]}" --set agent.torso_hidden=[16])
+  SOKOBAN=(--seeds 1 "${TINY[@]}" --set agent.conv_channels=[4] --set agent.conv_hidden=16)
   PROCGEN=(--task coinrun --seeds 1 --repeats 1 --protocol easy-200 --set train.num_envs=4
     --set train.rollout_len=5 --set train.buffer_capacity=4 --set train.sample_entries=1
     --set train.min_buffer=1 --set agent.impala_channels=[4] --set agent.impala_hidden=16)
+  SYNTH=(--protocol easy-200 --set train.num_envs=4 --set train.rollout_len=5
+    --set train.sample_entries=1 --set agent.impala_channels=[4] --set agent.impala_hidden=16)
   RUN=(catch --steps 600 --set train.min_buffer=4 --set train.sample_entries=4
     --set train.chunk=4 --set agent.torso_hidden=[16])
-  CHECKPOINTS=2  # 11 iterations in chunks of 4: checkpoints after the first two
-  GOLDEN_GLOB="rule_step_T5_B3_A4_s0.npz"
-  LIMIT=120
-  BUDGET="${GPU_CHECK_BUDGET_S:-900}"  # a loaded CPU: every step should still run
   ALLOW=(--allow-cpu)
-  SMALL_RULE=actor_critic  # compiles in seconds on a CPU; verify still checks Disco103
+  L_VERIFY=300 L_CATCH=300 L_MINATAR=600 L_PPO=300 L_CRAFTAX=600 L_SOKOBAN=300 L_PROCGEN=300
+  L_SYNTH=300 L_RUN=200
 fi
 
-# --- the steps ------------------------------------------------------------------------------
-step doctor 60 doctor --json
-
-SHARED="${SHARED:-../shared}"
-[[ -d "$SHARED" ]] || SHARED=./shared
+# --- the steps, most wanted first ---------------------------------------------------------------
+step run doctor 30 doctor --json
 RULE=actor_critic
 if [[ -f "$SHARED/rules/disco_103.npz" ]]; then
-  step pull 60 rules pull disco103 --file "$SHARED/rules/disco_103.npz"
+  step run pull 30 rules pull disco103 --file "$SHARED/rules/disco_103.npz"
   RULE=disco103
   # shellcheck disable=SC2206
   GOLDEN=("$SHARED"/golden/$GOLDEN_GLOB)
-  step verify "$LIMIT" rules verify disco103 --json --golden "${GOLDEN[@]}"
+  step run verify "$L_VERIFY" rules verify disco103 --json --golden "${GOLDEN[@]}"
 else
-  echo "no $SHARED/rules/disco_103.npz: verify skipped, runs and benches use actor_critic"
+  echo "no Disco103 weights in $BUNDLE/shared or ../shared: verify skipped, actor_critic used"
 fi
-RULE="${SMALL_RULE:-$RULE}"
-if [[ -d "$SHARED/boxoban" ]]; then
-  step data_boxoban 120 data pull boxoban --from "$SHARED/boxoban"
+step run bench_catch "$L_CATCH" bench catch --rule "$RULE" --json "${CATCH[@]}"
+step run bench_minatar_disco103 "$L_MINATAR" bench minatar --rule "$RULE" --json "${MINATAR[@]}"
+step run bench_minatar_ppo "$L_PPO" bench minatar --rule ppo --json "${MINATAR[@]}"
+step run bench_craftax "$L_CRAFTAX" bench craftax-classic --rule "$RULE" --json "${CRAFTAX[@]}"
+step procgen procgen_synthetic "$L_SYNTH" --rule "$RULE" "${SYNTH[@]}"
+if "$PY" -c "import envpool.procgen as p; p.ProcgenEnvSpec" 2>/dev/null; then
+  step run bench_procgen "$L_PROCGEN" bench procgen --rule "$RULE" --json "${PROCGEN[@]}"
 else
-  step data_boxoban 120 data pull boxoban  # downloads: needs the network
+  echo "EnvPool's ProcGen does not load here (no envpool, assets or Qt5): synthetic frames only"
 fi
+BOXOBAN="$SCRATCH/boxoban-src"
+if [[ -f "$SHARED/boxoban.tar.xz" ]]; then
+  mkdir -p "$BOXOBAN" && tar -C "$BOXOBAN" -xJf "$SHARED/boxoban.tar.xz"
+  step run data_boxoban 30 data pull boxoban --from "$BOXOBAN/boxoban"
+elif [[ -d "$SHARED/boxoban" ]]; then
+  step run data_boxoban 30 data pull boxoban --from "$SHARED/boxoban"
+fi
+step run bench_sokoban "$L_SOKOBAN" bench sokoban --rule "$RULE" --json "${SOKOBAN[@]}"
 
-step bench_catch "$LIMIT" bench catch --rule "$RULE" --json "${CATCH[@]}"
-step bench_sokoban "$LIMIT" bench sokoban --rule "$RULE" --json "${SOKOBAN[@]}"
-step bench_procgen "$LIMIT" bench procgen --rule "$RULE" --json "${PROCGEN[@]}"
-
-# The same run three times, each into a fresh results folder: cold (it compiles and fills the
-# persistent cache), warm (its second start: the cache's saving is cold - warm), and warm with a
-# checkpoint after every chunk (the checkpoints' cost is ckpt - warm).
+# The same run twice, each into a fresh results folder: cold (it compiles and fills the
+# persistent cache), then warm (its second start: the cache's saving is cold - warm).
 NO_CKPT=(--checkpoint-every 1000000 --checkpoint-minutes 1000000)
-step run_cold "$LIMIT" run "${RUN[@]}" --rule "$RULE" --seeds 1 --out "$SCRATCH/cold" --json \
-  "${NO_CKPT[@]}" "${ALLOW[@]}"
-step run_warm "$LIMIT" run "${RUN[@]}" --rule "$RULE" --seeds 1 --out "$SCRATCH/warm" --json \
-  "${NO_CKPT[@]}" "${ALLOW[@]}"
-step run_ckpt "$LIMIT" run "${RUN[@]}" --rule "$RULE" --seeds 1 --out "$SCRATCH/ckpt" --json \
-  --checkpoint-every 1 --checkpoint-minutes 1000000 "${ALLOW[@]}"
-echo "{\"checkpoints\": $CHECKPOINTS, \"mode\": \"$MODE\"}" > "$OUT_DIR/runs.json"
-du -sh "$SCRATCH"/ckpt 2>/dev/null | sed 's/^/checkpointed run folder: /'
+step run run_cold "$L_RUN" run "${RUN[@]}" --rule "$RULE" --seeds 1 --out "$SCRATCH/cold" \
+  --json "${NO_CKPT[@]}" "${ALLOW[@]}"
+step run run_warm "$L_RUN" run "${RUN[@]}" --rule "$RULE" --seeds 1 --out "$SCRATCH/warm" \
+  --json "${NO_CKPT[@]}" "${ALLOW[@]}"
 
-"$PY" benchmarks/gpu_check_steps.py table "$OUT_DIR" | tee "$OUT_DIR/table.md"
-echo "gpu_check ($MODE) done at $(date -u +%FT%TZ); table in $OUT_DIR/table.md"
+"$PY" benchmarks/gpu_check_steps.py table "$OUT_DIR" > "$OUT_DIR/table.md"
+cat "$OUT_DIR/table.md"
+echo "gpu_check ($MODE) done at $(date -u +%FT%TZ) after $(($(date +%s) - START_S)) s;" \
+  "table in $OUT_DIR/table.md"

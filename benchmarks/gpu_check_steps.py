@@ -1,12 +1,19 @@
 """The steps of benchmarks/gpu_check.sh: one command measured, and the table of them all.
 
 ``python3 benchmarks/gpu_check_steps.py run NAME FOLDER -- ARGS...`` runs
-``disco-eval ARGS...`` in this process (the same code as the command line),
-writes its standard output to ``FOLDER/NAME.out`` and, to ``FOLDER/NAME.json``,
-its exit status, wall seconds, each device's memory afterwards (the peak
-in use during the command: this process did nothing else) and JAX's own
-compile timings (``jax.monitoring``: seconds tracing, lowering and compiling
-or loading from the persistent cache; cache hits and misses).
+``disco-eval ARGS...`` in this process (the same code as the command line)
+and appends one line to ``FOLDER/results.jsonl`` the moment it ends: its
+name, exit status, wall seconds, output (parsed when it is JSON), each
+device's memory afterwards (the peak in use during the command: this process
+did nothing else) and JAX's own compile timings (``jax.monitoring``: seconds
+tracing, lowering and compiling or loading from the persistent cache; cache
+hits and misses). One file for every step: the device returns few files.
+
+``python3 benchmarks/gpu_check_steps.py procgen NAME FOLDER -- ARGS...``
+measures ProcGen's learner step and policy step on synthetic frames (no
+environment: for a machine where EnvPool's ProcGen cannot load), in float32
+and with a bfloat16 torso: XLA's cost analysis and median wall seconds.
+ARGS: ``--protocol P`` and ``--set KEY=VALUE`` as for ``bench``.
 
 ``python3 benchmarks/gpu_check_steps.py table FOLDER`` prints the markdown
 table of every step found in FOLDER (for docs/benchmarks.md).
@@ -26,6 +33,15 @@ COMPILE_EVENTS = {
   "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower_s",
   "/jax/core/compile/backend_compile_duration": "compile_or_load_s",
 }
+# The bench steps of the check, in the table's order.
+BENCHES = (
+  "bench_catch",
+  "bench_minatar_disco103",
+  "bench_minatar_ppo",
+  "bench_craftax",
+  "bench_sokoban",
+  "bench_procgen",
+)
 CACHE_EVENTS = {
   "/jax/compilation_cache/cache_hits": "cache_hits",
   "/jax/compilation_cache/cache_misses": "cache_misses",
@@ -52,6 +68,20 @@ def _compile_counters() -> dict[str, float]:
   return totals
 
 
+def _record(folder: Path, step: dict) -> None:
+  """Appends `step` to FOLDER/results.jsonl, flushed at once."""
+  with open(folder / "results.jsonl", "a") as f:
+    f.write(json.dumps(step) + "\n")
+    f.flush()
+
+
+def _parsed(text: str):
+  try:
+    return json.loads(text)
+  except ValueError:
+    return text[-4000:]
+
+
 def run_step(name: str, folder: Path, args: list[str]) -> int:
   """Runs ``disco-eval ARGS`` here; records its output, status, wall time and memory."""
   import typer
@@ -75,7 +105,6 @@ def run_step(name: str, folder: Path, args: list[str]) -> int:
     except Exception as e:  # noqa: BLE001 - recorded: the table says the step failed
       rc, error = 1, f"{type(e).__name__}: {e}"
   wall = time.perf_counter() - t0
-  (folder / f"{name}.out").write_text(buf.getvalue())
   step = {
     "name": name,
     "args": args,
@@ -84,23 +113,153 @@ def run_step(name: str, folder: Path, args: list[str]) -> int:
     "wall_s": wall,
     "memory": runtime.device_memory(),
     "compile": compiles,
+    "output": _parsed(buf.getvalue()),
   }
-  (folder / f"{name}.json").write_text(json.dumps(step, indent=2))
+  _record(folder, step)
   print(f"{name}: exit {rc} in {wall:.1f} s" + (f" ({error})" if error else ""), file=sys.stderr)
   return rc
 
 
+def _procgen_parts(args: list[str]):
+  """(suite, rule, agent, optimiser, cfg, env-like spec) of ProcGen's coinrun
+  under ARGS (``--protocol``, ``--set``, ``--rule``), without EnvPool."""
+  import types
+
+  import numpy as np
+
+  from disco_eval.agents.networks import Agent
+  from disco_eval.config import resolve, suites
+  from disco_eval.envs import procgen
+  from disco_eval.rules import weights
+  from disco_eval.rules.registry import build_manifest_rule
+  from disco_eval.runs.plan import rule_identity
+  from disco_eval.train.optim import make_optimizer
+
+  protocol, rule_spec, sets = None, "disco103", []
+  it = iter(args)
+  for a in it:
+    if a == "--protocol":
+      protocol = next(it)
+    elif a == "--rule":
+      rule_spec = next(it)
+    elif a == "--set":
+      key, value = next(it).split("=", 1)
+      sets.append((key, value))
+  suite = suites.load_suite("procgen")
+  rule = weights.resolve_rule(rule_spec)
+  run = resolve.resolve(
+    suite, "coinrun", rule_identity(rule), rule.manifest, protocol=protocol, overrides=tuple(sets)
+  )
+  settings = run.settings
+  rule_obj = build_manifest_rule(rule.manifest, settings, rule.label)
+  n = procgen.NUM_ACTIONS
+  spec = types.SimpleNamespace(observation_shape=procgen.OBSERVATION_SHAPE, num_actions=n)
+  agent = Agent(settings["agent"], rule_obj.output_spec(n), n, spec.observation_shape)
+  spec.observation_dtype = np.uint8
+  return run, rule, rule_obj, agent, make_optimizer(settings["optimizer"]), spec
+
+
+def _synthetic_batch(spec, cfg, key):
+  import jax
+  import jax.numpy as jnp
+
+  from disco_eval.rules.base import Rollout
+
+  length, b = cfg.rollout_len, cfg.sample_entries * cfg.num_envs
+  k1, k2, k3 = jax.random.split(key, 3)
+  obs = jax.random.randint(k1, (length, b) + tuple(spec.observation_shape), 0, 256, jnp.int32)
+  return Rollout(
+    observations=obs.astype(jnp.uint8),
+    actions=jax.random.randint(k2, (length, b), 0, spec.num_actions, jnp.int32),
+    rewards=jnp.zeros((length, b), jnp.float32),
+    discounts=(jax.random.uniform(k3, (length, b)) > 0.01).astype(jnp.float32),
+    behaviour_logits=jnp.zeros((length, b, spec.num_actions), jnp.float32),
+  )
+
+
+def _procgen_one(args: list[str]) -> dict:
+  """Cost analysis and median seconds of ProcGen's learner and policy steps."""
+  import jax
+
+  from disco_eval.bench.common import median_time
+  from disco_eval.bench.cost import abstract_inputs, compiled_cost
+  from disco_eval.rules.base import acting_logits
+  from disco_eval.train.learner import Learner
+
+  run, rule, rule_obj, agent, opt, spec = _procgen_parts(args)
+  cfg = run.train
+  learner = Learner(agent, rule_obj, opt, cfg)
+  x = abstract_inputs(
+    spec, rule_obj, agent, opt, rule.params, cfg, obs_dtype=spec.observation_dtype
+  )
+
+  def step(p, o, r, rp, b, k):
+    return learner.step(p, o, r, rp, b, k)[:4]
+
+  def policy(p, obs, k):
+    return jax.random.categorical(k, acting_logits(rule_obj, agent.apply(p, obs), 0.0))
+
+  key = jax.random.PRNGKey(0)
+  params = agent.init(key)
+  state = (params, opt.init(params), rule_obj.init_state(key, params))
+  batch = _synthetic_batch(spec, cfg, key)
+  obs = batch.observations[0, : cfg.num_envs]
+  jstep, jpolicy = jax.jit(step), jax.jit(policy)
+  learner_s = median_time(lambda: jstep(*state, rule.params, batch, key), 3)
+  policy_s = median_time(lambda: jpolicy(params, obs, key), 5)
+  args_ = (x["params"], x["opt_state"], x["rule_state"], x["rule_params"], x["batch"], x["key"])
+  return {
+    "protocol": run.protocol.name,
+    "torso_dtype": run.settings["agent"].get("torso_dtype", "float32"),
+    "batch_trajectories": cfg.sample_entries * cfg.num_envs,
+    "num_envs": cfg.num_envs,
+    "rollout_len": cfg.rollout_len,
+    "updates_per_iteration": cfg.updates_per_iteration,
+    "learner_step_s": learner_s,
+    "policy_step_s": policy_s,
+    "learner_cost": compiled_cost(step, *args_),
+    "policy_cost": compiled_cost(policy, x["params"], x["obs"], x["key"]),
+  }
+
+
+def procgen_step(name: str, folder: Path, args: list[str]) -> int:
+  """Records ProcGen's synthetic-frame measurement (float32 and bfloat16 torso)."""
+  from disco_eval import runtime
+
+  t0, out, rc, error = time.perf_counter(), {}, 0, None
+  try:
+    for dtype in ("float32", "bfloat16"):
+      out[dtype] = _procgen_one([*args, "--set", f"agent.torso_dtype={dtype}"])
+  except Exception as e:  # noqa: BLE001 - recorded: the table says the step failed
+    rc, error = 1, f"{type(e).__name__}: {e}"
+  wall = time.perf_counter() - t0
+  step = {"name": name, "args": args, "rc": rc, "error": error, "wall_s": wall}
+  _record(folder, {**step, "memory": runtime.device_memory(), "output": out})
+  print(f"{name}: exit {rc} in {wall:.1f} s" + (f" ({error})" if error else ""), file=sys.stderr)
+  return rc
+
+
+def _all(folder: Path) -> dict[str, dict]:
+  """Every recorded step of FOLDER by name (the last record of a name wins)."""
+  steps = {}
+  path = folder / "results.jsonl"
+  if path.is_file():
+    for line in path.read_text().splitlines():
+      try:
+        rec = json.loads(line)
+      except ValueError:
+        continue
+      steps[rec["name"]] = rec
+  return steps
+
+
 def _load(folder: Path, name: str) -> tuple[dict | None, object]:
   """(step record, parsed JSON output or None) of step `name`."""
-  meta = folder / f"{name}.json"
-  if not meta.is_file():
+  step = _all(folder).get(name)
+  if step is None:
     return None, None
-  step = json.loads(meta.read_text())
-  try:
-    out = json.loads((folder / f"{name}.out").read_text())
-  except (OSError, ValueError):
-    out = None
-  return step, out
+  out = step.get("output")
+  return step, out if isinstance(out, (dict, list)) else None
 
 
 def _peak(step: dict) -> str:
@@ -149,13 +308,10 @@ def _failed(name: str, step: dict | None) -> list[tuple[str, str]]:
 
 
 def _run_rows(folder: Path) -> list[tuple[str, str]]:
-  """Checkpoint overhead and the compile cache's second start, from the timed runs."""
+  """The compile cache's second start, from the same run started twice."""
   cold, _ = _load(folder, "run_cold")
   warm, _ = _load(folder, "run_warm")
-  ckpt, _ = _load(folder, "run_ckpt")
   rows = []
-  info = folder / "runs.json"
-  n_ckpt = json.loads(info.read_text()).get("checkpoints") if info.is_file() else None
   if cold and warm and not cold["rc"] and not warm["rc"]:
     rows.append(
       (
@@ -173,17 +329,40 @@ def _run_rows(folder: Path) -> list[tuple[str, str]]:
           f" / {w['trace_s'] + w['lower_s']:.1f} s)",
         )
       )
-  if ckpt and warm and not ckpt["rc"] and not warm["rc"]:
-    extra = ckpt["wall_s"] - warm["wall_s"]
-    per = f", {extra / n_ckpt:.2f} s per checkpoint" if n_ckpt else ""
+  return rows or [("compile cache", "not measured (runs failed or skipped)")]
+
+
+def _procgen_rows(folder: Path) -> list[tuple[str, str]]:
+  step, res = _load(folder, "procgen_synthetic")
+  if not step or step["rc"] or not isinstance(res, dict):
+    return _failed("procgen (synthetic frames)", step)
+  rows = []
+  for dtype, r in res.items():
+    lc, pc = r["learner_cost"], r["policy_cost"]
+    steps = r["num_envs"] * r["rollout_len"]
+    per_iter = (
+      r["updates_per_iteration"] * r["learner_step_s"] + r["rollout_len"] * r["policy_step_s"]
+    )
     rows.append(
       (
-        "checkpoints: run without / with",
-        f"{warm['wall_s']:.1f} s / {ckpt['wall_s']:.1f} s (+{extra / warm['wall_s']:.0%}"
-        f"{per}, {n_ckpt} checkpoints)",
+        f"procgen synthetic, torso {dtype}: learner step ({r['batch_trajectories']} traj.)",
+        f"{r['learner_step_s'] * 1000:.1f} ms, {lc['bytes_accessed'] / 1e9:.2f} GB accessed, "
+        f"{lc['flops'] / 1e9:.1f} GFLOP",
       )
     )
-  return rows or [("checkpoints, compile cache", "not measured (runs failed or skipped)")]
+    rows.append(
+      (
+        f"procgen synthetic, torso {dtype}: policy step ({r['num_envs']} frames)",
+        f"{r['policy_step_s'] * 1000:.2f} ms, {pc['bytes_accessed'] / 1e6:.1f} MB accessed",
+      )
+    )
+    rows.append(
+      (
+        f"procgen synthetic, torso {dtype}: device-bound steps/s (learner + policy, no env)",
+        f"{steps / per_iter:,.0f}",
+      )
+    )
+  return rows
 
 
 def table(folder: Path) -> str:
@@ -194,12 +373,14 @@ def table(folder: Path) -> str:
     found = {r["name"]: r["value"] for r in doctor}
     rows.append(("backend, devices", f"{found.get('backend')}; {found.get('devices')}"))
     rows.append(("versions", f"jax {found.get('jax')}, jaxlib {found.get('jaxlib')}"))
-  for suite in ("catch", "sokoban", "procgen"):
-    step, res = _load(folder, f"bench_{suite}")
+  for name in BENCHES:
+    step, res = _load(folder, name)
+    label = name.removeprefix("bench_")
     if step and not step["rc"] and isinstance(res, dict):
-      rows += _bench_rows(suite, res)
-    else:
-      rows += _failed(f"{suite}: bench", step)
+      rows += _bench_rows(label, res)
+    elif step or name != "bench_procgen":  # the real ProcGen is skipped where it cannot load
+      rows += _failed(f"{label}: bench", step)
+  rows += _procgen_rows(folder)
   rows += _run_rows(folder)
   step, res = _load(folder, "verify")
   if step and isinstance(res, dict):
@@ -211,10 +392,9 @@ def table(folder: Path) -> str:
   else:
     rows += _failed("rules verify disco103", step)
   peaks = []
-  for meta in sorted(folder.glob("*.json")):
-    step, _ = _load(folder, meta.stem)
-    if step and "memory" in step:
-      peaks.append((f"peak device memory: {meta.stem}", _peak(step)))
+  for name, step in _all(folder).items():
+    if "memory" in step:
+      peaks.append((f"peak device memory: {name}", _peak(step)))
   if all(value == "not reported" for _, value in peaks):
     peaks = [("peak device memory", "not reported by this backend")]
   rows += peaks
@@ -229,6 +409,11 @@ def main(argv: list[str]) -> int:
     args = argv[4:] if len(argv) > 3 and argv[3] == "--" else argv[3:]
     folder.mkdir(parents=True, exist_ok=True)
     return run_step(name, folder, args)
+  if len(argv) >= 3 and argv[0] == "procgen":
+    name, folder = argv[1], Path(argv[2])
+    args = argv[4:] if len(argv) > 3 and argv[3] == "--" else argv[3:]
+    folder.mkdir(parents=True, exist_ok=True)
+    return procgen_step(name, folder, args)
   if len(argv) == 2 and argv[0] == "table":
     print(table(Path(argv[1])))
     return 0

@@ -72,14 +72,22 @@ class LSTMActionModel(nn.Module):
   head_hidden: Sequence[int] = (128,)
 
   @nn.compact
-  def __call__(self, torso: Array) -> dict[str, Array]:
+  def __call__(self, torso: Array, actions: Array | None = None) -> dict[str, Array]:
+    """Outputs [B, A, *spec] for every action of each of the B states, or,
+    given `actions` [B] (int), [B, *spec] for that one action of each state
+    (the same function, computed on B rows instead of B*A)."""
     b, a = torso.shape[0], self.num_actions
     cell = _dense(self.lstm_size, name="root")(torso)
     hidden = jnp.tanh(cell)
-    # LSTM step on one-hot actions, state repeated per action: [B*A, H].
-    one_hot = jnp.tile(jnp.eye(a, dtype=torso.dtype), (b, 1))
-    h = jnp.repeat(hidden, a, axis=0)
-    c = jnp.repeat(cell, a, axis=0)
+    if actions is None:
+      # LSTM step on one-hot actions, state repeated per action: [B*A, H].
+      one_hot = jnp.tile(jnp.eye(a, dtype=torso.dtype), (b, 1))
+      h = jnp.repeat(hidden, a, axis=0)
+      c = jnp.repeat(cell, a, axis=0)
+      lead = (b, a)
+    else:
+      one_hot = jax.nn.one_hot(actions, a, dtype=torso.dtype)
+      h, c, lead = hidden, cell, (b,)
     gates = _dense(4 * self.lstm_size, name="lstm")(jnp.concatenate([one_hot, h], -1))
     i, g, f, o = jnp.split(gates, 4, axis=-1)
     c = jax.nn.sigmoid(f + 1.0) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
@@ -91,7 +99,7 @@ class LSTMActionModel(nn.Module):
       for j, width in enumerate(self.head_hidden):
         x = nn.relu(_dense(width, name=f"{key}_hidden_{j}")(x))
       x = _dense(math.prod(shape), name=f"{key}_out")(x)
-      result[key] = x.reshape((b, a) + tuple(shape))
+      result[key] = x.reshape(lead + tuple(shape))
     return result
 
 
@@ -106,7 +114,9 @@ class AgentNet(nn.Module):
   model_head_hidden: Sequence[int] = (128,)
 
   @nn.compact
-  def __call__(self, obs: Array) -> dict[str, Array]:
+  def __call__(self, obs: Array, with_model: bool = True):
+    """Outputs {name: [B, ...]}; without `with_model`, (the flat heads'
+    outputs, the torso's embedding [B, E]) and no action model."""
     emb = self.torso(obs)
     out = {}
     for key in sorted(self.spec.flat):
@@ -115,6 +125,8 @@ class AgentNet(nn.Module):
         emb
       )
       out[key] = x.reshape((obs.shape[0],) + tuple(shape))
+    if not with_model:
+      return out, emb
     if self.spec.model:
       out.update(
         LSTMActionModel(
@@ -132,7 +144,9 @@ class Agent:
   """Pure init/apply functions of an agent network.
 
   ``apply(params, obs)`` accepts any leading dims: obs [..., *obs_shape] ->
-  outputs [..., *spec].
+  outputs [..., *spec]. ``apply`` is ``model(params, body(params, obs)[1])``
+  merged with ``body``'s flat outputs: the learner splits it there to
+  differentiate the action model at the taken actions only.
   """
 
   def __init__(
@@ -147,14 +161,18 @@ class Agent:
       raise ValueError(f"unknown torso '{torso_name}'; known: {sorted(TORSOS)}")
     self.obs_shape = tuple(obs_shape)
     self.spec = spec
+    lstm_size = int(agent_settings.get("model_lstm_size", 128))
+    head_hidden = tuple(agent_settings.get("model_head_hidden", (128,)))
     self.net = AgentNet(
       torso=TORSOS[torso_name](agent_settings),
       spec=spec,
       num_actions=num_actions,
       head_init_std=float(agent_settings.get("head_init_std", 1e-2)),
-      model_lstm_size=int(agent_settings.get("model_lstm_size", 128)),
-      model_head_hidden=tuple(agent_settings.get("model_head_hidden", (128,))),
+      model_lstm_size=lstm_size,
+      model_head_hidden=head_hidden,
     )
+    # The same module as AgentNet's "model", applied on its own parameters.
+    self.model_net = LSTMActionModel(spec.model, num_actions, lstm_size, head_hidden)
 
   def init(self, rng: Array) -> Any:
     dummy = jnp.zeros((1,) + self.obs_shape, jnp.float32)
@@ -164,4 +182,26 @@ class Agent:
     lead = obs.shape[: obs.ndim - len(self.obs_shape)]
     flat = obs.reshape((-1,) + self.obs_shape)
     out = self.net.apply(params, flat)
+    return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
+
+  @property
+  def has_model(self) -> bool:
+    """Whether the agent has an action model (the spec's ``model`` outputs)."""
+    return bool(self.spec.model)
+
+  def body(self, params: Any, obs: Array) -> tuple[dict[str, Array], Array]:
+    """The torso and flat heads: obs [..., *obs_shape] -> (flat outputs
+    [..., *spec], torso embedding [..., E])."""
+    lead = obs.shape[: obs.ndim - len(self.obs_shape)]
+    flat = obs.reshape((-1,) + self.obs_shape)
+    out = self.net.apply(params, flat, with_model=False)
+    return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)
+
+  def model(self, params: Any, emb: Array, actions: Array | None = None) -> dict[str, Array]:
+    """The action model on embeddings [..., E]: outputs [..., A, *spec] for
+    every action or, given `actions` [...] (int), [..., *spec] at those."""
+    lead = emb.shape[:-1]
+    flat = emb.reshape((-1, emb.shape[-1]))
+    acts = None if actions is None else actions.reshape(-1)
+    out = self.model_net.apply({"params": params["params"]["model"]}, flat, acts)
     return jax.tree.map(lambda x: x.reshape(lead + x.shape[1:]), out)

@@ -12,6 +12,7 @@ import dataclasses
 from typing import Any
 
 from disco_eval.bench.common import device_description, header, learner_split, median_time
+from disco_eval.bench.cost import cost_rows, run_cost
 from disco_eval.bench.host_suites import run_host_bench
 from disco_eval.bench.jax_suites import env_steps_per_s, run_jax_bench
 from disco_eval.bench.rows import report_rows
@@ -23,6 +24,7 @@ from disco_eval.runs.parts import build_parts
 from disco_eval.runs.plan import rule_identity
 
 __all__ = [
+  "cost_rows",
   "device_description",
   "env_steps_per_s",
   "header",
@@ -30,6 +32,7 @@ __all__ = [
   "median_time",
   "report_rows",
   "run_bench",
+  "run_cost",
   "run_host_bench",
   "run_jax_bench",
 ]
@@ -53,11 +56,14 @@ def run_bench(
   overrides: tuple[tuple[str, str], ...] = (),
   chunk: int = 4,
   repeats: int = 3,
+  cost: bool = False,
 ) -> dict[str, Any]:
   """Runs every measurement; returns a JSON-able dict.
 
   Host-stepped suites (ProcGen, Crafter, NetHack) are measured by
   :func:`disco_eval.bench.host_suites.run_host_bench` (`chunk` unused there).
+  With `cost`, nothing runs: XLA's cost analyses of the protocol's learner
+  and policy steps (:func:`disco_eval.bench.cost.run_cost`).
   """
   _check_counts(seeds, repeats, chunk)
   suite = suites.load_suite(suite_name)
@@ -70,6 +76,8 @@ def run_bench(
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
   parts = build_parts(suite, task, rule, settings)
+  if cost:
+    return run_cost(suite, proto, task, rule, parts, run.train)
   if isinstance(parts[0], HostTask):
     return run_host_bench(suite, proto, task, rule, parts, cfg, seeds, repeats)
   return run_jax_bench(suite, proto, task, rule, parts, cfg, seeds, chunk, repeats)

@@ -40,13 +40,32 @@ def bench(
     [], "--set", help="Override a setting: table.key=value.", metavar="KEY=VALUE"
   ),
   as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+  cost: bool = typer.Option(
+    False,
+    "--cost",
+    help="Run nothing: XLA's cost analysis (FLOPs, bytes, memory) of the protocol's learner "
+    "and policy steps, compiled for this device, and bytes per env step.",
+  ),
 ):
   """Measure env-only and training throughput, the learner step's parts, and seed scaling."""
   from disco_eval import bench as bench_lib  # here, not at the top: it loads jax
 
-  res = bench_lib.run_bench(suite, rule, seeds, protocol, task, parse_set(set_), chunk, repeats)
+  res = bench_lib.run_bench(
+    suite, rule, seeds, protocol, task, parse_set(set_), chunk, repeats, cost=cost
+  )
   if as_json:
     return print_json(res)
+  if cost:
+    t = Table(
+      title=esc(
+        f"bench --cost: {res['suite']}/{res['task']}, rule {res['rule']}, "
+        f"protocol {res['protocol']}"
+      ),
+      show_header=False,
+    )
+    for name, value in bench_lib.cost_rows(res):
+      t.add_row(esc(name), esc(value))
+    return out.print(t)
   t = Table(
     title=esc(
       f"bench: {res['suite']}/{res['task']}, rule {res['rule']}, protocol {res['protocol']}"

@@ -113,6 +113,13 @@ class UpdateRule(Protocol):
   # Optional: behaviour_logits(agent_out, step, evaluation) -> logits [..., A]
   # (see acting_logits); a rule without it acts from agent_out["logits"].
 
+  # Optional: loss_taken(agent_out, targets, batch) -> as ``loss``, for a rule
+  # whose loss reads the action model (the spec's ``model`` outputs) only at
+  # the taken actions: the same loss, given each model output at the taken
+  # action ([T+1, B, *spec] instead of [T+1, B, A, *spec]). With it the learner
+  # differentiates the action model at the taken actions alone
+  # (``disco_eval.train.learner``), not through dense zero cotangents.
+
 
 def acting_logits(
   rule: Any, agent_out: AgentOut, step: Array | float, evaluation: bool = False

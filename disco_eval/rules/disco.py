@@ -430,11 +430,21 @@ def meta_step(
   return (out if differentiable else jax.lax.stop_gradient(out)), new_state, debug
 
 
-@full_precision
+# The action model's outputs: per state and action ([T+1, B, A, ...]).
+MODEL_KEYS = ("z", "aux_pi", "q")
+
+
+def taken_outputs(agent_out: AgentOut, actions: Array) -> AgentOut:
+  """`agent_out` with each action-model output [T+1, B, A, ...] replaced by
+  its value at the taken action [T+1, B, ...] (actions [T+1, B])."""
+  return {k: nx.select(v, actions) if k in MODEL_KEYS else v for k, v in agent_out.items()}
+
+
 def agent_loss(
   agent_out: AgentOut, targets: MetaOut, actions: Array, is_terminal: Array, cfg: RuleConfig
 ) -> tuple[Array, Array, dict[str, Array]]:
-  """Disco103's agent loss per step.
+  """Disco103's agent loss per step, from outputs for every action: the loss
+  of :func:`agent_loss_taken` on their values at the taken actions.
 
   Args:
     agent_out: online outputs over T+1 steps (gradient flows through them).
@@ -447,18 +457,37 @@ def agent_loss(
     loss_per_step [T, B] (policy, y, z, auxiliary-policy KLs), the value loss
     per step [T, B] (already times value_cost), and logs.
   """
+  return agent_loss_taken(taken_outputs(agent_out, actions), targets, actions, is_terminal, cfg)
+
+
+@full_precision
+def agent_loss_taken(
+  out: AgentOut, targets: MetaOut, actions: Array, is_terminal: Array, cfg: RuleConfig
+) -> tuple[Array, Array, dict[str, Array]]:
+  """Disco103's agent loss per step; it reads the action model's outputs
+  only at the taken actions.
+
+  Args:
+    out: online outputs over T+1 steps: logits [T+1, B, A], y [T+1, B, Y]
+      and the action model's at the taken action: z [T+1, B, Y], aux_pi
+      [T+1, B, A], q [T+1, B, N] (gradient flows through them).
+    targets, actions, is_terminal, cfg: as :func:`agent_loss`.
+
+  Returns:
+    As :func:`agent_loss`.
+  """
   a = actions[:-1]
-  logits = agent_out["logits"][:-1]
-  z_a = nx.select(agent_out["z"][:-1], a)
+  logits = out["logits"][:-1]
+  z_a = out["z"][:-1]
   pi_kl = nx.categorical_kl(targets.pi_hat, logits)
-  y_kl = nx.categorical_kl(targets.y_hat, agent_out["y"][:-1])
+  y_kl = nx.categorical_kl(targets.y_hat, out["y"][:-1])
   z_kl = nx.categorical_kl(targets.z_hat, z_a)
-  aux_target = jax.lax.stop_gradient(agent_out["logits"][1:])
-  aux_kl = nx.categorical_kl(aux_target, nx.select(agent_out["aux_pi"][:-1], a))
+  aux_target = jax.lax.stop_gradient(out["logits"][1:])
+  aux_kl = nx.categorical_kl(aux_target, out["aux_pi"][:-1])
   aux_kl = aux_kl * (1.0 - is_terminal.astype(jnp.float32))
   loss = cfg.pi_cost * pi_kl + cfg.y_cost * y_kl + cfg.z_cost * z_kl + cfg.aux_policy_cost * aux_kl
 
-  q_logits_a = nx.select(agent_out["q"][:-1], a)  # [T, B, N]
+  q_logits_a = out["q"][:-1]  # [T, B, N]
   # The value target h(Q + q_td) nearly cancels (Q and q_td reach thousands
   # where G is ~0): use the very Q that formed q_td rather than decoding the
   # logits again, whose float32 rounding may differ by a few ulps.
@@ -538,7 +567,15 @@ class DiscoRule:
   def loss(
     self, agent_out: AgentOut, targets: MetaOut, batch: Rollout
   ) -> tuple[Array, dict[str, Array]]:
-    loss, value_loss, logs = agent_loss(
+    return self.loss_taken(taken_outputs(agent_out, batch.actions), targets, batch)
+
+  def loss_taken(
+    self, agent_out: AgentOut, targets: MetaOut, batch: Rollout
+  ) -> tuple[Array, dict[str, Array]]:
+    """:meth:`loss` from the action model's outputs at the taken actions
+    only (see ``UpdateRule``): the learner then differentiates the action
+    model for the taken action alone."""
+    loss, value_loss, logs = agent_loss_taken(
       agent_out, targets, batch.actions, batch.is_terminal, self.cfg
     )
     return loss + value_loss, logs

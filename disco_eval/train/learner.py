@@ -16,6 +16,14 @@ slower: 2.1 s instead of 0.22 s for the test config).
 
 With ``devices = N > 1`` the agent runs on each device's share of the batch
 (:mod:`disco_eval.train.devices`).
+
+*Taken-action gradient*: when the agent has an action model (outputs per
+state and action, [T+1, B, A, ...]) and the rule's loss reads it only at the
+taken actions (the rule's optional ``loss_taken``), a one-pass learner step
+runs the action model for every action without gradient (the rule's targets
+read them all) and differentiates it at the taken actions only, on B rows
+instead of B*A: the same loss and gradient, without the dense zero
+cotangents [T+1, B, A, 600] of differentiating every action's outputs.
 """
 
 from typing import Any, Callable
@@ -33,11 +41,12 @@ Array = jax.Array
 
 
 def masked_loss(
-  rule: UpdateRule, agent_out: Any, targets: Any, batch: Rollout
+  rule: UpdateRule, agent_out: Any, targets: Any, batch: Rollout, taken: bool = False
 ) -> tuple[Array, dict]:
   """The rule's per-step loss [T+1, B] averaged over the batch's loss mask;
-  returns ([] loss, the rule's logs)."""
-  per_step, logs = rule.loss(agent_out, targets, batch)
+  returns ([] loss, the rule's logs). With `taken`, `agent_out`'s action-model
+  outputs are at the taken actions only (the rule's ``loss_taken``)."""
+  per_step, logs = (rule.loss_taken if taken else rule.loss)(agent_out, targets, batch)
   mask = batch.loss_mask
   if jnp.shape(per_step) != jnp.shape(mask):  # static: checked once, while compiling
     raise UserError(
@@ -64,15 +73,29 @@ class Learner:
   """
 
   def __init__(
-    self, agent: Agent, rule: UpdateRule, optimizer: optax.GradientTransformation, cfg: Any
+    self,
+    agent: Agent,
+    rule: UpdateRule,
+    optimizer: optax.GradientTransformation,
+    cfg: Any,
+    taken_action_grad: bool = True,
   ):
+    """`taken_action_grad`: differentiate the action model at the taken
+    actions only where the rule allows it (module docstring); False keeps
+    the gradient through every action's outputs (same result; for
+    comparisons: tests, ``bench --cost``)."""
     self.agent, self.rule, self.opt, self.cfg = agent, rule, optimizer, cfg
     self.mesh = devices.make_mesh(cfg.devices)  # None on one device
     self.unroll: Callable[[Any, Array], dict] = agent.apply
+    self.body: Callable[[Any, Array], tuple] = agent.body
+    self.taken_action_grad = bool(
+      taken_action_grad and agent.has_model and hasattr(rule, "loss_taken")
+    )
     if self.mesh is not None:
       devices.check_divisible(cfg.num_envs, cfg.devices)
       devices.check_unroll_sizes(self.unroll_sizes(), cfg.devices)
       self.unroll = devices.split_unroll(agent.apply, self.mesh)
+      self.body = devices.split_unroll(agent.body, self.mesh)
 
   def unroll_sizes(self) -> dict[str, int]:
     """Trajectories the learner runs the agent on in one piece, when fewer
@@ -113,6 +136,8 @@ class Learner:
     k = self.cfg.learner_microbatches
     if passes == 1 and k > 1:
       return self._sliced_step(params, opt_state, rule_state, rule_params, batch, k)
+    if passes == 1 and self.taken_action_grad:
+      return self._taken_step(params, opt_state, rule_state, rule_params, batch)
     if passes == 1:
       return self._whole_step(params, opt_state, rule_state, rule_params, batch)
     return self._epochs_step(params, opt_state, rule_state, rule_params, batch, rng)
@@ -126,6 +151,31 @@ class Learner:
     )
     (loss, logs), g_out = jax.value_and_grad(self._loss, has_aux=True)(agent_out, targets, batch)
     (grads,) = pullback(g_out)
+    params, opt_state = self._apply(grads, opt_state, params)
+    return params, opt_state, rule_state, loss, {**tlogs, **logs}
+
+  def _taken_step(self, params, opt_state, rule_state, rule_params, batch: Rollout):
+    """``_whole_step`` with the action model differentiated at the taken
+    actions only: the torso and flat heads once with their pullback; the
+    action model for every action without gradient (for the targets); the
+    loss's gradient through the action model at the taken actions (B rows),
+    its embedding cotangent pulled back through the torso."""
+    agent = self.agent
+    (flat, emb), pullback = jax.vjp(lambda p: self.body(p, batch.observations), params)
+    agent_out = {**flat, **agent.model(params, emb)}
+    targets, rule_state, tlogs = self.rule.targets(
+      rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, self.unroll
+    )
+
+    def loss_fn(flat, emb, p):
+      taken = agent.model(p, emb, batch.actions)  # [T+1, B, *spec]
+      return masked_loss(self.rule, {**flat, **taken}, targets, batch, taken=True)
+
+    (loss, logs), (g_flat, g_emb, g_model) = jax.value_and_grad(
+      loss_fn, argnums=(0, 1, 2), has_aux=True
+    )(flat, emb, params)
+    (grads,) = pullback((g_flat, g_emb))
+    grads = jax.tree.map(jnp.add, grads, g_model)
     params, opt_state = self._apply(grads, opt_state, params)
     return params, opt_state, rule_state, loss, {**tlogs, **logs}
 
