@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disco_eval import paths
-from disco_eval.config.overrides import TRAIN_KEYS
+from disco_eval.config.train import TRAIN_KEYS
 from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")

@@ -25,8 +25,7 @@ from disco_eval.config import manifests, validate
 from disco_eval.config import overrides as over
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.config.suites import Protocol, SuiteManifest
-from disco_eval.config.train import TrainConfig
-from disco_eval.errors import UserError
+from disco_eval.config.train import LOOP_SETTINGS, TrainConfig
 
 
 def rule_settings(
@@ -46,15 +45,15 @@ def rule_settings(
   return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
 
 
-def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, int]:
-  """The protocol's loop settings with the ``train.*`` overrides, as ints."""
-  vals = {k: int(protocol.get(k)) for k in over.TRAIN_KEYS if protocol.get(k) is not None}
+def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, Any]:
+  """The protocol's loop settings with the ``train.*`` overrides, each as
+  its declared type (:class:`~disco_eval.config.train.TrainConfig`)."""
+  declared = {s.name: s for s in LOOP_SETTINGS if s.settable}
+  vals = {k: s.type(protocol.get(k)) for k, s in declared.items() if protocol.get(k) is not None}
   for k, v in train_over.items():
-    try:
-      vals[k] = int(v)
-    except ValueError:
-      raise UserError(f"train.{k} must be an integer, got '{v}'") from None
-  return {k: v for k, v in vals.items() if k in over.TRAIN_KEYS}
+    if k in declared:
+      vals[k] = declared[k].parse(f"train.{k}", v)
+  return vals
 
 
 def budget(protocol: Protocol, steps: int | None) -> int:
