@@ -10,9 +10,9 @@ the ``--set`` names (:mod:`disco_eval.config.overrides`), the label
 (:mod:`disco_eval.config.label`), the fingerprint and the config match of
 stored records, ``suites show`` and the docs' tables (:func:`markdown_table`).
 
-For example, the loop's ``rollout_len`` (:class:`disco_eval.config.train.TrainConfig`)::
+For example, the loop's ``num_envs`` (:class:`disco_eval.config.train.TrainConfig`)::
 
-  rollout_len: int = setting(29, AT_LEAST_2, "actor steps per trajectory (T + 1)")
+  num_envs: int = setting(2, POSITIVE_INT, "environments the actor steps together")
 
 Nothing here imports anything of disco_eval.
 """

@@ -61,6 +61,18 @@ class TrainConfig:
   def steps_per_iteration(self) -> int:
     return self.num_envs * self.rollout_len
 
+  @property
+  def learner_batch(self) -> int:
+    """Trajectories in one learner batch: ``sample_entries * num_envs``."""
+    return self.sample_entries * self.num_envs
+
+  def describe(self) -> str:
+    """The loop's sizes in words (``8 envs x 29 steps per iteration, ...``)."""
+    return (
+      f"{self.num_envs} envs x {self.rollout_len} steps per iteration, "
+      f"{self.updates_per_iteration} learner step(s) of {self.learner_batch} trajectories"
+    )
+
 
 LOOP_SETTINGS = declared(TrainConfig)
 # The names ``--set train.NAME`` and a rule manifest's [train] table may set.

@@ -169,8 +169,8 @@ def _check_divides(key: str, value: int, total: int, what: str) -> None:
 
 
 def learner_batch(cfg: TrainConfig) -> int:
-  """Trajectories in one learner batch: ``sample_entries * num_envs``."""
-  return cfg.sample_entries * cfg.num_envs
+  """Trajectories in one learner batch (:attr:`TrainConfig.learner_batch`)."""
+  return cfg.learner_batch
 
 
 def _passes(rule_table: Mapping[str, Any]) -> tuple[int, int]:
