@@ -95,30 +95,13 @@ class RuleManifest:
     """True for rules with a weights file (discovered rules)."""
     return self.filename is not None
 
-  def settings(
-    self,
-    suite: str | None = None,
-    overrides: Mapping[str, object] | None = None,
-  ) -> dict[str, dict[str, Any]]:
-    """The four settings tables, with suite then user overrides applied.
-
-    Args:
-      suite: apply this suite's ``[suites.SUITE]`` overrides, if it has any.
-      overrides: ``{"table.key": value}`` set after the suite overrides. A
-        value keeps the type of the default (an int may set a float; a string
-        is read as a TOML value, so ``"1e-3"`` or ``"[64, 64]"`` work).
-
-    Returns:
-      A deep copy ``{"hyperparams": ..., "rule": ..., "agent": ...,
-      "optimizer": ...}``; the manifest itself is never changed.
-    """
-    tables = {name: copy.deepcopy(getattr(self, name)) for name in SETTINGS_TABLES}
-    if suite is not None:
-      where = f"{self.path}: [suites.{suite}]"
-      tables = apply_overrides(tables, self.suites.get(suite, {}), where)
-    if overrides:
-      tables = apply_overrides(tables, overrides, f"rule '{self.name}'")
-    return tables
+  def settings(self) -> dict[str, dict[str, Any]]:
+    """The manifest's own settings tables, a deep copy ``{"hyperparams": ...,
+    "rule": ..., "agent": ..., "optimizer": ..., "train": ...}``; the manifest
+    itself is never changed. A run's tables for a suite, with the suite's and
+    the user's overrides, come from :func:`disco_eval.config.resolve.rule_settings`
+    (the one path from manifests to a run's settings)."""
+    return {name: copy.deepcopy(getattr(self, name)) for name in SETTINGS_TABLES}
 
 
 def apply_overrides(
@@ -126,7 +109,9 @@ def apply_overrides(
   overrides: Mapping[str, object],
   where: str,
 ) -> dict[str, dict[str, Any]]:
-  """A copy of `tables` with dotted-key `overrides` applied (see settings)."""
+  """A copy of `tables` with dotted-key `overrides` applied: ``{"table.key":
+  value}``, each value of the type of the default (an int may set a float; a
+  string is read as a TOML value, so ``"1e-3"`` or ``"[64, 64]"`` work)."""
   result = copy.deepcopy(tables)
   for dotted, value in overrides.items():
     table, key = split_setting_key(tables, dotted, where)

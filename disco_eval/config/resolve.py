@@ -19,7 +19,7 @@ of one (suite, task, rule); the functions before it are its steps.
 import copy
 import dataclasses
 import math
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from disco_eval.config import manifests, validate
 from disco_eval.config import overrides as over
@@ -29,20 +29,23 @@ from disco_eval.config.train import LOOP_SETTINGS, TrainConfig
 
 
 def rule_settings(
-  manifest: manifests.RuleManifest, suite: SuiteManifest, rule_over: dict[str, str]
+  manifest: manifests.RuleManifest,
+  suite: SuiteManifest,
+  rule_over: Mapping[str, Any] | None = None,
 ) -> dict:
-  """A rule's settings tables for a suite.
+  """A rule's settings tables for a suite (every run's, and every test's).
 
   Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
   (the torso for its observations, which may bring keys of its own), the rule
-  manifest's ``[suites.SUITE]`` overrides, the user's ``--set``.
+  manifest's ``[suites.SUITE]`` overrides, the user's ``--set`` (`rule_over`,
+  ``{"table.key": value}``).
   """
   tables = manifest.settings()
   tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
   tables = manifests.apply_overrides(
     tables, manifest.suites.get(suite.name, {}), f"{manifest.path}: [suites.{suite.name}]"
   )
-  return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
+  return manifests.apply_overrides(tables, rule_over or {}, f"rule '{manifest.name}'")
 
 
 def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, Any]:

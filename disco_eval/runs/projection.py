@@ -128,7 +128,7 @@ def _time_chunks(trainer, rule, seeds, k: int, repeats: int):
 def _eval_s(trainer, suite, task: str, protocol, params) -> float:
   """Seconds of one final evaluation (0 for protocols scored on training
   episodes, which need no evaluation)."""
-  if str(protocol.get("score_from", "")).startswith("training episodes"):
+  if protocol.typed.score_from.startswith("training episodes"):
     return 0.0
   key = jax.random.PRNGKey(0)
   return _timed(lambda: final_figures(trainer, suite, task, protocol, params, key, []))[0]
