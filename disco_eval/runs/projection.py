@@ -200,9 +200,9 @@ def project(
   measured: dict[tuple[int, int], Measured] = {}
   rows = []
   for unit in plan.units:
-    key = (unit.rule, len(unit.seeds))
+    key = (unit.rule_index, len(unit.seeds))
     if key not in measured:
-      measured[key] = measure(spec, suite, plan.rules[unit.rule], unit, iterations, repeats)
+      measured[key] = measure(spec, suite, plan.rules[unit.rule_index], unit, iterations, repeats)
     rows.append(_unit_row(unit, measured[key]))
   device_known = [r["device_bytes"] for r in rows if r["device_bytes"] is not None]
   return {
