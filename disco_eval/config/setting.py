@@ -152,11 +152,13 @@ def by_name(cls: type) -> dict[str, Setting]:
 
 def markdown_table(settings: tuple[Setting, ...], prefix: str) -> str:
   """The docs' table of `settings`: name (``PREFIX.NAME``), default, range,
-  meaning; a settable one is marked ``--set``."""
-  lines = ["| setting | default | allowed | meaning |", "|---|---|---|---|"]
+  whether ``--set`` may change it, meaning."""
+  lines = ["| setting | default | allowed | `--set` | meaning |", "|---|---|---|---|---|"]
   for s in settings:
-    how = " (`--set`)" if s.settable else " (derived)"
-    default = "—" if s.default is None else f"`{s.default}`"
-    label = " Shown in the run's label when not at its default." if s.labelled else ""
-    lines.append(f"| `{prefix}.{s.name}`{how} | {default} | {s.range_text} | {s.help}{label} |")
+    default = "(none)" if s.default is None else f"`{s.default!r}`"
+    meaning = s.help
+    if s.labelled:
+      meaning += f"; shown in the run's label (`+{s.name}=VALUE`) when not at its default"
+    settable = "yes" if s.settable else "no"
+    lines.append(f"| `{prefix}.{s.name}` | {default} | {s.range_text} | {settable} | {meaning} |")
   return "\n".join(lines) + "\n"
