@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disco_eval import paths
-from disco_eval.config.train import TRAIN_KEYS
+from disco_eval.config.train import OPTIMIZER_SETTINGS, TRAIN_KEYS
 from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
@@ -42,10 +42,11 @@ CATEGORIES = {
   "discovered-closed-form": "discovered (closed form)",
   "hand-designed": "hand-designed",
 }
-# The keys the optimiser (disco_eval.train.optim) and the loop read. The
+# The keys the optimiser (disco_eval.train.optim) and the loop read, as declared
+# in disco_eval.config.train. The
 # [hyperparams] and [rule] keys are declared by each rule kind's settings
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
-OPTIMIZER_KEYS = ("learning_rate", "max_abs_update", "max_grad_norm", "b1", "b2", "eps")
+OPTIMIZER_KEYS = tuple(s.name for s in OPTIMIZER_SETTINGS)
 DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
 
 # The kind of a plug-in rule: its manifest names a Python module (``module``) whose factory

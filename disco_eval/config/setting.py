@@ -107,7 +107,8 @@ def setting(
   """A dataclass field that declares a setting.
 
   Args:
-    default: its value when nothing sets it.
+    default: its value when nothing sets it (``dataclasses.MISSING``: none,
+      the value must be given).
     allowed: the values it may take (None: any value of its type).
     help: one line for ``--help``, ``suites show`` and the docs.
     labelled: the run's protocol label shows it (``+NAME=VALUE``) when it is
@@ -156,6 +157,7 @@ def markdown_table(settings: tuple[Setting, ...], prefix: str) -> str:
   lines = ["| setting | default | allowed | `--set` | meaning |", "|---|---|---|---|---|"]
   for s in settings:
     default = "(none)" if s.default is None else f"`{s.default!r}`"
+    default = "(required)" if s.default is dataclasses.MISSING else default
     meaning = s.help
     if s.labelled:
       meaning += f"; shown in the run's label (`+{s.name}=VALUE`) when not at its default"

@@ -1,4 +1,4 @@
-"""The training loop's settings (one frozen dataclass, read by every trainer).
+"""The training loop's settings and the optimiser's, each declared once.
 
 Each loop setting is declared here once, as a field of :class:`TrainConfig`
 with its default, range, help line and how records treat it
@@ -13,7 +13,17 @@ and small experiments that build a loop by hand.
 import dataclasses
 from typing import Any, Mapping
 
-from disco_eval.config.setting import AT_LEAST_2, LAG, POSITIVE_INT, VMAP, declared, setting
+from disco_eval.config.setting import (
+  AT_LEAST_2,
+  LAG,
+  NON_NEGATIVE,
+  POSITIVE,
+  POSITIVE_INT,
+  UNIT_OPEN,
+  VMAP,
+  declared,
+  setting,
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,7 +84,30 @@ class TrainConfig:
     )
 
 
+@dataclasses.dataclass(frozen=True)
+class OptimizerSettings:
+  """The keys of a rule manifest's ``[optimizer]`` table, read by
+  :func:`disco_eval.train.optim.make_optimizer` (Adam with optional
+  clipping). The values live in the manifests; a key a manifest leaves out
+  takes the default here (``learning_rate`` has none: every manifest sets it)."""
+
+  learning_rate: float = setting(dataclasses.MISSING, POSITIVE, "Adam's step size")
+  max_abs_update: float = setting(1.0, NON_NEGATIVE, "elementwise clipping of the update (0: none)")
+  max_grad_norm: float = setting(
+    0.0, NON_NEGATIVE, "global-norm clipping of the gradient (0: none)"
+  )
+  b1: float = setting(0.9, UNIT_OPEN, "Adam's first-moment decay")
+  b2: float = setting(0.999, UNIT_OPEN, "Adam's second-moment decay")
+  eps: float = setting(1e-8, POSITIVE, "Adam's denominator offset")
+
+  @classmethod
+  def from_table(cls, table: Mapping[str, Any]) -> "OptimizerSettings":
+    """The settings of an ``[optimizer]`` table (each value as a float)."""
+    return cls(**{s.name: float(table[s.name]) for s in OPTIMIZER_SETTINGS if s.name in table})
+
+
 LOOP_SETTINGS = declared(TrainConfig)
+OPTIMIZER_SETTINGS = declared(OptimizerSettings)
 # The names ``--set train.NAME`` and a rule manifest's [train] table may set.
 TRAIN_KEYS = tuple(s.name for s in LOOP_SETTINGS if s.settable)
 

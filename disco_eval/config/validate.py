@@ -30,21 +30,15 @@ from disco_eval.config.setting import (
   POSITIVE_INT,
   SEED,
   UNIT,
-  UNIT_OPEN,
   Range,
 )
 from disco_eval.config.suites import PROTOCOL_SETTINGS, Protocol
-from disco_eval.config.train import LOOP_SETTINGS, TrainConfig
+from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS, TrainConfig
 from disco_eval.errors import UserError
 
 # Settings of the rule tables with a range of their own ("table.key").
 EXACT: dict[str, Range] = {
-  "optimizer.learning_rate": POSITIVE,
-  "optimizer.eps": POSITIVE,
-  "optimizer.b1": UNIT_OPEN,
-  "optimizer.b2": UNIT_OPEN,
-  "optimizer.max_abs_update": NON_NEGATIVE,  # 0: no elementwise clipping
-  "optimizer.max_grad_norm": NON_NEGATIVE,  # 0: no global-norm clipping
+  **{f"optimizer.{s.name}": s.allowed for s in OPTIMIZER_SETTINGS if s.allowed is not None},
   "agent.head_init_std": NON_NEGATIVE,
   # DPO's drift scales and the evolved DQN losses' exploration (rules/dpo.py, rules/dqn.py)
   "hyperparams.drift_alpha": POSITIVE,
