@@ -53,7 +53,8 @@ NON_NEGATIVE = Range("a finite number >= 0", lambda x: math.isfinite(x) and x >=
 UNIT = Range("a number in [0, 1]", lambda x: 0 <= x <= 1)
 UNIT_OPEN = Range("a number in [0, 1)", lambda x: 0 <= x < 1)
 POSITIVE_INT = Range("an integer >= 1", lambda x: x >= 1, integer=True)
-SEED = Range("an integer >= 0", lambda x: x >= 0, integer=True)
+NON_NEGATIVE_INT = Range("an integer >= 0", lambda x: x >= 0, integer=True)
+SEED = NON_NEGATIVE_INT
 AT_LEAST_2 = Range("an integer >= 2", lambda x: x >= 2, integer=True)
 LAG = Range("0 or 1", lambda x: x in (0, 1), integer=True)
 VMAP = Range("-1 (auto), 0 (no) or 1 (yes)", lambda x: x in (-1, 0, 1), integer=True)
