@@ -51,6 +51,13 @@ def test_rules_list_and_show(disco_home):
   assert info["settings"]["hyperparams"]["value_cost"] == 0.2
 
 
+def test_checkpoint_every_below_one_is_refused_by_its_check(disco_home, tmp_path):
+  args = ("run", "catch", "--rule", "actor_critic", "--checkpoint-every", "0", "--out", tmp_path)
+  line = one_line_error(cli(*args, home=disco_home))
+  assert "--checkpoint-every = 0 is out of range: an integer >= 1" in line
+  assert not any(tmp_path.iterdir())
+
+
 def test_unknown_names_give_one_line(disco_home, tmp_path):
   line = one_line_error(cli("rules", "show", "nope", home=disco_home))
   assert "disco103" in line and "actor_critic" in line

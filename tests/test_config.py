@@ -211,3 +211,59 @@ def test_unknown_optimizer_or_train_key_in_a_manifest(tmp_path, monkeypatch, tab
     "valid keys: ",
   ):
     manifests.load_rule_manifest("ppo")
+
+
+def test_every_loop_and_protocol_setting_is_declared_once():
+  from disco_eval.config import fingerprint, validate
+  from disco_eval.config.setting import declared
+  from disco_eval.config.train import TrainConfig
+  from disco_eval.store import config_match
+
+  assert [s.name for s in declared(TrainConfig)] == [
+    f.name for f in dataclasses.fields(TrainConfig)
+  ]
+  # What records and labels were made with before the declarations existed.
+  assert overrides.TRAIN_KEYS == (
+    *("num_envs", "rollout_len", "buffer_capacity", "min_buffer", "sample_entries"),
+    *("updates_per_iteration", "chunk", "vmap_seeds", "learner_microbatches", "devices"),
+    "policy_lag",
+  )
+  assert set(validate.LOOP) == {*overrides.TRAIN_KEYS, "iterations"}
+  assert overrides.PROTOCOL_KEYS == ("eval_episodes", "eval_max_steps", "eval_envs")
+  assert set(validate.PROTOCOL) == {"env_steps", "eval_episodes", "eval_envs", "eval_max_steps"}
+  assert set(label.IGNORED_TRAIN_KEYS) == {"chunk", "iterations"}
+  assert label.LABELLED_TRAIN_KEYS == ("policy_lag",)
+  later = {"learner_microbatches": 1, "devices": 1, "policy_lag": 0}
+  assert fingerprint.LATER_KEYS == {f"train.{k}": str(v) for k, v in later.items()}
+  assert {k[1]: v for k, v in config_match.LATER_CONFIG_KEYS.items() if k[0] == "train"} == later
+
+
+def test_a_protocol_reads_its_items_typed_with_the_declared_defaults():
+  bare = suites.Protocol("p", "", {})
+  assert (bare.typed.eval_episodes, bare.typed.metric, bare.typed.final_window) == (
+    100,
+    "return",
+    100,
+  )
+  assert bare.typed.eval_envs is None and not bare.typed.smoke
+  set_ = suites.Protocol("p", "", {"eval_episodes": 8, "metric": "median_score", "smoke": True})
+  assert (set_.typed.eval_episodes, set_.typed.metric, set_.typed.smoke) == (
+    8,
+    "median_score",
+    True,
+  )
+
+
+def test_the_docs_tables_of_settings_are_printed_from_the_declarations():
+  from disco_eval.config.setting import markdown_table
+  from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS
+
+  docs = (Path(__file__).parents[1] / "docs" / "protocols.md").read_text()
+  tables = (
+    ("train", LOOP_SETTINGS),
+    ("protocol", suites.PROTOCOL_SETTINGS),
+    ("optimizer", OPTIMIZER_SETTINGS),
+  )
+  for prefix, declared in tables:
+    table = markdown_table(declared, prefix)
+    assert table in docs, f"docs/protocols.md: replace the {prefix} table with\n{table}"

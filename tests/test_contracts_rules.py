@@ -17,6 +17,8 @@ import pytest
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.rules import weights
 from disco_eval.rules.base import OutputSpec, Rollout, acting_logits
 from disco_eval.rules.registry import build_rule
@@ -37,7 +39,7 @@ def make_rule(name: str, shared_dir: Path):
   """(manifest, rule object, rule params or None) of rule `name` with its
   Catch settings; learned rules read their weights from the shared folder."""
   manifest = manifests.load_rule_manifest(name)
-  rule = build_rule(manifest.kind, manifest.settings("catch"), manifest.name)
+  rule = build_rule(manifest.kind, rule_settings(manifest, load_suite("catch")), manifest.name)
   if not manifest.learned:
     return manifest, rule, None
   path = shared_dir / "rules" / manifest.filename
@@ -91,7 +93,7 @@ def test_every_rule_manifest_builds_a_rule():
   assert "disco103" in RULES and "actor_critic" in RULES  # the list is not empty by accident
   for name in RULES:
     manifest = manifests.load_rule_manifest(name)
-    rule = build_rule(manifest.kind, manifest.settings("catch"), manifest.name)
+    rule = build_rule(manifest.kind, rule_settings(manifest, load_suite("catch")), manifest.name)
     assert rule.name == name
     assert int(rule.num_epochs) >= 1 and int(rule.num_minibatches) >= 1
 

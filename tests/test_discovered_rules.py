@@ -18,6 +18,8 @@ import pytest
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import dpo, dqn, ppo
@@ -34,7 +36,7 @@ TINY_AGENT = {"torso": "mlp", "torso_hidden": [16], "head_init_std": 0.01}
 def _rule(name: str, **changes):
   """The built-in rule `name` (Catch settings), with `changes` to its config."""
   m = manifests.load_rule_manifest(name)
-  rule = build_rule(m.kind, m.settings("catch"), m.name)
+  rule = build_rule(m.kind, rule_settings(m, load_suite("catch")), m.name)
   return dataclasses.replace(rule, cfg=dataclasses.replace(rule.cfg, **changes))
 
 
@@ -276,7 +278,7 @@ def test_the_trainer_acts_and_records_through_the_hook():
   rule = _rule("dqn_reg", epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_steps=20)
   env = Catch()
   agent = Agent(TINY_AGENT, rule.output_spec(3), 3, env.observation_shape)
-  settings = manifests.load_rule_manifest("dqn_reg").settings("catch")
+  settings = rule_settings(manifests.load_rule_manifest("dqn_reg"), load_suite("catch"))
   trainer = Trainer(env, agent, rule, make_optimizer(settings["optimizer"]), cfg)
   state, metrics = trainer.run_chunk(trainer.init(0), None, 0, 3)
   assert int(np.sum(metrics.learned)) == 2
@@ -330,7 +332,7 @@ def test_the_host_trainer_acts_records_and_evaluates_through_the_hook():
     "dqn_reg", epsilon_start=1.0, epsilon_end=0.0, epsilon_decay_steps=8, eval_epsilon=0.0
   )
   agent = Agent(TINY_AGENT, rule.output_spec(3), 3, (2, 2))
-  settings = manifests.load_rule_manifest("dqn_reg").settings("catch")
+  settings = rule_settings(manifests.load_rule_manifest("dqn_reg"), load_suite("catch"))
   task = Task()
   tr = HostTrainer(task, agent, rule, make_optimizer(settings["optimizer"]), cfg, None)
   s = tr.init(0)

@@ -57,7 +57,9 @@ def configs_of(rules: tuple[str, ...], overrides=()) -> dict[str, dict]:
   planned = plan.plan_sweep(spec)
   suite = suites.load_suite(SUITE)
   return {
-    u.label: plan.run_config(spec, suite, u.task, planned.rules[u.rule], u.overrides).to_json()
+    u.label: plan.run_config(
+      spec, suite, u.task, planned.rules[u.rule_index], u.overrides
+    ).to_json()
     for u in planned.units
   }
 

@@ -263,6 +263,7 @@ def test_a_diverged_run_is_never_marked_complete(tmp_path):
 def test_a_failed_evaluation_of_diverged_params_leaves_a_null_score(monkeypatch):
   from types import SimpleNamespace
 
+  from disco_eval.config.suites import Protocol
   from disco_eval.runs import final
 
   def broken(*args):
@@ -270,7 +271,7 @@ def test_a_failed_evaluation_of_diverged_params_leaves_a_null_score(monkeypatch)
 
   monkeypatch.setattr(final, "final_figures", broken)
   suite = SimpleNamespace(name="catch", normalize=lambda task, score, protocol: score)
-  protocol = SimpleNamespace(name="reference", get=lambda key, default=None: default)
+  protocol = Protocol("reference", "", {})
   rule = SimpleNamespace(label="r", sha256=None)
   rows = [{"avg_return": 0.5}]
   args = (None, suite, "catch", protocol, rule, 0)

@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from disco_eval.config import label as labels
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.envs.base import HostPool
 from disco_eval.envs.concat import ConcatPool
 from disco_eval.errors import UserError
@@ -55,7 +57,7 @@ def _trainer(batched: bool = False, rule_name: str = "actor_critic", **cfg):
   from disco_eval.train.optim import make_optimizer
 
   r = weights.resolve_rule(rule_name)
-  st = r.manifest.settings("procgen")
+  st = rule_settings(r.manifest, load_suite("procgen"))
   st["agent"] = {**st["agent"], **TINY_AGENT}
   rule = build_rule(r.manifest.kind, st, r.label)
   agent = Agent(st["agent"], rule.output_spec(15), 15, (3, 64, 64))
@@ -330,7 +332,7 @@ def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
       return _SeedPool(num_envs, seed)
 
   r = weights.resolve_rule("actor_critic")
-  st = r.manifest.settings("catch")
+  st = rule_settings(r.manifest, load_suite("catch"))
   st["agent"] = {**st["agent"], "torso_hidden": [16]}
   rule = build_rule(r.manifest.kind, st, r.label)
   agent = Agent(st["agent"], rule.output_spec(3), 3, (4,))

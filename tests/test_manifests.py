@@ -5,6 +5,8 @@ from pathlib import Path
 import pytest
 
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.errors import UserError
 
 VALID_MANIFEST = """
@@ -77,16 +79,17 @@ def test_odd_rule_names_are_unknown(name):
 def test_settings_suite_override():
   m = manifests.load_rule_manifest("disco103")
   assert m.settings()["optimizer"]["learning_rate"] == 3e-4
-  assert m.settings("catch")["optimizer"]["learning_rate"] == 1e-2
-  assert m.settings("procgen")["optimizer"]["learning_rate"] == 3e-4
+  assert rule_settings(m, load_suite("catch"))["optimizer"]["learning_rate"] == 1e-2
+  assert rule_settings(m, load_suite("procgen"))["optimizer"]["learning_rate"] == 3e-4
   assert set(m.settings()) == {"hyperparams", "rule", "agent", "optimizer", "train"}
   assert m.settings()["train"] == {}  # Disco103 runs the protocol's loop
 
 
 def test_settings_user_overrides_apply_after_suite():
   m = manifests.load_rule_manifest("disco103")
-  s = m.settings(
-    "catch",
+  s = rule_settings(
+    m,
+    load_suite("catch"),
     {
       "optimizer.learning_rate": 1,
       "hyperparams.value_cost": "0.5",
@@ -121,7 +124,7 @@ def test_settings_is_a_deep_copy():
 def test_bad_override_key_names_valid_keys(key, expected):
   m = manifests.load_rule_manifest("disco103")
   with pytest.raises(UserError) as info:
-    m.settings(overrides={key: 1.0})
+    rule_settings(m, load_suite("catch"), {key: 1.0})
   assert f"unknown setting '{key}'" in str(info.value)
   assert expected in str(info.value)
 
@@ -139,7 +142,7 @@ def test_bad_override_key_names_valid_keys(key, expected):
 def test_bad_override_type(key, value):
   m = manifests.load_rule_manifest("disco103")
   with pytest.raises(UserError, match=key.replace(".", r"\.")):
-    m.settings(overrides={key: value})
+    rule_settings(m, load_suite("catch"), {key: value})
 
 
 def test_missing_required_field_names_file_and_field(tmp_path, monkeypatch):
@@ -175,11 +178,12 @@ def test_invalid_manifests(tmp_path, monkeypatch, edit, expected):
 
 
 def test_bare_dotted_suite_keys_are_accepted(tmp_path, monkeypatch):
+  catch = load_suite("catch")  # before the manifests folder moves
   text = VALID_MANIFEST.format(name="ok", sha="0" * 64)
   text += "\n[suites.catch]\noptimizer.learning_rate = 1e-2\n"
   _write_manifests(tmp_path, monkeypatch, ok=text)
   m = manifests.load_rule_manifest("ok")
-  assert m.settings("catch")["optimizer"]["learning_rate"] == 1e-2
+  assert rule_settings(m, catch)["optimizer"]["learning_rate"] == 1e-2
 
 
 def test_builtin_manifests_declare_category_and_discovery():

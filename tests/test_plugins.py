@@ -22,6 +22,8 @@ import pytest
 from disco_eval import launch, store
 from disco_eval.analysis import rule_kinds
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.errors import UserError
 from disco_eval.rules import plugins, registry, weights
 from disco_eval.rules.base import Rollout
@@ -358,7 +360,7 @@ def test_a_manifest_reaches_workers_by_an_absolute_path(example, tmp_path, monke
 
 def test_example_rule_computes_reinforce_with_a_baseline_by_hand(example):
   m = manifests.load_manifest_file(example)
-  settings = m.settings(overrides={"rule.normalize_adv": "false"})
+  settings = rule_settings(m, load_suite("catch"), {"rule.normalize_adv": "false"})
   rule = registry.build_manifest_rule(m, settings, "rb")
   batch = Rollout(  # T = 2 transitions of one trajectory; the episode ends after the first
     observations=jnp.zeros((3, 1, 8, 8)),

@@ -13,6 +13,8 @@ pytest.importorskip("envpool")
 
 from disco_eval.agents.impala import ImpalaCNN  # noqa: E402
 from disco_eval.agents.networks import TORSOS  # noqa: E402
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.envs import procgen  # noqa: E402
 from disco_eval.envs.base import HostPool, HostTask  # noqa: E402
 from disco_eval.runs import SweepSpec, run_sweep  # noqa: E402
@@ -211,7 +213,7 @@ def test_host_trainer_rows_and_returns():
       return _FakePool(num_envs)
 
   r = weights.resolve_rule("actor_critic")
-  st = r.manifest.settings("procgen")
+  st = rule_settings(r.manifest, load_suite("procgen"))
   st["agent"] = {**st["agent"], **TINY_AGENT}
   rule = build_rule(r.manifest.kind, st, r.label)
   agent = Agent(st["agent"], rule.output_spec(15), 15, (3, 64, 64))

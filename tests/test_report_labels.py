@@ -142,7 +142,7 @@ def test_disco103_is_not_held_out_on_procgen_only(three_suites: Path) -> None:
   assert kinds["crafter"]["disco103"].held_out == "yes"
   assert kinds["catch"]["disco103"].held_out == "yes"
   for suite in ("procgen", "crafter", "catch"):
-    assert kinds[suite]["actor_critic"] == rule_kinds.RuleKind("hand-designed", "yes")
+    assert kinds[suite]["actor_critic"] == rule_kinds.RuleCategory("hand-designed", "yes")
     assert kinds[suite]["mine"].held_out == "unknown"
     assert kinds[suite]["disco103"].category == "discovered (learned weights)"
   doc = {g["suite"]: g["rule_kinds"] for g in result.to_json()["groups"]}

@@ -10,6 +10,8 @@ import pytest
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import actor_critic, disco, weights
 from disco_eval.rules.base import Rollout
@@ -86,7 +88,7 @@ def test_adam_sg_denominator_equals_adam_in_value():
 def _disco_trainer(cfg=TrainConfig()):
   if not WEIGHTS.is_file():
     pytest.skip(f"{WEIGHTS} is missing")
-  settings = manifests.load_rule_manifest("disco103").settings("catch")
+  settings = rule_settings(manifests.load_rule_manifest("disco103"), load_suite("catch"))
   rule = disco.from_settings(settings)
   env = Catch()
   agent = Agent(TINY_AGENT, rule.output_spec(3), 3, env.observation_shape)
@@ -183,7 +185,7 @@ def test_several_epochs_of_minibatches_through_the_same_interface():
   """A rule asking for 2 epochs x 2 minibatches (as PPO will) needs no trainer fork."""
   import dataclasses
 
-  settings = manifests.load_rule_manifest("actor_critic").settings("catch")
+  settings = rule_settings(manifests.load_rule_manifest("actor_critic"), load_suite("catch"))
   rule = dataclasses.replace(actor_critic.from_settings(settings), num_epochs=2, num_minibatches=2)
   env = Catch()
   agent = Agent(TINY_AGENT, rule.output_spec(3), 3, env.observation_shape)

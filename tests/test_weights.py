@@ -15,6 +15,8 @@ import numpy as np
 import pytest
 
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.errors import UserError
 from disco_eval.rules import weights
 from disco_eval.rules.architectures import DISCO103_SHAPES, expected_shapes
@@ -343,7 +345,7 @@ def test_resolve_checkpoint_path(work, disco103_npz):
   assert resolved.manifest.name == "my_rule"
   assert resolved.manifest.sha256 == DISCO103_SHA
   assert resolved.manifest.source_url is None
-  assert resolved.manifest.settings("catch")["optimizer"]["learning_rate"] == 1e-2
+  assert rule_settings(resolved.manifest, load_suite("catch"))["optimizer"]["learning_rate"] == 1e-2
   assert len(resolved.params) == 21
 
 

@@ -18,6 +18,8 @@ import numpy as np
 
 from disco_eval.agents.networks import Agent
 from disco_eval.config import manifests
+from disco_eval.config.resolve import rule_settings
+from disco_eval.config.suites import load_suite
 from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import actor_critic, disco, ppo
@@ -50,7 +52,7 @@ def leaves_max_rel_diff(a, b) -> float:
 
 
 def rule_parts(name: str, weights: str):
-  settings = manifests.load_rule_manifest(name).settings("catch")
+  settings = rule_settings(manifests.load_rule_manifest(name), load_suite("catch"))
   module = {"disco103": disco, "actor_critic": actor_critic, "ppo": ppo}[name]
   rule = module.from_settings(settings)
   params = load_params(Path(weights)) if name == "disco103" else None

@@ -108,8 +108,8 @@ class Run:
   # The budget the run was trained for (``NAME@STEPS``: STEPS; else the protocol's).
   budget: int = dataclasses.field(default=0, compare=False, hash=False)
   # The rule's category and whether the suite is held out for it (analysis.rule_kinds).
-  kind: rule_kinds.RuleKind = dataclasses.field(
-    default=rule_kinds.RuleKind(rule_kinds.NO_MANIFEST, "unknown"), compare=False, hash=False
+  kind: rule_kinds.RuleCategory = dataclasses.field(
+    default=rule_kinds.RuleCategory(rule_kinds.NO_MANIFEST, "unknown"), compare=False, hash=False
   )
   # Where the run trained: disco_eval.runtime.backend_label of its config.
   backend: str = dataclasses.field(default="unknown", compare=False, hash=False)

@@ -309,10 +309,3 @@ def norm_label(manifest: suites.SuiteManifest | None) -> str:
   if manifest is None:
     return "normalised"
   return str(manifest.raw.get("normalized_label", "normalised"))
-
-
-def budget_phrase(manifest: suites.SuiteManifest, protocol: str) -> str:
-  """``58,000 env steps``: the budget of `protocol` as published."""
-  p = manifest.protocols.get(protocol)
-  steps = p.get("env_steps") if p is not None else None
-  return f"{int(steps):,} env steps" if isinstance(steps, (int, float)) else "its budget"

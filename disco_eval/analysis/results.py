@@ -18,7 +18,7 @@ import numpy as np
 from disco_eval.analysis import evaluation, stats
 from disco_eval.analysis.collect import Excluded, GroupKey
 from disco_eval.analysis.published import PublishedRow
-from disco_eval.analysis.rule_kinds import RuleKind
+from disco_eval.analysis.rule_kinds import RuleCategory
 
 PER_TASK_CI = "Student-t"
 
@@ -88,7 +88,7 @@ class GroupResult:
   # NetHack's single task, aggregates raw scores and says so).
   norm_label: str = "normalised"
   # Per rule label: its category and whether the suite is held out for it.
-  kinds: dict[str, RuleKind] = dataclasses.field(default_factory=dict)
+  kinds: dict[str, RuleCategory] = dataclasses.field(default_factory=dict)
   # Per rule label: the backends its runs trained on (runtime.backend_label), joined.
   backends: dict[str, str] = dataclasses.field(default_factory=dict)
   # The env steps the runs' training curves were read at (None: final scores).

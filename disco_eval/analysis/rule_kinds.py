@@ -42,7 +42,7 @@ NO_MANIFEST = "unknown (no rule manifest of this name)"
 
 
 @dataclasses.dataclass(frozen=True)
-class RuleKind:
+class RuleCategory:
   """A rule's category in words and whether a suite is held out for it.
 
   ``held_out`` is one of :data:`HELD_OUT`; ``discovered_on`` the manifest's
@@ -64,7 +64,7 @@ class RuleKind:
     }.get(self.held_out, "")
 
 
-PUBLISHED = RuleKind("published", "published")
+PUBLISHED = RuleCategory("published", "published")
 
 
 def _manifest(name: str, cache: MutableMapping[str, RuleManifest | None]) -> RuleManifest | None:
@@ -110,7 +110,7 @@ def rule_kind(
   rule: Mapping[str, Any] | None,
   suite: str,
   cache: MutableMapping[str, RuleManifest | None] | None = None,
-) -> RuleKind:
+) -> RuleCategory:
   """The kind of the rule a run config records (its ``"rule"`` table:
   ``name``, ``kind``, ``sha256``, ``source``) on `suite`."""
   cache = {} if cache is None else cache
@@ -125,13 +125,13 @@ def rule_kind(
   if manifest is not None and not (manifest.learned and sha and sha != manifest.sha256):
     held = manifest.held_out_label(suite)
     near = manifest.discovered_near_note if held == "near" else None
-    return RuleKind(manifest.category_label, held, tuple(manifest.discovered_on), near)
+    return RuleCategory(manifest.category_label, held, tuple(manifest.discovered_on), near)
   if manifest is not None or rule.get("source") or sha:
-    return RuleKind(CHECKPOINT, "unknown")
-  return RuleKind(NO_MANIFEST, "unknown")
+    return RuleCategory(CHECKPOINT, "unknown")
+  return RuleCategory(NO_MANIFEST, "unknown")
 
 
-def footnotes(kinds: Mapping[str, RuleKind], suite: str) -> list[str]:
+def footnotes(kinds: Mapping[str, RuleCategory], suite: str) -> list[str]:
   """One line per rule that is not held out on `suite`, and one for rules of
   unknown provenance ([] when every rule is held out)."""
   lines = [
@@ -152,12 +152,3 @@ def footnotes(kinds: Mapping[str, RuleKind], suite: str) -> list[str]:
       "manifest, whose discovery environments are not known"
     )
   return lines
-
-
-def kinds_line(kinds: Mapping[str, RuleKind]) -> str:
-  """``rules: disco103 discovered (learned weights), not held out; ppo hand-designed``."""
-  parts = []
-  for rule, kind in kinds.items():
-    marker = kind.marker or ("held out" if kind.held_out == "yes" else "")
-    parts.append(f"{rule} {kind.category}" + (f", {marker}" if marker else ""))
-  return "rules: " + "; ".join(parts) if parts else ""

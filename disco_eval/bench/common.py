@@ -1,6 +1,7 @@
 """What the benchmarks of both kinds of suite share: timing, the device, the
 result's header and the learner step's split into parts."""
 
+import dataclasses
 import os
 import platform
 import time
@@ -37,7 +38,8 @@ def device_description() -> str:
 
 
 def header(suite, proto, task: str, rule, cfg, repeats: int) -> dict[str, Any]:
-  """What every bench result starts with: device, versions, the loop's sizes."""
+  """What every bench result starts with: device, versions, the loop's settings
+  (`cfg`, a TrainConfig) and their summary in words."""
   return {
     "device": device_description(),
     "jax": jax.__version__,
@@ -47,10 +49,9 @@ def header(suite, proto, task: str, rule, cfg, repeats: int) -> dict[str, Any]:
     "task": task,
     "protocol": proto.name,
     "rule": rule.label,
-    "num_envs": cfg.num_envs,
-    "rollout_len": cfg.rollout_len,
-    "batch_trajectories": cfg.sample_entries * cfg.num_envs,
-    "updates_per_iteration": cfg.updates_per_iteration,
+    "train": dataclasses.asdict(cfg),
+    "loop": cfg.describe(),
+    "steps_per_iteration": cfg.steps_per_iteration,
     "repeats": repeats,
   }
 

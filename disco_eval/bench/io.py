@@ -178,7 +178,7 @@ def level_table_bench(levels: int) -> dict[str, Any]:
   from disco_eval.train.loop import Trainer
   from disco_eval.train.optim import make_optimizer
 
-  small = {"num_envs": 8, "rollout_len": 5, "chunk": 2, "buffer_capacity": 4}
+  small = {"num_envs": 8, "chunk": 2, "buffer_capacity": 4}
   small.update(min_buffer=1, sample_entries=1)
   suite, rule = suites.load_suite("sokoban"), weights.resolve_rule("actor_critic")
   overrides = tuple((f"train.{k}", str(v)) for k, v in small.items())

@@ -77,7 +77,8 @@ def run_jax_bench(
   env, rule_obj, agent, opt = parts
   out = header(suite, proto, task, rule, cfg, repeats)
 
-  out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, cfg.rollout_len * chunk, repeats)
+  steps_per_env = cfg.steps_per_iteration // cfg.num_envs * chunk
+  out["env_steps_per_s"] = env_steps_per_s(env, cfg.num_envs, steps_per_env, repeats)
 
   single = Trainer(env, agent, rule_obj, opt, cfg)
   out["train_steps_per_s"] = _train_rate(single, rule.params, 1, chunk, repeats)

@@ -8,12 +8,7 @@ def report_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
   rows = [("device", res["device"])]
   pkgs = [f"{k} {res[k]}" for k in ("envpool", "crafter", "nle") if k in res]
   rows.append(("versions", ", ".join([f"jax {res['jax']}", *pkgs, f"python {res['python']}"])))
-  loop = (
-    f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
-    f"{res['updates_per_iteration']} learner step(s) of "
-    f"{res['batch_trajectories']} trajectories"
-  )
-  rows.append(("loop", loop))
+  rows.append(("loop", res["loop"]))
   rows.append(("env-only steps/s (random actions)", f"{res['env_steps_per_s']:,.0f}"))
   if "one_seed" in res:  # host-stepped suites
     m = res["one_seed"]

@@ -324,7 +324,7 @@ def sweep_spec(
     protocol=protocol,
     out=out_dir,
     overrides=overrides,
-    checkpoint_every=max(1, checkpoint_every),
+    checkpoint_every=checkpoint_every,
     checkpoint_minutes=checkpoint_minutes,
   )
 

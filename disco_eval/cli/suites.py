@@ -8,6 +8,7 @@ from rich.table import Table
 from disco_eval.cli.common import esc, out, print_json
 from disco_eval.cli.helptext import Command, Group
 from disco_eval.config import suites
+from disco_eval.config.train import LOOP_SETTINGS
 
 app = typer.Typer(help="Suite manifests and their protocols.", no_args_is_help=True, cls=Group)
 
@@ -61,17 +62,26 @@ def _budget(row: dict) -> str:
   return f"{steps:,}" + (f" ({row['budget_note']})" if row.get("budget_note") else "")
 
 
+def _meanings() -> dict[str, str]:
+  """Item -> its declared help line (the loop's settings and the protocol
+  items every suite reads; a suite's own items have none)."""
+  declared = (*LOOP_SETTINGS, *suites.PROTOCOL_SETTINGS)
+  return {s.name: s.help for s in declared}
+
+
 def _items_table(p: suites.Protocol) -> Table:
-  """Item, value, source (and how its sources disagree) of protocol `p`."""
+  """Item, value, meaning (where declared), source (and how its sources
+  disagree) of protocol `p`."""
   t = Table(title=f"Protocol {esc(p.name)}: items and sources")
-  for c in ("item", "value", "source"):
+  for c in ("item", "value", "meaning", "source"):
     t.add_column(c, overflow="fold")
+  meanings = _meanings()
   for k, v in p.settings.items():
     value = "per task (see normalisation)" if k == "normalization" else v
     source = p.sources.get(k) or "(no source)"
     if k in p.disagreement:
       source += f" | sources disagree: {p.disagreement[k]}"
-    t.add_row(esc(k), esc(value), esc(source))
+    t.add_row(esc(k), esc(value), esc(meanings.get(k, "")), esc(source))
   return t
 
 
@@ -121,6 +131,7 @@ def suites_show(
     "protocol": p.name,
     "protocol_description": p.description,
     "settings": p.settings,
+    "meanings": {k: m for k, m in _meanings().items() if k in p.settings},
     "sources": p.sources,
     "disagreement": p.disagreement,
     "overrides": {k: o.description for k, o in s.overrides.items()},

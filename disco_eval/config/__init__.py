@@ -12,7 +12,10 @@
   (``NAME``, ``NAME@STEPS``, ``+KEY=VALUE``) from a config, new or stored.
 * :mod:`~disco_eval.config.schema` builds a rule's settings dataclass from its
   manifest tables (an unknown or missing key is a one-line error).
-* :mod:`~disco_eval.config.train` holds the training loop's settings.
+* :mod:`~disco_eval.config.setting` says how a setting is declared (once: name,
+  type, default, range, label, help); :mod:`~disco_eval.config.train` declares
+  the training loop's and the optimiser's settings, :mod:`~disco_eval.config.suites`
+  the protocol items every suite reads.
 
 Nothing here imports anything above it (envs, agents, rules, train, runs).
 """

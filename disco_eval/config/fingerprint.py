@@ -34,6 +34,7 @@ import json
 from typing import Any, Mapping
 
 from disco_eval.config.label import IGNORED_TRAIN_KEYS, LABEL_KEY
+from disco_eval.config.train import LOOP_SETTINGS
 
 # Top-level keys that are not settings of the run's configuration.
 IGNORED_KEYS = (
@@ -53,7 +54,12 @@ IGNORED_KEYS = (
 IGNORED_RULE_KEYS = ("name", "source")
 # Settings added after runs were first recorded, with the value an older
 # record that lacks them ran with (as store.config_match.LATER_CONFIG_KEYS).
-LATER_KEYS = {"train.learner_microbatches": "1", "train.devices": "1", "train.policy_lag": "0"}
+# Loop settings: those declared ``later`` (disco_eval.config.train), at their defaults.
+LATER_KEYS = {
+  f"train.{s.name}": json.dumps(s.default, sort_keys=True, separators=(",", ":"))
+  for s in LOOP_SETTINGS
+  if s.later
+}
 # The same for a key of the rule's [agent] table (configs that have one).
 LATER_AGENT_KEYS = {"settings.agent.torso_dtype": '"float32"'}
 SHORT_SHA = 8

@@ -19,12 +19,15 @@ It is computed once, when the config is resolved, and stored beside it under
 
 from typing import Any, Mapping
 
+from disco_eval.config.train import LOOP_SETTINGS, steps_per_iteration_of
+
 # Loop settings that do not change what a run measures (runs that differ only
-# in these still compare without a warning).
-IGNORED_TRAIN_KEYS = ("chunk", "iterations")
+# in these still compare without a warning): declared ``measured=False``.
+IGNORED_TRAIN_KEYS = tuple(s.name for s in LOOP_SETTINGS if not s.measured)
 LABEL_KEY = "label"
-# Loop settings shown in the label when not at their default (default 0).
-LABELLED_TRAIN_KEYS = ("policy_lag",)
+# Loop settings shown in the label when not at their default: declared ``labelled``.
+LABELLED_TRAIN_DEFAULTS = {s.name: s.default for s in LOOP_SETTINGS if s.labelled}
+LABELLED_TRAIN_KEYS = tuple(LABELLED_TRAIN_DEFAULTS)
 DEFAULT_TORSO_DTYPE = "float32"  # as agents/dtypes.py (not imported: config comes first)
 
 
@@ -35,15 +38,6 @@ def protocol_name(config: Mapping[str, Any] | None) -> str | None:
   if isinstance(protocol, dict) and isinstance(protocol.get("name"), str):
     return protocol["name"]
   return protocol if isinstance(protocol, str) else None
-
-
-def _steps_per_iteration(config: Mapping[str, Any]) -> int:
-  """``num_envs * rollout_len`` of the config's loop (1 when unknown)."""
-  train = config.get("train") or {}
-  try:
-    return max(1, int(train["num_envs"]) * int(train["rollout_len"]))
-  except (KeyError, TypeError, ValueError):
-    return 1
 
 
 def torso_dtype(config: Mapping[str, Any]) -> str:
@@ -65,7 +59,11 @@ def _protocol_changes(config: Mapping[str, Any]) -> str:
   )
   train = config.get("train")
   train = train if isinstance(train, Mapping) else {}
-  changed += [f"{k}={train[k]}" for k in LABELLED_TRAIN_KEYS if train.get(k, 0) not in (0, None)]
+  changed += [
+    f"{k}={train[k]}"
+    for k, default in LABELLED_TRAIN_DEFAULTS.items()
+    if train.get(k, default) not in (default, None)
+  ]
   dtype = torso_dtype(config)
   if dtype != DEFAULT_TORSO_DTYPE:
     changed.append(f"torso={dtype}")
@@ -83,7 +81,7 @@ def protocol_label(
     env_steps: the run's env steps (default: the config's ``env_steps``).
 
   The budget counts as the protocol's when it is the protocol's
-  ``env_steps`` rounded up to whole iterations (``num_envs * rollout_len``).
+  ``env_steps`` rounded up to whole iterations (the loop's steps per iteration).
   The budget asked for (``budget``) wins over the steps run: rules whose
   iterations differ in size stop at slightly different env steps and still
   share a label. None when the config names no protocol.
@@ -103,7 +101,7 @@ def protocol_label(
   if env_steps is None or not isinstance(budget, (int, float)):
     return name
   suffix = _protocol_changes(config)
-  if budget <= env_steps < budget + _steps_per_iteration(config):
+  if budget <= env_steps < budget + steps_per_iteration_of(config.get("train") or {}):
     return name + suffix
   return f"{name}@{env_steps}{suffix}"
 

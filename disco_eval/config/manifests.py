@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from disco_eval import paths
-from disco_eval.config.overrides import TRAIN_KEYS
+from disco_eval.config.train import OPTIMIZER_SETTINGS, TRAIN_KEYS
 from disco_eval.errors import UserError
 
 SETTINGS_TABLES = ("hyperparams", "rule", "agent", "optimizer", "train")
@@ -46,10 +46,11 @@ CATEGORIES = {
   "discovered-closed-form": "discovered (closed form)",
   "hand-designed": "hand-designed",
 }
-# The keys the optimiser (disco_eval.train.optim) and the loop read. The
+# The keys the optimiser (disco_eval.train.optim) and the loop read, as declared
+# in disco_eval.config.train. The
 # [hyperparams] and [rule] keys are declared by each rule kind's settings
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
-OPTIMIZER_KEYS = ("learning_rate", "max_abs_update", "max_grad_norm", "b1", "b2", "eps")
+OPTIMIZER_KEYS = tuple(s.name for s in OPTIMIZER_SETTINGS)
 DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
 
 # The kind of a plug-in rule: its manifest names a Python module (``module``) whose factory
@@ -108,30 +109,13 @@ class RuleManifest:
     """True for rules with a weights file (discovered rules)."""
     return self.filename is not None
 
-  def settings(
-    self,
-    suite: str | None = None,
-    overrides: Mapping[str, object] | None = None,
-  ) -> dict[str, dict[str, Any]]:
-    """The four settings tables, with suite then user overrides applied.
-
-    Args:
-      suite: apply this suite's ``[suites.SUITE]`` overrides, if it has any.
-      overrides: ``{"table.key": value}`` set after the suite overrides. A
-        value keeps the type of the default (an int may set a float; a string
-        is read as a TOML value, so ``"1e-3"`` or ``"[64, 64]"`` work).
-
-    Returns:
-      A deep copy ``{"hyperparams": ..., "rule": ..., "agent": ...,
-      "optimizer": ...}``; the manifest itself is never changed.
-    """
-    tables = {name: copy.deepcopy(getattr(self, name)) for name in SETTINGS_TABLES}
-    if suite is not None:
-      where = f"{self.path}: [suites.{suite}]"
-      tables = apply_overrides(tables, self.suites.get(suite, {}), where)
-    if overrides:
-      tables = apply_overrides(tables, overrides, f"rule '{self.name}'")
-    return tables
+  def settings(self) -> dict[str, dict[str, Any]]:
+    """The manifest's own settings tables, a deep copy ``{"hyperparams": ...,
+    "rule": ..., "agent": ..., "optimizer": ..., "train": ...}``; the manifest
+    itself is never changed. A run's tables for a suite, with the suite's and
+    the user's overrides, come from :func:`disco_eval.config.resolve.rule_settings`
+    (the one path from manifests to a run's settings)."""
+    return {name: copy.deepcopy(getattr(self, name)) for name in SETTINGS_TABLES}
 
 
 def apply_overrides(
@@ -139,7 +123,9 @@ def apply_overrides(
   overrides: Mapping[str, object],
   where: str,
 ) -> dict[str, dict[str, Any]]:
-  """A copy of `tables` with dotted-key `overrides` applied (see settings)."""
+  """A copy of `tables` with dotted-key `overrides` applied: ``{"table.key":
+  value}``, each value of the type of the default (an int may set a float; a
+  string is read as a TOML value, so ``"1e-3"`` or ``"[64, 64]"`` work)."""
   result = copy.deepcopy(tables)
   for dotted, value in overrides.items():
     table, key = split_setting_key(tables, dotted, where)

@@ -5,9 +5,11 @@ sets:
 
 * ``RULE.KEY`` (``RULE`` a rule label of the sweep): ``KEY`` for that rule
   only; any other key applies to every rule of the sweep;
-* ``train.NAME``: a loop setting (one of :data:`TRAIN_KEYS`);
+* ``train.NAME``: a loop setting (one of :data:`TRAIN_KEYS`, declared by
+  :class:`~disco_eval.config.train.TrainConfig`);
 * ``protocol.NAME``: an evaluation setting of the protocol (one of
-  :data:`PROTOCOL_KEYS`; a run that changes one is labelled off-protocol);
+  :data:`PROTOCOL_KEYS`, declared by :class:`~disco_eval.config.suites.ProtocolSettings`;
+  a run that changes one is labelled off-protocol);
 * ``TABLE.KEY``: a rule manifest setting (checked against the manifest's
   tables by :func:`disco_eval.config.manifests.apply_overrides`);
 * the aliases of :data:`ALIASES` (``lr``) stand for their full key.
@@ -16,24 +18,13 @@ sets:
 from typing import Iterable, NamedTuple
 
 from disco_eval.config import validate
+from disco_eval.config.setting import by_name
+from disco_eval.config.suites import PROTOCOL_KEYS, ProtocolSettings
+from disco_eval.config.train import TRAIN_KEYS
 from disco_eval.errors import UserError
 
-TRAIN_KEYS = (
-  "num_envs",
-  "rollout_len",
-  "buffer_capacity",
-  "min_buffer",
-  "sample_entries",
-  "updates_per_iteration",
-  "chunk",
-  "vmap_seeds",
-  "learner_microbatches",
-  "devices",
-  "policy_lag",
-)
-# Protocol settings a user may change with ``--set protocol.KEY=VALUE`` (for
-# small runs); a run that changes them is labelled as off-protocol.
-PROTOCOL_KEYS = ("eval_episodes", "eval_max_steps", "eval_envs")
+__all__ = ["TRAIN_KEYS", "PROTOCOL_KEYS", "ALIASES", "split_overrides", "scope_overrides"]
+
 # Short names accepted by ``--set`` (e.g. ``--set ppo.lr=3e-4``).
 ALIASES = {"lr": "optimizer.learning_rate"}
 
@@ -49,12 +40,12 @@ class SplitOverrides(NamedTuple):
 
 
 def _protocol_value(key: str, value: str) -> int:
-  """The positive integer `value` of protocol override `key`, or a UserError."""
-  try:
-    number = int(value)
-  except ValueError:
-    raise UserError(f"{key} must be an integer, got '{value}'") from None
-  validate.check(key, number, validate.POSITIVE_INT)
+  """`value` of protocol override `key` as its declared type, checked
+  against its declared range, or a UserError."""
+  declared = by_name(ProtocolSettings)[key.split(".", 1)[1]]
+  number = declared.parse(key, value)
+  if declared.allowed is not None:
+    validate.check(key, number, declared.allowed)
   return number
 
 

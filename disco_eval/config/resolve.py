@@ -19,29 +19,28 @@ of one (suite, task, rule); the functions before it are its steps.
 import copy
 import dataclasses
 import math
-from typing import Any, Iterable, NamedTuple
+from typing import Any, Iterable, Mapping, NamedTuple
 
 from disco_eval.config import manifests, validate
 from disco_eval.config import overrides as over
 from disco_eval.config.run_config import RuleIdentity, RunConfig
 from disco_eval.config.suites import Protocol, SuiteManifest
-from disco_eval.config.train import TrainConfig
-from disco_eval.errors import UserError
+from disco_eval.config.train import LOOP_SETTINGS, TrainConfig
 
 
 def rule_settings(
   manifest: manifests.RuleManifest,
   suite: SuiteManifest,
-  rule_over: dict[str, str],
+  rule_over: Mapping[str, Any] | None = None,
   protocol: Protocol | None = None,
 ) -> dict:
-  """A rule's settings tables for a suite.
+  """A rule's settings tables for a suite (every run's, and every test's).
 
   Precedence, lowest first: the rule's defaults, the suite's ``[agent]`` table
   (the torso for its observations, which may bring keys of its own), the
   protocol's ``agent`` table (a named override's network, e.g. Atari's
   ``cpu-small``: it shows in the label), the rule manifest's ``[suites.SUITE]``
-  overrides, the user's ``--set``.
+  overrides, the user's ``--set`` (`rule_over`, ``{"table.key": value}``).
   """
   tables = manifest.settings()
   tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
@@ -50,18 +49,18 @@ def rule_settings(
   tables = manifests.apply_overrides(
     tables, manifest.suites.get(suite.name, {}), f"{manifest.path}: [suites.{suite.name}]"
   )
-  return manifests.apply_overrides(tables, rule_over, f"rule '{manifest.name}'")
+  return manifests.apply_overrides(tables, rule_over or {}, f"rule '{manifest.name}'")
 
 
-def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, int]:
-  """The protocol's loop settings with the ``train.*`` overrides, as ints."""
-  vals = {k: int(protocol.get(k)) for k in over.TRAIN_KEYS if protocol.get(k) is not None}
+def _loop_values(protocol: Protocol, train_over: dict[str, str]) -> dict[str, Any]:
+  """The protocol's loop settings with the ``train.*`` overrides, each as
+  its declared type (:class:`~disco_eval.config.train.TrainConfig`)."""
+  declared = {s.name: s for s in LOOP_SETTINGS if s.settable}
+  vals = {k: s.type(protocol.get(k)) for k, s in declared.items() if protocol.get(k) is not None}
   for k, v in train_over.items():
-    try:
-      vals[k] = int(v)
-    except ValueError:
-      raise UserError(f"train.{k} must be an integer, got '{v}'") from None
-  return {k: v for k, v in vals.items() if k in over.TRAIN_KEYS}
+    if k in declared:
+      vals[k] = declared[k].parse(f"train.{k}", v)
+  return vals
 
 
 def budget(protocol: Protocol, steps: int | None) -> int:

@@ -20,12 +20,59 @@ from pathlib import Path
 from typing import Any
 
 from disco_eval import paths
+from disco_eval.config.setting import POSITIVE_INT, declared, setting
 from disco_eval.errors import UserError
 
 # Tables of a protocol that document it rather than set it (kept out of its
 # settings, and so out of every run's config).
 DOC_TABLES = ("sources", "disagreement")
 OVERRIDE_SEP = "+"
+
+
+@dataclasses.dataclass(frozen=True)
+class ProtocolSettings:
+  """The protocol items every suite's runs read, each declared once with its
+  default (:func:`disco_eval.config.setting.setting`); read them typed as
+  ``protocol.typed.NAME``. A protocol's loop items are declared by
+  :class:`~disco_eval.config.train.TrainConfig`; the items one suite's
+  environments read (e.g. ProcGen's ``distribution_mode``) by those."""
+
+  env_steps: int | None = setting(
+    None, POSITIVE_INT, "the env-step budget of each run (--steps changes it)", settable=False
+  )
+  eval_episodes: int = setting(100, POSITIVE_INT, "episodes of the final evaluation")
+  eval_max_steps: int | None = setting(
+    None, POSITIVE_INT, "env steps after which an evaluation episode is cut (none: no limit)"
+  )
+  eval_envs: int | None = setting(
+    None, POSITIVE_INT, "environments of the final evaluation (none: the loop's num_envs)"
+  )
+  metric: str = setting(
+    "return",
+    None,
+    "the score: return, mean_score, median_score or solve_rate (runs/final.py)",
+    settable=False,
+  )
+  final_window: int = setting(
+    100,
+    None,
+    "the last metrics rows whose mean return the summary reports (final_window_return)",
+    settable=False,
+  )
+  score_from: str = setting(
+    "",
+    None,
+    "'training episodes ...': the score comes from the training episodes, no evaluation",
+    settable=False,
+  )
+  smoke: bool = setting(
+    False, None, "set for a budget below the protocol's: smoke_* evaluation items", settable=False
+  )
+
+
+PROTOCOL_SETTINGS = declared(ProtocolSettings)
+# The names ``--set protocol.NAME`` may change (the run is then labelled off-protocol).
+PROTOCOL_KEYS = tuple(s.name for s in PROTOCOL_SETTINGS if s.settable)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -48,6 +95,17 @@ class Protocol:
 
   def get(self, key: str, default: Any = None) -> Any:
     return self.settings.get(key, default)
+
+  @property
+  def typed(self) -> ProtocolSettings:
+    """The declared items (:class:`ProtocolSettings`), typed, at their
+    defaults where the protocol does not set them."""
+    values = {}
+    for s in PROTOCOL_SETTINGS:
+      value = self.settings.get(s.name)
+      if value is not None:
+        values[s.name] = s.type(value)
+    return ProtocolSettings(**values)
 
   @property
   def base(self) -> str:

@@ -13,69 +13,32 @@ the key, the value and the allowed range, e.g.::
 The ranges of the rule tables go by key: exact names first
 (:data:`EXACT`), then the parts of a name (:data:`BY_NAME`: any discount or
 gamma in [0, 1], any lambda in [0, 1], any cost >= 0, ...); every other
-number must at least be finite. Nothing here imports anything above
-:mod:`disco_eval.config`.
+number must at least be finite. The loop's and the protocol's ranges are
+those their settings declare (:mod:`disco_eval.config.setting`). Nothing here
+imports anything above :mod:`disco_eval.config`.
 """
 
 import dataclasses
-import math
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Iterable, Mapping
 
 from disco_eval.config.run_config import RunConfig
-from disco_eval.config.suites import Protocol
-from disco_eval.config.train import TrainConfig
-from disco_eval.errors import UserError
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-  """The values a setting may take.
-
-  Attributes:
-    text: the range in words, for messages (``a finite number > 0``).
-    test: True for an allowed value (already of the right type).
-    integer: whether the value must be an integer (else any real number).
-  """
-
-  text: str
-  test: Callable[[Any], bool]
-  integer: bool = False
-
-  def allows(self, value: Any) -> bool:
-    """Whether `value` is of the range's type and in it (bools never are)."""
-    if isinstance(value, bool):
-      return False
-    if self.integer:
-      return isinstance(value, int) and self.test(value)
-    return isinstance(value, (int, float)) and self.test(value)
-
-
-FINITE = Range("a finite number", math.isfinite)
-# The smallest positive float32 (a subnormal): a smaller "positive" value is 0 on the device.
-_F32_TINY = 1.4e-45
-# The largest integer setting accepted (sizes, budgets): far beyond any machine's memory.
-_MAX_INT = 2**40
-POSITIVE = Range(
-  f"a finite number > 0 and >= {_F32_TINY} (0 in float32 below)",
-  lambda x: math.isfinite(x) and x >= _F32_TINY,
+from disco_eval.config.setting import (
+  AT_LEAST_2,
+  FINITE,
+  NON_NEGATIVE,
+  POSITIVE,
+  POSITIVE_INT,
+  SEED,
+  UNIT,
+  Range,
 )
-NON_NEGATIVE = Range("a finite number >= 0", lambda x: math.isfinite(x) and x >= 0)
-UNIT = Range("a number in [0, 1]", lambda x: 0 <= x <= 1)
-UNIT_OPEN = Range("a number in [0, 1)", lambda x: 0 <= x < 1)
-POSITIVE_INT = Range("an integer >= 1 and <= 2^40", lambda x: 1 <= x <= _MAX_INT, integer=True)
-SEED = Range("an integer >= 0", lambda x: x >= 0, integer=True)
-AT_LEAST_2 = Range("an integer >= 2 and <= 2^40", lambda x: 2 <= x <= _MAX_INT, integer=True)
-LAG = Range("0 or 1", lambda x: x in (0, 1), integer=True)
-VMAP = Range("-1 (auto), 0 (no) or 1 (yes)", lambda x: x in (-1, 0, 1), integer=True)
+from disco_eval.config.suites import PROTOCOL_SETTINGS, Protocol
+from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS, TrainConfig
+from disco_eval.errors import UserError
 
 # Settings of the rule tables with a range of their own ("table.key").
 EXACT: dict[str, Range] = {
-  "optimizer.learning_rate": POSITIVE,
-  "optimizer.eps": POSITIVE,
-  "optimizer.b1": UNIT_OPEN,
-  "optimizer.b2": UNIT_OPEN,
-  "optimizer.max_abs_update": NON_NEGATIVE,  # 0: no elementwise clipping
-  "optimizer.max_grad_norm": NON_NEGATIVE,  # 0: no global-norm clipping
+  **{f"optimizer.{s.name}": s.allowed for s in OPTIMIZER_SETTINGS if s.allowed is not None},
   "agent.head_init_std": NON_NEGATIVE,
   # DPO's drift scales and the evolved DQN losses' exploration (rules/dpo.py, rules/dqn.py)
   "hyperparams.drift_alpha": POSITIVE,
@@ -105,23 +68,9 @@ BY_NAME: tuple[tuple[str, str, Range], ...] = (
   ("num_", "start", POSITIVE_INT),  # num_epochs, num_minibatches
   ("_size", "end", POSITIVE_INT),  # prediction_size
 )
-# The loop's sizes: every one a positive integer, rollout_len >= 2 (T + 1 steps).
-LOOP: dict[str, Range] = {
-  "num_envs": POSITIVE_INT,
-  "rollout_len": AT_LEAST_2,
-  "iterations": POSITIVE_INT,
-  "buffer_capacity": POSITIVE_INT,
-  "min_buffer": POSITIVE_INT,
-  "sample_entries": POSITIVE_INT,
-  "updates_per_iteration": POSITIVE_INT,
-  "chunk": POSITIVE_INT,
-  "vmap_seeds": VMAP,
-  "learner_microbatches": POSITIVE_INT,
-  "devices": POSITIVE_INT,
-  "policy_lag": LAG,
-}
-# Protocol settings that must be positive integers when a protocol sets them.
-PROTOCOL: tuple[str, ...] = ("env_steps", "eval_episodes", "eval_envs", "eval_max_steps")
+# The loop's settings and the protocol's items, by name: their declared ranges.
+LOOP: dict[str, Range] = {s.name: s.allowed for s in LOOP_SETTINGS if s.allowed is not None}
+PROTOCOL: dict[str, Range] = {s.name: s.allowed for s in PROTOCOL_SETTINGS if s.allowed is not None}
 
 
 def out_of_range(key: str, value: Any, allowed: str, hint: str | None = None) -> UserError:
@@ -214,8 +163,8 @@ def _check_divides(key: str, value: int, total: int, what: str) -> None:
 
 
 def learner_batch(cfg: TrainConfig) -> int:
-  """Trajectories in one learner batch: ``sample_entries * num_envs``."""
-  return cfg.sample_entries * cfg.num_envs
+  """Trajectories in one learner batch (:attr:`TrainConfig.learner_batch`)."""
+  return cfg.learner_batch
 
 
 def _passes(rule_table: Mapping[str, Any]) -> tuple[int, int]:
@@ -265,10 +214,10 @@ def check_loop(cfg: TrainConfig, rule_table: Mapping[str, Any] | None = None) ->
 
 def check_protocol(protocol: Protocol) -> None:
   """The protocol's budget and evaluation sizes, where it sets them."""
-  for name in PROTOCOL:
+  for name, allowed in PROTOCOL.items():
     value = protocol.get(name)
     if value is not None:
-      check(f"protocol.{name}", value, POSITIVE_INT)
+      check(f"protocol.{name}", value, allowed)
 
 
 def check_run_config(config: RunConfig) -> None:

@@ -197,7 +197,7 @@ def evaluate_protocol(
   module docstring); ``eval_max_timesteps`` may shorten the episodes."""
   limit = protocol.get("eval_max_timesteps")
   env = _cached(observation, None if limit is None else int(limit))
-  return evaluate_env(env, apply_fn, params, rng, int(protocol.get("eval_episodes", 100)))
+  return evaluate_env(env, apply_fn, params, rng, protocol.typed.eval_episodes)
 
 
 @functools.lru_cache(maxsize=4)

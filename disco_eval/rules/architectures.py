@@ -69,14 +69,3 @@ def expected_shapes(architecture: str) -> dict[str, tuple[int, ...]]:
       f"unknown architecture '{architecture}'; known architectures: {known}"
     ) from None
   return dict(table)
-
-
-def num_parameters(architecture: str) -> int:
-  """Total number of scalars in `architecture`'s parameters."""
-  total = 0
-  for shape in expected_shapes(architecture).values():
-    count = 1
-    for dim in shape:
-      count *= dim
-    total += count
-  return total

@@ -346,8 +346,3 @@ def entry_point_manifest(name: str) -> RuleManifest | None:
     if ep.name == name:
       return _entry_point_manifest(ep)
   return None
-
-
-def entry_point_names() -> list[str]:
-  """The names of the rules installed packages register."""
-  return [ep.name for ep in _entry_points()]

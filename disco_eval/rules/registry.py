@@ -16,7 +16,7 @@ from disco_eval.rules import actor_critic, disco, dpo, dqn, plugins, ppo, varian
 from disco_eval.rules.base import UpdateRule
 
 
-class RuleKind(NamedTuple):
+class RuleBuilder(NamedTuple):
   """How to build the rules of one manifest kind."""
 
   build: Callable[..., UpdateRule]  # (settings, name=, axis_name=) -> rule
@@ -24,16 +24,16 @@ class RuleKind(NamedTuple):
 
 
 KINDS = {
-  "disco": RuleKind(disco.from_settings, disco.RuleConfig),
-  "actor_critic": RuleKind(actor_critic.from_settings, actor_critic.ACConfig),
-  "ppo": RuleKind(ppo.from_settings, ppo.PPOConfig),
-  "dpo": RuleKind(dpo.from_settings, dpo.DPOConfig),
-  "dqn_reg": RuleKind(dqn.dqn_reg_from_settings, dqn.DQNRegConfig),
-  "dqn_clipped": RuleKind(dqn.dqn_clipped_from_settings, dqn.QConfig),
+  "disco": RuleBuilder(disco.from_settings, disco.RuleConfig),
+  "actor_critic": RuleBuilder(actor_critic.from_settings, actor_critic.ACConfig),
+  "ppo": RuleBuilder(ppo.from_settings, ppo.PPOConfig),
+  "dpo": RuleBuilder(dpo.from_settings, dpo.DPOConfig),
+  "dqn_reg": RuleBuilder(dqn.dqn_reg_from_settings, dqn.DQNRegConfig),
+  "dqn_clipped": RuleBuilder(dqn.dqn_clipped_from_settings, dqn.QConfig),
 }
 
 
-def rule_kind(kind: str) -> RuleKind:
+def rule_kind(kind: str) -> RuleBuilder:
   """The entry of `kind`; a UserError listing the known kinds if none."""
   if kind not in KINDS:
     raise UserError(

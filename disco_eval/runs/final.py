@@ -43,21 +43,21 @@ def final_figures(
     (Sokoban's ``unfiltered-test``) the task's solve rate, with the mean
     return beside it as ``mean_return``.
   """
-  if str(protocol.get("score_from", "")).startswith("training episodes"):
+  if protocol.typed.score_from.startswith("training episodes"):
     return _score_from_training(trainer, suite, task, protocol, rows)
   apply_fn = acting_apply(trainer.rule, trainer.agent.apply)
   own = envs.evaluate(suite, task, protocol, apply_fn, params, key)
   if own is not None:
     returns, extra = own
   else:
-    returns, extra = trainer.evaluate(params, key, int(protocol.get("eval_episodes", 100)))
+    returns, extra = trainer.evaluate(params, key, protocol.typed.eval_episodes)
   returns = np.asarray(returns, np.float64)
   figures = {
     "eval_episodes": int(returns.shape[0]),
     "eval_return_std": float(np.std(returns)),
     **extra,
   }
-  metric = protocol.get("metric")
+  metric = protocol.typed.metric
   if metric == "median_score":
     figures["score"] = float(np.median(returns))
     figures["mean_score"] = float(np.mean(returns))
@@ -91,7 +91,7 @@ def run_summary(
   When the evaluation of non-finite `params` (a diverged run) fails, the
   score is NaN (written as null) and the error is kept as ``eval_error``.
   """
-  window = int(protocol.get("final_window", 100))
+  window = protocol.typed.final_window
   tail = [
     r["avg_return"]
     for r in rows[-window:]
@@ -114,7 +114,7 @@ def run_summary(
     "env_steps": total,
     **figures,
     "normalized_score": suite.normalize(task, figures["score"], protocol.name),
-    "metric": protocol.get("metric", "return"),
+    "metric": protocol.typed.metric,
     "final_window_iterations": window,
     "final_window_return": float(np.mean(tail)) if tail else float("nan"),
     "train_wall_s": wall,

@@ -83,7 +83,7 @@ def _resolve_rules(spec: SweepSpec) -> list[weights.ResolvedRule]:
 def _announce(spec: SweepSpec, runs: int, total_steps: int, protocol: suites.Protocol) -> Progress:
   """The "plan" event: how many runs, and whether the evaluation is small."""
   smoke = ""
-  if protocol.get("smoke"):
+  if protocol.typed.smoke:
     smoke = "; off-protocol budget, small evaluation: " + ", ".join(
       f"{k[6:]}={protocol.get(k[6:])}" for k in protocol.settings if k.startswith("smoke_")
     )

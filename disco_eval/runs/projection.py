@@ -128,7 +128,7 @@ def _time_chunks(trainer, rule, seeds, k: int, repeats: int):
 def _eval_s(trainer, suite, task: str, protocol, params) -> float:
   """Seconds of one final evaluation (0 for protocols scored on training
   episodes, which need no evaluation)."""
-  if str(protocol.get("score_from", "")).startswith("training episodes"):
+  if protocol.typed.score_from.startswith("training episodes"):
     return 0.0
   key = jax.random.PRNGKey(0)
   return _timed(lambda: final_figures(trainer, suite, task, protocol, params, key, []))[0]
@@ -200,9 +200,9 @@ def project(
   measured: dict[tuple[int, int], Measured] = {}
   rows = []
   for unit in plan.units:
-    key = (unit.rule, len(unit.seeds))
+    key = (unit.rule_index, len(unit.seeds))
     if key not in measured:
-      measured[key] = measure(spec, suite, plan.rules[unit.rule], unit, iterations, repeats)
+      measured[key] = measure(spec, suite, plan.rules[unit.rule_index], unit, iterations, repeats)
     rows.append(_unit_row(unit, measured[key]))
   device_known = [r["device_bytes"] for r in rows if r["device_bytes"] is not None]
   return {

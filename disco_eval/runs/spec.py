@@ -60,12 +60,12 @@ class RunResult:
 class Unit:
   """One unit of work: the seeds of one (rule, task) trained together.
 
-  `rule` is the rule's index in ``SweepSpec.rules`` and `label` its label;
+  `rule_index` is the rule's index in ``SweepSpec.rules`` and `label` its label;
   `overrides` are the spec's overrides that apply to this rule (scoped, with
   aliases expanded); `env_steps` is each run's step budget (for displays).
   """
 
-  rule: int
+  rule_index: int
   label: str
   task: str
   seeds: tuple[int, ...]

@@ -24,10 +24,10 @@ def run_unit(
   suite = suites.load_suite(spec.suite)
   suite.protocol(spec.protocol)  # an unknown protocol fails before the rule loads
   if rule is None:
-    rule = weights.resolve_rule(spec.rules[unit.rule], among=spec.rules)
+    rule = weights.resolve_rule(spec.rules[unit.rule_index], among=spec.rules)
   if rule.label != unit.label:
     raise UserError(
-      f"rule '{spec.rules[unit.rule]}' is '{rule.label}' here but was "
+      f"rule '{spec.rules[unit.rule_index]}' is '{rule.label}' here but was "
       f"'{unit.label}' when the sweep was planned; install the same "
       "rules on every machine"
     )
@@ -46,5 +46,5 @@ def run_sweep(
   results = []
   for unit in plan.units:
     stop.check(0)  # a stop asked for between units: the next has not started
-    results += run_unit(spec, unit, on_progress, plan.rules[unit.rule])
+    results += run_unit(spec, unit, on_progress, plan.rules[unit.rule_index])
   return results

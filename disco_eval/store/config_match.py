@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from disco_eval.config.train import LOOP_SETTINGS
 from disco_eval.errors import UserError
 from disco_eval.store.atomic import compact, dumps
 
@@ -35,10 +36,9 @@ KEPT_CONFIG_KEYS = ("created", "provenance")
 # Config keys added after runs were first recorded, with the value an older
 # record that lacks them ran with: such a record still matches a new config.
 # Keys are paths of nested tables ending in the setting's name.
+# The loop's are those its declaration marks ``later`` (disco_eval.config.train).
 LATER_CONFIG_KEYS = {
-  ("train", "learner_microbatches"): 1,
-  ("train", "devices"): 1,
-  ("train", "policy_lag"): 0,
+  **{("train", s.name): s.default for s in LOOP_SETTINGS if s.later},
   ("settings", "agent", "torso_dtype"): "float32",
 }
 

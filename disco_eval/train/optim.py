@@ -7,6 +7,8 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from disco_eval.config.train import OptimizerSettings
+
 
 def scale_by_adam_sg_denom(
   b1: float = 0.9, b2: float = 0.999, eps: float = 1e-8
@@ -37,23 +39,17 @@ def scale_by_adam_sg_denom(
 
 
 def make_optimizer(settings: dict[str, Any]) -> optax.GradientTransformation:
-  """From a manifest's ``[optimizer]`` table: optional global-norm clipping
-  of the gradient (``max_grad_norm``, e.g. PPO's 0.5), Adam, elementwise
-  clipping of the update (``max_abs_update``, default 1.0; 0 turns it off),
+  """From a manifest's ``[optimizer]`` table (its keys and their defaults:
+  :class:`disco_eval.config.train.OptimizerSettings`): optional global-norm
+  clipping of the gradient (``max_grad_norm``, e.g. PPO's 0.5), Adam,
+  elementwise clipping of the update (``max_abs_update``; 0 turns it off),
   learning rate."""
+  opt = OptimizerSettings.from_table(settings)
   parts = []
-  max_norm = float(settings.get("max_grad_norm", 0.0))
-  if max_norm > 0:
-    parts.append(optax.clip_by_global_norm(max_norm))
-  parts.append(
-    scale_by_adam_sg_denom(
-      float(settings.get("b1", 0.9)),
-      float(settings.get("b2", 0.999)),
-      float(settings.get("eps", 1e-8)),
-    )
-  )
-  max_abs = float(settings.get("max_abs_update", 1.0))
-  if max_abs > 0:
-    parts.append(optax.clip(max_abs))
-  parts.append(optax.scale(-float(settings["learning_rate"])))
+  if opt.max_grad_norm > 0:
+    parts.append(optax.clip_by_global_norm(opt.max_grad_norm))
+  parts.append(scale_by_adam_sg_denom(opt.b1, opt.b2, opt.eps))
+  if opt.max_abs_update > 0:
+    parts.append(optax.clip(opt.max_abs_update))
+  parts.append(optax.scale(-opt.learning_rate))
   return optax.chain(*parts)
