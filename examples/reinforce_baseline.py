@@ -63,6 +63,7 @@ class ReinforceBaseline:
 
   settings: Settings
   name: str = "reinforce_baseline"
+  behaviour_logits = None  # acts from the agent's logits (the contract in rules/base.py)
   num_epochs: int = 1  # one gradient step per batch
   num_minibatches: int = 1
 

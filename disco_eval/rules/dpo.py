@@ -70,6 +70,7 @@ class DPO:
 
   cfg: DPOConfig
   name: str = "dpo"
+  behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
   axis_name: str | None = None
 
   @property

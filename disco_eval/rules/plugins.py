@@ -235,6 +235,22 @@ def build(
       f"{_describe(e, identity.file)}; fix the factory or the manifest's settings"
     ) from None
   check_rule(rule, manifest)
+  return _with_acting_hook(rule, manifest)
+
+
+def _with_acting_hook(rule: Any, manifest: RuleManifest) -> UpdateRule:
+  """`rule` with the contract's ``behaviour_logits`` member: None (act from
+  the agent's logits) where the plug-in does not define it."""
+  if hasattr(rule, "behaviour_logits"):
+    return rule
+  try:
+    object.__setattr__(rule, "behaviour_logits", None)
+  except (AttributeError, TypeError):
+    raise UserError(
+      f"{manifest.path}: {manifest.module} returned a {type(rule).__name__} without "
+      "behaviour_logits; give its class `behaviour_logits = None` (act from the agent's "
+      "logits) or a method behaviour_logits(agent_out, step, evaluation)"
+    ) from None
   return rule
 
 

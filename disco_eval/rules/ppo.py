@@ -111,6 +111,7 @@ class PPO:
 
   cfg: PPOConfig
   name: str = "ppo"
+  behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
   axis_name: str | None = None
 
   @property
