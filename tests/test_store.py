@@ -217,42 +217,53 @@ while True:
 """
 
 
-def _kill_at_random(code: str, *args: str, rng: random.Random) -> None:
-  """Run `code` until it has written once, then SIGKILL it at a random moment."""
+# The kill tests draw their kill moments from this seed (another with
+# DISCO_EVAL_KILL_SEED=N); every failure message names it and the moments.
+KILL_SEED = int(os.environ.get("DISCO_EVAL_KILL_SEED", "21"))
+
+
+def _kill_at_random(code: str, *args: str, rng: random.Random) -> float:
+  """Run `code` until it has written once, then SIGKILL it at a random moment
+  (drawn from `rng`); returns that moment (seconds after the first write)."""
   proc = _python(code, *args)
+  delay = rng.uniform(0.0, 0.25)
   try:
     _wait_for_line(proc)
-    time.sleep(rng.uniform(0.0, 0.25))
+    time.sleep(delay)
   finally:
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
-  assert proc.returncode == -signal.SIGKILL
+  assert proc.returncode == -signal.SIGKILL, f"seed {KILL_SEED}: exited {proc.returncode}"
+  return delay
 
 
 def test_sigkill_during_write_atomic_leaves_old_or_new_file(tmp_path):
-  rng = random.Random()
+  rng = random.Random(KILL_SEED)
   target = tmp_path / "big.json"
-  last = 0
+  last, delays = 0, []
   for _ in range(4):
-    _kill_at_random(_JSON_WRITER, str(target), str(last), rng=rng)
+    delays.append(_kill_at_random(_JSON_WRITER, str(target), str(last), rng=rng))
+    where = f"seed {KILL_SEED}, killed {delays} s after a first write"
     doc = json.loads(target.read_text())  # complete, parseable JSON
-    assert doc["i"] > last
-    assert doc["rows"] == [doc["i"]] * 100_000
+    assert doc["i"] > last, where
+    assert doc["rows"] == [doc["i"]] * 100_000, where
     last = doc["i"]
-  assert len(_temps(tmp_path)) <= 4  # at most one per kill, never the target
+  assert len(_temps(tmp_path)) <= 4, where  # at most one per kill, never the target
 
 
 def test_sigkill_during_append_metrics_leaves_a_complete_table(tmp_path):
-  rng = random.Random()
+  rng = random.Random(KILL_SEED)
   record = _open(tmp_path)
+  delays = []
   for _ in range(2):
-    _kill_at_random(_METRICS_WRITER, str(record.path), rng=rng)
+    delays.append(_kill_at_random(_METRICS_WRITER, str(record.path), rng=rng))
+    where = f"seed {KILL_SEED}, killed {delays} s after a first write"
     rows = record.read_metrics()
-    assert rows and len(rows) % 50 == 0
-    assert [r["env_steps"] for r in rows] == list(range(len(rows)))
-    assert all(r["ret"] == r["env_steps"] / 3 for r in rows)
+    assert rows and len(rows) % 50 == 0, where
+    assert [r["env_steps"] for r in rows] == list(range(len(rows))), where
+    assert all(r["ret"] == r["env_steps"] / 3 for r in rows), where
   with record.lock():  # removes the temp files of the killed writers
-    assert _temps(record.path) == []
+    assert _temps(record.path) == [], where
 
 
 # --- config -------------------------------------------------------------------

@@ -76,8 +76,13 @@ def learner_split(
   fwd = jax.jit(lambda p, b: agent.apply(p, b.observations))
   agent_out = fwd(state.params, batch)
 
+  unrolls = []  # the rule's calls of unroll_fn (a target network), while traced
+
   def rule_part(s, b, ao):
-    no_target = lambda p, obs: ao  # the target forward is timed apart
+    def no_target(p, obs):  # the target forward is timed apart
+      unrolls.append(obs.shape)
+      return ao
+
     targets, _, _ = rule_obj.targets(rule.params, s.rule_state, b, ao, s.params, no_target)
     return jax.grad(lambda o: jnp.sum(rule_obj.loss(o, targets, b)[0]))(ao)
 
@@ -87,7 +92,6 @@ def learner_split(
     "agent_forward_backward_s": median_time(lambda: fwd_bwd(state.params, batch), repeats),
     "rule_s": median_time(lambda: rule_part(state, batch, agent_out), repeats),
   }
-  # (A probe of the rule's state: the rule contract declares no target network.)
-  if hasattr(state.rule_state, "target_params"):
+  if unrolls:  # the rule unrolls a target network (seen when rule_part was traced)
     parts["target_forward_s"] = median_time(lambda: fwd(state.params, batch), repeats)
   return {"step_s": total, **parts, "rule_share": parts["rule_s"] / total}

@@ -36,8 +36,9 @@ import numpy as np
 from disco_eval.bench.common import header, learner_split
 from disco_eval.envs.base import HostPool
 from disco_eval.train import replay
-from disco_eval.train.host_batched import BatchedHostTrainer, stack_states
+from disco_eval.train.host_batched import BatchedHostTrainer
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
+from disco_eval.train.seed_group import SeedGroup
 
 BUFFER_CAP = 8
 ENV_ONLY_STEPS = 100  # pool steps per timed env-only run
@@ -100,18 +101,16 @@ def _one_seed(trainer: HostTrainer, state, rule_params, it: int, repeats: int):
 
 
 def _seeds_rate(trainer: HostTrainer, rule_params, seeds: int, repeats: int) -> float:
-  """Steps/s of `seeds` fresh seeds in ``run_chunk_group`` (taking turns, or
-  batched for a BatchedHostTrainer) over `repeats` iterations each, after one
-  warm-up iteration each."""
+  """Steps/s of `seeds` fresh seeds in one seed group (taking turns, or
+  vmapped for a BatchedHostTrainer) over `repeats` iterations each, after
+  one warm-up iteration each."""
   trainer.close()
-  states = [trainer.init(100 + i) for i in range(seeds)]
-  if trainer.stacks_seeds:
-    states = stack_states(states)
-  states, _ = trainer.run_chunk_group(states, rule_params, 0, 1)
-  jax.block_until_ready(states)
+  group = SeedGroup(trainer, range(100, 100 + seeds))
+  group.run_chunk(rule_params, 0, 1)
+  group.block()
   t = time.perf_counter()
-  states, _ = trainer.run_chunk_group(states, rule_params, 1, repeats)
-  jax.block_until_ready(states)
+  group.run_chunk(rule_params, 1, repeats)
+  group.block()
   wall = time.perf_counter() - t
   trainer.close()
   return seeds * repeats * trainer.cfg.steps_per_iteration / wall

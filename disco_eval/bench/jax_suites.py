@@ -26,6 +26,7 @@ from disco_eval.bench.common import header, learner_split, median_time
 from disco_eval.envs.base import JaxEnv
 from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
+from disco_eval.train.seed_group import SeedGroup
 
 
 def env_steps_per_s(env: JaxEnv, num_envs: int, steps: int, repeats: int) -> float:
@@ -49,22 +50,30 @@ def env_steps_per_s(env: JaxEnv, num_envs: int, steps: int, repeats: int) -> flo
 
 
 def _train_rate(trainer: Trainer, rule_params, n: int, chunk: int, repeats: int) -> float:
-  """Training steps/s of `n` seeds (1: ``run_chunk``; more:
-  ``run_chunk_group``): median of `repeats` chunks after one untimed one."""
+  """Training steps/s of `n` seeds (1: ``run_chunk``; more: one seed group,
+  vmapped or taking turns as the trainer's settings say): median of
+  `repeats` chunks after one untimed one."""
   spi = trainer.cfg.steps_per_iteration
-  state = trainer.init(0) if n == 1 else trainer.init_seeds(list(range(n)))
-  step = (
-    (lambda s, it: trainer.run_chunk(s, rule_params, it, chunk))
-    if n == 1
-    else (lambda s, it: trainer.run_chunk_group(s, rule_params, it, chunk))
-  )
-  state, _ = step(state, 0)  # compile, fill the buffer a little
-  jax.block_until_ready(state)
+  if n == 1:
+    state = trainer.init(0)
+
+    def step(it: int) -> None:
+      nonlocal state
+      state, _ = trainer.run_chunk(state, rule_params, it, chunk)
+      jax.block_until_ready(state)
+
+  else:
+    group = SeedGroup(trainer, range(n))
+
+    def step(it: int) -> None:
+      group.run_chunk(rule_params, it, chunk)
+      group.block()
+
+  step(0)  # compile, fill the buffer a little
   times = []
   for r in range(repeats):
     t = time.perf_counter()
-    state, _ = step(state, chunk * (r + 1))
-    jax.block_until_ready(state)
+    step(chunk * (r + 1))
     times.append(time.perf_counter() - t)
   return chunk * spi * n / float(np.median(times))
 

@@ -66,6 +66,8 @@ class ActorCritic:
 
   cfg: ACConfig
   name: str = "actor_critic"
+  behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
+  loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
   num_epochs: int = 1
   num_minibatches: int = 1
   axis_name: str | None = None

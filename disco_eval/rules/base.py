@@ -14,8 +14,9 @@ A rule that needs several passes over a batch (PPO) sets ``num_epochs`` and
 ``num_minibatches``; its targets are computed once per batch.
 
 When acting (training and evaluation) every trainer samples actions from
-:func:`acting_logits`: the agent's ``logits`` output, unless the rule has the
-optional hook ``behaviour_logits(agent_out, step, evaluation)`` (e.g. an
+:func:`acting_logits`: the agent's ``logits`` output, unless the rule's
+``behaviour_logits`` hook (a member of the contract, None for most rules) is a
+method ``behaviour_logits(agent_out, step, evaluation)`` (e.g. an
 epsilon-greedy policy over Q-values, :mod:`disco_eval.rules.dqn`). The logits
 sampled from are the ``behaviour_logits`` recorded in the :class:`Rollout`.
 
@@ -85,6 +86,11 @@ class UpdateRule(Protocol):
   name: str
   num_epochs: int
   num_minibatches: int
+  # How the actor picks its logits: None (most rules: a class attribute
+  # ``behaviour_logits = None``) acts from ``agent_out["logits"]``; else a
+  # method behaviour_logits(agent_out, step, evaluation) -> logits [..., A]
+  # (see acting_logits). A plug-in rule without it gets None (rules.plugins).
+  behaviour_logits: Callable[[AgentOut, Array | float, bool], Array] | None
 
   def output_spec(self, num_actions: int) -> OutputSpec: ...
 
@@ -110,43 +116,43 @@ class UpdateRule(Protocol):
     """Per-step loss [T, B] whose masked mean trains the agent, and logs."""
     ...
 
-  # Optional: behaviour_logits(agent_out, step, evaluation) -> logits [..., A]
-  # (see acting_logits); a rule without it acts from agent_out["logits"].
-
-  # Optional: loss_taken(agent_out, targets, batch) -> as ``loss``, for a rule
-  # whose loss reads the action model (the spec's ``model`` outputs) only at
-  # the taken actions: the same loss, given each model output at the taken
-  # action ([T+1, B, *spec] instead of [T+1, B, A, *spec]). With it the learner
+  # Optional (None where a rule has none: a class attribute ``loss_taken = None``):
+  # loss_taken(agent_out, targets, batch) -> as ``loss``, for a rule whose loss
+  # reads the action model (the spec's ``model`` outputs) only at the taken
+  # actions: the same loss, given each model output at the taken action
+  # ([T+1, B, *spec] instead of [T+1, B, A, *spec]). With it the learner
   # differentiates the action model at the taken actions alone
-  # (``disco_eval.train.learner``), not through dense zero cotangents.
+  # (``disco_eval.train.learner``), not through dense zero cotangents. A plug-in
+  # rule without it gets None (rules.plugins).
+  loss_taken: Callable[[AgentOut, Any, Rollout], tuple[Array, dict[str, Array]]] | None
 
 
 def acting_logits(
-  rule: Any, agent_out: AgentOut, step: Array | float, evaluation: bool = False
+  rule: UpdateRule, agent_out: AgentOut, step: Array | float, evaluation: bool = False
 ) -> Array:
   """The logits [..., A] an actor samples its actions from.
 
   Args:
-    rule: the update rule; its optional ``behaviour_logits(agent_out, step,
-      evaluation)`` decides, else the agent's ``logits`` output is used.
+    rule: the update rule; its ``behaviour_logits(agent_out, step,
+      evaluation)`` decides, or, when it is None, the agent's ``logits``
+      output is used.
     agent_out: the agent's outputs for a batch of states [..., ...].
     step: [] environment steps taken by the run before this rollout (all its
       environments together), e.g. for an exploration schedule.
     evaluation: True when playing the final policy for its score.
   """
-  hook = getattr(rule, "behaviour_logits", None)
-  if hook is None:
+  if rule.behaviour_logits is None:
     return agent_out["logits"]
-  return hook(agent_out, step, evaluation)
+  return rule.behaviour_logits(agent_out, step, evaluation)
 
 
-def acting_apply(rule: Any, apply_fn: UnrollFn) -> UnrollFn:
+def acting_apply(rule: UpdateRule, apply_fn: UnrollFn) -> UnrollFn:
   """`apply_fn` (params, obs) -> outputs, with ``"logits"`` replaced by the
   rule's evaluation logits (:func:`acting_logits`), for evaluations that call
   an agent themselves (e.g. Sokoban's level splits). Returns `apply_fn`
-  itself for a rule without the hook; the result is hashable (a static
+  itself for a rule whose hook is None; the result is hashable (a static
   argument of compiled evaluations)."""
-  if getattr(rule, "behaviour_logits", None) is None:
+  if rule.behaviour_logits is None:
     return apply_fn
   return _EvaluationApply(rule, apply_fn)
 

@@ -70,6 +70,8 @@ class DPO:
 
   cfg: DPOConfig
   name: str = "dpo"
+  behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
+  loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
   axis_name: str | None = None
 
   @property

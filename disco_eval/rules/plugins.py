@@ -296,6 +296,25 @@ def build(
       f"{_describe(e, identity.file)}; fix the factory or the manifest's settings"
     ) from None
   check_rule(rule, manifest)
+  return _with_acting_hook(rule, manifest)
+
+
+def _with_acting_hook(rule: Any, manifest: RuleManifest) -> UpdateRule:
+  """`rule` with the contract's optional members ``behaviour_logits`` (None:
+  act from the agent's logits) and ``loss_taken`` (None: the learner
+  differentiates ``loss``), None where the plug-in does not define them."""
+  missing = [name for name in ("behaviour_logits", "loss_taken") if not hasattr(rule, name)]
+  if not missing:
+    return rule
+  try:
+    for name in missing:
+      object.__setattr__(rule, name, None)
+  except (AttributeError, TypeError):
+    raise UserError(
+      f"{manifest.path}: {manifest.module} returned a {type(rule).__name__} without "
+      "behaviour_logits; give its class `behaviour_logits = None` (act from the agent's "
+      "logits) or a method behaviour_logits(agent_out, step, evaluation), and `loss_taken = None`"
+    ) from None
   return rule
 
 

@@ -111,6 +111,8 @@ class PPO:
 
   cfg: PPOConfig
   name: str = "ppo"
+  behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
+  loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
   axis_name: str | None = None
 
   @property

@@ -9,7 +9,8 @@ import numpy as np
 from disco_eval.envs import registry as envs
 from disco_eval.errors import UserError
 from disco_eval.rules.base import acting_apply
-from disco_eval.runs import divergence
+from disco_eval.runs.context import UnitContext
+from disco_eval.train.seed_group import params_finite
 
 
 def _score_from_training(trainer, suite, task: str, protocol, rows: list[dict]) -> dict[str, Any]:
@@ -73,24 +74,18 @@ def final_figures(
 
 
 def run_summary(
-  trainer,
-  suite,
-  task: str,
-  protocol,
-  rule,
-  seed: int,
-  params,
-  rows: list[dict],
-  total: int,
-  wall: float,
-  seeds_in_program: int,
+  ctx: UnitContext, seed: int, params, rows: list[dict], wall: float, seeds_in_program: int
 ) -> dict[str, Any]:
-  """The summary (``summary.json``) of a finished run of `seed`: its final
-  figures, normalised score and the mean return of the last metrics rows.
+  """The summary (``summary.json``) of a finished run of `seed` of the unit
+  `ctx`: its final figures (from its final `params` and metrics `rows`),
+  normalised score and the mean return of the last metrics rows; `wall`: the
+  training's wall seconds, `seeds_in_program`: how many seeds shared its
+  program.
 
   When the evaluation of non-finite `params` (a diverged run) fails, the
   score is NaN (written as null) and the error is kept as ``eval_error``.
   """
+  suite, task, protocol, rule = ctx.suite, ctx.task, ctx.protocol, ctx.rule
   window = protocol.typed.final_window
   tail = [
     r["avg_return"]
@@ -99,10 +94,10 @@ def run_summary(
   ]
   try:
     figures = final_figures(
-      trainer, suite, task, protocol, params, jax.random.PRNGKey(10_000 + seed), rows
+      ctx.trainer, suite, task, protocol, params, jax.random.PRNGKey(10_000 + seed), rows
     )
   except Exception as e:  # noqa: BLE001 - only a diverged run's evaluation may fail
-    if divergence.params_finite(params):
+    if params_finite(params):
       raise
     figures = {"score": float("nan"), "eval_error": f"{type(e).__name__}: {e}"}
   return {
@@ -111,7 +106,7 @@ def run_summary(
     "rule": rule.label,
     "seed": seed,
     "protocol": protocol.name,
-    "env_steps": total,
+    "env_steps": ctx.env_steps,
     **figures,
     "normalized_score": suite.normalize(task, figures["score"], protocol.name),
     "metric": protocol.typed.metric,

@@ -32,7 +32,6 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from disco_eval.config import suites
@@ -43,6 +42,7 @@ from disco_eval.runs.plan import plan_sweep, run_config
 from disco_eval.runs.seeds import metrics_rows
 from disco_eval.runs.spec import SweepSpec, Unit
 from disco_eval.store.metrics import format_cell
+from disco_eval.train.seed_group import SeedGroup
 from disco_eval.train.trainers import make_trainer
 
 KEPT_CHECKPOINTS = 3  # the two kept, and a third while it is written
@@ -84,27 +84,6 @@ def _row_bytes(m, count: int, spi: int) -> float:
   return len(text.encode("utf-8")) / max(1, len(rows))
 
 
-def _device_bytes(trainer, rule_params, seeds: int, one: Any) -> int | None:
-  """Device memory of the compiled chunk program of `seeds` seeds (`one`: a
-  seed's state as ShapeDtypeStructs), or None for trainers without one."""
-  if not hasattr(trainer, "lowered_chunk") or getattr(trainer, "mesh", None) is not None:
-    return None
-  vmapped = seeds > 1 and trainer.vmaps_seeds
-  state = (
-    jax.tree.map(lambda x: jax.ShapeDtypeStruct((seeds,) + x.shape, x.dtype), one)
-    if vmapped
-    else one
-  )
-  a = trainer.lowered_chunk(state, rule_params, seeds_axis=vmapped).compile().memory_analysis()
-  if a is None:
-    return None
-  total = (
-    a.argument_size_in_bytes + a.output_size_in_bytes + a.temp_size_in_bytes - a.alias_size_in_bytes
-  )
-  # Seeds taking turns: every state is on the device, one program runs.
-  return int(total + (0 if vmapped else (seeds - 1) * _tree_bytes(one)))
-
-
 def _timed(fn) -> tuple[float, Any]:
   t = time.perf_counter()
   out = jax.block_until_ready(fn())
@@ -112,17 +91,21 @@ def _timed(fn) -> tuple[float, Any]:
 
 
 def _time_chunks(trainer, rule, seeds, k: int, repeats: int):
-  """(first chunk s, median chunk s, state, last metrics) of chunks of `k`."""
-  fresh = [trainer.init(s) for s in seeds]
-  state = jax.tree.map(lambda *xs: jnp.stack(xs), *fresh) if trainer.stacks_seeds else fresh
-  del fresh
-  first, (state, m) = _timed(lambda: trainer.run_chunk_group(state, rule.params, 0, k))
+  """(first chunk s, median chunk s, seed 0's parameters, last metrics) of
+  chunks of `k` iterations of a fresh seed group."""
+  group = SeedGroup(trainer, seeds)
+
+  def chunk(start: int):
+    m = group.run_chunk(rule.params, start, k)
+    group.block()
+    return m
+
+  first, m = _timed(lambda: chunk(0))
   times = []
   for r in range(repeats):
-    start = k * (r + 1)
-    t, (state, m) = _timed(lambda s=state, i=start: trainer.run_chunk_group(s, rule.params, i, k))
+    t, m = _timed(lambda i=k * (r + 1): chunk(i))
     times.append(t)
-  return first, statistics.median(times), state, m
+  return first, statistics.median(times), group.params_of(0), m
 
 
 def _eval_s(trainer, suite, task: str, protocol, params) -> float:
@@ -143,12 +126,10 @@ def measure(spec: SweepSpec, suite, rule, unit: Unit, iterations: int, repeats: 
   trainer = make_trainer(env, agent, rule_obj, opt, cfg, config.protocol)
   try:
     one = jax.eval_shape(lambda: trainer.init(0))
-    first, chunk_s, state, m = _time_chunks(trainer, rule, unit.seeds, k, repeats)
+    first, chunk_s, params, m = _time_chunks(trainer, rule, unit.seeds, k, repeats)
     m = jax.device_get(m)
-    params = jax.tree.map(lambda x: x[0], state.params) if trainer.stacks_seeds else state[0].params
-    del state
     eval_s = _eval_s(trainer, suite, unit.task, config.protocol, params)
-    device = _device_bytes(trainer, rule.params, len(unit.seeds), one)
+    device = trainer.chunk_device_bytes(one, rule.params, len(unit.seeds))
   finally:
     trainer.close()
   return Measured(

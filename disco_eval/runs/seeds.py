@@ -1,24 +1,19 @@
-"""Training the seeds of a run group together, chunk by chunk, into their records."""
+"""Training the seeds of one unit together (a ``train.seed_group.SeedGroup``),
+chunk by chunk, into their records."""
 
 import dataclasses
+import functools
 import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 
 from disco_eval.runs import divergence, stop
+from disco_eval.runs.context import UnitContext
 from disco_eval.runs.final import run_summary
 from disco_eval.runs.spec import Progress
 from disco_eval.store.policy import save_policy
-
-
-def _take(tree, i):
-  return jax.tree.map(lambda x: x[i], tree)
-
-
-def _stack(trees):
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *trees)
+from disco_eval.train.seed_group import SeedGroup, Snapshot
 
 
 def metrics_rows(m, j: int, it: int, count: int, spi: int) -> list[dict]:
@@ -61,31 +56,19 @@ def _chunk_event(
   )
 
 
-def _initial_state(trainer, seeds, states):
-  """The seeds' states (fresh where `states` has None), stacked on a leading
-  axis for compiled trainers, a list for host trainers (whose replay buffers
-  are large: no stacked copies)."""
-  # Each seed starts from its own init (independent of the other seeds).
-  fresh = [states[s] if states[s] is not None else trainer.init(s) for s in seeds]
-  stacked = trainer.stacks_seeds
-  return (_stack(fresh) if stacked else fresh), stacked
+def _save_all(records, group: SeedGroup, it: int, spi: int) -> None:
+  """Checkpoints every seed of `group` at iteration `it`."""
+  for j, s in enumerate(group.seeds):
+    records[s].save_checkpoint(group.state_of(j), it * spi, {"iteration": it})
 
 
-def _save_all(records, seeds, state, stacked, it: int, spi: int) -> None:
-  """Checkpoints every seed of `state` at iteration `it`."""
-  for j, s in enumerate(seeds):
-    records[s].save_checkpoint(
-      _take(state, j) if stacked else state[j], it * spi, {"iteration": it}
-    )
-
-
-def _stop(records, seeds, state, stacked, it: int, spi: int, saved: int) -> None:
+def _stop(records, group: SeedGroup, it: int, spi: int, saved: int) -> None:
   """At a requested stop: checkpoints the seeds (unless done at `it` already),
   records them interrupted and raises stop.Interrupted."""
-  jax.block_until_ready(state)
+  group.block()
   if saved != it:
-    _save_all(records, seeds, state, stacked, it, spi)
-  for s in seeds:
+    _save_all(records, group, it, spi)
+  for s in group.seeds:
     records[s].mark_interrupted(it * spi)
   stop.check(it * spi)
 
@@ -93,11 +76,12 @@ def _stop(records, seeds, state, stacked, it: int, spi: int, saved: int) -> None
 @dataclasses.dataclass
 class _Done:
   """A chunk of `count` iterations from `it`, dispatched at `t`, whose records
-  are not written yet: its metrics `m` and divergence `guard` (see
-  divergence.Guard), device values that may still be computing."""
+  are not written yet: its metrics `m` and the parameters at its end
+  (`snapshot`, for the divergence check), device values that may still be
+  computing."""
 
   m: Any
-  guard: Any
+  snapshot: Snapshot
   it: int
   count: int
   t: float
@@ -124,7 +108,7 @@ class _Chunks:
     m, it, count, spi = jax.device_get(done.m), done.it, done.count, self.spi
     for j, s in enumerate(self.seeds):
       self.records[s].append_metrics(metrics_rows(m, j, it, count, spi))
-    divergence.check_guarded(self.records, self.seeds, done.guard, m, it, count, spi)
+    divergence.check_chunk(self.records, self.seeds, done.snapshot, m, it, count, spi)
     if then is not None:
       then()
     for s in self.seeds:
@@ -136,88 +120,71 @@ class _Chunks:
     self.on_progress(event)
 
 
-def _train_chunks(
-  trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
-):
-  """Runs the chunks from iteration `start` to the end; returns the state.
+def _train_chunks(ctx: UnitContext, group: SeedGroup, start: int, records) -> None:
+  """Runs the chunks of `group` from iteration `start` to the end.
 
   Checkpoints every `spec.checkpoint_every` chunks and every
   `spec.checkpoint_minutes` of wall-clock time; a stop requested by a signal
   (see runs.stop) is honoured between chunks and before the final evaluation
-  (see _stop). A trainer that ``dispatches_ahead`` (compiled chunks that run
-  asynchronously) gets the next chunk dispatched before the previous chunk's
-  records are written, so the device does not wait for the host's I/O; every
-  record of a chunk is written before any checkpoint after it (a resume never
-  misses rows) and the computation is the same either way.
+  (see _stop). A group that dispatches ahead (``SeedGroup.ahead``: compiled
+  chunks that run asynchronously) gets the next chunk dispatched before the
+  previous chunk's records are written, so the device does not wait for the
+  host's I/O; every record of a chunk is written before any checkpoint after
+  it (a resume never misses rows) and the computation is the same either way.
   """
-  spi, total = cfg.steps_per_iteration, cfg.iterations * cfg.steps_per_iteration
-  ahead = bool(getattr(trainer, "dispatches_ahead", False))
-  chunk_records = _Chunks(rule, task, seeds, records, spi, total, on_progress)
+  cfg, spec, seeds = ctx.cfg, ctx.spec, list(group.seeds)
+  spi, total = cfg.steps_per_iteration, ctx.env_steps
+  chunk_records = _Chunks(ctx.rule, ctx.task, seeds, records, spi, total, ctx.on_progress)
   it, chunks, saved, saved_t, pending = start, 0, start, time.monotonic(), None
   while it < cfg.iterations:
     if stop.requested() is not None:
       chunk_records.write(pending)
-      _stop(records, seeds, state, stacked, it, spi, saved)
+      _stop(records, group, it, spi, saved)
     count = min(cfg.chunk, cfg.iterations - it)
     tc = time.time()
-    state, m = trainer.run_chunk_group(state, rule.params, it, count)
-    done = _Done(m, divergence.guard(state, stacked, ahead), it, count, tc)
+    m = group.run_chunk(ctx.rule.params, it, count)
+    done = _Done(m, group.snapshot(), it, count, tc)
     chunk_records.write(pending)  # the previous chunk's, while this one runs
     pending = done
     it += count
     chunks += 1
     due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
     if (chunks % spec.checkpoint_every == 0 or due) and it < cfg.iterations:
-      save = lambda at=it, s=state: _save_all(records, seeds, s, stacked, at, spi)  # noqa: E731
+      save = functools.partial(_save_all, records, group, it, spi)
       pending = chunk_records.write(pending, then=save)
       saved, saved_t = it, time.monotonic()
-    if not ahead:
+    if not group.ahead:
       pending = chunk_records.write(pending)
   pending = chunk_records.write(pending)
   if saved != it:  # a kill in the final evaluation resumes here, not from the start
-    jax.block_until_ready(state)
-    _save_all(records, seeds, state, stacked, it, spi)
+    group.block()
+    _save_all(records, group, it, spi)
     saved = it
   if stop.requested() is not None:  # before the final evaluation, too
-    _stop(records, seeds, state, stacked, it, spi, saved)
-  return state
+    _stop(records, group, it, spi, saved)
 
 
-def train_seeds(
-  trainer, rule, task, seeds, start, states, records, cfg, protocol, suite, spec, on_progress
-) -> dict[int, dict]:
-  """Trains `seeds` (all at iteration `start`) together, chunk by chunk;
-  marks each run complete with its summary, returned per seed."""
-  spi = cfg.steps_per_iteration
-  total = cfg.iterations * spi
-  state, stacked = _initial_state(trainer, seeds, states)
+def train_seeds(ctx: UnitContext, seeds, start: int, states: dict, records) -> dict[int, dict]:
+  """Trains `seeds` (all at iteration `start`; `states`: a seed's state to
+  resume from, or None) together, chunk by chunk; marks each run complete
+  with its summary, returned per seed."""
+  spi, total = ctx.steps_per_iteration, ctx.env_steps
+  group = SeedGroup(ctx.trainer, seeds, states)
   del states
   for s in seeds:
     records[s].mark_running(start * spi)
-  on_progress(Progress("start", rule.label, task, tuple(seeds), start * spi, total))
+  ctx.on_progress(Progress("start", ctx.rule.label, ctx.task, tuple(seeds), start * spi, total))
   t0 = time.time()
-  state = _train_chunks(
-    trainer, rule, task, seeds, start, state, stacked, records, cfg, spec, on_progress
-  )
+  _train_chunks(ctx, group, start, records)
   wall = time.time() - t0
   summaries = {}
-  for j, s in enumerate(seeds):
-    params = _take(state.params, j) if stacked else state[j].params
-    summary = run_summary(
-      trainer,
-      suite,
-      task,
-      protocol,
-      rule,
-      s,
-      params,
-      records[s].read_metrics(),
-      total,
-      wall,
-      len(seeds) if trainer.vmaps_seeds else 1,
-    )
-    save_policy(records[s].path, params)  # for `evaluate` and `render`, before the summary
+  for j, s in enumerate(group.seeds):
+    rows = records[s].read_metrics()
+    summary = run_summary(ctx, s, group.params_of(j), rows, wall, group.seeds_in_program)
+    save_policy(
+      records[s].path, group.params_of(j)
+    )  # for `evaluate` and `render`, before the summary
     records[s].mark_complete(summary, env_steps=total)
     summaries[s] = summary
-  on_progress(Progress("done", rule.label, task, tuple(seeds), total, total))
+  ctx.on_progress(Progress("done", ctx.rule.label, ctx.task, tuple(seeds), total, total))
   return summaries

@@ -6,9 +6,9 @@ from disco_eval.config import suites
 from disco_eval.errors import UserError
 from disco_eval.rules import weights
 from disco_eval.runs import stop
-from disco_eval.runs.group import run_group
 from disco_eval.runs.plan import plan_sweep, run_config
 from disco_eval.runs.spec import Progress, RunResult, SweepSpec, Unit
+from disco_eval.runs.unit_runs import train_unit_runs
 
 
 def run_unit(
@@ -32,7 +32,7 @@ def run_unit(
       "rules on every machine"
     )
   config = run_config(spec, suite, unit.task, rule, unit.overrides)
-  return run_group(spec, suite, config, rule, unit.seeds, on_progress)
+  return train_unit_runs(spec, suite, config, rule, unit.seeds, on_progress)
 
 
 def run_sweep(

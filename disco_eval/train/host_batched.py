@@ -13,29 +13,23 @@ adds the S entries and makes every seed's learner steps.
 Each seed computes what it computes alone (its own pool, actor key, replay
 buffer and learner keys); only float rounding differs, since the vmapped
 program is compiled differently (tests/test_host_batched.py states the
-tolerance). Each seed keeps its own record: ``runs.seeds`` slices the
-stacked state for checkpoints, and a seed's checkpoint is the one an
-unbatched run writes. Policy lag (``train.policy_lag``) works as in the
-unbatched loop.
+tolerance). Each seed keeps its own record: a seed's checkpoint
+(``SeedGroup.state_of``) is the one an unbatched run writes. Policy lag
+(``train.policy_lag``) works as in the unbatched loop.
 
-Chosen by ``train.vmap_seeds`` (1; -1, the default, on accelerators;
-:func:`disco_eval.train.trainers.make_trainer`); one device only.
+Chosen by :func:`disco_eval.train.seed_group.how_seeds_run` (the one rule
+for how seeds run); one device only.
 """
 
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from disco_eval.envs.base import HostPool
 from disco_eval.envs.concat import ConcatPool
 from disco_eval.train.host_episodes import episode_returns, new_metrics, read_losses
 from disco_eval.train.host_loop import HostState, HostTrainer
-
-# vmap axes of (obs [T, S, E, ...], actions [S, E] x T, rewards [T, S, E],
-# discounts [T, S, E], logits [S, E, A] x T).
-_ENTRY_AXES = (1, 0, 1, 1, 0)
 
 
 class _SeedsActor:
@@ -78,8 +72,7 @@ class BatchedHostTrainer(HostTrainer):
   """:class:`HostTrainer` for the seeds of a group at once (states stacked
   [S, ...]); evaluation, one seed's params at a time, is HostTrainer's."""
 
-  vmaps_seeds = True
-  stacks_seeds = True
+  vmaps_seeds = True  # train.seed_group.how_seeds_run chose this trainer
 
   def __init__(self, *args: Any, **kwargs: Any):
     super().__init__(*args, **kwargs)
@@ -87,20 +80,13 @@ class BatchedHostTrainer(HostTrainer):
       raise ValueError("batched host seeds run on one device (train.devices = 1)")
     self._seeds_actor: tuple[tuple[int, ...], _SeedsActor] | None = None
     self._policy_seeds = jax.jit(jax.vmap(self._policy_step, in_axes=(0, 0, 0, None)))
-    entry = _ENTRY_AXES
-    self._warm = jax.jit(jax.vmap(self._add_only, in_axes=(0, *entry)), donate_argnums=(0,))
-    self._learn = jax.jit(
-      jax.vmap(self._add_and_learn, in_axes=(0, *entry, None)), donate_argnums=(0,)
-    )
-    self._warm_keep = jax.jit(
-      jax.vmap(self._add_only_keep, in_axes=(0, 0, *entry)), donate_argnums=(1,)
-    )
-    self._learn_keep = jax.jit(
-      jax.vmap(self._add_and_learn_keep, in_axes=(0, 0, *entry, None)), donate_argnums=(1,)
-    )
+    # The add-and-learn pieces are HostTrainer's, vmapped (HostTrainer._compile).
 
   def iteration(self, s, rule_params, it: int, seed: int | None = None):
-    raise NotImplementedError("batched seeds run chunks: use run_chunk_group")
+    raise NotImplementedError("vmapped seeds run chunks: use run_vmapped")
+
+  def run_turns(self, states, rule_params, start: int, count: int):
+    raise NotImplementedError("vmapped seeds run chunks: use run_vmapped")
 
   def _seeds(self, states: HostState) -> _SeedsActor:
     """The actor of the stacked `states`' seeds (made on first use: one
@@ -135,7 +121,7 @@ class BatchedHostTrainer(HostTrainer):
     split = lambda x: x.reshape((t, s, -1) + x.shape[2:])
     return split(obs), actions, split(rewards), split(discounts), logits
 
-  def run_chunk_group(self, states: HostState, rule_params, start: int, count: int):
+  def run_vmapped(self, states: HostState, rule_params, start: int, count: int):
     """Iterations [start, start + count) of the stacked seeds' `states`
     [S, ...], trained together. Returns the new stacked states (the old ones
     are donated) and numpy metrics [S, chunk] (rows past `count` inactive)."""
@@ -150,8 +136,3 @@ class BatchedHostTrainer(HostTrainer):
     if self._seeds_actor is not None:
       self._seeds_actor[1].pool.close()
       self._seeds_actor = None
-
-
-def stack_states(states: list[HostState]) -> HostState:
-  """Seeds' states stacked on a leading axis [S, ...] (copies)."""
-  return jax.tree.map(lambda *xs: jnp.stack(xs), *states)

@@ -25,10 +25,8 @@ per-episode figures their pools report on the step that ends an episode
 episodes that ended in it (e.g. Crafter's achievements), so that protocols
 scored on training episodes read them from metrics.csv.
 
-``HostTrainer`` has the interface of ``Trainer`` that ``disco_eval.runs``
-uses (``task``, ``agent``, ``init``, ``run_chunk_group``, ``evaluate``,
-``vmaps_seeds``, ``stacks_seeds``, ``close``: ``train.trainers.RunTrainer``),
-so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
+``HostTrainer`` has the trainers' interface that ``disco_eval.runs`` uses
+(``train.trainers.RunTrainer``), so sweeps record, checkpoint and summarise host-stepped runs as pure-JAX ones.
 
 Policy lag (``train.policy_lag``, recorded, in the label when 1;
 docs/host_suites.md). With 0 (the default) an iteration acts with the newest
@@ -47,7 +45,7 @@ the state it stopped at (with fresh episodes, as below).
 
 The seeds of a group take turns here, chunk by chunk;
 :class:`disco_eval.train.host_batched.BatchedHostTrainer` trains them in one
-pool with one vmapped program (``train.vmap_seeds``).
+pool with one vmapped program (when :mod:`disco_eval.train.seed_group` says so).
 
 Checkpoints hold the device state only (:class:`HostState`: params, optimiser
 and rule state, replay buffer, rng, seed). The environments are not saved: a
@@ -56,6 +54,7 @@ actor key derived from the state), so host-stepped runs are NOT resumed
 bit-for-bit, unlike pure-JAX ones.
 """
 
+import functools
 import time
 from typing import Any, NamedTuple
 
@@ -93,6 +92,12 @@ class HostState(NamedTuple):
   # With policy_lag = 1: the parameters the next iteration acts with (one
   # iteration older than params); None with policy_lag = 0.
   behaviour_params: Any = None
+
+
+# Seed axes of a rollout's arrays when seeds are vmapped (obs [T, S, E, ...],
+# actions [S, E] x T, rewards [T, S, E], discounts [T, S, E], logits
+# [S, E, A] x T): the arguments of the jitted add-and-learn pieces.
+_ENTRY_AXES = (1, 0, 1, 1, 0)
 
 
 class _Pending(NamedTuple):
@@ -179,15 +184,24 @@ class HostTrainer:
     self.mesh = self.learner.mesh  # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step, static_argnames=("evaluation",))
-    self._warm = jax.jit(self._add_only, donate_argnums=(0,))
-    self._learn = jax.jit(self._add_and_learn, donate_argnums=(0,))
+    e = _ENTRY_AXES
+    self._warm = self._compile(self._add_only, (0, *e), donate=0)
+    self._learn = self._compile(self._add_and_learn, (0, *e, None), donate=0)
     # policy_lag = 1: the parameters are not donated (the actor still acts with them).
-    self._warm_keep = jax.jit(self._add_only_keep, donate_argnums=(1,))
-    self._learn_keep = jax.jit(self._add_and_learn_keep, donate_argnums=(1,))
+    self._warm_keep = self._compile(self._add_only_keep, (0, 0, *e), donate=1)
+    self._learn_keep = self._compile(self._add_and_learn_keep, (0, 0, *e, None), donate=1)
 
+  # Seeds take turns here (train.seed_group); BatchedHostTrainer vmaps them.
   vmaps_seeds = False
-  # Seeds' states are passed as a list, not stacked (see run_chunk_group).
-  stacks_seeds = False
+  dispatches_ahead = False  # the loop runs on the host
+
+  def _compile(self, fn, seed_axes: tuple, donate: int):
+    """`fn` jitted with argument `donate` donated; when the trainer vmaps
+    seeds, mapped over the seeds' axes `seed_axes` (0: the leading axis,
+    None: shared by every seed) first."""
+    if self.vmaps_seeds:
+      fn = jax.vmap(fn, in_axes=seed_axes)
+    return jax.jit(fn, donate_argnums=(donate,))
 
   # -- state -----------------------------------------------------------------
 
@@ -338,25 +352,24 @@ class HostTrainer:
     """
     lagged = self.cfg.policy_lag > 0
     acting = s.behaviour_params if lagged and pending is None else s.params
-    box = [s, None]
-
-    def flush() -> None:  # after the rollout's first policy call
-      if pending is not None:
-        box[0], box[1] = self._flush(box[0], pending, rule_params, clock)
-
+    # The pending learning, dispatched after the rollout's first policy call.
+    flush = (
+      None if pending is None else functools.partial(self._flush, s, pending, rule_params, clock)
+    )
     env_steps = float(it * self.cfg.num_envs * self.cfg.rollout_len)
-    obs, actions, logits, rewards, lasts, extra = self._rollout(
+    (obs, actions, logits, rewards, lasts, extra), flushed = self._rollout(
       acting, actor, clock, flush, env_steps
     )
+    s, done = flushed if flushed is not None else (s, None)
     discounts = (1.0 - lasts).astype(np.float32)
     ret_sum, n_eps = actor.returns(rewards, lasts)
     entry = self._entry_args(obs, actions, rewards, discounts, logits)
     clock.lap("host")
     new = _Pending(it, entry)
     if not lagged:
-      s, done = self._flush(box[0], new, rule_params, clock)
+      s, done = self._flush(s, new, rule_params, clock)
       return s, None, (ret_sum, n_eps, extra), done
-    return box[0], new, (ret_sum, n_eps, extra), box[1]
+    return s, new, (ret_sum, n_eps, extra), done
 
   def _entry_args(self, obs, actions, rewards, discounts, logits) -> tuple:
     """A rollout's arrays as the jitted calls take them (split over the mesh)."""
@@ -401,10 +414,11 @@ class HostTrainer:
   def _rollout(self, params, actor: _Actor, clock, after_first=None, env_steps=0.0) -> tuple:
     """`rollout_len` synchronous steps of the whole pool: one policy call,
     then one pool step; `after_first()` is called once the first policy
-    call is dispatched (before it is waited for). Returns obs [T, E, ...],
+    call is dispatched (before it is waited for). Returns ((obs [T, E, ...],
     actions (T device arrays [E]), logits (T device arrays [E, A]), rewards
-    [T, E], lasts [T, E] and the episode columns' sums."""
-    cfg = self.cfg
+    [T, E], lasts [T, E], the episode columns' sums), what `after_first`
+    returned or None)."""
+    cfg, after = self.cfg, None
     extra = actor.new_extra(self.episode_columns)
     obs, actions, logits = [], [], []
     rewards = np.zeros((cfg.rollout_len, actor.pool.num_envs), np.float32)
@@ -412,7 +426,7 @@ class HostTrainer:
     for t in range(cfg.rollout_len):
       action, lg = self._act(params, actor, env_steps)
       if t == 0 and after_first is not None:
-        after_first()
+        after = after_first()
       host_action = np.asarray(action).reshape(-1)
       clock.lap("policy")
       obs.append(actor.obs)
@@ -426,14 +440,14 @@ class HostTrainer:
       actor.add_infos(extra)
     obs = np.stack(obs)
     clock.lap("host")
-    return obs, actions, logits, rewards, lasts, extra
+    return (obs, actions, logits, rewards, lasts, extra), after
 
-  def run_chunk_group(self, states: list[HostState], rule_params, start: int, count: int):
-    """Iterations [start, start + count) of a list of seeds' states.
+  def run_turns(self, states: list[HostState], rule_params, start: int, count: int):
+    """Iterations [start, start + count) of each seed's state, one seed after
+    another (each with its own pool).
 
     Returns the list of new states (the old ones are donated) and numpy
-    metrics [S, chunk] (rows past `count` inactive), as
-    ``Trainer.run_chunk_group`` does for stacked states.
+    metrics [S, chunk] (rows past `count` inactive).
     """
     m, outs, losses = new_metrics(len(states), self.cfg.chunk, self.episode_columns), [], []
     for i, s in enumerate(states):
@@ -443,6 +457,13 @@ class HostTrainer:
       losses.append(seed_losses)
     read_losses(m, losses)
     return outs, m
+
+  def run_vmapped(self, states, rule_params, start: int, count: int):
+    raise NotImplementedError("seeds take turns here: run_turns (BatchedHostTrainer vmaps them)")
+
+  def chunk_device_bytes(self, one, rule_params, seeds: int) -> None:
+    """Not known for host-stepped loops (several programs per iteration)."""
+    return None
 
   def run_rows(self, s, actor, rule_params, start: int, count: int, m, rows: slice) -> tuple:
     """Iterations [start, start + count) of the seeds of `s` (one, or stacked

@@ -50,7 +50,7 @@ def masked_loss(
   mask = batch.loss_mask
   if jnp.shape(per_step) != jnp.shape(mask):  # static: checked once, while compiling
     raise UserError(
-      f"rule {getattr(rule, 'name', '?')}: loss returned shape {list(jnp.shape(per_step))} "
+      f"rule {rule.name}: loss returned shape {list(jnp.shape(per_step))} "
       f"but the contract is one loss per step, [T, B] = {list(jnp.shape(mask))} "
       "(disco_eval/rules/base.py); return the per-step loss, not a mean or a sum"
     )
@@ -89,7 +89,7 @@ class Learner:
     self.unroll: Callable[[Any, Array], dict] = agent.apply
     self.body: Callable[[Any, Array], tuple] = agent.body
     self.taken_action_grad = bool(
-      taken_action_grad and agent.has_model and hasattr(rule, "loss_taken")
+      taken_action_grad and agent.has_model and rule.loss_taken is not None
     )
     if self.mesh is not None:
       devices.check_divisible(cfg.num_envs, cfg.devices)

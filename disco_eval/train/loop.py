@@ -16,10 +16,12 @@ environments, replay buffer and learner batch split between them
 (:mod:`disco_eval.train.devices`); it learns what the one-device run learns.
 """
 
+import math
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from disco_eval.agents.networks import Agent
@@ -28,6 +30,7 @@ from disco_eval.envs.base import JaxEnv
 from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
 from disco_eval.train import devices, replay
 from disco_eval.train.learner import Learner, is_learning
+from disco_eval.train.seed_group import how_seeds_run, stack
 
 Array = jax.Array
 
@@ -60,13 +63,9 @@ class IterationMetrics(NamedTuple):
 class Trainer:
   """Builds the jitted pieces for one (env, agent, rule, optimiser) setup.
 
-  The trainer interface that sweeps use (``disco_eval.runs``), shared
-  with ``HostTrainer``: ``task``, ``agent``, ``init``, ``run_chunk_group``,
-  ``evaluate``, ``vmaps_seeds``, ``stacks_seeds`` and ``close``.
+  Has the trainers' interface that sweeps use
+  (:class:`disco_eval.train.trainers.RunTrainer`).
   """
-
-  # Seeds' states are stacked on a leading axis (see run_chunk_group).
-  stacks_seeds = True
 
   def __init__(
     self,
@@ -79,6 +78,7 @@ class Trainer:
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
     self.learner = Learner(agent, rule, optimizer, cfg)
     self.mesh = self.learner.mesh  # None on one device
+    self.seed_mode = how_seeds_run(cfg, host_stepped=False)
     # The env's device data (e.g. a level table) is argument 0, not a constant.
     self._chunk = jax.jit(self._reading_env(self._run_chunk), donate_argnums=(1,))
     self._chunk_seeds = jax.jit(
@@ -119,11 +119,6 @@ class Trainer:
     )
     # Distinct buffers for every leaf, so that the state can be donated.
     return jax.tree.map(jnp.copy, state)
-
-  def init_seeds(self, seeds: list[int]) -> TrainState:
-    """Fresh states of `seeds`, stacked on a leading axis."""
-    states = [self.init(s) for s in seeds]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *states)
 
   def lay_out(self, s: TrainState, how=devices.put, lead: int = 0) -> TrainState:
     """`s` laid out over the mesh by ``how`` (``devices.put`` or, inside a
@@ -274,42 +269,54 @@ class Trainer:
     fn = self._chunk_seeds if seeds_axis else self._chunk
     return fn.lower(*self._chunk_args(state, rule_params, 0, self.cfg.chunk, seeds_axis))
 
+  def chunk_device_bytes(self, one: TrainState, rule_params, seeds: int) -> int | None:
+    """Device memory of the compiled chunk program for `seeds` seeds (`one`: a
+    seed's state as ShapeDtypeStructs): XLA's memory analysis (arguments +
+    outputs + temporaries - aliased buffers); seeds taking turns keep every
+    state on the device. None over several devices (not known)."""
+    if self.mesh is not None:
+      return None
+    vmapped = seeds > 1 and self.vmaps_seeds
+    state = (
+      jax.tree.map(lambda x: jax.ShapeDtypeStruct((seeds,) + x.shape, x.dtype), one)
+      if vmapped
+      else one
+    )
+    a = self.lowered_chunk(state, rule_params, seeds_axis=vmapped).compile().memory_analysis()
+    if a is None:
+      return None
+    total = (
+      a.argument_size_in_bytes
+      + a.output_size_in_bytes
+      + a.temp_size_in_bytes
+      - a.alias_size_in_bytes
+    )
+    one_bytes = sum(math.prod(x.shape) * np.dtype(x.dtype).itemsize for x in jax.tree.leaves(one))
+    return int(total + (0 if vmapped else (seeds - 1) * one_bytes))
+
   @property
   def dispatches_ahead(self) -> bool:
     """Whether a sweep dispatches the next chunk before it writes the previous
-    chunk's records (runs.seeds): on accelerators, where jax runs compiled
-    programs asynchronously. Not on the CPU, where these chunk programs run
-    mostly in the calling thread (a Catch chunk's call returned after 1.5 s
-    of its ~1.5 s), so nothing would overlap and a signal's stop would come
-    a chunk later for nothing."""
-    return jax.default_backend() != "cpu"
+    chunk's records (:func:`disco_eval.train.seed_group.how_seeds_run`)."""
+    return self.seed_mode.ahead
 
   @property
   def vmaps_seeds(self) -> bool:
-    """Whether seeds share one vmapped program (auto: on accelerators only).
+    """Whether seeds share one vmapped program
+    (:func:`disco_eval.train.seed_group.how_seeds_run`)."""
+    return self.seed_mode.vmapped
 
-    On the CPU, XLA's batched matrix products are slower than the same
-    products made seed after seed, so there seeds take turns chunk by chunk.
-    """
-    if self.cfg.vmap_seeds >= 0:
-      return bool(self.cfg.vmap_seeds)
-    return jax.default_backend() != "cpu"
+  def run_vmapped(self, states: TrainState, rule_params, start: int, count: int):
+    """`run_chunk` of seeds stacked on a leading axis [S, ...], in one vmapped
+    program. Returns the stacked new states and metrics [S, chunk]."""
+    return self.run_chunk(states, rule_params, start, count, seeds_axis=True)
 
-  def run_chunk_group(self, states: TrainState, rule_params, start: int, count: int):
-    """`run_chunk` for seeds stacked on a leading axis [S, ...].
-
-    Returns the stacked new states and metrics [S, chunk]. Unless seeds are
-    vmapped, each seed runs its own (shared, compiled-once) program, so that
-    a seed's results do not depend on which seeds ran beside it.
-    """
-    if self.vmaps_seeds:
-      return self.run_chunk(states, rule_params, start, count, seeds_axis=True)
-    n = jax.tree.leaves(states)[0].shape[0]
-    outs = [
-      self.run_chunk(jax.tree.map(lambda x, i=i: x[i], states), rule_params, start, count)
-      for i in range(n)
-    ]
-    return jax.tree.map(lambda *xs: jnp.stack(xs), *outs)
+  def run_turns(self, states: list[TrainState], rule_params, start: int, count: int):
+    """`run_chunk` of each seed's state in turn, through one program compiled
+    once, so that a seed's results do not depend on which seeds ran beside
+    it. Returns the new states and metrics [S, chunk]."""
+    outs = [self.run_chunk(s, rule_params, start, count) for s in states]
+    return [o[0] for o in outs], stack([o[1] for o in outs])
 
   # -- evaluation ------------------------------------------------------------
 

@@ -1,10 +1,8 @@
-"""A run group: the seeds of one (rule, task) trained together, with their records.
+"""The runs of one unit: the seeds of one (rule, task), their records, locks and resume.
 
-The seeds of a group share one compiled program: on accelerators (or with
-``train.vmap_seeds=1``) their states are stacked and the loop is vmapped over
-them, host-stepped suites included (one pool of S x E environments:
-``train.host_batched``); on the CPU the seeds take turns, chunk by chunk,
-which is faster there. Every run writes its
+The seeds of a unit are trained together as one seed group
+(``train.seed_group``, which decides whether they run vmapped or take
+turns: the one file to read about that). Every run writes its
 record folder (``disco_eval.store``): config, status, metrics over env steps,
 periodic checkpoints of the whole training state, and the final summary.
 Complete and diverged runs are skipped; interrupted runs resume from their
@@ -12,7 +10,7 @@ checkpoint; a run locked by another process is left alone and reported
 "busy"; a damaged record is refused (``store.RunRecord.open``), never
 overwritten. A seed whose loss or parameters become non-finite is recorded
 ``diverged`` (``disco_eval.runs.divergence``); it keeps training with the
-others of its group, and the group stops when all of its seeds diverged.
+others of its seed group, and the group stops when all of its seeds diverged.
 """
 
 import dataclasses
@@ -25,6 +23,7 @@ import jax
 
 from disco_eval import store
 from disco_eval.config.run_config import RunConfig
+from disco_eval.runs.context import UnitContext
 from disco_eval.runs.data_used import data_used
 from disco_eval.runs.divergence import GroupDiverged
 from disco_eval.runs.final import run_summary
@@ -102,29 +101,14 @@ def _resume(
   return start, states
 
 
-def _train_records(
-  trainer, rule, config: RunConfig, suite, spec, records, on_progress
-) -> list[RunResult]:
+def _train_records(ctx: UnitContext, config: RunConfig, records) -> list[RunResult]:
   """Trains the pending seeds; a failure is recorded in each of their runs."""
   label, task, pending = config.rule.name, config.task, list(records)
-  start, states = _resume(trainer, config, records, on_progress)
+  start, states = _resume(ctx.trainer, config, records, ctx.on_progress)
   try:
-    summaries = train_seeds(
-      trainer,
-      rule,
-      task,
-      pending,
-      start,
-      states,
-      records,
-      config.train,
-      config.protocol,
-      suite,
-      spec,
-      on_progress,
-    )
+    summaries = train_seeds(ctx, pending, start, states, records)
   except GroupDiverged as e:
-    summaries = _finish_diverged(trainer, rule, config, suite, records, e, on_progress)
+    summaries = _finish_diverged(ctx, config, records, e)
   except (KeyboardInterrupt, SystemExit):
     raise
   except Exception as e:  # noqa: BLE001 - recorded, reported, not averaged
@@ -133,7 +117,7 @@ def _train_records(
     for seed in pending:
       records[seed].mark_failed(msg + "\n" + traceback.format_exc(limit=5))
       results.append(RunResult(label, task, seed, "failed", records[seed].path, error=msg))
-    on_progress(Progress("failed", label, task, tuple(pending), message=msg))
+    ctx.on_progress(Progress("failed", label, task, tuple(pending), message=msg))
     return results
   return [
     RunResult(label, task, seed, _final_status(records[seed]), records[seed].path, summaries[seed])
@@ -148,10 +132,10 @@ def _final_status(record: store.RunRecord) -> str:
 
 
 def _finish_diverged(
-  trainer, rule, config: RunConfig, suite, records: dict, stop: GroupDiverged, on_progress
+  ctx: UnitContext, config: RunConfig, records: dict, stop: GroupDiverged
 ) -> dict[int, dict]:
-  """Evaluates and records the runs of a group whose every seed diverged
-  (training stopped at `stop.iteration`); their summaries, per seed.
+  """Evaluates and records the runs of a seed group whose every seed
+  diverged (training stopped at `stop.iteration`); their summaries, per seed.
 
   Each run's final parameters are still evaluated where possible; an
   evaluation that fails leaves the score null with the error beside it.
@@ -159,27 +143,22 @@ def _finish_diverged(
   status holds the steps reached); ``train_wall_s`` is null (not known here).
   """
   cfg, label, task = config.train, config.rule.name, config.task
-  steps, stacked, summaries = stop.iteration * cfg.steps_per_iteration, trainer.stacks_seeds, {}
-  n = len(records) if trainer.vmaps_seeds else 1
+  steps, summaries, snap = stop.iteration * cfg.steps_per_iteration, {}, stop.snapshot
   for j, seed in enumerate(records):
-    params = (
-      jax.tree.map(lambda x, j=j: x[j], stop.state.params) if stacked else stop.state[j].params
-    )
     rows = records[seed].read_metrics()
-    args = (trainer, suite, task, config.protocol, rule, seed, params, rows, config.env_steps)
     try:
-      summary = run_summary(*args, float("nan"), n)
+      summary = run_summary(ctx, seed, snap.params_of(j), rows, float("nan"), snap.seeds_in_program)
     except Exception as e:  # noqa: BLE001 - NaN parameters may break an evaluation
-      summary = {"suite": suite.name, "task": task, "rule": rule.label, "seed": seed}
+      summary = {"suite": ctx.suite.name, "task": task, "rule": ctx.rule.label, "seed": seed}
       summary.update(protocol=config.protocol.name, env_steps=config.env_steps, score=None)
       summary.update(normalized_score=None, eval_error=repr(e))
     records[seed].mark_complete(summary, env_steps=steps)
     summaries[seed] = summary
-  on_progress(Progress("done", label, task, tuple(records), steps, config.env_steps))
+  ctx.on_progress(Progress("done", label, task, tuple(records), steps, config.env_steps))
   return summaries
 
 
-def run_group(
+def train_unit_runs(
   spec: SweepSpec, suite, config: RunConfig, rule, seeds, on_progress: Callable[[Progress], None]
 ) -> list[RunResult]:
   """Trains `seeds` of one (rule, task) under `config`; one result per seed."""
@@ -188,12 +167,15 @@ def run_group(
   if not env.reproducible:
     # e.g. NetHackChallenge-v0 refuses seeding: the same seed sees other games.
     config = dataclasses.replace(config, episodes_reproducible=False)
+  ctx = UnitContext(
+    trainer, rule, suite, config.task, config.protocol, config.train, spec, on_progress
+  )
   with ExitStack() as stack:
     results, records = _open_records(spec, config, seeds, stack, on_progress)
     if not records:
       return results
     try:
-      results += _train_records(trainer, rule, config, suite, spec, records, on_progress)
+      results += _train_records(ctx, config, records)
     finally:
       trainer.close()
   return results
