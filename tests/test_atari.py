@@ -154,7 +154,9 @@ def test_disco_protocol_has_ed_table_6_and_says_what_is_not_applied():
     assert key in p.disagreement
   for key in ("learning_rate_initial", "max_abs_update", "discount"):  # applied by the rules
     assert "rules/disco103.toml" in p.sources[key]
-  disco = manifests.load_rule_manifest("disco103").settings("atari")
+  disco = resolve.rule_settings(
+    manifests.load_rule_manifest("disco103"), suites.load_suite("atari")
+  )
   assert disco["optimizer"]["learning_rate"] == 3e-4 and disco["optimizer"]["max_abs_update"] == 1.0
   assert disco["hyperparams"]["discount_factor"] == 0.997
 

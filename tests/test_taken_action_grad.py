@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from disco_eval.agents.networks import Agent
-from disco_eval.config import manifests
+from disco_eval.config import manifests, resolve, suites
 from disco_eval.envs.catch import Catch
 from disco_eval.rules import disco, weights
 from disco_eval.train import replay
@@ -33,7 +33,9 @@ RTOL, ATOL = 1e-5, 1e-6
 def _parts():
   if not WEIGHTS.is_file():
     pytest.skip(f"{WEIGHTS} is missing")
-  settings = manifests.load_rule_manifest("disco103").settings("catch")
+  settings = resolve.rule_settings(
+    manifests.load_rule_manifest("disco103"), suites.load_suite("catch")
+  )
   rule = disco.from_settings(settings)
   env = Catch()
   agent = Agent(AGENT, rule.output_spec(env.num_actions), env.num_actions, env.observation_shape)

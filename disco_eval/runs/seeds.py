@@ -181,9 +181,8 @@ def train_seeds(ctx: UnitContext, seeds, start: int, states: dict, records) -> d
   for j, s in enumerate(group.seeds):
     rows = records[s].read_metrics()
     summary = run_summary(ctx, s, group.params_of(j), rows, wall, group.seeds_in_program)
-    save_policy(
-      records[s].path, group.params_of(j)
-    )  # for `evaluate` and `render`, before the summary
+    # For `evaluate`, `render` and `analyze`, before the summary.
+    save_policy(records[s].path, group.params_of(j), group.state_of(j).rule_state)
     records[s].mark_complete(summary, env_steps=total)
     summaries[s] = summary
   ctx.on_progress(Progress("done", ctx.rule.label, ctx.task, tuple(seeds), total, total))

@@ -3,8 +3,12 @@
 ``policy.npz`` (one entry per parameter leaf, named by its index, and
 ``__leaves__``: a JSON list of the leaves' paths, shapes and dtypes) is
 written when a run completes, before its summary; ``disco-eval evaluate``
-and ``render`` read it. Runs recorded before it existed have none: their
-final policy is gone (train them again with ``disco-eval reproduce``).
+and ``render`` read it. ``rule_state.npz`` (same layout) holds the rule's own
+state at the same moment (a discovered rule's meta-RNN state and target
+network, a baseline's statistics): ``disco-eval analyze`` reads both, so that
+it looks at the end of training (a run's checkpoints are removed once it is
+complete). Runs recorded before these files existed have none: their final
+policy is gone (train them again with ``disco-eval reproduce``).
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from disco_eval.errors import UserError
 from disco_eval.store.atomic import write_atomic
 
 POLICY_FILE = "policy.npz"
+RULE_STATE_FILE = "rule_state.npz"
 _LEAVES = "__leaves__"
 
 
@@ -30,9 +35,16 @@ def _paths(tree: Any) -> tuple[list[str], list[Any], Any]:
   return [jax.tree_util.keystr(p) for p, _ in flat], [x for _, x in flat], treedef
 
 
-def save_policy(run_path: Path, params: Any) -> None:
-  """Writes `params` (a pytree of arrays) as the run's ``policy.npz``."""
-  paths, leaves, _ = _paths(params)
+def save_policy(run_path: Path, params: Any, rule_state: Any = None) -> None:
+  """Writes `params` (a pytree of arrays) as the run's ``policy.npz`` and, when
+  given, `rule_state` as its ``rule_state.npz``."""
+  if rule_state is not None:
+    _save_tree(Path(run_path) / RULE_STATE_FILE, rule_state)
+  _save_tree(Path(run_path) / POLICY_FILE, params)
+
+
+def _save_tree(path: Path, tree: Any) -> None:
+  paths, leaves, _ = _paths(tree)
   arrays = {f"leaf_{i:05d}": np.asarray(x) for i, x in enumerate(leaves)}
   meta = [
     {"path": p, "shape": list(a.shape), "dtype": str(a.dtype)}
@@ -40,19 +52,33 @@ def save_policy(run_path: Path, params: Any) -> None:
   ]
   buf = io.BytesIO()
   np.savez(buf, **arrays, **{_LEAVES: np.array(json.dumps(meta))})
-  write_atomic(Path(run_path) / POLICY_FILE, buf.getvalue())
+  write_atomic(path, buf.getvalue())
 
 
 def load_policy(run_path: Path, template: Any) -> Any:
   """The run's final parameters, with `template`'s structure (a pytree of
   arrays or shape structs); a one-line UserError when there are none or
   they do not fit the template."""
+  return _load_tree(Path(run_path) / POLICY_FILE, template, "the agent")
+
+
+def load_rule_state(run_path: Path, template: Any) -> Any:
+  """The rule's state at the end of the run, with `template`'s structure; a
+  one-line UserError when there is none or it does not fit."""
+  return _load_tree(Path(run_path) / RULE_STATE_FILE, template, "the rule")
+
+
+def has_final_state(run_path: Path) -> bool:
+  """Whether the run kept its final parameters and rule state."""
+  return all((Path(run_path) / f).is_file() for f in (POLICY_FILE, RULE_STATE_FILE))
+
+
+def _load_tree(path: Path, template: Any, what: str) -> Any:
   import jax
 
-  path = Path(run_path) / POLICY_FILE
   if not path.is_file():
     raise UserError(
-      f"run {run_path} has no {POLICY_FILE} (runs recorded before disco-eval kept final "
+      f"run {path.parent} has no {path.name} (runs recorded before disco-eval kept final "
       "policies have none); train it again with `disco-eval reproduce`"
     )
   paths, leaves, treedef = _paths(template)
@@ -66,7 +92,7 @@ def load_policy(run_path: Path, template: Any) -> Any:
   wanted = [(p, tuple(np.shape(x))) for p, x in zip(paths, leaves)]
   if found != wanted:
     raise UserError(
-      f"{path} does not fit the agent its config.json builds (other parameters); "
+      f"{path} does not fit {what} its config.json builds (other parameters); "
       "was the run made by another version of disco-eval?"
     )
   return jax.tree_util.tree_unflatten(treedef, [jax.numpy.asarray(a) for a in arrays])

@@ -149,8 +149,7 @@ def trace(run_dir: Path, out: Path, seed: int = 0, steps: int = 1000) -> list[st
   columns = traces.trace(rollout, agent_out, run.rule_obj.cfg.max_abs_value)
   caption = [
     f"rule {run.rule.label}, task {run.config.get('task')}",
-    f"first episode (seed {seed}) of the agent of {run_dir} at {run.env_steps:,} env steps "
-    "(its newest checkpoint)",
+    f"first episode (seed {seed}) of the agent of {run_dir} at {run.env_steps:,} env steps",
     "reward = r_(t+1) of the action at t; *_change: total-variation distance to step t-1",
   ]
   if fmt == "csv":

@@ -1,11 +1,11 @@
-"""A trained run brought back to life: its agent, rule and newest checkpoint, and fresh
-trajectories of its agent laid out as the rule's inputs.
+"""A trained run brought back to life: its agent, rule and final (or newest saved) state,
+and fresh trajectories of its agent laid out as the rule's inputs.
 
 Only runs of pure-JAX tasks (Catch, MinAtar, Craftax) and of rules of Disco103's
 architecture are analysed here: the analyses read the agent's y and z predictions and the
-meta-network's targets. A finished run keeps its newest periodic checkpoint (the state
-after the last ``--checkpoint-every`` chunk before the end), not the state at the end of
-training: the analyses say which checkpoint (env steps) they used.
+meta-network's targets. A complete run kept its agent's parameters and the rule's state at
+the end of training (``policy.npz`` and ``rule_state.npz``, store.policy); an unfinished
+one is read from its newest checkpoint: the analyses say which state (env steps) they used.
 
 Shapes: T+1 actor steps, E environments (trajectories), A actions, Y = 600.
 """
@@ -25,9 +25,9 @@ from disco_eval.errors import UserError
 from disco_eval.rules import disco, variants, weights
 from disco_eval.rules.base import Rollout, acting_logits
 from disco_eval.runs.parts import build_parts
-from disco_eval.store import training_checkpoint
+from disco_eval.store import policy, training_checkpoint
 from disco_eval.store.atomic import read_json
-from disco_eval.store.layout import CONFIG_FILE
+from disco_eval.store.layout import CONFIG_FILE, SUMMARY_FILE
 from disco_eval.train.trainers import make_trainer
 
 
@@ -44,7 +44,7 @@ class LoadedRun:
     agent: the agent network.
     params: agent parameters at the checkpoint.
     rule_state: the rule's state there (meta-state and target parameters).
-    env_steps: env steps of the checkpoint.
+    env_steps: env steps of the state (the end of training, or the checkpoint's).
   """
 
   path: Path
@@ -103,16 +103,26 @@ def load_run(run_dir: Path) -> LoadedRun:
   cfg = TrainConfig(**{k: v for k, v in config["train"].items() if k in fields})
   trainer = make_trainer(env, agent, rule_obj, optimizer, cfg, suite.protocol(None))
   template = jax.eval_shape(lambda: trainer.init(0))
-  loaded = training_checkpoint.load(run_dir, template)
-  if loaded is None:
-    raise UserError(
-      f"{run_dir}: the run kept no checkpoint; train it with a smaller --checkpoint-every "
-      "(checkpoints are kept every N chunks before the end)"
-    )
-  state, steps, _ = loaded
-  return LoadedRun(
-    run_dir, config, rule, rule_obj, env, agent, state.params, state.rule_state, int(steps)
-  )
+  if policy.has_final_state(run_dir):
+    params = policy.load_policy(run_dir, template.params)
+    rule_state = policy.load_rule_state(run_dir, template.rule_state)
+    steps = _final_steps(run_dir) or int(config.get("env_steps") or 0)
+  else:
+    loaded = training_checkpoint.load(run_dir, template)
+    if loaded is None:
+      raise UserError(
+        f"{run_dir}: the run kept neither its final state (runs made before disco-eval kept "
+        "one) nor a checkpoint; train it again with `disco-eval reproduce`"
+      )
+    state, steps, _ = loaded
+    params, rule_state = state.params, state.rule_state
+  return LoadedRun(run_dir, config, rule, rule_obj, env, agent, params, rule_state, int(steps))
+
+
+def _final_steps(run_dir: Path) -> int:
+  """The env steps a complete run trained for (its summary's)."""
+  summary = read_json(run_dir / SUMMARY_FILE)
+  return int(summary.get("env_steps", 0)) if isinstance(summary, dict) else 0
 
 
 def collect(run: LoadedRun, seed: int, num_envs: int, steps: int) -> Rollout:
