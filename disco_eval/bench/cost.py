@@ -7,8 +7,8 @@ bytes accessed) and ``memory_analysis()`` (argument, output and temporary
 buffers). Bytes per env step adds the iteration's learner steps and its
 policy calls over the env steps they serve:
 
-  (updates_per_iteration * learner bytes + rollout_len * policy bytes)
-  / (num_envs * rollout_len)
+  (learner steps per iteration * learner bytes + policy calls per iteration * policy bytes)
+  / env steps per iteration
 
 Figures hold for the backend that compiled them (XLA fuses differently on a
 CPU and a GPU); "bytes accessed" counts every operand read and result written
@@ -19,6 +19,7 @@ learner step is also compiled with the gradient through every action's
 outputs (``learner_all_actions``), the program before that optimisation.
 """
 
+import dataclasses
 from typing import Any, Callable
 
 import jax
@@ -78,7 +79,7 @@ def abstract_inputs(
   params = jax.eval_shape(agent.init, key)
   opt_state = jax.eval_shape(opt.init, params)
   rule_state = jax.eval_shape(rule_obj.init_state, key, params)
-  length, b = cfg.rollout_len, cfg.sample_entries * cfg.num_envs
+  length, b = cfg.learner_batch_shape
   if obs_dtype is None:
     obs_dtype = env.observation_dtype if _is_host(env) else jnp.float32
   obs_shape = tuple(env.observation_shape)
@@ -133,10 +134,8 @@ def run_cost(suite, proto, task: str, rule, parts: tuple, cfg) -> dict[str, Any]
     "task": task,
     "protocol": proto.name,
     "rule": rule.label,
-    "num_envs": cfg.num_envs,
-    "rollout_len": cfg.rollout_len,
-    "batch_trajectories": cfg.sample_entries * cfg.num_envs,
-    "updates_per_iteration": cfg.updates_per_iteration,
+    "loop": cfg.describe(),
+    "train": dataclasses.asdict(cfg),
     "taken_action_grad": learner.taken_action_grad,
     "learner": _learner_cost(learner, x),
     "policy": compiled_cost(policy, x["params"], x["obs"], x["key"]),
@@ -151,12 +150,13 @@ def run_cost(suite, proto, task: str, rule, parts: tuple, cfg) -> dict[str, Any]
 def per_env_step(res: dict[str, Any], cfg) -> dict[str, Any]:
   """FLOPs and bytes per env step of the learner, the policy and both, and
   of the all-action learner where measured."""
-  steps = cfg.num_envs * cfg.rollout_len
+  steps = cfg.steps_per_iteration
+  policy_calls = steps // cfg.num_envs  # one call acts for every environment
   out = {}
   for name, calls in (
     ("learner", cfg.updates_per_iteration),
     ("learner_all_actions", cfg.updates_per_iteration),
-    ("policy", cfg.rollout_len),
+    ("policy", policy_calls),
   ):
     if name in res:
       for field in ("flops", "bytes_accessed"):
@@ -175,14 +175,7 @@ def _gb(x) -> str:
 def cost_rows(res: dict[str, Any]) -> list[tuple[str, str]]:
   """(measurement, value) rows of a ``run_cost`` result, for a table."""
   rows = [("device", res["device"]), ("jax", res["jax"])]
-  rows.append(
-    (
-      "loop",
-      f"{res['num_envs']} envs x {res['rollout_len']} steps per iteration, "
-      f"{res['updates_per_iteration']} learner step(s) of {res['batch_trajectories']} "
-      "trajectories",
-    )
-  )
+  rows.append(("loop", res["loop"]))
   for name in ("learner", "learner_all_actions", "policy"):
     if name not in res:
       continue

@@ -76,6 +76,12 @@ class TrainConfig:
     """Trajectories in one learner batch: ``sample_entries * num_envs``."""
     return self.sample_entries * self.num_envs
 
+  @property
+  def learner_batch_shape(self) -> tuple[int, int]:
+    """(T + 1 steps, trajectories) of one learner batch; the time axis is also a
+    trajectory's length as the actor collects it."""
+    return self.rollout_len, self.learner_batch
+
   def describe(self) -> str:
     """The loop's sizes in words (``8 envs x 29 steps per iteration, ...``)."""
     return (

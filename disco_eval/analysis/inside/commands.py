@@ -82,7 +82,7 @@ def bootstrap(
     )
   if run_dir is not None:
     run = run_state.load_run(run_dir)
-    length = int(run.config["train"]["rollout_len"])
+    length = run.cfg.learner_batch_shape[0]
     rollout = run_state.collect(run, seed, trajectories, length)
     inp = run_state.meta_inputs(run, rollout)
     s = sensitivity.sensitivity(

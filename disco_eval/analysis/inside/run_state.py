@@ -45,6 +45,7 @@ class LoadedRun:
     params: agent parameters at the checkpoint.
     rule_state: the rule's state there (meta-state and target parameters).
     env_steps: env steps of the state (the end of training, or the checkpoint's).
+    cfg: the run's loop settings.
   """
 
   path: Path
@@ -56,6 +57,7 @@ class LoadedRun:
   params: Any
   rule_state: Any
   env_steps: int
+  cfg: TrainConfig
 
 
 def _config(run_dir: Path) -> dict:
@@ -116,7 +118,7 @@ def load_run(run_dir: Path) -> LoadedRun:
       )
     state, steps, _ = loaded
     params, rule_state = state.params, state.rule_state
-  return LoadedRun(run_dir, config, rule, rule_obj, env, agent, params, rule_state, int(steps))
+  return LoadedRun(run_dir, config, rule, rule_obj, env, agent, params, rule_state, int(steps), cfg)
 
 
 def _final_steps(run_dir: Path) -> int:
