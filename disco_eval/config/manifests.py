@@ -52,6 +52,10 @@ CATEGORIES = {
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
 OPTIMIZER_KEYS = tuple(s.name for s in OPTIMIZER_SETTINGS)
 DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
+# Optimiser settings added after runs were first recorded (declared ``later``): every rule's
+# [optimizer] table has them, at their defaults unless its manifest sets them, so that
+# ``--set optimizer.weight_decay=...`` and ``[suites.NAME]`` tables work for every rule.
+LATER_OPTIMIZER_DEFAULTS = {s.name: s.default for s in OPTIMIZER_SETTINGS if s.later}
 
 # The kind of a plug-in rule: its manifest names a Python module (``module``) whose factory
 # builds the rule (disco_eval.rules.plugins); the other kinds are built in (rules.registry).
@@ -274,6 +278,8 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
   discovered_on = _check_discovery(data, path)
   tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
   _check_declared_keys(tables, path)
+  for key, default in LATER_OPTIMIZER_DEFAULTS.items():
+    tables["optimizer"].setdefault(key, default)
   suites = _check_suites(data.get("suites", {}), tables, path)
   return RuleManifest(
     name=data["name"],
