@@ -107,3 +107,39 @@ def test_constant_without_decay_keeps_the_old_state_structure():
   state = make_optimizer({"learning_rate": 3e-4}).init(params)
   old = optax.chain(optax.scale_by_adam(), optax.clip(1.0), optax.scale(-3e-4)).init(params)
   assert jax.tree.structure(state) == jax.tree.structure(old)
+
+
+def test_records_made_before_the_schedule_still_match_and_keep_their_fingerprint():
+  from disco_eval.config import fingerprint
+  from disco_eval.config.manifests import LATER_OPTIMIZER_DEFAULTS
+  from disco_eval.store import config_match
+
+  old_opt = {"learning_rate": 1e-2, "max_abs_update": 1.0, "b1": 0.9, "b2": 0.999, "eps": 1e-8}
+  old = {"suite": "catch", "settings": {"optimizer": old_opt}, "train": {"num_envs": 2}}
+  new = {**old, "settings": {"optimizer": {**old_opt, **LATER_OPTIMIZER_DEFAULTS}}}
+  assert set(LATER_OPTIMIZER_DEFAULTS) == {
+    "lr_schedule",
+    "lr_end",
+    "lr_warmup_env_steps",
+    "lr_horizon_env_steps",
+    "weight_decay",
+  }
+  assert config_match.config_difference(old, new) is None
+  assert fingerprint.fingerprint(old) == fingerprint.fingerprint(new)
+  decayed = {
+    **old,
+    "settings": {"optimizer": {**new["settings"]["optimizer"], "weight_decay": 0.1}},
+  }
+  assert config_match.config_difference(old, decayed) is not None
+  assert fingerprint.fingerprint(old) != fingerprint.fingerprint(decayed)
+
+
+def test_the_catch_settings_of_disco103_keep_a_constant_rate_without_decay():
+  from disco_eval.config import manifests, resolve, suites
+
+  rule = manifests.load_rule_manifest("disco103")
+  catch = resolve.rule_settings(rule, suites.load_suite("catch"))["optimizer"]
+  assert catch["lr_schedule"] == "constant" and catch["weight_decay"] == 0.0
+  procgen = resolve.rule_settings(rule, suites.load_suite("procgen"))["optimizer"]
+  assert procgen["lr_schedule"] == "cosine" and procgen["weight_decay"] == 0.1
+  assert procgen["lr_warmup_env_steps"] == 1_000_000
