@@ -143,3 +143,15 @@ def test_the_catch_settings_of_disco103_keep_a_constant_rate_without_decay():
   procgen = resolve.rule_settings(rule, suites.load_suite("procgen"))["optimizer"]
   assert procgen["lr_schedule"] == "cosine" and procgen["weight_decay"] == 0.1
   assert procgen["lr_warmup_env_steps"] == 1_000_000
+
+
+def test_the_label_shows_an_overridden_schedule_or_decay_but_not_the_learning_rate():
+  from disco_eval.config import label
+
+  config = {
+    "protocol": {"name": "disco", "env_steps": 100},
+    "env_steps": 100,
+    "train": {"num_envs": 2, "rollout_len": 5},
+    "overrides": {"optimizer.weight_decay": "0.1", "optimizer.learning_rate": "1e-3"},
+  }
+  assert label.protocol_label(config) == "disco+weight_decay=0.1"

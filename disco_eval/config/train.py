@@ -113,22 +113,27 @@ class OptimizerSettings:
     None,
     "learning-rate schedule: constant, or cosine (linear warm-up from 0, then cosine decay "
     "to lr_end)",
+    labelled=True,
     later=True,
   )
-  lr_end: float = setting(0.0, NON_NEGATIVE, "cosine: the learning rate at the horizon", later=True)
+  lr_end: float = setting(
+    0.0, NON_NEGATIVE, "cosine: the learning rate at the horizon", labelled=True, later=True
+  )
   lr_warmup_env_steps: int = setting(
-    0, NON_NEGATIVE_INT, "cosine: env steps of linear warm-up from 0", later=True
+    0, NON_NEGATIVE_INT, "cosine: env steps of linear warm-up from 0", labelled=True, later=True
   )
   lr_horizon_env_steps: int = setting(
     0,
     NON_NEGATIVE_INT,
     "cosine: env steps from the start to the end of the decay (0: the run's budget)",
+    labelled=True,
     later=True,
   )
   weight_decay: float = setting(
     0.0,
     NON_NEGATIVE,
     "decoupled weight decay, times the scheduled learning rate (as optax.adamw)",
+    labelled=True,
     later=True,
   )
   max_abs_update: float = setting(1.0, NON_NEGATIVE, "elementwise clipping of the update (0: none)")
