@@ -11,7 +11,10 @@ learner step ``E / env_steps_per_learner_step``, rounded to the nearest
 integer (at least 1 for a non-zero warm-up, so a warm-up is never dropped).
 The learner makes no step before the replay holds ``min_buffer`` entries, so
 the schedule, which counts learner steps, starts when learning starts: the
-env steps collected before that (a few iterations) are not counted.
+env steps collected before that (a few iterations) are not counted. A
+rule that makes several optimiser updates per learner step (PPO's epochs and
+minibatches) advances the schedule once per update; the manifests that set a
+schedule (Disco103, IMPALA) make one.
 """
 
 from typing import Any, Callable
