@@ -137,28 +137,25 @@ def test_disco_protocol_has_ed_table_6_and_says_what_is_not_applied():
   }
   assert {k: p.get(k) for k in expected} == expected
   missing = set(p.get("not_yet_applied"))
-  assert missing == {
-    "frame_stack",
-    "learning_rate_schedule",
-    "learning_rate_end",
-    "learning_rate_warmup_steps",
-    "weight_decay",
-    "replay_buffer_size",
-    "replay_ratio",
-  }
+  assert missing == {"frame_stack", "replay_buffer_size", "replay_ratio"}
   for key in missing:
     assert "not yet applied" in p.sources[key]
   assert "not applied by the trainer" in p.disagreement["not_yet_applied"]
   assert "frames" in p.disagreement["env_steps"]
   for key in ("sticky_action_prob", "full_action_space", "life_loss_ends_episode"):
     assert key in p.disagreement
-  for key in ("learning_rate_initial", "max_abs_update", "discount"):  # applied by the rules
+  applied = ("learning_rate_initial", "max_abs_update", "discount", "learning_rate_end")
+  applied += ("learning_rate_schedule", "learning_rate_warmup_steps", "weight_decay")
+  for key in applied:  # applied by the rules
     assert "rules/disco103.toml" in p.sources[key]
   disco = resolve.rule_settings(
     manifests.load_rule_manifest("disco103"), suites.load_suite("atari")
   )
   assert disco["optimizer"]["learning_rate"] == 3e-4 and disco["optimizer"]["max_abs_update"] == 1.0
   assert disco["hyperparams"]["discount_factor"] == 0.997
+  assert disco["optimizer"]["lr_schedule"] == "cosine" and disco["optimizer"]["lr_end"] == 0.0
+  assert disco["optimizer"]["weight_decay"] == 0.1
+  assert disco["optimizer"]["lr_warmup_env_steps"] * 4 == p.get("learning_rate_warmup_steps")
 
 
 def test_cpu_small_is_a_named_override_with_a_small_torso_in_the_label():

@@ -116,7 +116,11 @@ def test_settings_is_a_deep_copy():
 @pytest.mark.parametrize(
   "key, expected",
   [
-    ("optimizer.lr", "valid keys in [optimizer]: b1, b2, eps, learning_rate, max_abs_update"),
+    (
+      "optimizer.lr",
+      "valid keys in [optimizer]: b1, b2, eps, learning_rate, lr_end, lr_horizon_env_steps, "
+      "lr_schedule, lr_warmup_env_steps, max_abs_update, weight_decay",
+    ),
     ("optimiser.learning_rate", "agent, hyperparams, optimizer, rule"),
     ("learning_rate", "agent, hyperparams, optimizer, rule"),
   ],

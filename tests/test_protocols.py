@@ -340,3 +340,15 @@ def test_ppo_on_procgen_normalises_rewards_in_its_state():
   raw = ppo.PPO(dataclasses.replace(agent.cfg, reward_norm=False))
   raw_targets, _, _ = raw.targets(None, (), batch, out, None, None)
   assert not np.allclose(np.asarray(targets.returns), np.asarray(raw_targets.returns))
+
+
+def test_every_agent_item_has_a_source():
+  for suite in suites.list_suites():
+    agent = suite.raw.get("agent", {})
+    cited = suite.raw.get("agent_sources", {})
+    missing = [k for k in agent if not str(cited.get(k, "")).strip()]
+    assert not missing, f"suites/{suite.name}.toml [agent_sources] lacks {missing}"
+  for name in ("disco103", "impala"):
+    manifest = manifests.load_rule_manifest(name)
+    missing = [k for k in manifest.agent if f"agent.{k}" not in manifest.sources]
+    assert not missing, f"rules/{name}.toml [sources] lacks agent.{missing}"

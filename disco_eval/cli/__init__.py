@@ -16,7 +16,19 @@ from disco_eval import (
   provenance,
   runtime,
 )
-from disco_eval.cli import analyze, bench, data, doctor, plan, results, rules, run, suites, workflow
+from disco_eval.cli import (
+  analyze,
+  bench,
+  data,
+  doctor,
+  plan,
+  results,
+  rules,
+  run,
+  showconfig,
+  suites,
+  workflow,
+)
 from disco_eval.cli.common import err, esc
 from disco_eval.cli.crashlog import internal_error_line, write_traceback
 from disco_eval.cli.helptext import Group
@@ -30,7 +42,19 @@ app = typer.Typer(
   cls=Group,
 )
 # In this order: `--help` lists the commands, then the groups, as registered.
-for group in (rules, suites, run, plan, bench, results, workflow, analyze, data, doctor):
+for group in (
+  rules,
+  suites,
+  showconfig,
+  run,
+  plan,
+  bench,
+  results,
+  workflow,
+  analyze,
+  data,
+  doctor,
+):
   group.register(app)
 
 

@@ -34,7 +34,7 @@ import json
 from typing import Any, Mapping
 
 from disco_eval.config.label import IGNORED_TRAIN_KEYS, LABEL_KEY
-from disco_eval.config.train import LOOP_SETTINGS
+from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS
 
 # Top-level keys that are not settings of the run's configuration.
 IGNORED_KEYS = (
@@ -62,6 +62,12 @@ LATER_KEYS = {
 }
 # The same for a key of the rule's [agent] table (configs that have one).
 LATER_AGENT_KEYS = {"settings.agent.torso_dtype": '"float32"'}
+# The same for the optimiser's settings declared ``later`` (configs that have an optimizer table).
+LATER_OPTIMIZER_KEYS = {
+  f"settings.optimizer.{s.name}": json.dumps(s.default, sort_keys=True, separators=(",", ":"))
+  for s in OPTIMIZER_SETTINGS
+  if s.later
+}
 SHORT_SHA = 8
 # Packages whose major.minor is part of every run's fingerprint.
 MACHINE_PACKAGES = ("jax", "jaxlib", "flax", "optax", "numpy")
@@ -131,6 +137,9 @@ def settings_of(config: Mapping[str, Any] | None) -> dict[str, str]:
       out.setdefault(key, old)
   if any(k.startswith("settings.agent.") for k in out):
     for key, old in LATER_AGENT_KEYS.items():
+      out.setdefault(key, old)
+  if any(k.startswith("settings.optimizer.") for k in out):
+    for key, old in LATER_OPTIMIZER_KEYS.items():
       out.setdefault(key, old)
   out.update(machine_of(config))
   return dict(sorted(out.items()))

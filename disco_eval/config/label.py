@@ -19,7 +19,7 @@ It is computed once, when the config is resolved, and stored beside it under
 
 from typing import Any, Mapping
 
-from disco_eval.config.train import LOOP_SETTINGS, steps_per_iteration_of
+from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS, steps_per_iteration_of
 
 # Loop settings that do not change what a run measures (runs that differ only
 # in these still compare without a warning): declared ``measured=False``.
@@ -28,6 +28,10 @@ LABEL_KEY = "label"
 # Loop settings shown in the label when not at their default: declared ``labelled``.
 LABELLED_TRAIN_DEFAULTS = {s.name: s.default for s in LOOP_SETTINGS if s.labelled}
 LABELLED_TRAIN_KEYS = tuple(LABELLED_TRAIN_DEFAULTS)
+# Optimiser settings whose ``--set`` override the label shows (``+weight_decay=0.1``): declared
+# ``labelled``. The learning rate is not: a tuning sweep's values are told apart by
+# ``compare --select`` (docs/reports.md).
+LABELLED_OPTIMIZER_KEYS = tuple(f"optimizer.{s.name}" for s in OPTIMIZER_SETTINGS if s.labelled)
 DEFAULT_TORSO_DTYPE = "float32"  # as agents/dtypes.py (not imported: config comes first)
 
 
@@ -48,14 +52,15 @@ def torso_dtype(config: Mapping[str, Any]) -> str:
 
 
 def _protocol_changes(config: Mapping[str, Any]) -> str:
-  """``+KEY=VALUE`` for each ``protocol.*`` override, sorted, then for each
+  """``+KEY=VALUE`` for each ``protocol.*`` override and each override of a
+  labelled optimiser setting, sorted, then for each
   labelled loop setting off its default, then ``+torso=DTYPE`` unless the
   torso computes in float32."""
   overrides = config.get("overrides") or {}
   changed = sorted(
     str(k).split(".", 1)[1] + "=" + str(v)
     for k, v in overrides.items()
-    if str(k).startswith("protocol.")
+    if str(k).startswith("protocol.") or str(k) in LABELLED_OPTIMIZER_KEYS
   )
   train = config.get("train")
   train = train if isinstance(train, Mapping) else {}

@@ -32,7 +32,9 @@ OPTIONAL_FIELDS = (
   "module",
 )
 LIST_FIELDS = ("discovered_on", "discovered_near")
-KNOWN_FIELDS = REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES + ("suites",)
+KNOWN_FIELDS = (
+  REQUIRED_FIELDS + OPTIONAL_FIELDS + LIST_FIELDS + SETTINGS_TABLES + ("suites", "sources")
+)
 # What kind of rule a manifest describes (shown by `rules list` and in every report):
 # meta-learned with a weights file, meta-learned and published as a closed formula, or designed
 # by hand. A discovered rule names the environments it was discovered on (`discovered_on`): an
@@ -52,6 +54,10 @@ CATEGORIES = {
 # dataclass (disco_eval.rules.registry); the [agent] keys depend on the torso.
 OPTIMIZER_KEYS = tuple(s.name for s in OPTIMIZER_SETTINGS)
 DECLARED_KEYS = {"optimizer": OPTIMIZER_KEYS, "train": TRAIN_KEYS}
+# Optimiser settings added after runs were first recorded (declared ``later``): every rule's
+# [optimizer] table has them, at their defaults unless its manifest sets them, so that
+# ``--set optimizer.weight_decay=...`` and ``[suites.NAME]`` tables work for every rule.
+LATER_OPTIMIZER_DEFAULTS = {s.name: s.default for s in OPTIMIZER_SETTINGS if s.later}
 
 # The kind of a plug-in rule: its manifest names a Python module (``module``) whose factory
 # builds the rule (disco_eval.rules.plugins); the other kinds are built in (rules.registry).
@@ -87,6 +93,9 @@ class RuleManifest:
   optimizer: dict = field(default_factory=dict)
   train: dict = field(default_factory=dict)  # loop settings over the protocol's (e.g. PPO)
   suites: dict = field(default_factory=dict)
+  # Where a setting's value comes from: ``"table.key"`` -> text for the manifest's own tables,
+  # ``suites.NAME`` -> {``"table.key"`` -> text} for its ``[suites.NAME]`` overrides.
+  sources: dict = field(default_factory=dict)
   path: Path = Path()
 
   @property
@@ -274,6 +283,8 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
   discovered_on = _check_discovery(data, path)
   tables = {key: dict(data.get(key, {})) for key in SETTINGS_TABLES}
   _check_declared_keys(tables, path)
+  for key, default in LATER_OPTIMIZER_DEFAULTS.items():
+    tables["optimizer"].setdefault(key, default)
   suites = _check_suites(data.get("suites", {}), tables, path)
   return RuleManifest(
     name=data["name"],
@@ -292,6 +303,7 @@ def manifest_from_dict(data: Mapping[str, Any], path: Path) -> RuleManifest:
     discovered_near_note=data.get("discovered_near_note"),
     module=data.get("module"),
     suites=suites,
+    sources=_check_sources(data.get("sources", {}), tables, suites, path),
     path=path,
     **tables,
   )
@@ -376,6 +388,34 @@ def _check_weights_fields(data: Mapping[str, Any], path: Path) -> None:
     )
   if "source_url" in data and "filename" not in data:
     raise UserError(f"{path}: field 'source_url' needs a 'filename' to save it as")
+
+
+def _check_sources(
+  sources: Any, tables: Mapping[str, Mapping[str, Any]], suites: Mapping[str, Any], path: Path
+) -> dict:
+  """The ``[sources]`` table, checked: each ``"table.key"`` names a setting of
+  the manifest (``[sources.suites.NAME]``: one its ``[suites.NAME]`` sets),
+  each source a non-empty string."""
+  if not isinstance(sources, dict):
+    raise UserError(f"{path}: field 'sources' must be a table ([sources])")
+  out: dict = {}
+  for key, text in sources.items():
+    if key == "suites" and isinstance(text, dict):
+      out["suites"] = {}
+      for suite, table in text.items():
+        where = f"{path}: [sources.suites.{suite}]"
+        if suite not in suites or not isinstance(table, dict):
+          raise UserError(f"{where}: no [suites.{suite}] table sets anything to cite")
+        for dotted, line in table.items():
+          if dotted not in suites[suite] or not (isinstance(line, str) and line.strip()):
+            raise UserError(f"{where}: '{dotted}' is not set by [suites.{suite}] or has no text")
+        out["suites"][suite] = dict(table)
+      continue
+    split_setting_key(tables, key, f"{path}: [sources]")
+    if not (isinstance(text, str) and text.strip()):
+      raise UserError(f"{path}: [sources] '{key}' must be a non-empty string")
+    out[key] = text
+  return out
 
 
 def _check_declared_keys(tables: Mapping[str, Mapping[str, Any]], path: Path) -> None:

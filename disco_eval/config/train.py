@@ -17,6 +17,7 @@ from disco_eval.config.setting import (
   AT_LEAST_2,
   LAG,
   NON_NEGATIVE,
+  NON_NEGATIVE_INT,
   POSITIVE,
   POSITIVE_INT,
   UNIT_OPEN,
@@ -82,6 +83,19 @@ class TrainConfig:
     trajectory's length as the actor collects it."""
     return self.rollout_len, self.learner_batch
 
+  @property
+  def env_steps_per_learner_step(self) -> float:
+    """Env steps the actors take per learner step (``steps_per_iteration /
+    updates_per_iteration``): the factor that converts a schedule stated in
+    env steps (as the paper's Extended Data Table 6 states them) into the
+    optimiser's count of learner steps."""
+    return self.steps_per_iteration / self.updates_per_iteration
+
+  @property
+  def budget_env_steps(self) -> int:
+    """The run's env steps: ``iterations * steps_per_iteration``."""
+    return self.iterations * self.steps_per_iteration
+
   def describe(self) -> str:
     """The loop's sizes in words (``8 envs x 29 steps per iteration, ...``)."""
     return (
@@ -97,7 +111,37 @@ class OptimizerSettings:
   clipping). The values live in the manifests; a key a manifest leaves out
   takes the default here (``learning_rate`` has none: every manifest sets it)."""
 
-  learning_rate: float = setting(dataclasses.MISSING, POSITIVE, "Adam's step size")
+  learning_rate: float = setting(
+    dataclasses.MISSING, POSITIVE, "Adam's step size (the schedule's initial value)"
+  )
+  lr_schedule: str = setting(
+    "constant",
+    None,
+    "learning-rate schedule: constant, or cosine (linear warm-up from 0, then cosine decay "
+    "to lr_end)",
+    labelled=True,
+    later=True,
+  )
+  lr_end: float = setting(
+    0.0, NON_NEGATIVE, "cosine: the learning rate at the horizon", labelled=True, later=True
+  )
+  lr_warmup_env_steps: int = setting(
+    0, NON_NEGATIVE_INT, "cosine: env steps of linear warm-up from 0", labelled=True, later=True
+  )
+  lr_horizon_env_steps: int = setting(
+    0,
+    NON_NEGATIVE_INT,
+    "cosine: env steps from the start to the end of the decay (0: the run's budget)",
+    labelled=True,
+    later=True,
+  )
+  weight_decay: float = setting(
+    0.0,
+    NON_NEGATIVE,
+    "decoupled weight decay, times the scheduled learning rate (as optax.adamw)",
+    labelled=True,
+    later=True,
+  )
   max_abs_update: float = setting(1.0, NON_NEGATIVE, "elementwise clipping of the update (0: none)")
   max_grad_norm: float = setting(
     0.0, NON_NEGATIVE, "global-norm clipping of the gradient (0: none)"
@@ -108,8 +152,14 @@ class OptimizerSettings:
 
   @classmethod
   def from_table(cls, table: Mapping[str, Any]) -> "OptimizerSettings":
-    """The settings of an ``[optimizer]`` table (each value as a float)."""
-    return cls(**{s.name: float(table[s.name]) for s in OPTIMIZER_SETTINGS if s.name in table})
+    """The settings of an ``[optimizer]`` table, each value as its declared type."""
+    return cls(
+      **{
+        s.name: s.parse(f"optimizer.{s.name}", table[s.name])
+        for s in OPTIMIZER_SETTINGS
+        if s.name in table
+      }
+    )
 
 
 LOOP_SETTINGS = declared(TrainConfig)

@@ -52,6 +52,7 @@ EXACT: dict[str, Range] = {
 # Settings that take one of a few names ("table.key": the names).
 CHOICES: dict[str, tuple[str, ...]] = {
   "agent.torso_dtype": ("float32", "bfloat16"),  # agents/dtypes.py
+  "optimizer.lr_schedule": ("constant", "cosine"),  # train/optim.py
 }
 # Settings of [hyperparams] and [rule] by the parts of their key, first match
 # wins: (part, where it must be: "in", "end" or "is", range).

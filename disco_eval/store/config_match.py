@@ -13,7 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from disco_eval.config.train import LOOP_SETTINGS
+from disco_eval.config.train import LOOP_SETTINGS, OPTIMIZER_SETTINGS
 from disco_eval.errors import UserError
 from disco_eval.store.atomic import compact, dumps
 
@@ -40,6 +40,7 @@ KEPT_CONFIG_KEYS = ("created", "provenance")
 LATER_CONFIG_KEYS = {
   **{("train", s.name): s.default for s in LOOP_SETTINGS if s.later},
   ("settings", "agent", "torso_dtype"): "float32",
+  **{("settings", "optimizer", s.name): s.default for s in OPTIMIZER_SETTINGS if s.later},
 }
 
 # Config keys added after runs were first recorded whose old value is not
