@@ -75,7 +75,7 @@ def run_bench(
   proto, settings, cfg = run.protocol, run.settings, run.train
   # Learning from the first iteration, so that every timed chunk learns.
   cfg = dataclasses.replace(cfg, chunk=chunk, min_buffer=1)
-  parts = build_parts(suite, task, rule, settings)
+  parts = build_parts(suite, task, rule, settings, cfg.frame_stack)
   if cost:
     return run_cost(suite, proto, task, rule, parts, run.train)
   if isinstance(parts[0], HostTask):

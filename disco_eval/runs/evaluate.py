@@ -53,7 +53,9 @@ def loaded_run(run: Path) -> Iterator[Loaded]:
   if status != "complete":
     raise UserError(f"run {run} is {status or 'not started'}: only a complete run has a policy")
   cfg = rebuilt.run_config
-  env, rule_obj, agent, optimizer = build_parts(rebuilt.suite, cfg.task, rebuilt.rule, cfg.settings)
+  env, rule_obj, agent, optimizer = build_parts(
+    rebuilt.suite, cfg.task, rebuilt.rule, cfg.settings, cfg.train.frame_stack
+  )
   trainer = make_trainer(env, agent, rule_obj, optimizer, cfg.train, cfg.protocol)
   try:
     template = jax.eval_shape(lambda: trainer.init(0)).params

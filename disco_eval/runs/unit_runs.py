@@ -162,7 +162,9 @@ def train_unit_runs(
   spec: SweepSpec, suite, config: RunConfig, rule, seeds, on_progress: Callable[[Progress], None]
 ) -> list[RunResult]:
   """Trains `seeds` of one (rule, task) under `config`; one result per seed."""
-  env, rule_obj, agent, optimizer = build_parts(suite, config.task, rule, config.settings)
+  env, rule_obj, agent, optimizer = build_parts(
+    suite, config.task, rule, config.settings, config.train.frame_stack
+  )
   trainer = make_trainer(env, agent, rule_obj, optimizer, config.train, config.protocol)
   if not env.reproducible:
     # e.g. NetHackChallenge-v0 refuses seeding: the same seed sees other games.

@@ -35,7 +35,7 @@ import optax
 from disco_eval.agents.networks import Agent
 from disco_eval.errors import UserError
 from disco_eval.rules.base import Rollout, UpdateRule
-from disco_eval.train import devices, replay
+from disco_eval.train import devices, frames, replay
 
 Array = jax.Array
 
@@ -263,7 +263,10 @@ class Learner:
   def _update(self, carry, rule_params, buffer: replay.ReplayState, key: Array):
     params, opt_state, rule_state = carry
     k_sample, k_step = jax.random.split(key)
-    batch = self.split_batch(replay.sample(buffer, k_sample, self.cfg.sample_entries))
+    entry = replay.sample(buffer, k_sample, self.cfg.sample_entries)
+    if self.cfg.frame_stack > 1:
+      entry = frames.stack_batch(entry, self.cfg.frame_stack)
+    batch = self.split_batch(entry)
     params, opt_state, rule_state, loss, _ = self.step(
       params, opt_state, rule_state, rule_params, batch, k_step
     )

@@ -96,11 +96,13 @@ def load_run(run_dir: Path) -> LoadedRun:
       f"{run_dir}: rule '{rule.label}' is not of Disco103's architecture (kind "
       f"'{rule.manifest.kind}'); analyse a run of a disco rule"
     )
-  env, rule_obj, agent, optimizer = build_parts(suite, task, rule, config["settings"])
-  if not isinstance(env, JaxEnv):
-    raise UserError(f"{run_dir}: task '{task}' is host-stepped; analyse a run of a pure-JAX task")
   fields = {f.name for f in dataclasses.fields(TrainConfig)}
   cfg = TrainConfig(**{k: v for k, v in config["train"].items() if k in fields})
+  env, rule_obj, agent, optimizer = build_parts(
+    suite, task, rule, config["settings"], cfg.frame_stack
+  )
+  if not isinstance(env, JaxEnv):
+    raise UserError(f"{run_dir}: task '{task}' is host-stepped; analyse a run of a pure-JAX task")
   trainer = make_trainer(env, agent, rule_obj, optimizer, cfg, suite.protocol(None))
   template = jax.eval_shape(lambda: trainer.init(0))
   loaded = training_checkpoint.load(run_dir, template)
