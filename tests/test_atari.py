@@ -138,7 +138,6 @@ def test_disco_protocol_has_ed_table_6_and_says_what_is_not_applied():
   assert {k: p.get(k) for k in expected} == expected
   missing = set(p.get("not_yet_applied"))
   assert missing == {
-    "frame_stack",
     "learning_rate_schedule",
     "learning_rate_end",
     "learning_rate_warmup_steps",

@@ -20,6 +20,6 @@ def build_parts(suite, task: str, rule, settings: dict, frame_stack: int = 1):
     settings["agent"],
     rule_obj.output_spec(env.num_actions),
     env.num_actions,
-    stacked_shape(env.observation_shape, frame_stack),
+    stacked_shape(env.observation_shape, frame_stack, env.frame_axis),
   )
   return env, rule_obj, agent, make_optimizer(settings["optimizer"])

@@ -1,7 +1,9 @@
 """Frame stacking: the agent sees the last K observations, each frame stored once.
 
-The agent's input at a step is its last K frames concatenated along the last
-(channel) axis, oldest first: an observation [*o] becomes [*o[:-1], K * o[-1]].
+The agent's input at a step is its last K frames concatenated along the
+observation's channel axis (the task's ``frame_axis``: -1, the last, for HWC
+images, grids and vectors; 0 for Atari's CHW frames), oldest first: with the
+last axis an observation [*o] becomes [*o[:-1], K * o[-1]].
 At an episode's start the stack holds the episode's first frame K times and
 each later step pushes one frame in, as the usual wrappers do: gym's
 ``FrameStack`` (gym <= 0.26; gymnasium's ``FrameStackObservation`` with its
@@ -44,16 +46,23 @@ class StackedEntry(NamedTuple):
   since_start: Array
 
 
-def stacked_shape(shape: tuple[int, ...], k: int) -> tuple[int, ...]:
-  """The agent's input shape for observations of `shape` stacked `k` times."""
-  shape = tuple(shape)
-  return shape[:-1] + (shape[-1] * k,) if k > 1 else shape
+def stacked_shape(shape: tuple[int, ...], k: int, axis: int = -1) -> tuple[int, ...]:
+  """The agent's input shape for observations of `shape` stacked `k` times
+  along `axis`."""
+  shape = list(shape)
+  shape[axis % len(shape)] *= k
+  return tuple(shape)
 
 
-def as_input(window: Array) -> Array:
-  """[N, K, *o] frames (oldest first) -> [N, *o[:-1], K * o[-1]]."""
-  x = jnp.moveaxis(window, 1, -2)
-  return x.reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
+def _merge(x, pos: int):
+  """`x` with its axes pos and pos + 1 merged into one."""
+  return x.reshape(x.shape[:pos] + (x.shape[pos] * x.shape[pos + 1],) + x.shape[pos + 2 :])
+
+
+def as_input(window: Array, axis: int = -1) -> Array:
+  """[N, K, *o] frames (oldest first) -> [N, *o] with `axis` K times longer."""
+  pos = 1 + axis % (window.ndim - 2)
+  return _merge(jnp.moveaxis(window, 1, pos), pos)
 
 
 def reset_window(obs: Array, k: int) -> Array:
@@ -75,9 +84,9 @@ def next_since(since: Array, first: Array, k: int) -> Array:
   return jnp.where(first, 0, jnp.minimum(since + 1, k - 1)).astype(jnp.int32)
 
 
-def stack_batch(entry: StackedEntry, k: int) -> Rollout:
+def stack_batch(entry: StackedEntry, k: int, axis: int = -1) -> Rollout:
   """The rollout of a sampled entry with each step's K-frame stack as its
-  observation: [T+1, B, *o] -> [T+1, B, *o[:-1], K * o[-1]] (same dtype)."""
+  observation: [T+1, B, *o] -> [T+1, B, *o] with `axis` K times longer."""
   frames = entry.rollout.observations
   seq = jnp.concatenate([entry.history.astype(frames.dtype), frames], axis=0)  # [K-1+T+1, B, *o]
   steps = jnp.arange(frames.shape[0])[:, None]  # [T+1, 1]
@@ -86,8 +95,8 @@ def stack_batch(entry: StackedEntry, k: int) -> Rollout:
   for d in range(k - 1, -1, -1):  # oldest first
     t = (k - 1) + steps - jnp.minimum(d, entry.since_start)  # [T+1, B]
     stack.append(seq[t, batch])
-  obs = jnp.stack(stack, axis=-2)  # [T+1, B, *o[:-1], K, o[-1]]
-  obs = obs.reshape(obs.shape[:-2] + (k * obs.shape[-1],))
+  pos = 2 + axis % (frames.ndim - 2)
+  obs = _merge(jnp.stack(stack, axis=pos), pos)
   return entry.rollout._replace(observations=obs)
 
 
@@ -95,15 +104,15 @@ class HostWindow:
   """The last K frames of N host-stepped environments (numpy), by the rule
   above; a host pool's reset step returns an episode's first frame."""
 
-  def __init__(self, obs: np.ndarray, k: int):
-    self.k = k
+  def __init__(self, obs: np.ndarray, k: int, axis: int = -1):
+    self.k, self.axis = k, axis
     self.window = np.repeat(obs[:, None], k, axis=1)  # [N, K, *o]
     self.since = np.zeros((obs.shape[0],), np.int32)  # [N]
 
   def input(self) -> np.ndarray:
     """The agent's input [N, *o[:-1], K * o[-1]]."""
-    x = np.moveaxis(self.window, 1, -2)
-    return np.ascontiguousarray(x).reshape(x.shape[:-2] + (x.shape[-2] * x.shape[-1],))
+    pos = 1 + self.axis % (self.window.ndim - 2)
+    return _merge(np.ascontiguousarray(np.moveaxis(self.window, 1, pos)), pos)
 
   def latest(self) -> np.ndarray:
     """The newest frames [N, *o]."""

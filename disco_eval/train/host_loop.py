@@ -182,7 +182,7 @@ class HostTrainer:
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
     self.timer: PhaseTimer | None = None  # set by the bench to time the phases
-    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.learner = Learner(agent, rule, optimizer, cfg, frame_axis=task.frame_axis)
     self.mesh = self.learner.mesh  # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step, static_argnames=("evaluation",))
@@ -293,7 +293,7 @@ class HostTrainer:
     """`actor` with frame stacking started on its first observations (its
     ``obs`` becomes the agent's input); as is without stacking."""
     if self.cfg.frame_stack > 1:
-      actor.frames = frames.HostWindow(actor.obs, self.cfg.frame_stack)
+      actor.frames = frames.HostWindow(actor.obs, self.cfg.frame_stack, self.task.frame_axis)
       actor.obs = actor.frames.input()
     return actor
 
@@ -555,7 +555,7 @@ class HostTrainer:
       nonlocal key, window
       if self.cfg.frame_stack > 1:
         if window is None:
-          window = frames.HostWindow(obs, self.cfg.frame_stack)
+          window = frames.HostWindow(obs, self.cfg.frame_stack, self.task.frame_axis)
         window.push(obs, first)
         obs = window.input()
       action, _, key = self._policy(params, obs, key, evaluation=True)

@@ -80,7 +80,7 @@ class Trainer:
     cfg: TrainConfig,
   ):
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
-    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.learner = Learner(agent, rule, optimizer, cfg, frame_axis=env.frame_axis)
     self.mesh = self.learner.mesh  # None on one device
     self.seed_mode = how_seeds_run(cfg, host_stepped=False)
     # The env's device data (e.g. a level table) is argument 0, not a constant.
@@ -182,7 +182,7 @@ class Trainer:
 
     def step(carry, key):
       env_state, ts, ep_ret, stk = carry
-      obs = ts.observation if stk is None else frames.as_input(stk[0])
+      obs = ts.observation if stk is None else frames.as_input(stk[0], self.env.frame_axis)
       out = self.agent.apply(params, obs)
       logits = acting_logits(self.rule, out, env_steps)  # [E, A]
       action = jax.random.categorical(key, logits).astype(jnp.int32)
@@ -375,7 +375,8 @@ class Trainer:
     def body(c):
       env_state, ts, ret, done, key, window = c
       key, sub = jax.random.split(key)
-      out = self.agent.apply(params, ts.observation if k == 1 else frames.as_input(window))
+      obs = ts.observation if k == 1 else frames.as_input(window, self.env.frame_axis)
+      out = self.agent.apply(params, obs)
       logits = acting_logits(self.rule, out, 0.0, evaluation=True)
       action = jax.random.categorical(sub, logits).astype(jnp.int32)
       env_state, ts = jax.vmap(self.env.step)(env_state, action)
