@@ -137,7 +137,7 @@ def test_disco_protocol_has_ed_table_6_and_says_what_is_not_applied():
   }
   assert {k: p.get(k) for k in expected} == expected
   missing = set(p.get("not_yet_applied"))
-  assert missing == {"frame_stack", "replay_buffer_size", "replay_ratio"}
+  assert missing == {"replay_buffer_size", "replay_ratio"}
   for key in missing:
     assert "not yet applied" in p.sources[key]
   assert "not applied by the trainer" in p.disagreement["not_yet_applied"]

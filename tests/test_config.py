@@ -226,14 +226,14 @@ def test_every_loop_and_protocol_setting_is_declared_once():
   assert overrides.TRAIN_KEYS == (
     *("num_envs", "rollout_len", "buffer_capacity", "min_buffer", "sample_entries"),
     *("updates_per_iteration", "chunk", "vmap_seeds", "learner_microbatches", "devices"),
-    "policy_lag",
+    *("frame_stack", "policy_lag"),
   )
   assert set(validate.LOOP) == {*overrides.TRAIN_KEYS, "iterations"}
   assert overrides.PROTOCOL_KEYS == ("eval_episodes", "eval_max_steps", "eval_envs")
   assert set(validate.PROTOCOL) == {"env_steps", "eval_episodes", "eval_envs", "eval_max_steps"}
   assert set(label.IGNORED_TRAIN_KEYS) == {"chunk", "iterations"}
-  assert label.LABELLED_TRAIN_KEYS == ("policy_lag",)
-  later = {"learner_microbatches": 1, "devices": 1, "policy_lag": 0}
+  assert label.LABELLED_TRAIN_KEYS == ("frame_stack", "policy_lag")
+  later = {"learner_microbatches": 1, "devices": 1, "frame_stack": 1, "policy_lag": 0}
   assert fingerprint.LATER_KEYS == {f"train.{k}": str(v) for k, v in later.items()}
   assert {k[1]: v for k, v in config_match.LATER_CONFIG_KEYS.items() if k[0] == "train"} == later
 

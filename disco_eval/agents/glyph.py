@@ -122,11 +122,18 @@ class GlyphNet(nn.Module):
 
   @nn.compact
   def __call__(self, obs: Array) -> Array:
+    """obs [B, K * 1686]: K stacked observations (``train.frame_stack``),
+    oldest first; their embedded maps are concatenated along the channels,
+    their blstats along the features, and the crop is centred on the player
+    of the newest."""
     b = obs.shape[0]
-    glyphs, blstats = split(obs)
+    k = obs.shape[-1] // OBS_LEN
+    glyphs, blstats = split(obs.reshape(b, k, -1))  # [B, K, 21, 79], [B, K, 27]
     emb = nn.Embed(
       NUM_GLYPHS, int(self.embed_dim), embedding_init=_embed_init, name="embed", dtype=self.dtype
-    )(glyphs)  # [B, 21, 79, D]
+    )(glyphs)  # [B, K, 21, 79, D]
+    emb = jnp.moveaxis(emb, 1, -2).reshape(emb.shape[:1] + emb.shape[2:4] + (-1,))  # [B,21,79,KD]
+    newest, blstats = blstats[:, -1], blstats.reshape(b, -1)
 
     m = emb
     for i, c in enumerate(self.map_channels):
@@ -143,7 +150,7 @@ class GlyphNet(nn.Module):
       m = nn.elu(m)
     m = m.reshape(b, -1)
 
-    x, y = player_position(blstats)
+    x, y = player_position(newest)
     p = crop(emb, x, y, self.crop_size)  # [B, S, S, D]
     for i, c in enumerate(self.crop_channels):
       p = nn.Conv(

@@ -53,8 +53,8 @@ def torso_dtype(config: Mapping[str, Any]) -> str:
 
 def _protocol_changes(config: Mapping[str, Any]) -> str:
   """``+KEY=VALUE`` for each ``protocol.*`` override and each override of a
-  labelled optimiser setting, sorted, then for each
-  labelled loop setting off its default, then ``+torso=DTYPE`` unless the
+  labelled optimiser setting, sorted, then for each labelled loop setting off
+  its protocol's value (or default), then ``+torso=DTYPE`` unless the
   torso computes in float32."""
   overrides = config.get("overrides") or {}
   changed = sorted(
@@ -64,10 +64,14 @@ def _protocol_changes(config: Mapping[str, Any]) -> str:
   )
   train = config.get("train")
   train = train if isinstance(train, Mapping) else {}
+  protocol = config.get("protocol")
+  protocol = protocol if isinstance(protocol, Mapping) else {}
+  # Off the protocol's value where the protocol sets one (e.g. the paper's
+  # frame_stack), else off the declared default.
   changed += [
     f"{k}={train[k]}"
     for k, default in LABELLED_TRAIN_DEFAULTS.items()
-    if train.get(k, default) not in (default, None)
+    if train.get(k, default) not in (protocol.get(k, default), None)
   ]
   dtype = torso_dtype(config)
   if dtype != DEFAULT_TORSO_DTYPE:

@@ -56,6 +56,14 @@ class TrainConfig:
   devices: int = setting(
     1, POSITIVE_INT, "local devices the environments and learner batch are split over", later=True
   )
+  frame_stack: int = setting(
+    1,
+    POSITIVE_INT,
+    "last observations the agent sees, stacked along the channel axis (reset at episode "
+    "starts; the replay buffer keeps each frame once)",
+    labelled=True,
+    later=True,
+  )
   # Our choice: 0 by default on every device, so that results never depend on
   # the device; the behaviour logits are recorded either way.
   policy_lag: int = setting(

@@ -15,8 +15,9 @@ with its source): ``frame_skip``, ``sticky_action_prob`` (ALE's
 in agent steps, ``max_episode_frames // frame_skip``), ``life_loss_ends_episode``
 (EnvPool's ``episodic_life``), ``reward_clip``, ``grayscale`` and
 ``image_size``. Frames are not stacked here (``stack_num = 1``): the
-protocol's ``frame_stack`` belongs to the trainer (it is declared there and
-not yet applied; see the suite manifest).
+protocol's ``frame_stack`` is applied by the trainer (``train.frame_stack``,
+:mod:`disco_eval.train.frames`), along the channel axis of these CHW
+frames (``frame_axis = 0``), so that the replay buffer keeps each frame once.
 
 Truncation (the episode cap) ends an episode like termination (``last``), and
 is also returned as ``truncated``.
@@ -200,9 +201,10 @@ def _convert(obs, reward, terminated, truncated):
 class AtariTask(HostTask):
   """What the registry returns for an Atari game: its action count and
   observation shape under the suite's default protocol, and a factory of
-  pools. Observations uint8; no episode columns."""
+  pools. Observations uint8 [C, H, W]; no episode columns."""
 
   observation_dtype = np.uint8
+  frame_axis = 0  # frame stacking concatenates along C
 
   def __init__(self, game: str, protocol: Any = None):
     env_id(game)  # validates the game

@@ -69,6 +69,9 @@ class EnvSpec(abc.ABC):
     scores_training_episodes: the task implements
       :meth:`score_from_training` (protocols whose ``score_from`` is
       "training episodes", e.g. Crafter's score).
+    frame_axis: the observation's channel axis, along which frame stacking
+      (``train.frame_stack``) concatenates the last K observations: -1 for
+      HWC images, grids and vectors; 0 for CHW images.
   """
 
   name: str
@@ -78,6 +81,7 @@ class EnvSpec(abc.ABC):
   reproducible: bool = True
   episode_columns: tuple[str, ...] = ()
   scores_training_episodes: bool = False
+  frame_axis: int = -1
 
   def score_from_training(self, rows: Sequence[dict], protocol: Any) -> dict[str, Any]:
     """A protocol's figures from a run's metrics rows (one per iteration);

@@ -122,7 +122,7 @@ def measure(spec: SweepSpec, suite, rule, unit: Unit, iterations: int, repeats: 
   config = run_config(spec, suite, unit.task, rule, unit.overrides)
   k = max(1, min(iterations, config.train.iterations))
   cfg = dataclasses.replace(config.train, chunk=k, min_buffer=1)
-  env, rule_obj, agent, opt = build_parts(suite, unit.task, rule, config.settings)
+  env, rule_obj, agent, opt = build_parts(suite, unit.task, rule, config.settings, cfg)
   trainer = make_trainer(env, agent, rule_obj, opt, cfg, config.protocol)
   try:
     one = jax.eval_shape(lambda: trainer.init(0))

@@ -43,6 +43,7 @@ class _SeedsActor:
     self.reward = np.zeros((pool.num_envs,), np.float32)
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
+    self.frames = None  # as HostTrainer's actor (``HostTrainer._start_frames``)
 
   def new_extra(self, columns) -> dict:
     """Zero sums [S] of the episode columns, for one rollout."""
@@ -104,7 +105,8 @@ class BatchedHostTrainer(HostTrainer):
           pool.close()
         raise
       keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(states.rng)
-      self._seeds_actor = (seeds, _SeedsActor(ConcatPool(pools), keys, len(seeds)))
+      actor = self._start_frames(_SeedsActor(ConcatPool(pools), keys, len(seeds)))
+      self._seeds_actor = (seeds, actor)
     return self._seeds_actor[1]
 
   def _act(self, params, actor: _SeedsActor, env_steps: float = 0.0) -> tuple:
@@ -117,9 +119,9 @@ class BatchedHostTrainer(HostTrainer):
   def _entry_args(self, obs, actions, rewards, discounts, logits) -> tuple:
     """obs [T, S * E, ...] and rewards, discounts [T, S * E] as [T, S, E, ...]
     (views); actions and logits as the policy made them ([S, E, ...] each)."""
-    t, s = obs.shape[0], len(self._seeds_actor[0])
-    split = lambda x: x.reshape((t, s, -1) + x.shape[2:])
-    return split(obs), actions, split(rewards), split(discounts), logits
+    s = len(self._seeds_actor[0])
+    split = lambda x: x.reshape((x.shape[0], s, -1) + x.shape[2:])
+    return jax.tree.map(split, obs), actions, split(rewards), split(discounts), logits
 
   def run_vmapped(self, states: HostState, rule_params, start: int, count: int):
     """Iterations [start, start + count) of the stacked seeds' `states`

@@ -58,11 +58,17 @@ def add_episode_infos(extra: dict, pool: HostPool) -> None:
 
 
 def play_episodes(
-  pool: HostPool, act: Any, episodes: int, cap: int | None = None, max_steps: int = 10_000_000
+  pool: HostPool,
+  act: Any,
+  episodes: int,
+  cap: int | None = None,
+  max_steps: int = 10_000_000,
+  starts: bool = False,
 ) -> tuple[np.ndarray, dict]:
   """Plays `episodes` episodes on an auto-resetting `pool` of E environments.
 
-  ``act(obs [E, ...]) -> actions [E]``. Environment i plays episodes i,
+  ``act(obs [E, ...]) -> actions [E]``; with `starts`, ``act(obs, first)``
+  where first [E] marks observations that start an episode. Environment i plays episodes i,
   i + E, i + 2E, ... (quotas fixed in advance, so short episodes are not
   favoured); an episode is cut after `cap` steps when given (the pool must
   support ``force_reset``; its return so far is kept and counted in
@@ -77,12 +83,14 @@ def play_episodes(
   running = np.zeros((n_envs,), np.float64)
   length = np.zeros((n_envs,), np.int64)
   fresh = np.zeros((n_envs,), bool)  # the next step is a reset step
+  first = np.ones((n_envs,), bool)  # the latest observation starts an episode
   truncated = 0
   for _ in range(max_steps):
     if all(len(r) >= q for r, q in zip(results, quota)):
       break
-    obs, reward, last, _ = pool.step(act(obs))
+    obs, reward, last, _ = pool.step(act(obs, first) if starts else act(obs))
     counted = ~fresh
+    first = fresh.copy()
     running += np.where(counted, reward, 0.0)
     length += counted
     cut = np.zeros((n_envs,), bool) if cap is None else (~last & (length >= cap))

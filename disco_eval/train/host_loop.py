@@ -66,7 +66,7 @@ import optax
 from disco_eval.agents.networks import Agent
 from disco_eval.envs.base import HostPool, HostTask
 from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
-from disco_eval.train import devices, replay
+from disco_eval.train import devices, frames, replay
 from disco_eval.train.host_episodes import (
   add_episode_infos,
   episode_returns,
@@ -120,6 +120,8 @@ class _Actor:
     self.last = np.zeros((pool.num_envs,), bool)
     self.episode_return = np.zeros((pool.num_envs,), np.float32)
     self.key = key
+    # With frame stacking: the last K frames (``obs`` is then their stack).
+    self.frames: frames.HostWindow | None = None
 
   def new_extra(self, columns) -> dict:
     """Zero sums of the episode columns, for one rollout."""
@@ -180,7 +182,7 @@ class HostTrainer:
     self.task, self.agent, self.rule, self.opt, self.cfg = task, agent, rule, optimizer, cfg
     self.protocol = protocol
     self.timer: PhaseTimer | None = None  # set by the bench to time the phases
-    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.learner = Learner(agent, rule, optimizer, cfg, frame_axis=task.frame_axis)
     self.mesh = self.learner.mesh  # None on one device
     self._actors: dict[int, _Actor] = {}
     self._policy = jax.jit(self._policy_step, static_argnames=("evaluation",))
@@ -230,11 +232,19 @@ class HostTrainer:
     """One update (:meth:`disco_eval.train.learner.Learner.step`)."""
     return self.learner.step(params, opt_state, rule_state, rule_params, batch, rng)
 
-  def _empty_entry(self) -> Rollout:
+  def _empty_entry(self):
     t, e, a = self.cfg.rollout_len, self.cfg.num_envs, self.task.num_actions
-    dtype = self.task.observation_dtype
+    dtype, k = self.task.observation_dtype, self.cfg.frame_stack
+    shape = tuple(self.task.observation_shape)
+    if k > 1:
+      history = jnp.zeros((k - 1, e) + shape, dtype)
+      since = jnp.zeros((t, e), jnp.int32)
+      return frames.StackedEntry(self._empty_rollout(t, e, a, shape, dtype), history, since)
+    return self._empty_rollout(t, e, a, shape, dtype)
+
+  def _empty_rollout(self, t, e, a, shape, dtype) -> Rollout:
     return Rollout(
-      observations=jnp.zeros((t, e) + tuple(self.task.observation_shape), dtype),
+      observations=jnp.zeros((t, e) + shape, dtype),
       actions=jnp.zeros((t, e), jnp.int32),
       rewards=jnp.zeros((t, e), jnp.float32),
       discounts=jnp.zeros((t, e), jnp.float32),
@@ -276,8 +286,16 @@ class HostTrainer:
     if seed not in self._actors:
       n = self.cfg.num_envs
       pool = self.task.pool(n, seed, self.protocol)
-      self._actors[seed] = _Actor(pool, jax.random.fold_in(state.rng, 1))
+      self._actors[seed] = self._start_frames(_Actor(pool, jax.random.fold_in(state.rng, 1)))
     return self._actors[seed]
+
+  def _start_frames(self, actor):
+    """`actor` with frame stacking started on its first observations (its
+    ``obs`` becomes the agent's input); as is without stacking."""
+    if self.cfg.frame_stack > 1:
+      actor.frames = frames.HostWindow(actor.obs, self.cfg.frame_stack, self.task.frame_axis)
+      actor.obs = actor.frames.input()
+    return actor
 
   # -- jitted pieces ---------------------------------------------------------
 
@@ -287,7 +305,12 @@ class HostTrainer:
     action = jax.random.categorical(sub, logits).astype(jnp.int32)
     return action, logits, key
 
-  def _entry(self, obs, actions, rewards, discounts, logits) -> Rollout:
+  def _entry(self, obs, actions, rewards, discounts, logits):
+    """A replay entry; `obs` is (frames, history, since_start) with frame
+    stacking (:func:`_rollout`)."""
+    if isinstance(obs, tuple):
+      rollout = Rollout(obs[0], jnp.stack(actions), rewards, discounts, jnp.stack(logits))
+      return frames.StackedEntry(rollout, obs[1], obs[2])
     return Rollout(obs, jnp.stack(actions), rewards, discounts, jnp.stack(logits))
 
   def _add_only(self, s: HostState, obs, actions, rewards, discounts, logits):
@@ -373,7 +396,7 @@ class HostTrainer:
 
   def _entry_args(self, obs, actions, rewards, discounts, logits) -> tuple:
     """A rollout's arrays as the jitted calls take them (split over the mesh)."""
-    obs = self._to_device(obs, 1)
+    obs = jax.tree.map(lambda x: self._to_device(x, 1), obs)
     rewards, discounts = self._to_device(rewards, 1), self._to_device(discounts, 1)
     return obs, actions, rewards, discounts, logits
 
@@ -417,8 +440,11 @@ class HostTrainer:
     call is dispatched (before it is waited for). Returns ((obs [T, E, ...],
     actions (T device arrays [E]), logits (T device arrays [E, A]), rewards
     [T, E], lasts [T, E], the episode columns' sums), what `after_first`
-    returned or None)."""
-    cfg, after = self.cfg, None
+    returned or None). With frame stacking obs is (frames [T, E, ...],
+    history [K-1, E, ...], since_start [T, E]) (:mod:`disco_eval.train.frames`)."""
+    cfg, after, stacking = self.cfg, None, actor.frames
+    history = None if stacking is None else stacking.history()
+    since = []
     extra = actor.new_extra(self.episode_columns)
     obs, actions, logits = [], [], []
     rewards = np.zeros((cfg.rollout_len, actor.pool.num_envs), np.float32)
@@ -429,16 +455,22 @@ class HostTrainer:
         after = after_first()
       host_action = np.asarray(action).reshape(-1)
       clock.lap("policy")
-      obs.append(actor.obs)
+      obs.append(actor.obs if stacking is None else stacking.latest())
+      if stacking is not None:
+        since.append(stacking.since.copy())
       actions.append(action)
       logits.append(lg)
       rewards[t] = actor.reward
       lasts[t] = actor.last
       clock.lap("host")
       actor.obs, actor.reward, actor.last, _ = actor.pool.step(host_action)
+      if stacking is not None:
+        # The step after an episode's last is a reset step (envs/base.py).
+        stacking.push(actor.obs, lasts[t])
+        actor.obs = stacking.input()
       clock.lap("env")
       actor.add_infos(extra)
-    obs = np.stack(obs)
+    obs = np.stack(obs) if stacking is None else (np.stack(obs), history, np.stack(since))
     clock.lap("host")
     return (obs, actions, logits, rewards, lasts, extra), after
 
@@ -517,13 +549,20 @@ class HostTrainer:
       raise ValueError(f"eval_max_steps is not supported by the {type(pool).__name__} backend")
     key = jax.random.fold_in(rng, 1)
 
-    def act(obs):
-      nonlocal key
+    window = None
+
+    def act(obs, first):
+      nonlocal key, window
+      if self.cfg.frame_stack > 1:
+        if window is None:
+          window = frames.HostWindow(obs, self.cfg.frame_stack, self.task.frame_axis)
+        window.push(obs, first)
+        obs = window.input()
       action, _, key = self._policy(params, obs, key, evaluation=True)
       return np.asarray(action)
 
     try:
-      return play_episodes(pool, act, int(episodes), cap, max_steps)
+      return play_episodes(pool, act, int(episodes), cap, max_steps, starts=True)
     finally:
       pool.close()
 

@@ -35,7 +35,7 @@ import optax
 from disco_eval.agents.networks import Agent
 from disco_eval.errors import UserError
 from disco_eval.rules.base import Rollout, UpdateRule
-from disco_eval.train import devices, replay
+from disco_eval.train import devices, frames, replay
 
 Array = jax.Array
 
@@ -79,12 +79,15 @@ class Learner:
     optimizer: optax.GradientTransformation,
     cfg: Any,
     taken_action_grad: bool = True,
+    frame_axis: int = -1,
   ):
     """`taken_action_grad`: differentiate the action model at the taken
     actions only where the rule allows it (module docstring); False keeps
     the gradient through every action's outputs (same result; for
-    comparisons: tests, ``bench --cost``)."""
+    comparisons: tests, ``bench --cost``). `frame_axis`: the task's axis
+    that frame stacking concatenates along (``EnvSpec.frame_axis``)."""
     self.agent, self.rule, self.opt, self.cfg = agent, rule, optimizer, cfg
+    self.frame_axis = frame_axis
     self.mesh = devices.make_mesh(cfg.devices)  # None on one device
     self.unroll: Callable[[Any, Array], dict] = agent.apply
     self.body: Callable[[Any, Array], tuple] = agent.body
@@ -263,7 +266,10 @@ class Learner:
   def _update(self, carry, rule_params, buffer: replay.ReplayState, key: Array):
     params, opt_state, rule_state = carry
     k_sample, k_step = jax.random.split(key)
-    batch = self.split_batch(replay.sample(buffer, k_sample, self.cfg.sample_entries))
+    entry = replay.sample(buffer, k_sample, self.cfg.sample_entries)
+    if self.cfg.frame_stack > 1:
+      entry = frames.stack_batch(entry, self.cfg.frame_stack, self.frame_axis)
+    batch = self.split_batch(entry)
     params, opt_state, rule_state, loss, _ = self.step(
       params, opt_state, rule_state, rule_params, batch, k_step
     )

@@ -28,7 +28,7 @@ from disco_eval.agents.networks import Agent
 from disco_eval.config.train import TrainConfig
 from disco_eval.envs.base import JaxEnv
 from disco_eval.rules.base import Rollout, UpdateRule, acting_logits
-from disco_eval.train import devices, replay
+from disco_eval.train import devices, frames, replay
 from disco_eval.train.learner import Learner, is_learning
 from disco_eval.train.seed_group import how_seeds_run, stack
 
@@ -44,6 +44,10 @@ class TrainState(NamedTuple):
   episode_return: Array  # [E] return so far of the running episode
   buffer: replay.ReplayState
   rng: Array
+  # With frame stacking (:mod:`disco_eval.train.frames`): the actor's last K
+  # frames [E, K, *o] and steps since its episode started [E]; None without.
+  window: Any = None
+  since: Any = None
 
 
 class IterationMetrics(NamedTuple):
@@ -76,7 +80,7 @@ class Trainer:
     cfg: TrainConfig,
   ):
     self.env, self.agent, self.rule, self.opt, self.cfg = env, agent, rule, optimizer, cfg
-    self.learner = Learner(agent, rule, optimizer, cfg)
+    self.learner = Learner(agent, rule, optimizer, cfg, frame_axis=env.frame_axis)
     self.mesh = self.learner.mesh  # None on one device
     self.seed_mode = how_seeds_run(cfg, host_stepped=False)
     # The env's device data (e.g. a level table) is argument 0, not a constant.
@@ -107,6 +111,13 @@ class Trainer:
     env_keys = jax.random.split(k_env, self.cfg.num_envs)
     env_state, ts = jax.vmap(self.env.reset)(env_keys)
     entry = self._empty_entry(ts)
+    k = self.cfg.frame_stack
+    stacking = {}
+    if k > 1:
+      stacking = dict(
+        window=frames.reset_window(ts.observation, k),
+        since=jnp.zeros((self.cfg.num_envs,), jnp.int32),
+      )
     state = TrainState(
       params=params,
       opt_state=self.opt.init(params),
@@ -116,6 +127,7 @@ class Trainer:
       episode_return=jnp.zeros((self.cfg.num_envs,), jnp.float32),
       buffer=replay.init(entry, self.cfg.buffer_capacity),
       rng=rng,
+      **stacking,
     )
     # Distinct buffers for every leaf, so that the state can be donated.
     return jax.tree.map(jnp.copy, state)
@@ -142,27 +154,36 @@ class Trainer:
         env(s.buffer.data, 2), rep(s.buffer.next_index), rep(s.buffer.size)
       ),
       rng=rep(s.rng),
+      window=None if s.window is None else env(s.window, 0),
+      since=None if s.since is None else env(s.since, 0),
     )
 
-  def _empty_entry(self, ts) -> Rollout:
-    t, e = self.cfg.rollout_len, self.cfg.num_envs
-    return Rollout(
+  def _empty_entry(self, ts):
+    t, e, k = self.cfg.rollout_len, self.cfg.num_envs, self.cfg.frame_stack
+    rollout = Rollout(
       observations=jnp.zeros((t,) + ts.observation.shape, jnp.float32),
       actions=jnp.zeros((t, e), jnp.int32),
       rewards=jnp.zeros((t, e), jnp.float32),
       discounts=jnp.zeros((t, e), jnp.float32),
       behaviour_logits=jnp.zeros((t, e, self.env.num_actions), jnp.float32),
     )
+    if k == 1:
+      return rollout
+    history = jnp.zeros((k - 1,) + ts.observation.shape, jnp.float32)
+    return frames.StackedEntry(rollout, history, jnp.zeros((t, e), jnp.int32))
 
   # -- actor -----------------------------------------------------------------
 
-  def _actor(self, params, env_state, ts, episode_return, rng, env_steps=0.0):
+  def _actor(self, params, env_state, ts, episode_return, rng, env_steps=0.0, stacking=None):
     """Unrolls `rollout_len` steps; returns the entry and episode stats.
-    `env_steps`: [] steps the run took before (the rule's acting schedule)."""
+    `env_steps`: [] steps the run took before (the rule's acting schedule);
+    `stacking`: (window, since) with frame stacking, else None."""
+    k = self.cfg.frame_stack
 
     def step(carry, key):
-      env_state, ts, ep_ret = carry
-      out = self.agent.apply(params, ts.observation)
+      env_state, ts, ep_ret, stk = carry
+      obs = ts.observation if stk is None else frames.as_input(stk[0], self.env.frame_axis)
+      out = self.agent.apply(params, obs)
       logits = acting_logits(self.rule, out, env_steps)  # [E, A]
       action = jax.random.categorical(key, logits).astype(jnp.int32)
       record = Rollout(
@@ -176,13 +197,21 @@ class Trainer:
       stats = (jnp.sum(jnp.where(ended, ep_ret + ts.reward, 0.0)), jnp.sum(ended.astype(jnp.int32)))
       ep_ret = jnp.where(ended, 0.0, ep_ret + ts.reward)
       env_state, ts = jax.vmap(self.env.step)(env_state, action)
-      return (env_state, ts, ep_ret), (record, stats)
+      if stk is not None:
+        # A pure-JAX env's step that ends an episode returns the next one's
+        # first observation (envs/base.py).
+        record = (record, stk[1])
+        stk = (frames.push(stk[0], ts.observation, ts.last), frames.next_since(stk[1], ts.last, k))
+      return (env_state, ts, ep_ret, stk), (record, stats)
 
     keys = jax.random.split(rng, self.cfg.rollout_len)
-    (env_state, ts, episode_return), (entry, (ret, n)) = jax.lax.scan(
-      step, (env_state, ts, episode_return), keys
+    (env_state, ts, episode_return, after), (entry, (ret, n)) = jax.lax.scan(
+      step, (env_state, ts, episode_return, stacking), keys
     )
-    return entry, env_state, ts, episode_return, jnp.sum(ret), jnp.sum(n)
+    if stacking is not None:
+      history = jnp.moveaxis(stacking[0][:, :-1], 1, 0).astype(jnp.float32)  # [K-1, E, *o]
+      entry = frames.StackedEntry(entry[0], history, entry[1])
+    return entry, env_state, ts, episode_return, jnp.sum(ret), jnp.sum(n), after
 
   # -- learner ---------------------------------------------------------------
 
@@ -204,8 +233,9 @@ class Trainer:
     cfg = self.cfg
     rng, k_act, k_learn = jax.random.split(s.rng, 3)
     env_steps = it.astype(jnp.float32) * (cfg.num_envs * cfg.rollout_len)
-    entry, env_state, ts, ep_ret, ret_sum, n_eps = self._actor(
-      s.params, s.env_state, s.timestep, s.episode_return, k_act, env_steps
+    stacking = None if s.window is None else (s.window, s.since)
+    entry, env_state, ts, ep_ret, ret_sum, n_eps, stacking = self._actor(
+      s.params, s.env_state, s.timestep, s.episode_return, k_act, env_steps, stacking
     )
     buffer = replay.add(s.buffer, entry)
 
@@ -221,7 +251,9 @@ class Trainer:
       ready, learn, skip, (s.params, s.opt_state, s.rule_state)
     )
     new = self.lay_out(
-      TrainState(params, opt_state, rule_state, env_state, ts, ep_ret, buffer, rng),
+      TrainState(
+        params, opt_state, rule_state, env_state, ts, ep_ret, buffer, rng, *(stacking or ())
+      ),
       devices.constrain,
     )
     return new, IterationMetrics(jnp.ones((), bool), ret_sum, n_eps, learned, loss, {})
@@ -335,18 +367,23 @@ class Trainer:
     keys = jax.random.split(rng, episodes + 1)
     env_state, ts = jax.vmap(self.env.reset)(keys[1:])
 
+    k = self.cfg.frame_stack
+
     def cond(c):
       return ~jnp.all(c[3])
 
     def body(c):
-      env_state, ts, ret, done, key = c
+      env_state, ts, ret, done, key, window = c
       key, sub = jax.random.split(key)
-      out = self.agent.apply(params, ts.observation)
+      obs = ts.observation if k == 1 else frames.as_input(window, self.env.frame_axis)
+      out = self.agent.apply(params, obs)
       logits = acting_logits(self.rule, out, 0.0, evaluation=True)
       action = jax.random.categorical(sub, logits).astype(jnp.int32)
       env_state, ts = jax.vmap(self.env.step)(env_state, action)
       ret = jnp.where(done, ret, ret + ts.reward)
-      return env_state, ts, ret, done | ts.last, key
+      if k > 1:
+        window = frames.push(window, ts.observation, ts.last)
+      return env_state, ts, ret, done | ts.last, key, window
 
     init = (
       env_state,
@@ -354,5 +391,6 @@ class Trainer:
       jnp.zeros((episodes,), jnp.float32),
       jnp.zeros((episodes,), bool),
       keys[0],
+      None if k == 1 else frames.reset_window(ts.observation, k),
     )
     return jax.lax.while_loop(cond, body, init)[2], {}
