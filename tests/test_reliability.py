@@ -238,6 +238,21 @@ def test_a_run_whose_writer_died_reads_died_without_a_status(tmp_path):
   assert "died without a status (killed? out of memory?)" in excluded.detail
 
 
+def test_a_run_written_on_another_host_is_named_not_guessed(tmp_path):
+  out = tmp_path / "out"
+  run = _write_run(out)
+  _write_run(out, seed=1)
+  status = json.loads((run / "status.json").read_text())
+  status.update(status="running", pid=4242, host="elsewhere.invalid")
+  (run / "status.json").write_text(json.dumps(status))
+  (run / "summary.json").unlink()
+  [excluded] = compare.compare(out, reps=50).excluded
+  assert "running on elsewhere.invalid (pid 4242): cannot check from here" in excluded.detail
+  assert "died without a status" not in excluded.detail
+  result = CliRunner().invoke(app, ["compare", str(out)])
+  assert "running on elsewhere.invalid (pid 4242): cannot check from here" in result.output
+
+
 # --- 5. signals and pipes ---------------------------------------------------------
 
 
