@@ -319,7 +319,13 @@ def test_a_closed_stdout_never_stops_training(tmp_path):
   [
     (["run", "catch", "--seeds", "-1"], "--seeds = -1 is out of range: an integer >= 1"),
     (["run", "catch", "--tasks", ""], "--tasks names no task"),
-    (["run", "catch", "--steps", str(10**23)], "an integer >= 1 and <= 2^40"),
+    (["run", "catch", "--steps", str(10**23)], "env steps must be a whole number in [1, 2^40]"),
+    (
+      ["run", "catch", "--steps", "1e23"],
+      "--steps 1e23: env steps must be a whole number in [1, 2^40]",
+    ),
+    (["run", "catch", "--steps", "lots"], "--steps lots: not a number of env steps"),
+    (["plan", "catch", "--steps", "1e23"], "--steps 1e23: env steps must be a whole number"),
     (["run", "catch", "--set", f"train.num_envs={10**23}"], "<= 2^40"),
     (
       ["run", "catch", "-r", "actor_critic", "--set", "optimizer.learning_rate=1e-320"],
@@ -333,13 +339,29 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path, args, words):
   out = tmp_path / "out"
   _write_run(out)
   args = [a.replace("{out}", str(out)) for a in args]
-  if args[0] == "run":
+  if args[0] in ("run", "plan"):
     args += ["--out", str(tmp_path / "new")] + (["-r", "actor_critic"] if "-r" not in args else [])
   result = CliRunner().invoke(app, args)
   assert result.exit_code != 0
   assert isinstance(result.exception, (UserError, SystemExit)), result.exception
   assert words in str(result.exception) or words in result.output
   assert not (tmp_path / "new").exists()
+
+
+def test_steps_are_read_as_compare_at_reads_them():
+  from disco_eval.cli.run import budget
+
+  assert [budget(t) for t in ("20000", "1e6", "1M", "50m", "2B", "1_000")] == [
+    20_000,
+    1_000_000,
+    1_000_000,
+    50_000_000,
+    2_000_000_000,
+    1_000,
+  ]
+  assert budget(None) is None and budget(2**40) == 2**40
+  with pytest.raises(UserError, match="2\\^40"):
+    budget(2**40 + 1)
 
 
 def test_a_loss_of_the_wrong_shape_is_refused_at_its_first_step():

@@ -152,8 +152,20 @@ TasksOpt = Annotated[
   Optional[str], _opt("Comma-separated tasks (default: all).", metavar="TASK,...")
 ]
 StepsOpt = Annotated[
-  Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
+  Optional[str],
+  _opt("Env-step budget per run: 20000, 1e6, 1M, 50m, 2B (default: the protocol's).", metavar="N"),
 ]
+STEPS_BITS = 40  # --steps at most 2^40 (config.setting.POSITIVE_INT)
+
+
+def budget(steps: str | int | None) -> int | None:
+  """``--steps`` as env steps (None: the protocol's); a one-line UserError
+  for text that is not a whole number in [1, 2^40]."""
+  from disco_eval.analysis.at_steps import parse_steps
+
+  return None if steps is None else parse_steps(steps, "--steps", STEPS_BITS)
+
+
 ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
 CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
 LauncherOpt = Annotated[
@@ -225,6 +237,7 @@ def run(
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
   values = experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
+  values["steps"] = budget(values["steps"])
   o = SimpleNamespace(**values)
   kinds = check_trackers(o.track)
   _prepare_machine(o.deterministic, o.allow_cpu, o.launcher)
