@@ -253,6 +253,36 @@ def test_a_run_written_on_another_host_is_named_not_guessed(tmp_path):
   assert "running on elsewhere.invalid (pid 4242): cannot check from here" in result.output
 
 
+def test_a_unit_that_cannot_fit_is_refused_before_any_record(tmp_path, monkeypatch):
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(tmp_path / "home"))
+  out = tmp_path / "out"
+  # A replay buffer of 2^30 entries: terabytes, more than any machine running this has.
+  args = ["run", "catch", "-r", "actor_critic", "--seeds", "1", "--steps", str(STEPS)]
+  args += [a for key, value in TINY for a in ("--set", f"{key}={value}")]
+  args += ["--set", f"train.buffer_capacity={2**30}", "--out", str(out)]
+  result = CliRunner().invoke(app, args)
+  assert result.exit_code == 1 and isinstance(result.exception, UserError), result.output
+  line = str(result.exception)
+  assert "\n" not in line and "actor_critic on catch/catch x1 seed(s) needs about" in line
+  assert "host RAM available" in line and "--no-memory-check" in line
+  assert not out.exists()  # nothing written: no record, no experiment file
+  [cached] = (tmp_path / "home" / "cache" / "memory").glob("*.json")
+  assert json.loads(cached.read_text())["device"] > 2**40  # projected once, kept
+
+
+def test_no_memory_check_trains_and_is_recorded(tmp_path, monkeypatch):
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(tmp_path / "home"))
+  out = tmp_path / "out"
+  args = ["run", "catch", "-r", "actor_critic", "--seeds", "1", "--steps", str(STEPS)]
+  args += [a for key, value in TINY for a in ("--set", f"{key}={value}")]
+  result = CliRunner().invoke(app, args + ["--out", str(out), "--no-memory-check"])
+  assert result.exit_code == 0, result.output
+  assert "memory check skipped (--no-memory-check)" in result.output
+  [saved] = (out / "experiments").glob("*.toml")
+  assert "no_memory_check = true" in saved.read_text()
+  assert not (tmp_path / "home" / "cache" / "memory").exists()  # nothing projected
+
+
 # --- 5. signals and pipes ---------------------------------------------------------
 
 

@@ -1,6 +1,7 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -190,6 +191,14 @@ DeterministicOpt = Annotated[
     "--deterministic",
   ),
 ]
+NoMemoryCheckOpt = Annotated[
+  bool,
+  _opt(
+    "Train without first projecting each unit's memory (by default `run` refuses a unit "
+    "that would not fit in this machine's memory; recorded in the experiment file).",
+    "--no-memory-check",
+  ),
+]
 RayAddressOpt = Annotated[
   Optional[str],
   _launch("ray: the cluster to join (HOST:6379 or auto; default: a local Ray).", "ADDRESS"),
@@ -215,6 +224,7 @@ def run(
   devices: DevicesOpt = None,
   allow_cpu: AllowCpuOpt = False,
   deterministic: DeterministicOpt = False,
+  no_memory_check: NoMemoryCheckOpt = False,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: LauncherOpt = "local",
   seeds_per_unit: SeedsPerUnitOpt = 0,
@@ -257,6 +267,9 @@ def run(
     o.checkpoint_minutes,
   )
   console = err if as_json else out
+  if o.no_memory_check:
+    spec = dataclasses.replace(spec, memory_check=False)
+    err.print("memory check skipped (--no-memory-check)", highlight=False)
 
   saved = []
 
