@@ -238,6 +238,51 @@ def test_a_run_whose_writer_died_reads_died_without_a_status(tmp_path):
   assert "died without a status (killed? out of memory?)" in excluded.detail
 
 
+def test_a_run_written_on_another_host_is_named_not_guessed(tmp_path):
+  out = tmp_path / "out"
+  run = _write_run(out)
+  _write_run(out, seed=1)
+  status = json.loads((run / "status.json").read_text())
+  status.update(status="running", pid=4242, host="elsewhere.invalid")
+  (run / "status.json").write_text(json.dumps(status))
+  (run / "summary.json").unlink()
+  [excluded] = compare.compare(out, reps=50).excluded
+  assert "running on elsewhere.invalid (pid 4242): cannot check from here" in excluded.detail
+  assert "died without a status" not in excluded.detail
+  result = CliRunner().invoke(app, ["compare", str(out)])
+  assert "running on elsewhere.invalid (pid 4242): cannot check from here" in result.output
+
+
+def test_a_unit_that_cannot_fit_is_refused_before_any_record(tmp_path, monkeypatch):
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(tmp_path / "home"))
+  out = tmp_path / "out"
+  # A replay buffer of 2^30 entries: terabytes, more than any machine running this has.
+  args = ["run", "catch", "-r", "actor_critic", "--seeds", "1", "--steps", str(STEPS)]
+  args += [a for key, value in TINY for a in ("--set", f"{key}={value}")]
+  args += ["--set", f"train.buffer_capacity={2**30}", "--out", str(out)]
+  result = CliRunner().invoke(app, args)
+  assert result.exit_code == 1 and isinstance(result.exception, UserError), result.output
+  line = str(result.exception)
+  assert "\n" not in line and "actor_critic on catch/catch x1 seed(s) needs about" in line
+  assert "host RAM available" in line and "--no-memory-check" in line
+  assert not out.exists()  # nothing written: no record, no experiment file
+  [cached] = (tmp_path / "home" / "cache" / "memory").glob("*.json")
+  assert json.loads(cached.read_text())["device"] > 2**40  # projected once, kept
+
+
+def test_no_memory_check_trains_and_is_recorded(tmp_path, monkeypatch):
+  monkeypatch.setenv("DISCO_EVAL_HOME", str(tmp_path / "home"))
+  out = tmp_path / "out"
+  args = ["run", "catch", "-r", "actor_critic", "--seeds", "1", "--steps", str(STEPS)]
+  args += [a for key, value in TINY for a in ("--set", f"{key}={value}")]
+  result = CliRunner().invoke(app, args + ["--out", str(out), "--no-memory-check"])
+  assert result.exit_code == 0, result.output
+  assert "memory check skipped (--no-memory-check)" in result.output
+  [saved] = (out / "experiments").glob("*.toml")
+  assert "no_memory_check = true" in saved.read_text()
+  assert not (tmp_path / "home" / "cache" / "memory").exists()  # nothing projected
+
+
 # --- 5. signals and pipes ---------------------------------------------------------
 
 
@@ -304,7 +349,13 @@ def test_a_closed_stdout_never_stops_training(tmp_path):
   [
     (["run", "catch", "--seeds", "-1"], "--seeds = -1 is out of range: an integer >= 1"),
     (["run", "catch", "--tasks", ""], "--tasks names no task"),
-    (["run", "catch", "--steps", str(10**23)], "an integer >= 1 and <= 2^40"),
+    (["run", "catch", "--steps", str(10**23)], "env steps must be a whole number in [1, 2^40]"),
+    (
+      ["run", "catch", "--steps", "1e23"],
+      "--steps 1e23: env steps must be a whole number in [1, 2^40]",
+    ),
+    (["run", "catch", "--steps", "lots"], "--steps lots: not a number of env steps"),
+    (["plan", "catch", "--steps", "1e23"], "--steps 1e23: env steps must be a whole number"),
     (["run", "catch", "--set", f"train.num_envs={10**23}"], "<= 2^40"),
     (
       ["run", "catch", "-r", "actor_critic", "--set", "optimizer.learning_rate=1e-320"],
@@ -318,13 +369,29 @@ def test_bad_input_is_one_line_naming_the_fix(tmp_path, args, words):
   out = tmp_path / "out"
   _write_run(out)
   args = [a.replace("{out}", str(out)) for a in args]
-  if args[0] == "run":
+  if args[0] in ("run", "plan"):
     args += ["--out", str(tmp_path / "new")] + (["-r", "actor_critic"] if "-r" not in args else [])
   result = CliRunner().invoke(app, args)
   assert result.exit_code != 0
   assert isinstance(result.exception, (UserError, SystemExit)), result.exception
   assert words in str(result.exception) or words in result.output
   assert not (tmp_path / "new").exists()
+
+
+def test_steps_are_read_as_compare_at_reads_them():
+  from disco_eval.cli.run import budget
+
+  assert [budget(t) for t in ("20000", "1e6", "1M", "50m", "2B", "1_000")] == [
+    20_000,
+    1_000_000,
+    1_000_000,
+    50_000_000,
+    2_000_000_000,
+    1_000,
+  ]
+  assert budget(None) is None and budget(2**40) == 2**40
+  with pytest.raises(UserError, match="2\\^40"):
+    budget(2**40 + 1)
 
 
 def test_a_loss_of_the_wrong_shape_is_refused_at_its_first_step():

@@ -40,20 +40,25 @@ _UNITS = {"": 1, "k": 1_000, "m": 1_000_000, "b": 1_000_000_000, "g": 1_000_000_
 _STEPS_RE = re.compile(r"(\d+(?:\.\d*)?(?:e\d+)?)([kmbg]?)")
 
 
-def parse_steps(text: str | int) -> int:
+def parse_steps(text: str | int, option: str = "--at", bits: int = 53) -> int:
   """A budget as env steps: ``1000000``, ``1_000_000``, ``1e6``, ``1M``,
-  ``50M``, ``2.5M``, ``100k``, ``2B``; a UserError for anything else."""
+  ``50M``, ``2.5M``, ``100k``, ``2B``, at most ``2**bits``; a UserError
+  naming `option` for anything else."""
   if isinstance(text, int) and not isinstance(text, bool):
     value = float(text)
   else:
     match = _STEPS_RE.fullmatch(str(text).strip().lower().replace("_", "").replace(",", ""))
     if match is None:
-      raise UserError(f"--at {text}: not a number of env steps; use e.g. 1000000, 1e6, 1M or 50M")
+      raise UserError(
+        f"{option} {text}: not a number of env steps; use e.g. 1000000, 1e6, 1M or 50M"
+      )
     value = float(match.group(1)) * _UNITS[match.group(2)]
-  if not 1 <= value <= 2**53:  # inf and nan too: 1e309 is inf
-    raise UserError(f"--at {text}: env steps must be a whole number in [1, 2^53]; e.g. --at 1M")
+  if not 1 <= value <= 2**bits:  # inf and nan too: 1e309 is inf
+    raise UserError(
+      f"{option} {text}: env steps must be a whole number in [1, 2^{bits}]; e.g. {option} 1M"
+    )
   if value != int(value):
-    raise UserError(f"--at {text}: env steps must be a positive whole number")
+    raise UserError(f"{option} {text}: env steps must be a positive whole number")
   return int(value)
 
 

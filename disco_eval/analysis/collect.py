@@ -299,11 +299,18 @@ def _diverged_detail(info: store.RunInfo) -> str:
 
 def _incomplete(info: store.RunInfo, where: dict) -> Excluded:
   """The exclusion of a running or interrupted run; one whose writer is gone
-  (its pid on this host no longer exists) died without a status."""
+  (its pid on this host no longer exists) died without a status; one written
+  on another host is named as such (its pid cannot be checked from here)."""
   steps = _status_detail(info.path).get("env_steps")
   at = f" at {steps} env steps" if isinstance(steps, int) else ""
+  elsewhere = store.writer_elsewhere(info.path) if info.status == "running" else None
   if info.status == "running" and store.writer_gone(info.path):
     detail = f"died without a status (killed? out of memory?){at}; rerun the sweep to resume it"
+  elif elsewhere is not None:
+    detail = (
+      f"running on {elsewhere}: cannot check from here{at} (it may run or have died; "
+      "look on that host, and rerun the sweep there, or here once it is gone, to resume it)"
+    )
   else:
     detail = (
       f"status is {info.status}{at} (still running or interrupted; rerun the sweep to resume it)"

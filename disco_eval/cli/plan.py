@@ -23,6 +23,7 @@ from disco_eval.cli.run import (
   SweepOpt,
   TasksOpt,
   _opt,
+  budget,
   sweep_spec,
   sweep_specs,
 )
@@ -88,9 +89,9 @@ def plan(
   """Print a sweep's units, env steps, and projected wall time, device memory and disk."""
   from disco_eval.runs.projection import project  # here, not at the top: it loads jax
 
-  o = SimpleNamespace(
-    **experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
-  )
+  values = experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
+  values["steps"] = budget(values["steps"])
+  o = SimpleNamespace(**values)
   spec = sweep_spec(
     o.suite,
     o.rule,

@@ -1,6 +1,7 @@
 """``disco-eval run``: train fresh agents on a suite and record every run."""
 
 import contextlib
+import dataclasses
 import sys
 from pathlib import Path
 from types import SimpleNamespace
@@ -152,8 +153,20 @@ TasksOpt = Annotated[
   Optional[str], _opt("Comma-separated tasks (default: all).", metavar="TASK,...")
 ]
 StepsOpt = Annotated[
-  Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
+  Optional[str],
+  _opt("Env-step budget per run: 20000, 1e6, 1M, 50m, 2B (default: the protocol's).", metavar="N"),
 ]
+STEPS_BITS = 40  # --steps at most 2^40 (config.setting.POSITIVE_INT)
+
+
+def budget(steps: str | int | None) -> int | None:
+  """``--steps`` as env steps (None: the protocol's); a one-line UserError
+  for text that is not a whole number in [1, 2^40]."""
+  from disco_eval.analysis.at_steps import parse_steps
+
+  return None if steps is None else parse_steps(steps, "--steps", STEPS_BITS)
+
+
 ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
 CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
 LauncherOpt = Annotated[
@@ -176,6 +189,14 @@ DeterministicOpt = Annotated[
     "Ask XLA for deterministic ops (XLA_FLAGS=--xla_gpu_deterministic_ops=true; "
     "recorded; slower on GPUs, a no-op on the CPU). See docs/gpu.md.",
     "--deterministic",
+  ),
+]
+NoMemoryCheckOpt = Annotated[
+  bool,
+  _opt(
+    "Train without first projecting each unit's memory (by default `run` refuses a unit "
+    "that would not fit in this machine's memory; recorded in the experiment file).",
+    "--no-memory-check",
   ),
 ]
 RayAddressOpt = Annotated[
@@ -203,6 +224,7 @@ def run(
   devices: DevicesOpt = None,
   allow_cpu: AllowCpuOpt = False,
   deterministic: DeterministicOpt = False,
+  no_memory_check: NoMemoryCheckOpt = False,
   as_json: Annotated[bool, _opt("Print the run results as JSON.", "--json")] = False,
   launcher: LauncherOpt = "local",
   seeds_per_unit: SeedsPerUnitOpt = 0,
@@ -225,6 +247,7 @@ def run(
 ):
   """Train fresh agents with each rule on a suite's tasks and record every run."""
   values = experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
+  values["steps"] = budget(values["steps"])
   o = SimpleNamespace(**values)
   kinds = check_trackers(o.track)
   _prepare_machine(o.deterministic, o.allow_cpu, o.launcher)
@@ -244,6 +267,9 @@ def run(
     o.checkpoint_minutes,
   )
   console = err if as_json else out
+  if o.no_memory_check:
+    spec = dataclasses.replace(spec, memory_check=False)
+    err.print("memory check skipped (--no-memory-check)", highlight=False)
 
   saved = []
 

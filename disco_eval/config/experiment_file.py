@@ -52,6 +52,7 @@ KEYS: dict[str, tuple[str, str]] = {
   "checkpoint_minutes": ("float", "checkpoint_minutes"),
   "deterministic": ("bool", "deterministic"),
   "allow_cpu": ("bool", "allow_cpu"),
+  "no_memory_check": ("bool", "no_memory_check"),
   "launcher": ("str", "launcher"),
   "seeds_per_unit": ("int", "seeds_per_unit"),
   "retries": ("int", "retries"),

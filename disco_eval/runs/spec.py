@@ -23,6 +23,7 @@ class SweepSpec:
   overrides: tuple[tuple[str, str], ...] = ()  # ("table.key", "value")
   checkpoint_every: int = 10  # chunks between checkpoints
   checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
+  memory_check: bool = True  # a local sweep projects each unit's memory first (runs.memory)
 
 
 @dataclasses.dataclass

@@ -39,9 +39,14 @@ def run_sweep(
   spec: SweepSpec, on_progress: Callable[[Progress], None] = lambda p: None, seeds_per_unit: int = 0
 ) -> list[RunResult]:
   """Runs the sweep rule x task x seed in this process, unit after unit;
-  returns one result per run. A stop requested by a signal (runs.stop)
-  ends it between chunks or units with stop.Interrupted."""
+  returns one result per run. Each unit's memory is projected first
+  (runs.memory) unless ``spec.memory_check`` is off. A stop requested by a
+  signal (runs.stop) ends it between chunks or units with stop.Interrupted."""
   plan = plan_sweep(spec, seeds_per_unit)
+  if spec.memory_check:  # before any record: a unit that cannot fit is refused here
+    from disco_eval.runs import memory
+
+    memory.check_plan(spec, plan)
   on_progress(plan.announce)
   results = []
   for unit in plan.units:

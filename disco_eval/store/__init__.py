@@ -79,7 +79,7 @@ from disco_eval.store.layout import (
   versions,
 )
 from disco_eval.store.metrics import STEP_COLUMN
-from disco_eval.store.record import RunBusy, RunRecord, writer_gone
+from disco_eval.store.record import RunBusy, RunRecord, writer_elsewhere, writer_gone
 from disco_eval.store.scan import RunInfo, scan_runs
 from disco_eval.store.schema import SCHEMA_KEY, SCHEMA_VERSION, schema_version, versioned
 from disco_eval.store.training_checkpoint import check_resume_point
@@ -109,5 +109,6 @@ __all__ = [
   "versions",
   "write_atomic",
   "write_json_atomic",
+  "writer_elsewhere",
   "writer_gone",
 ]

@@ -422,16 +422,34 @@ class RunRecord:
     return training_checkpoint.load(self.path, template, env_steps)
 
 
+def _running_status(path: Path) -> dict | None:
+  """status.json of the run folder `path` when it says ``running``, else None."""
+  try:
+    doc = read_json(Path(path) / STATUS_FILE)
+  except (OSError, ValueError):
+    return None
+  return doc if isinstance(doc, dict) and doc.get("status") == "running" else None
+
+
+def writer_elsewhere(path: Path) -> str | None:
+  """``"HOST (pid N)"`` when the run folder `path` says ``running`` and names
+  another host as its writer: whether that process lives cannot be checked
+  from here. None otherwise. Reads only."""
+  doc = _running_status(path)
+  host = None if doc is None else doc.get("host")
+  if not isinstance(host, str) or not host or host == socket.gethostname():
+    return None
+  pid = doc.get("pid")
+  return f"{host} (pid {pid})" if isinstance(pid, int) else host
+
+
 def writer_gone(path: Path) -> bool:
   """Whether the run folder `path` says ``running`` but the process that
   wrote it is gone: its status names this host and a pid that no longer
   exists (a writer killed by the kernel's OOM killer or SIGKILL leaves no
   status behind). False when unknown (another host, no pid). Reads only."""
-  try:
-    doc = read_json(Path(path) / STATUS_FILE)
-  except (OSError, ValueError):
-    return False
-  if not isinstance(doc, dict) or doc.get("status") != "running":
+  doc = _running_status(path)
+  if doc is None:
     return False
   pid = doc.get("pid")
   if doc.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
