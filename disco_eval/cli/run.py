@@ -155,7 +155,14 @@ StepsOpt = Annotated[
   Optional[int], _opt("Env-step budget per run (default: the protocol's).", metavar="N")
 ]
 ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
-CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
+CheckpointOpt = Annotated[
+  Optional[int],
+  _opt(
+    "Chunks of iterations between checkpoints (default: 10 on the CPU; none on a GPU/TPU, "
+    "which checkpoints by --checkpoint-minutes only).",
+    metavar="N",
+  ),
+]
 LauncherOpt = Annotated[
   str, _launch("Where units run: local, ray or slurm (docs/cluster.md).", "NAME")
 ]
@@ -198,7 +205,7 @@ def run(
   config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
   track: TrackOpt = [],  # noqa: B006 - typer copies list defaults
   sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
-  checkpoint_every: CheckpointOpt = 10,
+  checkpoint_every: CheckpointOpt = None,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
   allow_cpu: AllowCpuOpt = False,
