@@ -230,6 +230,20 @@ def environment() -> dict[str, Any]:
   }
 
 
+CPU_CHECKPOINT_EVERY = 10  # chunks between checkpoints on the CPU unless given
+
+
+def checkpoint_every(given: int | None, backend: str) -> int | None:
+  """Chunks between checkpoints of a run on `backend` (``jax.default_backend()``):
+  `given` (``--checkpoint-every N``) when given; else CPU_CHECKPOINT_EVERY on
+  the CPU and None (by the clock only: ``--checkpoint-minutes``) on
+  accelerators, where a chunk takes seconds and a checkpoint every few chunks
+  would stall the device for a large part of the wall time."""
+  if given is not None:
+    return given
+  return CPU_CHECKPOINT_EVERY if backend == "cpu" else None
+
+
 def backend_label(config: Mapping[str, Any] | None) -> str:
   """A run's backend in a few words, from its stored config: e.g.
   ``gpu: NVIDIA H200 x1, deterministic`` or ``cpu``; ``unknown`` for records

@@ -208,6 +208,34 @@ def test_next_chunk_is_dispatched_before_the_previous_records(monkeypatch):
   ]
 
 
+def test_checkpoint_chunk_interval_is_off_on_accelerators_unless_given():
+  from disco_eval import runtime
+
+  assert runtime.checkpoint_every(None, "cpu") == runtime.CPU_CHECKPOINT_EVERY == 10
+  for backend in ("gpu", "cuda", "rocm", "tpu"):
+    assert runtime.checkpoint_every(None, backend) is None  # by the clock only
+    assert runtime.checkpoint_every(3, backend) == 3  # --checkpoint-every N still honoured
+  assert runtime.checkpoint_every(3, "cpu") == 3
+
+
+def test_accelerator_checkpoints_only_at_the_end_without_the_clock(monkeypatch):
+  """On a (faked) GPU backend with the default interval, no chunk checkpoints
+  until the clock says so: only the one before the final evaluation."""
+  from disco_eval.runs import seeds as seeds_mod
+  from disco_eval.runs.context import UnitContext
+  from disco_eval.train.seed_group import SeedGroup
+
+  monkeypatch.setattr(seeds_mod.jax, "default_backend", lambda: "gpu")
+  log = _Log()
+  cfg = types.SimpleNamespace(steps_per_iteration=2, iterations=8, chunk=1)
+  spec = types.SimpleNamespace(checkpoint_every=None, checkpoint_minutes=1e9)
+  rule = types.SimpleNamespace(params=None, label="r")
+  trainer = _FakeTrainer(log)
+  ctx = UnitContext(trainer, rule, None, "t", None, cfg, spec, lambda event: None)
+  seeds_mod._train_chunks(ctx, SeedGroup(trainer, [0]), 0, {0: _FakeRecord(log)})
+  assert [e for e in log.events if e[0] == "checkpoint"] == [("checkpoint", 8)]
+
+
 # --- Sokoban's levels: data of the program, not a constant ----------------------
 
 

@@ -76,7 +76,7 @@ def plan(
   set_: SetOpt = [],  # noqa: B006 - typer copies list defaults
   config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
   sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
-  checkpoint_every: CheckpointOpt = 10,
+  checkpoint_every: CheckpointOpt = None,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
   seeds_per_unit: SeedsPerUnitOpt = 0,

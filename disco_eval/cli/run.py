@@ -168,7 +168,14 @@ def budget(steps: str | int | None) -> int | None:
 
 
 ProtocolOpt = Annotated[Optional[str], _opt("Protocol (default: the suite's).", metavar="NAME")]
-CheckpointOpt = Annotated[int, _opt("Chunks of iterations between checkpoints.", metavar="N")]
+CheckpointOpt = Annotated[
+  Optional[int],
+  _opt(
+    "Chunks of iterations between checkpoints (default: 10 on the CPU; none on a GPU/TPU, "
+    "which checkpoints by --checkpoint-minutes only).",
+    metavar="N",
+  ),
+]
 LauncherOpt = Annotated[
   str, _launch("Where units run: local, ray or slurm (docs/cluster.md).", "NAME")
 ]
@@ -219,7 +226,7 @@ def run(
   config: Annotated[Optional[Path], experiment.ConfigOpt] = None,
   track: TrackOpt = [],  # noqa: B006 - typer copies list defaults
   sweep: SweepOpt = [],  # noqa: B006 - typer copies list defaults
-  checkpoint_every: CheckpointOpt = 10,
+  checkpoint_every: CheckpointOpt = None,
   checkpoint_minutes: CheckpointMinutesOpt = 10.0,
   devices: DevicesOpt = None,
   allow_cpu: AllowCpuOpt = False,

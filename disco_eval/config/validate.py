@@ -237,7 +237,8 @@ def check_budget(steps: Any) -> None:
 
 def check_sweep(seeds: Iterable[Any], steps: Any, checkpoint_every: Any) -> None:
   """The sweep's own numbers: at least one seed, each >= 0; the budget
-  (``--steps``, None: the protocol's); chunks between checkpoints >= 1."""
+  (``--steps``, None: the protocol's); chunks between checkpoints >= 1
+  (None: the backend's default)."""
   seeds = list(seeds)
   if not seeds:
     raise out_of_range("--seeds", 0, POSITIVE_INT.text, hint="--seeds N")
@@ -245,4 +246,5 @@ def check_sweep(seeds: Iterable[Any], steps: Any, checkpoint_every: Any) -> None
     check("seed", seed, SEED, hint="--seed-start N")
   if steps is not None:
     check_budget(steps)
-  check("--checkpoint-every", checkpoint_every, POSITIVE_INT, hint="--checkpoint-every N")
+  if checkpoint_every is not None:
+    check("--checkpoint-every", checkpoint_every, POSITIVE_INT, hint="--checkpoint-every N")

@@ -8,6 +8,7 @@ from typing import Any
 
 import jax
 
+from disco_eval import runtime
 from disco_eval.runs import divergence, stop
 from disco_eval.runs.context import UnitContext
 from disco_eval.runs.final import run_summary
@@ -123,7 +124,8 @@ class _Chunks:
 def _train_chunks(ctx: UnitContext, group: SeedGroup, start: int, records) -> None:
   """Runs the chunks of `group` from iteration `start` to the end.
 
-  Checkpoints every `spec.checkpoint_every` chunks and every
+  Checkpoints every `spec.checkpoint_every` chunks (by default 10 on the CPU,
+  never on accelerators: runtime.checkpoint_every) and every
   `spec.checkpoint_minutes` of wall-clock time; a stop requested by a signal
   (see runs.stop) is honoured between chunks and before the final evaluation
   (see _stop). A group that dispatches ahead (``SeedGroup.ahead``: compiled
@@ -134,6 +136,7 @@ def _train_chunks(ctx: UnitContext, group: SeedGroup, start: int, records) -> No
   """
   cfg, spec, seeds = ctx.cfg, ctx.spec, list(group.seeds)
   spi, total = cfg.steps_per_iteration, ctx.env_steps
+  every = runtime.checkpoint_every(spec.checkpoint_every, jax.default_backend())
   chunk_records = _Chunks(ctx.rule, ctx.task, seeds, records, spi, total, ctx.on_progress)
   it, chunks, saved, saved_t, pending = start, 0, start, time.monotonic(), None
   while it < cfg.iterations:
@@ -149,7 +152,7 @@ def _train_chunks(ctx: UnitContext, group: SeedGroup, start: int, records) -> No
     it += count
     chunks += 1
     due = time.monotonic() - saved_t >= spec.checkpoint_minutes * 60
-    if (chunks % spec.checkpoint_every == 0 or due) and it < cfg.iterations:
+    if ((every is not None and chunks % every == 0) or due) and it < cfg.iterations:
       save = functools.partial(_save_all, records, group, it, spi)
       pending = chunk_records.write(pending, then=save)
       saved, saved_t = it, time.monotonic()

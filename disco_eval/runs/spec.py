@@ -21,7 +21,9 @@ class SweepSpec:
   protocol: str | None = None
   out: Path = Path("results")
   overrides: tuple[tuple[str, str], ...] = ()  # ("table.key", "value")
-  checkpoint_every: int = 10  # chunks between checkpoints
+  # chunks between checkpoints; None: 10 on the CPU, none on accelerators
+  # (runtime.checkpoint_every)
+  checkpoint_every: int | None = None
   checkpoint_minutes: float = 10.0  # wall-clock minutes between checkpoints
   memory_check: bool = True  # a local sweep projects each unit's memory first (runs.memory)
 

@@ -21,8 +21,8 @@ from typing import Callable
 
 import jax
 
-from disco_eval import store
-from disco_eval.config.run_config import RunConfig
+from disco_eval import runtime, store
+from disco_eval.config.run_config import RUNTIME_KEY, RunConfig
 from disco_eval.runs.context import UnitContext
 from disco_eval.runs.data_used import data_used
 from disco_eval.runs.divergence import GroupDiverged
@@ -37,6 +37,13 @@ def _now() -> str:
   return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def checkpoint_cadence(spec: SweepSpec) -> dict:
+  """How often a run is checkpointed on this backend (recorded under
+  ``runtime``: chunks, None for by the clock only; minutes)."""
+  every = runtime.checkpoint_every(spec.checkpoint_every, jax.default_backend())
+  return {"every_chunks": every, "every_minutes": spec.checkpoint_minutes}
+
+
 def _open_records(
   spec: SweepSpec, config: RunConfig, seeds, stack: ExitStack, on_progress
 ) -> tuple[list[RunResult], dict[int, store.RunRecord]]:
@@ -45,6 +52,7 @@ def _open_records(
   ones left; a damaged record raises a UserError (nothing is written)."""
   label, task, total = config.rule.name, config.task, config.env_steps
   base = config.to_record_json()  # with the runtime (backend, devices)
+  base[RUNTIME_KEY] = {**base[RUNTIME_KEY], "checkpoints": checkpoint_cadence(spec)}
   results, records = [], {}
   for seed in seeds:
     doc = {**base, **data_used(config.suite), "seed": seed, "versions": store.versions()}
