@@ -446,7 +446,8 @@ def test_a_kill_in_the_final_evaluation_resumes_from_the_last_chunk(tmp_path, mo
   assert RunRecord(run).checkpoint_steps()[0] == STEPS
   rows = (run / "metrics.csv").read_text()
   trained = []
-  monkeypatch.setattr(seeds_module, "_train_chunks", lambda *a: trained.append(a[4]) or a[5])
+  # _train_chunks(ctx, group, start, records): record the iteration it would start from
+  monkeypatch.setattr(seeds_module, "_train_chunks", lambda *a: trained.append(a[2]))
   [result] = run_sweep(_spec(tmp_path))
   assert result.status == "complete" and trained == [8]  # no chunk trained again
   assert (run / "metrics.csv").read_text() == rows
