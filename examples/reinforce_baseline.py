@@ -65,6 +65,7 @@ class ReinforceBaseline:
   name: str = "reinforce_baseline"
   behaviour_logits = None  # acts from the agent's logits (the contract in rules/base.py)
   loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
+  minibatch_transitions = False  # minibatches of whole trajectories (rules.base.UpdateRule)
   num_epochs: int = 1  # one gradient step per batch
   num_minibatches: int = 1
 

@@ -43,7 +43,8 @@ def test_clipped_surrogate_has_no_gradient_outside_the_clip():
   from disco_eval.rules.base import Rollout
 
   cfg = ppo.from_settings(manifests.load_rule_manifest("ppo").settings()).cfg
-  rule = ppo.PPO(dataclasses.replace(cfg, entropy_cost=0.0, value_cost=0.0))
+  # One transition: unnormalised advantages (normalised, a single one is 0).
+  rule = ppo.PPO(dataclasses.replace(cfg, entropy_cost=0.0, value_cost=0.0, normalize_adv=False))
   t, b, a = 2, 1, 2
   batch = Rollout(
     jnp.zeros((t, b, 1)),

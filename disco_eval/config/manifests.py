@@ -433,15 +433,30 @@ def _check_suites(
   tables: dict[str, dict[str, Any]],
   path: Path,
 ) -> dict[str, dict[str, Any]]:
-  """Check every ``[suites.NAME]`` override against the settings tables."""
+  """Check every ``[suites.NAME]`` override against the settings tables.
+
+  A ``[suites.NAME.protocols.PROTOCOL]`` table holds overrides for one
+  protocol of the suite only (applied after the suite's); they are kept
+  under the key ``NAME/PROTOCOL``."""
   checked = {}
   for suite, overrides in suites.items():
     where = f"{path}: [suites.{suite}]"
     if not isinstance(overrides, dict):
       raise UserError(f'{where} must be a table of "table.key" = value')
+    overrides = dict(overrides)
+    by_protocol = overrides.pop("protocols", {})
+    if not isinstance(by_protocol, dict):
+      raise UserError(f"{where}: protocols must be a table of [suites.{suite}.protocols.NAME]")
     flat = _flatten(overrides)
     apply_overrides(tables, flat, where)
     checked[suite] = flat
+    for proto, proto_over in by_protocol.items():
+      pwhere = f"{where[:-1]}.protocols.{proto}]"
+      if not isinstance(proto_over, dict):
+        raise UserError(f'{pwhere} must be a table of "table.key" = value')
+      pflat = _flatten(proto_over)
+      apply_overrides(tables, pflat, pwhere)
+      checked[f"{suite}/{proto}"] = pflat
   return checked
 
 

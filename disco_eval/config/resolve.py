@@ -24,7 +24,7 @@ from typing import Any, Iterable, Mapping, NamedTuple
 from disco_eval.config import manifests, validate
 from disco_eval.config import overrides as over
 from disco_eval.config.run_config import RuleIdentity, RunConfig
-from disco_eval.config.suites import Protocol, SuiteManifest
+from disco_eval.config.suites import OVERRIDE_SEP, Protocol, SuiteManifest
 from disco_eval.config.train import LOOP_SETTINGS, TrainConfig
 
 
@@ -40,7 +40,9 @@ def rule_settings(
   (the torso for its observations, which may bring keys of its own), the
   protocol's ``agent`` table (a named override's network, e.g. Atari's
   ``cpu-small``: it shows in the label), the rule manifest's ``[suites.SUITE]``
-  overrides, the user's ``--set`` (`rule_over`, ``{"table.key": value}``).
+  overrides, then its ``[suites.SUITE.protocols.PROTOCOL]`` overrides (one
+  protocol's: e.g. PPO's 4-worker batch on ProcGen's ``disco``), the user's
+  ``--set`` (`rule_over`, ``{"table.key": value}``).
   """
   tables = manifest.settings()
   tables["agent"].update(copy.deepcopy(suite.raw.get("agent", {})))
@@ -49,6 +51,13 @@ def rule_settings(
   tables = manifests.apply_overrides(
     tables, manifest.suites.get(suite.name, {}), f"{manifest.path}: [suites.{suite.name}]"
   )
+  if protocol is not None:
+    base = protocol.name.split(OVERRIDE_SEP)[0]
+    tables = manifests.apply_overrides(
+      tables,
+      manifest.suites.get(f"{suite.name}/{base}", {}),
+      f"{manifest.path}: [suites.{suite.name}.protocols.{base}]",
+    )
   return manifests.apply_overrides(tables, rule_over or {}, f"rule '{manifest.name}'")
 
 

@@ -68,6 +68,7 @@ class ActorCritic:
   name: str = "actor_critic"
   behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
   loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
+  minibatch_transitions = False  # minibatches of whole trajectories (rules.base.UpdateRule)
   num_epochs: int = 1
   num_minibatches: int = 1
   axis_name: str | None = None

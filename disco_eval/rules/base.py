@@ -91,6 +91,11 @@ class UpdateRule(Protocol):
   # method behaviour_logits(agent_out, step, evaluation) -> logits [..., A]
   # (see acting_logits). A plug-in rule without it gets None (rules.plugins).
   behaviour_logits: Callable[[AgentOut, Array | float, bool], Array] | None
+  # With ``minibatch_transitions = True`` the ``num_epochs`` x ``num_minibatches``
+  # passes take random transitions, not whole trajectories
+  # (train.learner.transition_order); the loss must then read rows [:-1] only.
+  # False: whole trajectories (a plug-in rule without it gets False: rules.plugins).
+  minibatch_transitions: bool
 
   def output_spec(self, num_actions: int) -> OutputSpec: ...
 

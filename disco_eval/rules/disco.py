@@ -525,6 +525,7 @@ class DiscoRule:
   meta_hidden: int = 128
   name: str = "disco103"
   behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
+  minibatch_transitions = False  # minibatches of whole trajectories (rules.base.UpdateRule)
   num_epochs: int = 1
   num_minibatches: int = 1
   axis_name: str | None = None

@@ -72,6 +72,7 @@ class DPO:
   name: str = "dpo"
   behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
   loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
+  minibatch_transitions = True  # as PPO's (rules.ppo): minibatches of transitions
   axis_name: str | None = None
 
   @property

@@ -128,6 +128,7 @@ class QLearning:
     return QState(agent_params, jnp.zeros((), jnp.int32))
 
   loss_taken = None  # its loss reads q through every action (rules.base.UpdateRule)
+  minibatch_transitions = False  # minibatches of whole trajectories (rules.base.UpdateRule)
 
   def behaviour_logits(self, agent_out: AgentOut, step: Array | float, evaluation: bool = False):
     """Epsilon-greedy logits [..., A] from ``agent_out["q"]`` (module docstring)."""

@@ -300,15 +300,17 @@ def build(
 
 
 def _with_acting_hook(rule: Any, manifest: RuleManifest) -> UpdateRule:
-  """`rule` with the contract's optional members ``behaviour_logits`` (None:
-  act from the agent's logits) and ``loss_taken`` (None: the learner
-  differentiates ``loss``), None where the plug-in does not define them."""
-  missing = [name for name in ("behaviour_logits", "loss_taken") if not hasattr(rule, name)]
+  """`rule` with the contract's optional members, where the plug-in does not
+  define them: ``behaviour_logits`` None (act from the agent's logits),
+  ``loss_taken`` None (the learner differentiates ``loss``) and
+  ``minibatch_transitions`` False (minibatches of whole trajectories)."""
+  defaults = {"behaviour_logits": None, "loss_taken": None, "minibatch_transitions": False}
+  missing = {name: value for name, value in defaults.items() if not hasattr(rule, name)}
   if not missing:
     return rule
   try:
-    for name in missing:
-      object.__setattr__(rule, name, None)
+    for name, value in missing.items():
+      object.__setattr__(rule, name, value)
   except (AttributeError, TypeError):
     raise UserError(
       f"{manifest.path}: {manifest.module} returned a {type(rule).__name__} without "

@@ -10,12 +10,16 @@ the start of the update:
   terminal transition;
 * returns ``R_t = A_t + V(s_t)``; the old values ``V(s_t)`` (for value
   clipping) and the behaviour policy's log-probabilities (the policy that
-  collected the batch: PPO's "old" policy);
-* advantages normalised to zero mean and unit variance over the valid
-  transitions of the batch (``normalize_adv``).
+  collected the batch: PPO's "old" policy).
 
 Per-step loss (the trainer runs ``num_epochs`` x ``num_minibatches``
-gradient steps on it):
+gradient steps on it, each minibatch a random set of transitions, not of
+whole trajectories: ``minibatch_transitions``, as OpenAI baselines' ppo2
+for non-recurrent policies, openai/baselines ppo2/ppo2.py, and purejaxrl,
+luchris429/purejaxrl ppo.py; our agents keep no memory across steps), with
+the advantages normalised to zero mean and unit variance over the valid
+transitions of each minibatch (``normalize_adv``; ppo2's ppo2/model.py
+``train`` and purejaxrl's ``_loss_fn`` normalise per minibatch):
 
   - min(rho A, clip(rho, 1 - eps, 1 + eps) A)
   + value_cost * 0.5 * max((V - R)^2, (V_old + clip(V - V_old, -eps, eps) - R)^2)
@@ -67,7 +71,7 @@ class PPOConfig:
 
 
 class PPOTargets(NamedTuple):
-  advantage: Array  # [T, B] GAE advantages (normalised if configured)
+  advantage: Array  # [T, B] GAE advantages (unnormalised; the loss normalises per minibatch)
   returns: Array  # [T, B] value targets A + V_old (unnormalised A)
   old_value: Array  # [T, B] V(s_t) at the start of the update
   behaviour_logp: Array  # [T, B] log mu(a_t | s_t)
@@ -113,6 +117,7 @@ class PPO:
   name: str = "ppo"
   behaviour_logits = None  # acts from the agent's logits (rules.base.UpdateRule)
   loss_taken = None  # its loss reads no action model (rules.base.UpdateRule)
+  minibatch_transitions = True  # minibatches of transitions (rules.base.UpdateRule)
   axis_name: str | None = None
 
   @property
@@ -165,12 +170,10 @@ class PPO:
     discounts = cfg.discount_factor * (1.0 - batch.is_terminal.astype(jnp.float32))
     rewards, state, norm_logs = self.rewards(state, batch)
     adv = gae(v, rewards, discounts, cfg.gae_lambda)
-    mask = batch.loss_mask.astype(jnp.float32)
     returns = adv + v[:-1]
-    used = masked_normalize(adv, mask) if cfg.normalize_adv else adv
     logp = nx.log_prob(batch.behaviour_logits[:-1], batch.actions[:-1])
     logs = {"adv": jnp.mean(adv), "value": jnp.mean(v), **norm_logs}
-    return PPOTargets(used, returns, v[:-1], logp), state, logs
+    return PPOTargets(adv, returns, v[:-1], logp), state, logs
 
   def loss(
     self, agent_out: AgentOut, targets: PPOTargets, batch: Rollout
@@ -180,6 +183,8 @@ class PPO:
     logp = nx.log_prob(logits, batch.actions[:-1])
     ratio = jnp.exp(logp - targets.behaviour_logp)
     adv = targets.advantage
+    if cfg.normalize_adv:
+      adv = masked_normalize(adv, batch.loss_mask)
     clipped = jnp.clip(ratio, 1.0 - cfg.clip_eps, 1.0 + cfg.clip_eps)
     pg = -jnp.minimum(ratio * adv, clipped * adv)
     vloss = value_loss(cfg, agent_out, targets)

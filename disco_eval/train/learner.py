@@ -57,6 +57,52 @@ def masked_loss(
   return jnp.sum(per_step * mask) / (jnp.sum(mask) + 1e-8), logs
 
 
+def trajectory_order(rng: Array, b: int, epochs: int, minibatches: int) -> Array:
+  """[epochs * minibatches, b // minibatches] trajectory indices: each epoch
+  a fresh permutation of the `b` trajectories, cut into minibatches."""
+  mb = b // minibatches
+  perms = jax.vmap(lambda k: jax.random.permutation(k, b))(jax.random.split(rng, epochs))
+  return perms[:, : mb * minibatches].reshape(epochs * minibatches, mb)
+
+
+def transition_order(rng: Array, t: int, b: int, epochs: int, minibatches: int) -> Array:
+  """[epochs * minibatches, t, b // minibatches] flat indices ``step * b +
+  trajectory`` into the t x b transitions of a batch: each epoch a fresh
+  permutation of all transitions, cut into minibatches of t * (b //
+  minibatches) transitions, each laid out as [t, b // minibatches] so that a
+  minibatch has the shape of a trajectory minibatch. With `minibatches`
+  dividing `b` every transition is in exactly one minibatch per epoch.
+
+  As OpenAI baselines' ppo2 (openai/baselines ppo2/ppo2.py, the
+  non-recurrent branch: ``np.random.shuffle(inds)`` over the nbatch
+  transitions each epoch) and purejaxrl (luchris429/purejaxrl ppo.py:
+  the batch flattened to transitions, then ``jax.random.permutation``).
+  """
+  mb = b // minibatches
+  n = t * b
+  perms = jax.vmap(lambda k: jax.random.permutation(k, n))(jax.random.split(rng, epochs))
+  return perms[:, : t * mb * minibatches].reshape(epochs * minibatches, t, mb)
+
+
+def take_transitions(tree: Any, idx: Array, b: int) -> Any:
+  """The transitions `idx` [t, m] (flat ``step * b + trajectory``) of every
+  array in `tree`: [t, b, ...] arrays (targets) become [t, m, ...]; [t+1, b,
+  ...] arrays (a Rollout) become [t+1, m, ...], row t of each transition
+  from the transition's own step and a last row repeating row t-1 (a
+  transition's next-step row: the loss of a rule that minibatches
+  transitions reads only rows [:-1]; ``loss_mask`` reads ``discounts[:-1]``).
+  Valid for agents without memory across steps (each step's outputs depend
+  on that step's observation only)."""
+  steps, cols = idx // b, idx % b
+  t = idx.shape[0]
+
+  def take(x):
+    g = x[:t][steps, cols]
+    return g if x.shape[0] == t else jnp.concatenate([g, g[-1:]], axis=0)
+
+  return jax.tree.map(take, tree)
+
+
 def is_learning(it: Any, min_buffer: int) -> Any:
   """Whether iteration `it` (int, or a traced [] int32) learns: the buffer
   holds `min_buffer` entries once the iteration's entry is added."""
@@ -184,23 +230,27 @@ class Learner:
 
   def _epochs_step(self, params, opt_state, rule_state, rule_params, batch: Rollout, rng: Array):
     """``num_epochs`` x ``num_minibatches`` passes on targets computed once;
-    each epoch a fresh permutation of the B trajectories."""
+    each epoch a fresh permutation of the B trajectories, or of the T x B
+    transitions when the rule says ``minibatch_transitions``
+    (:func:`transition_order`)."""
     unroll, rule = self.unroll, self.rule
-    passes = rule.num_epochs * rule.num_minibatches
     agent_out = unroll(params, batch.observations)
     targets, rule_state, tlogs = rule.targets(
       rule_params, rule_state, batch, jax.lax.stop_gradient(agent_out), params, unroll
     )
-    b = batch.actions.shape[1]
-    mb = b // rule.num_minibatches
-    perms = jax.vmap(lambda k: jax.random.permutation(k, b))(jax.random.split(rng, rule.num_epochs))
-    order = perms[:, : mb * rule.num_minibatches].reshape(passes, mb)
+    t, b = batch.actions.shape[0] - 1, batch.actions.shape[1]
+    if rule.minibatch_transitions:
+      order = transition_order(rng, t, b, rule.num_epochs, rule.num_minibatches)
+      take_batch = lambda idx: take_transitions(batch, idx, b)
+      take_targets = lambda idx: take_transitions(targets, idx, b)
+    else:
+      order = trajectory_order(rng, b, rule.num_epochs, rule.num_minibatches)
+      take_batch = lambda idx: jax.tree.map(lambda x: jnp.take(x, idx, axis=1), batch)
+      take_targets = lambda idx: jax.tree.map(lambda x: jnp.take(x, idx, axis=1), targets)
 
     def one(carry, idx):
       params, opt_state = carry
-      take = lambda x: jnp.take(x, idx, axis=1)
-      mb_batch = jax.tree.map(take, batch)
-      mb_targets = jax.tree.map(take, targets)
+      mb_batch, mb_targets = take_batch(idx), take_targets(idx)
 
       def loss_fn(p):
         return self._loss(unroll(p, mb_batch.observations), mb_targets, mb_batch)
