@@ -356,7 +356,8 @@ def test_a_closed_stdout_never_stops_training(tmp_path):
     ),
     (["run", "catch", "--steps", "lots"], "--steps lots: not a number of env steps"),
     (["plan", "catch", "--steps", "1e23"], "--steps 1e23: env steps must be a whole number"),
-    (["run", "catch", "--set", f"train.num_envs={10**23}"], "<= 2^40"),
+    (["run", "catch", "--set", f"train.num_envs={10**23}"], "< 2^31"),
+    (["run", "catch", "--set", f"train.buffer_capacity={2**36}"], "< 2^31"),
     (
       ["run", "catch", "-r", "actor_critic", "--set", "optimizer.learning_rate=1e-320"],
       "0 in float32 below",

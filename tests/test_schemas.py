@@ -45,7 +45,8 @@ def strip_versions(run: Path) -> None:
 def test_every_schema_is_a_valid_draft_2020_12_schema() -> None:
   names = sorted(p.name for p in SCHEMAS.glob("*.schema.json"))
   assert names == [
-    f"{n}.schema.json" for n in ("checkpoint", "compare", "config", "status", "summary")
+    f"{n}.schema.json"
+    for n in ("checkpoint", "compare", "config", "evaluation", "status", "summary")
   ]
   for path in SCHEMAS.glob("*.schema.json"):
     jsonschema.Draft202012Validator.check_schema(json.loads(path.read_text()))

@@ -199,7 +199,8 @@ def test_catch_daily_loop(tmp_path, disco_home):
   assert res.returncode == 0, res.stderr
   doc = json.loads(res.stdout)
   assert doc["episodes"] == 20 and -1.0 <= doc["score"] <= 1.0
-  assert json.loads((run / "evaluations" / "20-episodes.json").read_text())["score"] == doc["score"]
+  record = json.loads((run / "evaluations" / "20-episodes.json").read_text())
+  assert record["score"] == doc["score"] and record["schema_version"] == 1
   assert (run / "summary.json").read_bytes() == summary_before
 
   res = cli("render", run, "--out", tmp_path / "catch.gif", "--episodes", "2", home=disco_home)

@@ -50,8 +50,10 @@ class Range:
 FINITE = Range("a finite number", math.isfinite)
 # The smallest positive float32 (a subnormal): a smaller "positive" value is 0 on the device.
 _F32_TINY = 1.4e-45
-# The largest integer setting accepted (sizes, budgets): far beyond any machine's memory.
-_MAX_INT = 2**40
+# The largest integer setting accepted: array sizes and counts the device holds as int32.
+_MAX_INT = 2**31 - 1
+# The largest env-step budget accepted (--steps, a protocol's env_steps): counted on the host.
+_MAX_BUDGET = 2**40
 POSITIVE = Range(
   f"a finite number > 0 and >= {_F32_TINY} (0 in float32 below)",
   lambda x: math.isfinite(x) and x >= _F32_TINY,
@@ -59,10 +61,11 @@ POSITIVE = Range(
 NON_NEGATIVE = Range("a finite number >= 0", lambda x: math.isfinite(x) and x >= 0)
 UNIT = Range("a number in [0, 1]", lambda x: 0 <= x <= 1)
 UNIT_OPEN = Range("a number in [0, 1)", lambda x: 0 <= x < 1)
-POSITIVE_INT = Range("an integer >= 1 and <= 2^40", lambda x: 1 <= x <= _MAX_INT, integer=True)
+POSITIVE_INT = Range("an integer >= 1 and < 2^31", lambda x: 1 <= x <= _MAX_INT, integer=True)
+BUDGET = Range("an integer >= 1 and <= 2^40", lambda x: 1 <= x <= _MAX_BUDGET, integer=True)
 NON_NEGATIVE_INT = Range("an integer >= 0", lambda x: x >= 0, integer=True)
 SEED = NON_NEGATIVE_INT
-AT_LEAST_2 = Range("an integer >= 2 and <= 2^40", lambda x: 2 <= x <= _MAX_INT, integer=True)
+AT_LEAST_2 = Range("an integer >= 2 and < 2^31", lambda x: 2 <= x <= _MAX_INT, integer=True)
 LAG = Range("0 or 1", lambda x: x in (0, 1), integer=True)
 VMAP = Range("-1 (auto), 0 (no) or 1 (yes)", lambda x: x in (-1, 0, 1), integer=True)
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from disco_eval import paths
-from disco_eval.config.setting import POSITIVE_INT, declared, setting
+from disco_eval.config.setting import BUDGET, POSITIVE_INT, declared, setting
 from disco_eval.errors import UserError
 
 # Tables of a protocol that document it rather than set it (kept out of its
@@ -38,7 +38,7 @@ class ProtocolSettings:
   environments read (e.g. ProcGen's ``distribution_mode``) by those."""
 
   env_steps: int | None = setting(
-    None, POSITIVE_INT, "the env-step budget of each run (--steps changes it)", settable=False
+    None, BUDGET, "the env-step budget of each run (--steps changes it)", settable=False
   )
   eval_episodes: int = setting(100, POSITIVE_INT, "episodes of the final evaluation")
   eval_max_steps: int | None = setting(

@@ -24,6 +24,7 @@ from typing import Any, Iterable, Mapping
 from disco_eval.config.run_config import RunConfig
 from disco_eval.config.setting import (
   AT_LEAST_2,
+  BUDGET,
   FINITE,
   NON_NEGATIVE,
   POSITIVE,
@@ -232,7 +233,7 @@ def check_run_config(config: RunConfig) -> None:
 
 def check_budget(steps: Any) -> None:
   """The env-step budget: a positive integer (``--steps``)."""
-  check("--steps", steps, POSITIVE_INT, hint="--steps N")
+  check("--steps", steps, BUDGET, hint="--steps N")
 
 
 def check_sweep(seeds: Iterable[Any], steps: Any, checkpoint_every: Any) -> None:

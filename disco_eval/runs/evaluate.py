@@ -23,8 +23,8 @@ import numpy as np
 from disco_eval.errors import UserError
 from disco_eval.runs.parts import build_parts
 from disco_eval.runs.revisit import Rebuilt, rebuild, run_status
-from disco_eval.store import RunRecord, versions, write_json_atomic
-from disco_eval.store.atomic import read_json
+from disco_eval.store import RunRecord, versioned, versions, write_json_atomic
+from disco_eval.store.atomic import make_dirs, read_json
 from disco_eval.store.policy import load_policy
 from disco_eval.train.trainers import make_trainer
 
@@ -111,6 +111,6 @@ def evaluate_run(run: Path, episodes: int | None = None) -> tuple[dict[str, Any]
   }
   path = run / EVALUATIONS_DIR / f"{n}-episodes.json"
   with RunRecord(run).lock():
-    path.parent.mkdir(exist_ok=True)
-    write_json_atomic(path, doc)
+    make_dirs(path.parent, run)  # never through a link
+    write_json_atomic(path, versioned(doc))
   return doc, path, note
