@@ -97,7 +97,7 @@ def test_rule_scoped_override_and_alias_are_recorded(tmp_path):
   assert [r.status for r in results] == ["complete", "complete"]
   cfg = {r.rule: json.loads((r.path / "config.json").read_text()) for r in results}
   assert cfg["ppo"]["settings"]["optimizer"]["learning_rate"] == 3e-4
-  assert cfg["impala"]["settings"]["optimizer"]["learning_rate"] == 1e-2  # Disco103's, on Catch
+  assert cfg["impala"]["settings"]["optimizer"]["learning_rate"] == 5e-4  # its own Catch value
   assert cfg["ppo"]["overrides"] == {"ppo.lr": "3e-4", "train.chunk": "4"}
   # PPO's own on-policy loop replaces the protocol's; IMPALA keeps the protocol's.
   assert cfg["ppo"]["train"]["buffer_capacity"] == 1 and cfg["ppo"]["train"]["num_envs"] == 16
