@@ -80,30 +80,25 @@ def available() -> dict[str, Any]:
 
 
 def _learner_bytes(trainer, one, rule_params) -> int:
-  """The host loop's learner step compiled for abstract inputs (never run):
-  its batch, outputs and temporaries (the state it reads is counted apart)."""
-  cfg = trainer.cfg
-  batch = jax.tree.map(
-    lambda x: jax.ShapeDtypeStruct(
-      (x.shape[1], x.shape[2] * cfg.sample_entries) + x.shape[3:], x.dtype
-    ),
-    one.buffer.data,
-  )
+  """The host loop's learner update (a sample of the replay buffer, frames
+  stacked as the learner stacks them, one learner step) compiled for abstract
+  inputs, never run: its outputs and temporaries (the state it reads, the
+  buffer included, is counted apart)."""
   key = jax.ShapeDtypeStruct((2,), np.uint32)
   abstract = jax.tree.map(
     lambda x: jax.ShapeDtypeStruct(np.shape(x), np.result_type(x)), rule_params
   )
-  step = jax.jit(lambda p, o, r, rp, b, k: trainer.learner.step(p, o, r, rp, b, k)[:4])
-  a = step.lower(one.params, one.opt_state, one.rule_state, abstract, batch, key).compile()
-  a = a.memory_analysis()
+  update = jax.jit(trainer.learner.update_once)
+  carry = (one.params, one.opt_state, one.rule_state)
+  a = update.lower(carry, abstract, one.buffer, key).compile().memory_analysis()
   if a is None:
     return 0
-  return int(_bytes(batch) + a.output_size_in_bytes + a.temp_size_in_bytes)
+  return int(a.output_size_in_bytes + a.temp_size_in_bytes)
 
 
 def project_unit(config, suite, rule, unit: Unit) -> dict[str, int]:
   """{"host": bytes, "device": bytes} one unit needs (see the module doc)."""
-  env, rule_obj, agent, opt = build_parts(suite, unit.task, rule, config.settings)
+  env, rule_obj, agent, opt = build_parts(suite, unit.task, rule, config.settings, config.train)
   trainer = make_trainer(env, agent, rule_obj, opt, config.train, config.protocol)
   seeds = len(unit.seeds)
   try:

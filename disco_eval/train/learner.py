@@ -313,7 +313,9 @@ class Learner:
 
   # -- an iteration's updates ------------------------------------------------
 
-  def _update(self, carry, rule_params, buffer: replay.ReplayState, key: Array):
+  def update_once(self, carry, rule_params, buffer: replay.ReplayState, key: Array):
+    """One learner update on a fresh sample of `buffer`: (params, opt_state,
+    rule_state) as `carry`; returns the new carry and the loss."""
     params, opt_state, rule_state = carry
     k_sample, k_step = jax.random.split(key)
     entry = replay.sample(buffer, k_sample, self.cfg.sample_entries)
@@ -335,11 +337,11 @@ class Learner:
     keys = jax.random.split(key, self.cfg.updates_per_iteration)
     if not unrolled:
       carry, losses = jax.lax.scan(
-        lambda c, k: self._update(c, rule_params, buffer, k), carry, keys
+        lambda c, k: self.update_once(c, rule_params, buffer, k), carry, keys
       )
       return carry, jnp.mean(losses)
     losses = []
     for k in keys:
-      carry, loss = self._update(carry, rule_params, buffer, k)
+      carry, loss = self.update_once(carry, rule_params, buffer, k)
       losses.append(loss)
     return carry, jnp.mean(jnp.stack(losses))
