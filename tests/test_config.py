@@ -68,7 +68,7 @@ def test_scoped_overrides_reach_only_their_rule():
   assert scoped["ppo"] == (("optimizer.learning_rate", "3e-4"), ("train.chunk", "4"))
   assert scoped["impala"] == (("train.chunk", "4"),)
   impala = _resolve("impala", overrides=pairs, scoped=scoped["impala"])
-  assert impala.settings["optimizer"]["learning_rate"] == 1e-2  # Disco103's [suites.catch]
+  assert impala.settings["optimizer"]["learning_rate"] == 5e-4  # its own [suites.catch]
   assert impala.train.chunk == 4 and impala.overrides == pairs
   with pytest.raises(UserError, match="protocol settings apply to every rule"):
     overrides.scope_overrides((("ppo.protocol.eval_episodes", "3"),), ["ppo", "impala"])
