@@ -35,7 +35,6 @@ import numpy as np
 
 from disco_eval.bench.common import header, learner_split
 from disco_eval.envs.base import HostPool
-from disco_eval.train import replay
 from disco_eval.train.host_batched import BatchedHostTrainer
 from disco_eval.train.host_loop import HostTrainer, PhaseTimer
 from disco_eval.train.seed_group import SeedGroup
@@ -142,7 +141,7 @@ def run_host_bench(
     out["train_steps_per_s"] = main["train_steps_per_s"]
     out["train_over_env_ratio"] = main["train_steps_per_s"] / out["env_steps_per_s"]
     out["actor_over_env_ratio"] = main["actor_steps_per_s"] / out["env_steps_per_s"]
-    batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+    batch = trainer.learner.sample(state.buffer, jax.random.PRNGKey(0))
     out["learner"] = learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)
     del state, batch
     out["seeds"] = seeds

@@ -24,7 +24,6 @@ import numpy as np
 from disco_eval.agents.networks import Agent
 from disco_eval.bench.common import header, learner_split, median_time
 from disco_eval.envs.base import JaxEnv
-from disco_eval.train import replay
 from disco_eval.train.loop import Trainer
 from disco_eval.train.seed_group import SeedGroup
 
@@ -110,5 +109,5 @@ def _learner_split(trainer: Trainer, rule, agent: Agent, rule_obj, cfg, repeats:
   """Median times of the learner step and its parts on a real batch."""
   state = trainer.init(0)
   state, _ = trainer.run_chunk(state, rule.params, 0, 2)  # a filled buffer
-  batch = replay.sample(state.buffer, jax.random.PRNGKey(0), cfg.sample_entries)
+  batch = trainer.learner.sample(state.buffer, jax.random.PRNGKey(0))
   return learner_split(trainer.learner, state, batch, rule, agent, rule_obj, repeats)

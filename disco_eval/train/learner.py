@@ -313,15 +313,20 @@ class Learner:
 
   # -- an iteration's updates ------------------------------------------------
 
+  def sample(self, buffer: replay.ReplayState, key: Array) -> Rollout:
+    """A learner batch [T+1, sample_entries * E, ...] of `buffer`'s entries,
+    each step's observation its stack of frames (train.frames)."""
+    entry = replay.sample(buffer, key, self.cfg.sample_entries)
+    if self.cfg.frame_stack > 1:
+      entry = frames.stack_batch(entry, self.cfg.frame_stack, self.frame_axis)
+    return entry
+
   def update_once(self, carry, rule_params, buffer: replay.ReplayState, key: Array):
     """One learner update on a fresh sample of `buffer`: (params, opt_state,
     rule_state) as `carry`; returns the new carry and the loss."""
     params, opt_state, rule_state = carry
     k_sample, k_step = jax.random.split(key)
-    entry = replay.sample(buffer, k_sample, self.cfg.sample_entries)
-    if self.cfg.frame_stack > 1:
-      entry = frames.stack_batch(entry, self.cfg.frame_stack, self.frame_axis)
-    batch = self.split_batch(entry)
+    batch = self.split_batch(self.sample(buffer, k_sample))
     params, opt_state, rule_state, loss, _ = self.step(
       params, opt_state, rule_state, rule_params, batch, k_step
     )
