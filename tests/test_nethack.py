@@ -107,6 +107,7 @@ def test_tiny_nethack_sweep_and_compare(tmp_path, disco103_npz):
     "config.json",
     "metrics.csv",
     "policy.npz",
+    "rule_state.npz",
     "status.json",
     "summary.json",
   }
