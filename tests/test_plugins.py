@@ -100,7 +100,9 @@ def test_example_trains_on_catch_from_outside_the_package_and_records_its_source
   config = json.loads((result.path / "config.json").read_text())
   assert config["rule"]["kind"] == "plugin"
   assert config["rule"]["source"] == str(example)
-  assert config["rule"]["module"] == {
+  module = dict(config["rule"]["module"])
+  assert len(module.pop("sources_sha256")) == 64  # every source file of the plug-in's folder
+  assert module == {
     "factory": "reinforce_baseline.py:make_rule",
     "sha256": sha256(example.parent / "reinforce_baseline.py"),
     "version": None,

@@ -242,7 +242,12 @@ def test_impala_has_disco103s_agent_and_optimiser_and_impala_paper_keeps_the_pap
   paper = manifests.load_rule_manifest("impala_paper")
   mine, theirs = impala.settings(), disco.settings()
   assert mine["agent"] == theirs["agent"] and mine["optimizer"] == theirs["optimizer"]
-  assert impala.suites == disco.suites
+  # The same per-suite settings, but Catch (not a suite of the paper): IMPALA's own learning
+  # rate there (rules/impala.toml: Disco103's 1e-2 collapses this loss).
+  assert {k: v for k, v in impala.suites.items() if k != "catch"} == {
+    k: v for k, v in disco.suites.items() if k != "catch"
+  }
+  assert impala.suites["catch"]["optimizer.learning_rate"] == 5e-4
   assert mine["hyperparams"]["discount_factor"] == theirs["hyperparams"]["discount_factor"]
   assert mine["hyperparams"]["vtrace_lambda"] == 1.0 and impala.kind == "actor_critic"
   assert paper.settings()["optimizer"]["learning_rate"] == 6e-4 and paper.kind == "actor_critic"
