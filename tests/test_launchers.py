@@ -44,8 +44,10 @@ def same_records(a: Path, b: Path) -> None:
   assert sa == sb
   ca, cb = (json.loads((p / "config.json").read_text()) for p in (a, b))
   ca.pop("created"), cb.pop("created")
-  # Where it ran (backend, environment variables) is recorded but not part of the run.
-  ca.pop("runtime", None), cb.pop("runtime", None)
+  # Where it ran (backend, environment variables) and which command and commit made it are
+  # recorded but not part of the run (store.config_match.VOLATILE_CONFIG_KEYS).
+  for key in ("runtime", "provenance"):
+    ca.pop(key, None), cb.pop(key, None)
   assert ca == cb
   assert json.loads((b / "status.json").read_text())["status"] == "complete"
 
