@@ -24,7 +24,7 @@ from disco_eval.cli.run import (
   TasksOpt,
   _opt,
   budget,
-  sweep_spec,
+  resolved_spec,
   sweep_specs,
 )
 
@@ -92,20 +92,7 @@ def plan(
   values = experiment.resolve(ctx, config, {k: v for k, v in locals().items() if k != "ctx"})
   values["steps"] = budget(values["steps"])
   o = SimpleNamespace(**values)
-  spec = sweep_spec(
-    o.suite,
-    o.rule,
-    o.seeds,
-    o.seed_start,
-    o.tasks,
-    o.steps,
-    o.protocol,
-    o.out_dir,
-    o.set_,
-    o.devices,
-    o.checkpoint_every,
-    o.checkpoint_minutes,
-  )
+  spec = resolved_spec(o)
   specs = sweep_specs(spec, o.sweep)
   projections = [project(one, o.seeds_per_unit, iterations, repeats) for one in specs]
   if as_json:

@@ -259,20 +259,7 @@ def run(
   kinds = check_trackers(o.track)
   _prepare_machine(o.deterministic, o.allow_cpu, o.launcher)
   options = _launch_options(o)
-  spec = sweep_spec(
-    o.suite,
-    o.rule,
-    o.seeds,
-    o.seed_start,
-    o.tasks,
-    o.steps,
-    o.protocol,
-    o.out_dir,
-    o.set_,
-    o.devices,
-    o.checkpoint_every,
-    o.checkpoint_minutes,
-  )
+  spec = resolved_spec(o)
   console = err if as_json else out
   if o.no_memory_check:
     spec = dataclasses.replace(spec, memory_check=False)
@@ -359,6 +346,25 @@ def sweep_spec(
     overrides=overrides,
     checkpoint_every=checkpoint_every,
     checkpoint_minutes=checkpoint_minutes,
+  )
+
+
+def resolved_spec(o):
+  """The SweepSpec of `run`'s or `plan`'s resolved options `o` (command line and
+  experiment file)."""
+  return sweep_spec(
+    o.suite,
+    o.rule,
+    o.seeds,
+    o.seed_start,
+    o.tasks,
+    o.steps,
+    o.protocol,
+    o.out_dir,
+    o.set_,
+    o.devices,
+    o.checkpoint_every,
+    o.checkpoint_minutes,
   )
 
 
